@@ -1,0 +1,83 @@
+//! Build RPCs: trigger, get, list.
+
+use crate::AppState;
+use crate::error::AdminError;
+use ocelot_core::model::TriggerKind;
+use ocelot_core::store::BuildFilter;
+use ocelot_core::trigger::{TriggerRequest, queue_build};
+use ocelot_proto::v1 as pb;
+use tonic::{Response, Status};
+
+#[tracing::instrument(skip(state))]
+pub(super) async fn trigger(
+    state: &AppState,
+    request: pb::TriggerBuildRequest,
+) -> Result<Response<pb::TriggerBuildResponse>, Status> {
+    if request.repo.trim().is_empty() {
+        return Err(AdminError::Invalid("repo is required (a name or a URL)".into()).into());
+    }
+    let build = queue_build(
+        &state.store,
+        &state.bus,
+        &state.mirrors,
+        TriggerRequest {
+            repo: request.repo,
+            branch: Some(request.branch),
+            commit: Some(request.commit),
+            kind: TriggerKind::Manual,
+        },
+    )
+    .await
+    .map_err(AdminError::from)?;
+    Ok(Response::new(pb::TriggerBuildResponse {
+        build: Some(pb::Build::from(&build)),
+    }))
+}
+
+pub(super) async fn get(
+    state: &AppState,
+    request: pb::GetBuildRequest,
+) -> Result<Response<pb::BuildDetail>, Status> {
+    let build = state.store.get_build(request.id).await.map_err(AdminError::from)?;
+    let stages = state
+        .store
+        .stages(build.id, build.attempt)
+        .await
+        .map_err(AdminError::from)?;
+    Ok(Response::new(pb::BuildDetail {
+        build: Some(pb::Build::from(&build)),
+        stages: stages.iter().map(pb::Stage::from).collect(),
+    }))
+}
+
+pub(super) async fn list(
+    state: &AppState,
+    request: pb::ListBuildsRequest,
+) -> Result<Response<pb::ListBuildsResponse>, Status> {
+    let repo_id = if request.repo.is_empty() {
+        None
+    } else {
+        Some(state.store.find_repo(&request.repo).await.map_err(AdminError::from)?.id)
+    };
+    let build_state = if request.state == 0 {
+        None
+    } else {
+        Some(
+            ocelot_core::wire::build_state_from_i32(request.state)
+                .map_err(|e| AdminError::Invalid(e.to_string()))?,
+        )
+    };
+    let builds = state
+        .store
+        .list_builds(&BuildFilter {
+            repo_id,
+            branch: (!request.branch.is_empty()).then_some(request.branch),
+            state: build_state,
+            limit: i64::from(request.limit),
+        })
+        .await
+        .map_err(AdminError::from)?;
+    Ok(Response::new(pb::ListBuildsResponse {
+        builds: builds.iter().map(pb::Build::from).collect(),
+    }))
+}

@@ -1,0 +1,84 @@
+//! `ocelot-admin`: the gRPC server the `ocelot` CLI talks to. Stateless: any number can run
+//! against one Postgres and one NATS.
+//!
+//! - [`run`]: connect, serve the API and health on a bound listener until shutdown.
+//! - `grpc`: the tonic adapters (one per RPC group) and the router.
+//! - `watch`: replays a build's log from its first line, then follows it live.
+//! - `sweeper`: re-publishes queued builds whose job never reached NATS.
+//! - `error`: the one mapping from admin errors to gRPC statuses.
+
+mod error;
+mod grpc;
+mod sweeper;
+mod watch;
+
+use anyhow::Context;
+use clap::Parser;
+use ocelot_core::env_vars;
+use ocelot_core::git::MirrorCache;
+use ocelot_core::queue::Bus;
+use ocelot_core::settings::{DatabaseArgs, LogArgs, NatsArgs};
+use ocelot_core::store::Store;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+
+/// The admin's configuration: flags, or the environment variables named in `--help`.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "ocelot-admin", version, about = "Ocelot's admin gRPC server")]
+pub struct Settings {
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    #[command(flatten)]
+    pub nats: NatsArgs,
+    #[command(flatten)]
+    pub log: LogArgs,
+    /// Address to serve the gRPC API on
+    #[arg(long, env = env_vars::OCELOT_ADMIN_LISTEN, default_value = "127.0.0.1:50051")]
+    pub listen: SocketAddr,
+    /// Directory of the git mirrors used to resolve commits and read ocelot.yml
+    /// (default: a folder under the system's temporary directory)
+    #[arg(long, env = env_vars::OCELOT_CACHE_DIR)]
+    pub cache_dir: Option<PathBuf>,
+}
+
+/// What the RPC handlers share.
+#[derive(Debug, Clone)]
+pub(crate) struct AppState {
+    pub(crate) store: Store,
+    pub(crate) bus: Bus,
+    pub(crate) mirrors: Arc<MirrorCache>,
+}
+
+/// Connects to Postgres (applying migrations) and NATS (creating the streams), then serves
+/// the API on `listener` until `shutdown` resolves.
+pub async fn run(
+    settings: Settings,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let store = Store::connect(&settings.database.database_url)
+        .await
+        .context("connecting to Postgres")?;
+    let bus = Bus::connect(&settings.nats.nats_url)
+        .await
+        .context("connecting to NATS")?;
+    let cache_dir = settings
+        .cache_dir
+        .unwrap_or_else(|| std::env::temp_dir().join("ocelot-admin-mirrors"));
+    let state = AppState {
+        store,
+        bus,
+        mirrors: Arc::new(MirrorCache::new(cache_dir)),
+    };
+    let address = listener.local_addr().context("reading the listener's address")?;
+    tracing::info!(%address, "admin listening");
+    let sweeper_stop = CancellationToken::new();
+    let sweeper = tokio::spawn(sweeper::run(state.clone(), sweeper_stop.clone()));
+    let served = grpc::serve(state, listener, shutdown).await;
+    sweeper_stop.cancel();
+    let _ = sweeper.await;
+    served
+}

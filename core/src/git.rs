@@ -1,0 +1,318 @@
+//! Git access through git2 (libgit2): list a remote's heads without cloning, keep a bare
+//! mirror per repository URL, read a file at a commit, and check a commit out into a fresh
+//! workspace. Everything here blocks: async callers run it in `spawn_blocking`.
+
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+/// What went wrong with a repository, in terms a user can act on.
+#[derive(Debug, thiserror::Error)]
+pub enum GitError {
+    #[error("cannot reach repository {url}: {message}")]
+    Unreachable { url: String, message: String },
+    #[error("authentication failed for {url}: {message}")]
+    Authentication { url: String, message: String },
+    #[error("branch `{branch}` not found in {url}")]
+    BranchNotFound { url: String, branch: String },
+    #[error("commit `{commit}` not found in {url} (is it pushed?)")]
+    CommitNotFound { url: String, commit: String },
+    #[error("git error in {url}: {message}")]
+    Other { url: String, message: String },
+}
+
+fn classify(url: &str, error: git2::Error) -> GitError {
+    let message = error.message().to_string();
+    let url = url.to_string();
+    match (error.code(), error.class()) {
+        (git2::ErrorCode::Auth, _) | (_, git2::ErrorClass::Ssh) => {
+            GitError::Authentication { url, message }
+        }
+        (_, git2::ErrorClass::Net | git2::ErrorClass::Http | git2::ErrorClass::Os) => {
+            GitError::Unreachable { url, message }
+        }
+        (git2::ErrorCode::NotFound, git2::ErrorClass::Repository) => {
+            GitError::Unreachable { url, message }
+        }
+        _ => GitError::Other { url, message },
+    }
+}
+
+/// One ref advertised by a remote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteRef {
+    pub name: String,
+    pub commit: String,
+}
+
+/// Lists the refs of the repository at `url` (`git ls-remote`), without cloning it.
+pub fn ls_remote(url: &str) -> Result<Vec<RemoteRef>, GitError> {
+    let mut remote = git2::Remote::create_detached(url).map_err(|e| classify(url, e))?;
+    let connection = remote
+        .connect_auth(git2::Direction::Fetch, None, None)
+        .map_err(|e| classify(url, e))?;
+    let refs = connection
+        .list()
+        .map_err(|e| classify(url, e))?
+        .iter()
+        .map(|head| RemoteRef {
+            name: head.name().to_string(),
+            commit: head.oid().to_string(),
+        })
+        .collect();
+    Ok(refs)
+}
+
+/// The commit at the head of `branch` in the repository at `url`.
+pub fn resolve_branch(url: &str, branch: &str) -> Result<String, GitError> {
+    let wanted = format!("refs/heads/{branch}");
+    ls_remote(url)?
+        .into_iter()
+        .find(|r| r.name == wanted)
+        .map(|r| r.commit)
+        .ok_or_else(|| GitError::BranchNotFound {
+            url: url.to_string(),
+            branch: branch.to_string(),
+        })
+}
+
+/// What the stage triggers need to know about a commit.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CommitInfo {
+    pub commit: String,
+    pub messages: Vec<String>,
+    pub changed_paths: Vec<String>,
+}
+
+/// Bare mirrors of remote repositories under one directory, one per URL; fetches of one URL
+/// are serialised within the process.
+#[derive(Debug)]
+pub struct MirrorCache {
+    root: PathBuf,
+    locks: Mutex<HashMap<PathBuf, Arc<Mutex<()>>>>,
+}
+
+impl MirrorCache {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        MirrorCache {
+            root: root.into(),
+            locks: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn mirror_path(&self, url: &str) -> PathBuf {
+        let digest = Sha256::digest(url.as_bytes());
+        let hash: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
+        let readable: String = url
+            .rsplit('/')
+            .find(|part| !part.is_empty())
+            .unwrap_or("repo")
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_' || *c == '.')
+            .take(40)
+            .collect();
+        self.root.join(format!("{readable}-{hash}"))
+    }
+
+    fn lock_for(&self, path: &Path) -> Arc<Mutex<()>> {
+        let mut locks = self.locks.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        locks.entry(path.to_path_buf()).or_default().clone()
+    }
+
+    /// Brings the mirror of `url` up to date (all branches and tags) and returns its path.
+    pub fn fetch(&self, url: &str) -> Result<PathBuf, GitError> {
+        let path = self.mirror_path(url);
+        let lock = self.lock_for(&path);
+        let _guard = lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let other = |message: String| GitError::Other {
+            url: url.to_string(),
+            message,
+        };
+        std::fs::create_dir_all(&self.root)
+            .map_err(|e| other(format!("creating {}: {e}", self.root.display())))?;
+        let repo = match git2::Repository::open_bare(&path) {
+            Ok(repo) => repo,
+            Err(_) => git2::Repository::init_bare(&path).map_err(|e| classify(url, e))?,
+        };
+        let mut remote = repo.remote_anonymous(url).map_err(|e| classify(url, e))?;
+        let mut options = git2::FetchOptions::new();
+        options
+            .download_tags(git2::AutotagOption::All)
+            .prune(git2::FetchPrune::On);
+        remote
+            .fetch(
+                &["+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*"],
+                Some(&mut options),
+                None,
+            )
+            .map_err(|e| classify(url, e))?;
+        Ok(path)
+    }
+
+    /// The full id of `rev` (a full or abbreviated commit id) in the mirror of `url`.
+    pub fn resolve_commit(&self, url: &str, mirror: &Path, rev: &str) -> Result<String, GitError> {
+        let repo = git2::Repository::open_bare(mirror).map_err(|e| classify(url, e))?;
+        let not_found = || GitError::CommitNotFound {
+            url: url.to_string(),
+            commit: rev.to_string(),
+        };
+        if rev.is_empty() || !rev.chars().all(|c| c.is_ascii_hexdigit()) {
+            return Err(not_found());
+        }
+        let object = repo.revparse_single(rev).map_err(|_| not_found())?;
+        let commit = object.peel_to_commit().map_err(|_| not_found())?;
+        Ok(commit.id().to_string())
+    }
+
+    /// The text of `path` at `commit` in a mirror; `None` when the file does not exist there.
+    pub fn read_file(
+        &self,
+        url: &str,
+        mirror: &Path,
+        commit: &str,
+        path: &str,
+    ) -> Result<Option<String>, GitError> {
+        let repo = git2::Repository::open_bare(mirror).map_err(|e| classify(url, e))?;
+        let commit = find_commit(&repo, url, commit)?;
+        let tree = commit.tree().map_err(|e| classify(url, e))?;
+        let entry = match tree.get_path(Path::new(path)) {
+            Ok(entry) => entry,
+            Err(_) => return Ok(None),
+        };
+        let object = entry.to_object(&repo).map_err(|e| classify(url, e))?;
+        let Some(blob) = object.as_blob() else {
+            return Ok(None);
+        };
+        Ok(Some(String::from_utf8_lossy(blob.content()).into_owned()))
+    }
+
+    /// Fetches `url` and checks `commit` out into the empty directory `dest` (a git
+    /// repository whose `origin` is `url`, HEAD detached at the commit).
+    pub fn checkout(&self, url: &str, commit: &str, dest: &Path) -> Result<CommitInfo, GitError> {
+        let mirror = self.fetch(url)?;
+        let full = self.resolve_commit(url, &mirror, commit)?;
+        let repo = git2::Repository::init(dest).map_err(|e| classify(url, e))?;
+        let mirror_url = mirror.to_string_lossy().into_owned();
+        {
+            let mut from_mirror = repo.remote_anonymous(&mirror_url).map_err(|e| classify(url, e))?;
+            from_mirror
+                .fetch(
+                    &["+refs/heads/*:refs/remotes/origin/*", "+refs/tags/*:refs/tags/*"],
+                    None,
+                    None,
+                )
+                .map_err(|e| classify(url, e))?;
+        }
+        repo.remote("origin", url).map_err(|e| classify(url, e))?;
+        let target = find_commit(&repo, url, &full)?;
+        repo.checkout_tree(
+            target.as_object(),
+            Some(git2::build::CheckoutBuilder::new().force()),
+        )
+        .map_err(|e| classify(url, e))?;
+        repo.set_head_detached(target.id()).map_err(|e| classify(url, e))?;
+        commit_info(&repo, url, &target)
+    }
+}
+
+fn find_commit<'r>(
+    repo: &'r git2::Repository,
+    url: &str,
+    commit: &str,
+) -> Result<git2::Commit<'r>, GitError> {
+    git2::Oid::from_str(commit)
+        .and_then(|oid| repo.find_commit(oid))
+        .map_err(|_| GitError::CommitNotFound {
+            url: url.to_string(),
+            commit: commit.to_string(),
+        })
+}
+
+fn commit_info(repo: &git2::Repository, url: &str, commit: &git2::Commit<'_>) -> Result<CommitInfo, GitError> {
+    let tree = commit.tree().map_err(|e| classify(url, e))?;
+    let parent_tree = match commit.parent(0) {
+        Ok(parent) => Some(parent.tree().map_err(|e| classify(url, e))?),
+        Err(_) => None,
+    };
+    let diff = repo
+        .diff_tree_to_tree(parent_tree.as_ref(), Some(&tree), None)
+        .map_err(|e| classify(url, e))?;
+    let mut changed_paths = Vec::new();
+    for delta in diff.deltas() {
+        for file in [delta.old_file(), delta.new_file()] {
+            if let Some(path) = file.path().and_then(|p| p.to_str()) {
+                if !changed_paths.iter().any(|p: &String| p == path) {
+                    changed_paths.push(path.to_string());
+                }
+            }
+        }
+    }
+    Ok(CommitInfo {
+        commit: commit.id().to_string(),
+        messages: vec![commit.message().unwrap_or_default().to_string()],
+        changed_paths,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::process::Command;
+
+    fn git(dir: &Path, args: &[&str]) {
+        let status = Command::new("git")
+            .args(args)
+            .current_dir(dir)
+            .env("GIT_AUTHOR_NAME", "t")
+            .env("GIT_AUTHOR_EMAIL", "t@t")
+            .env("GIT_COMMITTER_NAME", "t")
+            .env("GIT_COMMITTER_EMAIL", "t@t")
+            .status()
+            .unwrap();
+        assert!(status.success(), "git {args:?}");
+    }
+
+    #[test]
+    fn mirror_reads_files_and_checks_out_exact_commits() {
+        let tmp = tempfile::tempdir().unwrap();
+        let origin = tmp.path().join("origin");
+        std::fs::create_dir(&origin).unwrap();
+        git(&origin, &["init", "-q", "-b", "main"]);
+        std::fs::write(origin.join("ocelot.yml"), "image: a\n").unwrap();
+        git(&origin, &["add", "."]);
+        git(&origin, &["commit", "-q", "-m", "first"]);
+        std::fs::create_dir(origin.join("src")).unwrap();
+        std::fs::write(origin.join("src/main.rs"), "fn main() {}\n").unwrap();
+        git(&origin, &["add", "."]);
+        git(&origin, &["commit", "-q", "-m", "second"]);
+        let url = format!("file://{}", origin.display());
+
+        let head = resolve_branch(&url, "main").unwrap();
+        assert!(matches!(resolve_branch(&url, "nope"), Err(GitError::BranchNotFound { .. })));
+
+        let cache = MirrorCache::new(tmp.path().join("cache"));
+        let mirror = cache.fetch(&url).unwrap();
+        let short = &head[..8];
+        assert_eq!(cache.resolve_commit(&url, &mirror, short).unwrap(), head);
+        assert_eq!(
+            cache.read_file(&url, &mirror, &head, "ocelot.yml").unwrap().as_deref(),
+            Some("image: a\n")
+        );
+        assert_eq!(cache.read_file(&url, &mirror, &head, "missing.yml").unwrap(), None);
+
+        let dest = tmp.path().join("ws");
+        std::fs::create_dir(&dest).unwrap();
+        let info = cache.checkout(&url, &head, &dest).unwrap();
+        assert_eq!(info.commit, head);
+        assert_eq!(info.changed_paths, vec!["src/main.rs".to_string()]);
+        assert_eq!(info.messages, vec!["second\n".to_string()]);
+        assert!(dest.join("src/main.rs").exists());
+    }
+
+    #[test]
+    fn unreachable_repos_say_so() {
+        let error = ls_remote("git://127.0.0.1:1/nothing.git").unwrap_err();
+        assert!(matches!(error, GitError::Unreachable { .. }), "{error:?}");
+    }
+}

@@ -1,0 +1,43 @@
+//! `ocelot.yml`: the build file format of the original Ocelot CI, parsed
+//! with line/column positions and validated, reporting every error at once.
+//!
+//! ```yaml
+//! image: maven:3.5.2
+//! branches: [master, "release/.*"]
+//! stages:
+//!   - name: build
+//!     script: [mvn clean install]
+//!   - name: deploy
+//!     triggers:
+//!       - \branch master||develop and \filepath src/main
+//!     script: [./deploy.sh]
+//! ```
+//!
+//! [`parse`] returns a [`Pipeline`] or [`PipelineErrors`];
+//! [`Pipeline::branch_matches`] and [`Stage::should_run`] decide what runs.
+
+mod condition;
+mod error;
+mod model;
+mod parse;
+mod reader;
+
+#[cfg(test)]
+mod tests;
+
+pub use condition::{ConditionError, Join, SectionKind, TriggerExpr, TriggerSection};
+pub use error::{PipelineError, PipelineErrors};
+pub use model::{
+    BranchPattern, EnvVar, Notify, NotifyOn, Pipeline, SlackNotify, Stage, StageCondition,
+    TriggerContext,
+};
+pub use parse::parse;
+
+/// Parses a duration as `ocelot.yml` writes them (`30m`, `1h 30m`, `90s`); zero is refused.
+pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    match humantime::parse_duration(text.trim()) {
+        Ok(duration) if duration.is_zero() => Err(format!("`{text}` is zero; a duration must be positive")),
+        Ok(duration) => Ok(duration),
+        Err(error) => Err(format!("`{text}` is not a duration like `30s`, `10m` or `1h 30m`: {error}")),
+    }
+}

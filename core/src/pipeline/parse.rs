@@ -1,0 +1,377 @@
+//! The `ocelot.yml` schema: turns the YAML tree into a [`Pipeline`],
+//! checking every rule and reporting every problem found.
+
+use std::collections::HashMap;
+
+use marked_yaml::Node;
+
+use super::condition::TriggerExpr;
+use super::error::{PipelineError, PipelineErrors, did_you_mean};
+use super::model::{
+    BranchPattern, EnvVar, Notify, NotifyOn, Pipeline, SlackNotify, Stage, StageCondition,
+};
+use super::reader::{Cx, Field, Fields, Pos, load};
+
+const TOP_FIELDS: [&str; 8] = [
+    "image",
+    "machineTag",
+    "buildTool",
+    "branches",
+    "env",
+    "stages",
+    "timeout",
+    "notify",
+];
+const STAGE_FIELDS: [&str; 6] = ["name", "script", "env", "trigger", "triggers", "timeout"];
+const TRIGGER_FIELDS: [&str; 1] = ["branches"];
+const NOTIFY_FIELDS: [&str; 1] = ["slack"];
+const SLACK_FIELDS: [&str; 3] = ["identifier", "channel", "on"];
+
+/// Parses and validates the text of an `ocelot.yml`.
+///
+/// On failure, every problem in the file is returned, sorted by position.
+pub fn parse(text: &str) -> Result<Pipeline, PipelineErrors> {
+    let root = load(text).map_err(|e| PipelineErrors(vec![e]))?;
+    let mut cx = Cx::default();
+    let pipeline = read_pipeline(&mut cx, &root);
+    match pipeline {
+        Some(p) if cx.errors.is_empty() => Ok(p),
+        _ => {
+            let mut errors = cx.errors;
+            if errors.is_empty() {
+                // Defensive: a missing value is always reported, but never
+                // return an empty error list.
+                errors.push(PipelineError::new(1, 1, "", "invalid build file", None));
+            }
+            errors.sort_by_key(|e| (e.line, e.column));
+            Err(PipelineErrors(errors))
+        }
+    }
+}
+
+fn read_pipeline(cx: &mut Cx, root: &Node) -> Option<Pipeline> {
+    let Some(map) = root.as_mapping() else {
+        cx.error(
+            Pos::of_span(root.span()),
+            "",
+            "the top level must be a mapping of fields (`image: ...`, `stages: ...`)",
+        );
+        return None;
+    };
+    if map.is_empty() {
+        cx.error_hint(
+            Pos::START,
+            "",
+            "the build file is empty",
+            Some("it needs `image` or `machineTag`, and `stages`".to_string()),
+        );
+        return None;
+    }
+    let fields = Fields::read(cx, map, "", &TOP_FIELDS);
+
+    let image = fields.get("image").and_then(|f| f.non_empty_string(cx));
+    let machine_tag = fields
+        .get("machineTag")
+        .and_then(|f| f.non_empty_string(cx));
+    if fields.get("image").is_none() && fields.get("machineTag").is_none() {
+        let pos = fields
+            .key_pos("image")
+            .or_else(|| fields.key_pos("machineTag"))
+            .unwrap_or(fields.pos);
+        cx.error(
+            pos,
+            "image",
+            "missing; one of `image` (a Docker image) or `machineTag` (a build machine) is required",
+        );
+    }
+    let build_tool = fields.get("buildTool").and_then(|f| f.string(cx));
+    let branches = fields
+        .get("branches")
+        .map(|f| branch_list(cx, f))
+        .unwrap_or_default();
+    let env = fields
+        .get("env")
+        .map(|f| env_list(cx, f))
+        .unwrap_or_default();
+    let timeout = fields.get("timeout").and_then(|f| f.duration(cx));
+    let notify = fields.get("notify").and_then(|f| read_notify(cx, f));
+    let stages = fields
+        .require(cx, "stages", "at least one stage")
+        .and_then(|f| read_stages(cx, f));
+
+    Some(Pipeline {
+        image,
+        machine_tag,
+        build_tool,
+        branches,
+        env,
+        stages: stages?,
+        timeout,
+        notify,
+    })
+}
+
+/// `branches` lists (top level and legacy `trigger.branches`).
+fn branch_list(cx: &mut Cx, field: &Field<'_>) -> Vec<BranchPattern> {
+    let items = field
+        .string_list(cx, "a list of branch regexes")
+        .unwrap_or_default();
+    let mut out = Vec::new();
+    for (item, text) in items {
+        match BranchPattern::parse(&text) {
+            Ok(p) => out.push(p),
+            Err(message) => {
+                let hint = glob_hint(&text);
+                cx.error_hint(item.pos, &item.path, message, hint);
+            }
+        }
+    }
+    out
+}
+
+/// Branch patterns are regexes; a glob like `release/*` is a common mistake.
+fn glob_hint(text: &str) -> Option<String> {
+    (text.starts_with('*') || text.contains("/*") || text == "all").then(|| {
+        if text == "all" {
+            "write `ALL` in capitals to match every branch".to_string()
+        } else {
+            format!(
+                "branch patterns are regexes, not globs: try `{}`",
+                text.replace(".*", "*").replace('*', ".*")
+            )
+        }
+    })
+}
+
+/// `env: ["KEY=value", ...]`.
+fn env_list(cx: &mut Cx, field: &Field<'_>) -> Vec<EnvVar> {
+    let items = field
+        .string_list(cx, "a list of `KEY=value` strings")
+        .unwrap_or_default();
+    let mut out = Vec::new();
+    for (item, text) in items {
+        match EnvVar::parse(&text) {
+            Ok(var) => out.push(var),
+            Err(message) => cx.error(item.pos, &item.path, message),
+        }
+    }
+    out
+}
+
+fn read_stages(cx: &mut Cx, field: &Field<'_>) -> Option<Vec<Stage>> {
+    let items = field.list(cx, "a list of stages")?;
+    if items.is_empty() {
+        cx.error(field.pos, &field.path, "at least one stage is required");
+        return None;
+    }
+    let mut names: HashMap<String, Pos> = HashMap::new();
+    let mut stages = Vec::new();
+    let mut all_ok = true;
+    for item in &items {
+        match read_stage(cx, item, &mut names) {
+            Some(stage) => stages.push(stage),
+            None => all_ok = false,
+        }
+    }
+    all_ok.then_some(stages)
+}
+
+fn read_stage(cx: &mut Cx, item: &Field<'_>, names: &mut HashMap<String, Pos>) -> Option<Stage> {
+    let map = item.mapping(cx, "a stage (a mapping with `name` and `script`)")?;
+    let fields = Fields::read(cx, map, &item.path, &STAGE_FIELDS);
+
+    let name = fields.require(cx, "name", "a stage name").and_then(|f| {
+        let name = f.non_empty_string(cx)?;
+        if let Some(first) = names.get(&name) {
+            cx.error_hint(
+                f.pos,
+                &f.path,
+                format!("duplicate stage name `{name}`"),
+                Some(format!("first used at line {}", first.line)),
+            );
+            return None;
+        }
+        names.insert(name.clone(), f.pos);
+        Some(name)
+    });
+
+    let script = fields
+        .require(cx, "script", "a list of commands")
+        .and_then(|f| read_script(cx, f));
+    let env = fields
+        .get("env")
+        .map(|f| env_list(cx, f))
+        .unwrap_or_default();
+    let timeout = fields.get("timeout").and_then(|f| f.duration(cx));
+    let condition = read_condition(cx, &fields);
+
+    Some(Stage {
+        name: name?,
+        script: script?,
+        env,
+        timeout,
+        condition: condition?,
+    })
+}
+
+fn read_script(cx: &mut Cx, field: &Field<'_>) -> Option<Vec<String>> {
+    let items = field.list(cx, "a list of commands")?;
+    if items.is_empty() {
+        cx.error(field.pos, &field.path, "at least one command is required");
+        return None;
+    }
+    let mut script = Vec::new();
+    let mut ok = true;
+    for item in items {
+        match item.string(cx) {
+            Some(command) if !command.trim().is_empty() => script.push(command),
+            Some(_) => {
+                cx.error(item.pos, &item.path, "empty command");
+                ok = false;
+            }
+            None => ok = false,
+        }
+    }
+    ok.then_some(script)
+}
+
+/// `trigger` (legacy branches) or `triggers` (condition lines), not both.
+fn read_condition(cx: &mut Cx, fields: &Fields<'_>) -> Option<StageCondition> {
+    let legacy = fields.get("trigger");
+    let lines = fields.get("triggers");
+    if let (Some(_), Some(lines)) = (legacy, lines) {
+        let pos = fields.key_pos("triggers").unwrap_or(lines.pos);
+        cx.error_hint(
+            pos,
+            &lines.path,
+            "a stage cannot have both `trigger` and `triggers`",
+            Some("move the branches into a `\\branch` section of a `triggers` line".to_string()),
+        );
+        return None;
+    }
+    if let Some(field) = legacy {
+        return read_legacy_trigger(cx, field).map(StageCondition::Branches);
+    }
+    if let Some(field) = lines {
+        return read_triggers(cx, field).map(StageCondition::Triggers);
+    }
+    Some(StageCondition::Always)
+}
+
+fn read_legacy_trigger(cx: &mut Cx, field: &Field<'_>) -> Option<Vec<BranchPattern>> {
+    let Node::Mapping(map) = field.node else {
+        let hint = matches!(field.node, Node::Scalar(_) | Node::Sequence(_))
+            .then(|| "for condition lines like `\\branch master`, use `triggers:`".to_string());
+        cx.error_hint(
+            field.pos,
+            &field.path,
+            format!(
+                "expected a mapping like `{{ branches: [master] }}`, found {}",
+                super::reader::describe(field.node)
+            ),
+            hint,
+        );
+        return None;
+    };
+    let fields = Fields::read(cx, map, &field.path, &TRIGGER_FIELDS);
+    let branches = fields.require(cx, "branches", "a list of branch regexes")?;
+    let errors_before = cx.errors.len();
+    let patterns = branch_list(cx, branches);
+    if cx.errors.len() > errors_before {
+        return None;
+    }
+    if patterns.is_empty() {
+        cx.error(
+            branches.pos,
+            &branches.path,
+            "at least one branch is required",
+        );
+        return None;
+    }
+    Some(patterns)
+}
+
+fn read_triggers(cx: &mut Cx, field: &Field<'_>) -> Option<Vec<TriggerExpr>> {
+    let errors_before = cx.errors.len();
+    let items = field.string_list(cx, "a list of trigger lines")?;
+    let mut exprs = Vec::new();
+    for (item, text) in &items {
+        match TriggerExpr::parse(text) {
+            Ok(expr) => exprs.push(expr),
+            Err(err) => {
+                let hint = escape_hint(text).or(err.hint);
+                cx.error_hint(item.pos, &item.path, err.message, hint);
+            }
+        }
+    }
+    if cx.errors.len() > errors_before {
+        return None;
+    }
+    if exprs.is_empty() {
+        cx.error_hint(
+            field.pos,
+            &field.path,
+            "at least one trigger line is required",
+            Some("remove `triggers` to run the stage on every build".to_string()),
+        );
+        return None;
+    }
+    Some(exprs)
+}
+
+/// In double quotes, `"\branch"` starts with the escape `\b`, `"\text"` with a
+/// tab and `"\filepath"` with a form feed.
+fn escape_hint(text: &str) -> Option<String> {
+    matches!(text.chars().next(), Some('\u{8}' | '\t' | '\u{c}')).then(|| {
+        "in double quotes a backslash starts an escape: write the line unquoted or in single quotes"
+            .to_string()
+    })
+}
+
+fn read_notify(cx: &mut Cx, field: &Field<'_>) -> Option<Notify> {
+    let map = field.mapping(cx, "a mapping (`slack: ...`)")?;
+    let fields = Fields::read(cx, map, &field.path, &NOTIFY_FIELDS);
+    let slack = fields.get("slack").and_then(|f| read_slack(cx, f));
+    Some(Notify { slack })
+}
+
+fn read_slack(cx: &mut Cx, field: &Field<'_>) -> Option<SlackNotify> {
+    let map = field.mapping(cx, "a mapping with `identifier`, `channel` and `on`")?;
+    let fields = Fields::read(cx, map, &field.path, &SLACK_FIELDS);
+    let identifier = fields
+        .require(cx, "identifier", "the name of the Slack credential")
+        .and_then(|f| f.non_empty_string(cx));
+    let channel = fields
+        .get("channel")
+        .map_or(Some(String::new()), |f| f.string(cx));
+    let on = fields
+        .get("on")
+        .map_or(Some(Vec::new()), |f| read_notify_on(cx, f));
+    Some(SlackNotify {
+        identifier: identifier?,
+        channel: channel?,
+        on: on?,
+    })
+}
+
+fn read_notify_on(cx: &mut Cx, field: &Field<'_>) -> Option<Vec<NotifyOn>> {
+    let items = field.string_list(cx, "a list of results (`PASS`, `FAIL`)")?;
+    let mut out = Vec::new();
+    let mut ok = true;
+    for (item, text) in items {
+        match text.as_str() {
+            "PASS" => out.push(NotifyOn::Pass),
+            "FAIL" => out.push(NotifyOn::Fail),
+            other => {
+                ok = false;
+                cx.error_hint(
+                    item.pos,
+                    &item.path,
+                    format!("unknown result `{other}`; expected `PASS` or `FAIL`"),
+                    did_you_mean(other, &["PASS", "FAIL"]),
+                );
+            }
+        }
+    }
+    ok.then_some(out)
+}

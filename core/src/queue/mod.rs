@@ -1,0 +1,102 @@
+//! NATS JetStream: the job work-queue (one subject per routing tag, `jobs.<tag>`) and the log
+//! bus (one subject per build, `logs.<build id>`, replayable from its first event). Both
+//! streams are created at start-up, idempotently.
+
+mod jobs;
+mod log_bus;
+
+pub use jobs::{JobConsumer, JobMessage, validate_tag};
+pub use log_bus::EventSubscription;
+/// Resolves when JetStream stored a published event.
+pub use async_nats::jetstream::context::PublishAckFuture;
+
+use async_nats::jetstream::{self, stream};
+use std::time::Duration;
+
+pub const JOBS_STREAM: &str = "OCELOT_JOBS";
+pub const LOGS_STREAM: &str = "OCELOT_LOGS";
+/// The tag of jobs whose `ocelot.yml` names no `machineTag`.
+pub const DEFAULT_TAG: &str = "default";
+/// How long a job stays with a worker that sends no sign of life before it is delivered again.
+pub const JOB_ACK_WAIT: Duration = Duration::from_secs(60);
+
+/// What went wrong talking to NATS.
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    #[error("cannot connect to NATS at {url}: {message}")]
+    Connect { url: String, message: String },
+    #[error("NATS JetStream set-up failed: {0}")]
+    Setup(String),
+    #[error("publishing to NATS failed: {0}")]
+    Publish(String),
+    #[error("reading from NATS failed: {0}")]
+    Consume(String),
+    #[error("invalid routing tag `{0}`: use letters, digits, `-` and `_`")]
+    InvalidTag(String),
+    #[error("malformed message on {subject}: {message}")]
+    Malformed { subject: String, message: String },
+}
+
+/// Connection to NATS with both streams set up; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Bus {
+    client: async_nats::Client,
+    jetstream: jetstream::Context,
+}
+
+impl Bus {
+    /// Connects to `url` and creates the streams when missing.
+    pub async fn connect(url: &str) -> Result<Bus, QueueError> {
+        let client = async_nats::ConnectOptions::new()
+            .connection_timeout(Duration::from_secs(10))
+            .retry_on_initial_connect()
+            .max_reconnects(None)
+            .connect(url)
+            .await
+            .map_err(|e| QueueError::Connect {
+                url: url.to_string(),
+                message: e.to_string(),
+            })?;
+        let jetstream = jetstream::new(client.clone());
+        let bus = Bus { client, jetstream };
+        // the first request may race the connection: wait for it within the timeout
+        tokio::time::timeout(Duration::from_secs(15), bus.set_up())
+            .await
+            .map_err(|_| QueueError::Connect {
+                url: url.to_string(),
+                message: "no answer within 15 s (is the server running with JetStream, -js?)".into(),
+            })??;
+        Ok(bus)
+    }
+
+    async fn set_up(&self) -> Result<(), QueueError> {
+        self.jetstream
+            .get_or_create_stream(stream::Config {
+                name: JOBS_STREAM.to_string(),
+                subjects: vec!["jobs.>".to_string()],
+                retention: stream::RetentionPolicy::WorkQueue,
+                storage: stream::StorageType::File,
+                duplicate_window: Duration::from_secs(120),
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| QueueError::Setup(format!("stream {JOBS_STREAM}: {e}")))?;
+        self.jetstream
+            .get_or_create_stream(stream::Config {
+                name: LOGS_STREAM.to_string(),
+                subjects: vec!["logs.>".to_string()],
+                retention: stream::RetentionPolicy::Limits,
+                storage: stream::StorageType::File,
+                max_age: Duration::from_secs(14 * 24 * 3600),
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| QueueError::Setup(format!("stream {LOGS_STREAM}: {e}")))?;
+        Ok(())
+    }
+
+    /// Whether the NATS connection is up.
+    pub fn is_connected(&self) -> bool {
+        self.client.connection_state() == async_nats::connection::State::Connected
+    }
+}

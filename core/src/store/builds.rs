@@ -1,0 +1,235 @@
+//! The `builds` table: creation, claims fenced by the attempt number, final states, queries.
+
+use super::{Store, StoreError};
+use crate::build_state::BuildState;
+use crate::model::Build;
+use std::time::{Duration, SystemTime};
+use tokio_postgres::Row;
+
+const SELECT_BUILD: &str = "SELECT b.id, b.repo_id, r.name AS repo_name, r.url AS repo_url, b.number, \
+     b.commit_sha, b.branch, b.trigger, b.state, b.attempt, b.worker_id, b.tag, b.failure_reason, \
+     b.queued_at, b.started_at, b.finished_at, b.line_count, b.log_sha256 \
+     FROM builds b JOIN repos r ON r.id = b.repo_id";
+
+fn build_from_row(row: &Row) -> Result<Build, StoreError> {
+    let state: String = row.get("state");
+    Ok(Build {
+        id: row.get("id"),
+        repo_id: row.get("repo_id"),
+        repo_name: row.get("repo_name"),
+        repo_url: row.get("repo_url"),
+        number: row.get("number"),
+        commit: row.get("commit_sha"),
+        branch: row.get("branch"),
+        trigger: row.get("trigger"),
+        state: state
+            .parse()
+            .map_err(|e| StoreError::Corrupt(format!("build state: {e}")))?,
+        attempt: row.get("attempt"),
+        worker: row.get("worker_id"),
+        tag: row.get("tag"),
+        reason: row.get("failure_reason"),
+        queued_at: row.get("queued_at"),
+        started_at: row.get("started_at"),
+        finished_at: row.get("finished_at"),
+        line_count: row.get("line_count"),
+        log_sha256: row.get("log_sha256"),
+    })
+}
+
+/// What a trigger knows about a build before it exists.
+#[derive(Debug, Clone)]
+pub struct NewBuild {
+    pub repo_id: i64,
+    pub commit: String,
+    pub branch: String,
+    pub trigger: String,
+    pub tag: String,
+    /// `Queued`, or a final state decided before any worker ran (e.g. `Skipped`).
+    pub state: BuildState,
+    pub reason: Option<String>,
+}
+
+/// Which builds to list.
+#[derive(Debug, Clone, Default)]
+pub struct BuildFilter {
+    pub repo_id: Option<i64>,
+    pub branch: Option<String>,
+    pub state: Option<BuildState>,
+    pub limit: i64,
+}
+
+/// The result of a worker's claim on a build.
+#[derive(Debug)]
+pub enum ClaimOutcome {
+    /// The build is this worker's under `build.attempt`.
+    Claimed(Build),
+    /// The build had already reached a final state: nothing to run.
+    AlreadyFinal(Build),
+    /// The build has used up its attempts and was marked errored.
+    AttemptsExhausted(Build),
+}
+
+impl Store {
+    /// Inserts a build with the next number of its repository.
+    pub async fn insert_build(&self, new: &NewBuild) -> Result<Build, StoreError> {
+        let mut client = self.client().await?;
+        let transaction = client.transaction().await?;
+        let number: i64 = transaction
+            .query_opt(
+                "UPDATE repos SET build_counter = build_counter + 1 WHERE id = $1 RETURNING build_counter",
+                &[&new.repo_id],
+            )
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("repo id {}", new.repo_id)))?
+            .get(0);
+        let finished_at = new.state.is_final().then(SystemTime::now);
+        let id: i64 = transaction
+            .query_one(
+                "INSERT INTO builds (repo_id, number, commit_sha, branch, trigger, state, tag, failure_reason, finished_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
+                &[
+                    &new.repo_id,
+                    &number,
+                    &new.commit,
+                    &new.branch,
+                    &new.trigger,
+                    &new.state.as_str(),
+                    &new.tag,
+                    &new.reason,
+                    &finished_at,
+                ],
+            )
+            .await?
+            .get(0);
+        transaction.commit().await?;
+        self.get_build(id).await
+    }
+
+    pub async fn mark_job_published(&self, build_id: i64) -> Result<(), StoreError> {
+        let client = self.client().await?;
+        client
+            .execute("UPDATE builds SET job_published = true WHERE id = $1", &[&build_id])
+            .await?;
+        Ok(())
+    }
+
+    /// Queued builds whose job was not (known to be) published, queued at least `age` ago.
+    pub async fn unpublished_builds(&self, age: Duration) -> Result<Vec<Build>, StoreError> {
+        let client = self.client().await?;
+        let cutoff = SystemTime::now() - age;
+        let rows = client
+            .query(
+                &format!(
+                    "{SELECT_BUILD} WHERE b.state = 'queued' AND NOT b.job_published AND b.queued_at <= $1 ORDER BY b.id LIMIT 500"
+                ),
+                &[&cutoff],
+            )
+            .await?;
+        rows.iter().map(build_from_row).collect()
+    }
+
+    pub async fn get_build(&self, id: i64) -> Result<Build, StoreError> {
+        let client = self.client().await?;
+        let row = client
+            .query_opt(&format!("{SELECT_BUILD} WHERE b.id = $1"), &[&id])
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("build {id}")))?;
+        build_from_row(&row)
+    }
+
+    /// Builds matching `filter`, newest first.
+    pub async fn list_builds(&self, filter: &BuildFilter) -> Result<Vec<Build>, StoreError> {
+        let client = self.client().await?;
+        let state = filter.state.map(|s| s.as_str());
+        let limit = if filter.limit <= 0 { 20 } else { filter.limit.min(1000) };
+        let rows = client
+            .query(
+                &format!(
+                    "{SELECT_BUILD} WHERE ($1::BIGINT IS NULL OR b.repo_id = $1)
+                       AND ($2::TEXT IS NULL OR b.branch = $2)
+                       AND ($3::TEXT IS NULL OR b.state = $3)
+                     ORDER BY b.id DESC LIMIT $4"
+                ),
+                &[&filter.repo_id, &filter.branch, &state, &limit],
+            )
+            .await?;
+        rows.iter().map(build_from_row).collect()
+    }
+
+    /// Claims a build for `worker`: a new attempt, which fences every write of older ones.
+    /// A build over `max_attempts` is marked errored instead.
+    pub async fn claim_build(
+        &self,
+        build_id: i64,
+        worker: &str,
+        max_attempts: i32,
+    ) -> Result<ClaimOutcome, StoreError> {
+        let client = self.client().await?;
+        let claimed = client
+            .query_opt(
+                "UPDATE builds SET state = 'running', attempt = attempt + 1, worker_id = $2,
+                        started_at = now(), job_published = true
+                 WHERE id = $1 AND state IN ('queued', 'running') AND attempt < $3
+                 RETURNING id",
+                &[&build_id, &worker, &max_attempts],
+            )
+            .await?;
+        if claimed.is_some() {
+            return Ok(ClaimOutcome::Claimed(self.get_build(build_id).await?));
+        }
+        let build = self.get_build(build_id).await?;
+        if build.state.is_final() {
+            return Ok(ClaimOutcome::AlreadyFinal(build));
+        }
+        let reason = format!("worker lost {} times", build.attempt);
+        client
+            .execute(
+                "UPDATE builds SET state = 'errored', failure_reason = $2, finished_at = now()
+                 WHERE id = $1 AND state IN ('queued', 'running')",
+                &[&build_id, &reason],
+            )
+            .await?;
+        Ok(ClaimOutcome::AttemptsExhausted(self.get_build(build_id).await?))
+    }
+
+    /// Records the final state of `attempt`; false when a newer attempt owns the build.
+    pub async fn finish_build(
+        &self,
+        build_id: i64,
+        attempt: i32,
+        state: BuildState,
+        reason: Option<&str>,
+        line_count: i64,
+        log_sha256: &str,
+    ) -> Result<bool, StoreError> {
+        let client = self.client().await?;
+        let updated = client
+            .execute(
+                "UPDATE builds SET state = $3, failure_reason = $4, finished_at = now(),
+                        line_count = $5, log_sha256 = $6
+                 WHERE id = $1 AND attempt = $2 AND state = 'running'",
+                &[&build_id, &attempt, &state.as_str(), &reason, &line_count, &log_sha256],
+            )
+            .await?;
+        Ok(updated == 1)
+    }
+
+    /// The commit of the latest passed build of `repo_id`'s `branch` before `build_id`.
+    pub async fn previous_successful_commit(
+        &self,
+        repo_id: i64,
+        branch: &str,
+        build_id: i64,
+    ) -> Result<Option<String>, StoreError> {
+        let client = self.client().await?;
+        let row = client
+            .query_opt(
+                "SELECT commit_sha FROM builds WHERE repo_id = $1 AND branch = $2 AND id < $3
+                   AND state = 'passed' ORDER BY id DESC LIMIT 1",
+                &[&repo_id, &branch, &build_id],
+            )
+            .await?;
+        Ok(row.map(|row| row.get(0)))
+    }
+}

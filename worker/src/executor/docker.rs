@@ -1,0 +1,260 @@
+//! The Docker executor (bollard): one container per build from the build's image, labelled
+//! with the build id, attempt and worker id so that leftovers can be found; the workspace is
+//! copied in; each stage runs with `docker exec`; the container is always removed.
+
+use super::{ExecutorError, ScriptOutcome, ScriptRun};
+use crate::event_sink::EventSink;
+use crate::lines::LineSplitter;
+use bollard::Docker;
+use bollard::container::LogOutput;
+use bollard::exec::{CreateExecOptions, StartExecOptions, StartExecResults};
+use bollard::models::ContainerCreateBody;
+use bollard::query_parameters::{
+    CreateContainerOptionsBuilder, CreateImageOptionsBuilder, RemoveContainerOptionsBuilder,
+    UploadToContainerOptionsBuilder,
+};
+use futures::StreamExt;
+use ocelot_core::model::LogStream;
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::Duration;
+
+/// Where the workspace lives inside the container.
+pub(crate) const CONTAINER_WORKSPACE: &str = "/workspace";
+
+pub(crate) const LABEL_BUILD: &str = "io.ocelot.build-id";
+pub(crate) const LABEL_ATTEMPT: &str = "io.ocelot.attempt";
+pub(crate) const LABEL_WORKER: &str = "io.ocelot.worker-id";
+
+/// Connects to the local Docker Engine (`DOCKER_HOST` or the default socket) and agrees on an
+/// API version with it.
+pub(crate) async fn connect() -> Result<Docker, ExecutorError> {
+    let docker = Docker::connect_with_local_defaults()
+        .map_err(|e| ExecutorError::Docker(format!("cannot connect: {e}")))?;
+    let docker = tokio::time::timeout(Duration::from_secs(10), docker.negotiate_version())
+        .await
+        .map_err(|_| ExecutorError::Docker("no answer within 10 s".into()))?
+        .map_err(|e| {
+            ExecutorError::Docker(format!(
+                "cannot reach the Docker Engine (is it running, and may this user use its socket?): {e}"
+            ))
+        })?;
+    Ok(docker)
+}
+
+/// A running build container.
+#[derive(Debug)]
+pub(crate) struct BuildContainer {
+    docker: Docker,
+    id: String,
+}
+
+/// What identifies a build's container.
+#[derive(Debug)]
+pub(crate) struct ContainerSpec<'a> {
+    pub(crate) image: &'a str,
+    pub(crate) build_id: i64,
+    pub(crate) attempt: i32,
+    pub(crate) worker_id: &'a str,
+    pub(crate) workspace: &'a Path,
+    pub(crate) pull_timeout: Duration,
+}
+
+fn is_not_found(error: &bollard::errors::Error) -> bool {
+    matches!(
+        error,
+        bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }
+    )
+}
+
+async fn ensure_image(docker: &Docker, spec: &ContainerSpec<'_>) -> Result<(), ExecutorError> {
+    match docker.inspect_image(spec.image).await {
+        Ok(_) => return Ok(()),
+        Err(error) if is_not_found(&error) => {}
+        Err(error) => return Err(ExecutorError::Docker(format!("inspecting image {}: {error}", spec.image))),
+    }
+    tracing::info!(image = spec.image, "image not present locally: pulling");
+    let unavailable = |message: String| ExecutorError::ImageUnavailable {
+        image: spec.image.to_string(),
+        worker: spec.worker_id.to_string(),
+        message,
+    };
+    let options = CreateImageOptionsBuilder::new().from_image(spec.image).build();
+    let pull = async {
+        let mut progress = docker.create_image(Some(options), None, None);
+        while let Some(step) = progress.next().await {
+            step.map_err(|e| unavailable(e.to_string()))?;
+        }
+        Ok::<(), ExecutorError>(())
+    };
+    tokio::time::timeout(spec.pull_timeout, pull)
+        .await
+        .map_err(|_| unavailable(format!("the pull took longer than {:?}", spec.pull_timeout)))??;
+    Ok(())
+}
+
+fn workspace_tar(workspace: &Path) -> Result<Vec<u8>, std::io::Error> {
+    let mut builder = tar::Builder::new(Vec::new());
+    builder.follow_symlinks(false);
+    builder.append_dir_all(CONTAINER_WORKSPACE.trim_start_matches('/'), workspace)?;
+    builder.into_inner()
+}
+
+impl BuildContainer {
+    /// Pulls the image if needed, creates the container, copies the workspace in, starts it.
+    pub(crate) async fn start(docker: &Docker, spec: ContainerSpec<'_>) -> Result<Self, ExecutorError> {
+        ensure_image(docker, &spec).await?;
+        let labels = HashMap::from([
+            (LABEL_BUILD.to_string(), spec.build_id.to_string()),
+            (LABEL_ATTEMPT.to_string(), spec.attempt.to_string()),
+            (LABEL_WORKER.to_string(), spec.worker_id.to_string()),
+        ]);
+        let suffix = uuid::Uuid::new_v4().simple().to_string();
+        let name = format!("ocelot-build-{}-{}-{}", spec.build_id, spec.attempt, &suffix[..6]);
+        let body = ContainerCreateBody {
+            image: Some(spec.image.to_string()),
+            entrypoint: Some(vec!["/bin/sh".into(), "-c".into()]),
+            cmd: Some(vec!["while :; do sleep 3600; done".into()]),
+            labels: Some(labels),
+            working_dir: Some(CONTAINER_WORKSPACE.to_string()),
+            ..Default::default()
+        };
+        let created = docker
+            .create_container(Some(CreateContainerOptionsBuilder::new().name(&name).build()), body)
+            .await
+            .map_err(|e| ExecutorError::Docker(format!("creating a container from {}: {e}", spec.image)))?;
+        let container = BuildContainer {
+            docker: docker.clone(),
+            id: created.id,
+        };
+        if let Err(error) = container.prepare(&spec).await {
+            container.remove().await;
+            return Err(error);
+        }
+        Ok(container)
+    }
+
+    async fn prepare(&self, spec: &ContainerSpec<'_>) -> Result<(), ExecutorError> {
+        let workspace = spec.workspace.to_path_buf();
+        let archive = tokio::task::spawn_blocking(move || workspace_tar(&workspace))
+            .await
+            .map_err(|e| ExecutorError::Io(format!("packing the workspace: {e}")))?
+            .map_err(|e| ExecutorError::Io(format!("packing the workspace: {e}")))?;
+        self.docker
+            .upload_to_container(
+                &self.id,
+                Some(UploadToContainerOptionsBuilder::new().path("/").build()),
+                bollard::body_full(archive.into()),
+            )
+            .await
+            .map_err(|e| ExecutorError::Docker(format!("copying the workspace into the container: {e}")))?;
+        self.docker
+            .start_container(&self.id, None)
+            .await
+            .map_err(|e| ExecutorError::Docker(format!("starting the container: {e}")))?;
+        Ok(())
+    }
+
+    pub(crate) async fn run(
+        &mut self,
+        run: ScriptRun<'_>,
+        sink: &mut EventSink,
+    ) -> Result<ScriptOutcome, ExecutorError> {
+        let exec = self
+            .docker
+            .create_exec(
+                &self.id,
+                CreateExecOptions {
+                    cmd: Some(vec!["/bin/sh".to_string(), "-c".to_string(), run.script]),
+                    env: Some(run.env),
+                    attach_stdout: Some(true),
+                    attach_stderr: Some(true),
+                    working_dir: Some(CONTAINER_WORKSPACE.to_string()),
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(|e| ExecutorError::Docker(format!("creating the exec: {e}")))?;
+        let started = self
+            .docker
+            .start_exec(
+                &exec.id,
+                Some(StartExecOptions {
+                    detach: false,
+                    tty: false,
+                    output_capacity: Some(crate::lines::MAX_LINE_BYTES * 2),
+                }),
+            )
+            .await
+            .map_err(|e| ExecutorError::Docker(format!("starting the exec: {e}")))?;
+        let StartExecResults::Attached { mut output, .. } = started else {
+            return Err(ExecutorError::Docker("the exec started detached".into()));
+        };
+        let mut stdout = LineSplitter::default();
+        let mut stderr = LineSplitter::default();
+        loop {
+            let next = match run.deadline {
+                Some(deadline) => {
+                    match tokio::time::timeout_at(deadline.into(), output.next()).await {
+                        Ok(next) => next,
+                        Err(_) => return Ok(ScriptOutcome::TimedOut),
+                    }
+                }
+                None => output.next().await,
+            };
+            let (stream, lines) = match next {
+                None => break,
+                Some(Err(error)) => {
+                    return Err(ExecutorError::Docker(format!("reading the output: {error}")));
+                }
+                Some(Ok(LogOutput::StdErr { message })) => (LogStream::Stderr, stderr.push(&message)),
+                Some(Ok(LogOutput::StdOut { message } | LogOutput::Console { message })) => {
+                    (LogStream::Stdout, stdout.push(&message))
+                }
+                Some(Ok(LogOutput::StdIn { .. })) => continue,
+            };
+            for line in lines {
+                sink.line(run.stage, stream, line).await;
+            }
+        }
+        if let Some(line) = stdout.finish() {
+            sink.line(run.stage, LogStream::Stdout, line).await;
+        }
+        if let Some(line) = stderr.finish() {
+            sink.line(run.stage, LogStream::Stderr, line).await;
+        }
+        self.exit_code(&exec.id).await.map(ScriptOutcome::Exited)
+    }
+
+    async fn exit_code(&self, exec_id: &str) -> Result<i32, ExecutorError> {
+        for _ in 0..50 {
+            let inspected = self
+                .docker
+                .inspect_exec(exec_id)
+                .await
+                .map_err(|e| ExecutorError::Docker(format!("inspecting the exec: {e}")))?;
+            if inspected.running != Some(true) {
+                let code = inspected.exit_code.unwrap_or(-1);
+                return Ok(i32::try_from(code).unwrap_or(-1));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Err(ExecutorError::Docker("the exec did not report its exit code".into()))
+    }
+
+    /// Kills and removes the container (and its anonymous volumes).
+    pub(crate) async fn remove(self) {
+        let options = RemoveContainerOptionsBuilder::new().force(true).v(true).build();
+        for attempt in 1..=3 {
+            match self.docker.remove_container(&self.id, Some(options.clone())).await {
+                Ok(()) => return,
+                Err(error) if is_not_found(&error) => return,
+                Err(error) => {
+                    tracing::warn!(container = %self.id, attempt, %error, "removing the build container failed");
+                    tokio::time::sleep(Duration::from_millis(200 * attempt)).await;
+                }
+            }
+        }
+        tracing::error!(container = %self.id, "build container left behind (labelled {LABEL_BUILD})");
+    }
+}

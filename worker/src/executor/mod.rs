@@ -1,0 +1,109 @@
+//! Where build scripts run: a fresh container per build ([`docker`]) or, for builds that name
+//! no image on a worker started with `--executor host`, the host itself ([`host`]).
+
+pub(crate) mod docker;
+pub(crate) mod host;
+
+use crate::event_sink::EventSink;
+use std::time::Instant;
+
+/// One stage's script and what it runs with.
+#[derive(Debug)]
+pub(crate) struct ScriptRun<'a> {
+    pub(crate) stage: &'a str,
+    /// The stage's lines as one shell script that stops at the first failing line.
+    pub(crate) script: String,
+    /// `KEY=value`, later entries override earlier ones.
+    pub(crate) env: Vec<String>,
+    pub(crate) deadline: Option<Instant>,
+}
+
+/// How a script ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ScriptOutcome {
+    Exited(i32),
+    /// The deadline passed; the script was stopped.
+    TimedOut,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ExecutorError {
+    #[error(
+        "image `{image}` is not available on worker {worker} and could not be pulled ({message}); \
+         build or import it on the worker's Docker host (e.g. `docker build -t {image} .` or \
+         `docker import`), or push it to a registry that the worker can reach"
+    )]
+    ImageUnavailable {
+        image: String,
+        worker: String,
+        message: String,
+    },
+    #[error("Docker Engine: {0}")]
+    Docker(String),
+    #[error("{0}")]
+    Io(String),
+}
+
+/// Joins a stage's lines into one script that stops at the first failing line.
+pub(crate) fn shell_script(lines: &[String]) -> String {
+    let mut script = String::from("set -e\n");
+    for line in lines {
+        script.push_str(line);
+        script.push('\n');
+    }
+    script
+}
+
+/// A prepared place to run a build's scripts.
+#[derive(Debug)]
+pub(crate) enum Environment {
+    Container(docker::BuildContainer),
+    Host(host::HostEnvironment),
+}
+
+impl Environment {
+    /// The workspace path as the scripts see it (`$WORKSPACE`).
+    pub(crate) fn workspace(&self) -> String {
+        match self {
+            Environment::Container(_) => docker::CONTAINER_WORKSPACE.to_string(),
+            Environment::Host(host) => host.workspace(),
+        }
+    }
+
+    pub(crate) async fn run(
+        &mut self,
+        run: ScriptRun<'_>,
+        sink: &mut EventSink,
+    ) -> Result<ScriptOutcome, ExecutorError> {
+        match self {
+            Environment::Container(container) => container.run(run, sink).await,
+            Environment::Host(host) => host.run(run, sink).await,
+        }
+    }
+
+    /// Removes whatever the build left (the container); never fails, logs instead.
+    pub(crate) async fn cleanup(self) {
+        match self {
+            Environment::Container(container) => container.remove().await,
+            Environment::Host(_) => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shell_script;
+
+    #[test]
+    fn scripts_stop_at_the_first_failing_line() {
+        let script = shell_script(&["echo a".into(), "false".into(), "echo b".into()]);
+        assert_eq!(script, "set -e\necho a\nfalse\necho b\n");
+        let output = std::process::Command::new("/bin/sh")
+            .arg("-c")
+            .arg(&script)
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&output.stdout), "a\n");
+        assert_eq!(output.status.code(), Some(1));
+    }
+}

@@ -1,0 +1,117 @@
+//! Pulls jobs: one loop per tag, all sharing a semaphore of `--concurrency` permits, so a
+//! worker never runs more builds than it may. A running build's job gets an in-progress ack
+//! every [`PROGRESS_EVERY`]; a final build acks its job. On shutdown the loops stop pulling
+//! and running builds get a grace period; jobs of builds cut off are delivered again later.
+
+use crate::WorkerContext;
+use crate::build_runner::{JobDisposition, run_build};
+use ocelot_core::queue::{JOB_ACK_WAIT, JobMessage};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+const PROGRESS_EVERY: Duration = Duration::from_secs(JOB_ACK_WAIT.as_secs() / 4);
+/// How long one pull waits for a job before the loop checks for shutdown.
+const PULL_WAIT: Duration = Duration::from_secs(2);
+
+pub(crate) async fn run(
+    context: WorkerContext,
+    tags: &[String],
+    concurrency: usize,
+    grace: Duration,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    // permits bound the builds running at once across every tag
+    let permits = Arc::new(Semaphore::new(concurrency));
+    // cancelled on shutdown: the pull loops stop taking jobs
+    let stop = CancellationToken::new();
+    let builds = Arc::new(tokio::sync::Mutex::new(JoinSet::new()));
+    let mut loops = JoinSet::new();
+    for tag in tags {
+        let consumer = context.bus.job_consumer(tag).await?;
+        let context = context.clone();
+        let permits = permits.clone();
+        let stop = stop.clone();
+        let builds = builds.clone();
+        loops.spawn(async move {
+            loop {
+                let permit = tokio::select! {
+                    () = stop.cancelled() => return,
+                    permit = permits.clone().acquire_owned() => match permit {
+                        Ok(permit) => permit,
+                        Err(_) => return,
+                    },
+                };
+                let pulled = tokio::select! {
+                    () = stop.cancelled() => return,
+                    pulled = consumer.next(PULL_WAIT) => pulled,
+                };
+                match pulled {
+                    Ok(Some(job)) => {
+                        let context = context.clone();
+                        builds.lock().await.spawn(async move {
+                            handle_job(&context, job).await;
+                            drop(permit);
+                        });
+                    }
+                    Ok(None) => {}
+                    Err(error) => {
+                        tracing::warn!(tag = consumer.tag(), %error, "pulling jobs failed");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                }
+            }
+        });
+    }
+    shutdown.await;
+    tracing::info!("worker stopping: no new jobs; waiting for running builds");
+    stop.cancel();
+    while loops.join_next().await.is_some() {}
+    let mut running = std::mem::take(&mut *builds.lock().await);
+    let drained = tokio::time::timeout(grace, async {
+        while running.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(left = running.len(), "grace period over: builds cut off (their jobs will be delivered again)");
+        running.shutdown().await;
+    }
+    Ok(())
+}
+
+async fn handle_job(context: &WorkerContext, job: JobMessage) {
+    let build_id = job.job.build_id;
+    let keep_alive = CancellationToken::new();
+    let ticker = {
+        let keep_alive = keep_alive.clone();
+        let job = &job;
+        async move {
+            loop {
+                tokio::select! {
+                    () = keep_alive.cancelled() => return,
+                    () = tokio::time::sleep(PROGRESS_EVERY) => {
+                        if let Err(error) = job.in_progress().await {
+                            tracing::warn!(build_id, %error, "in-progress ack failed");
+                        }
+                    }
+                }
+            }
+        }
+    };
+    let run = async {
+        let disposition = run_build(context, build_id).await;
+        keep_alive.cancel();
+        disposition
+    };
+    let (disposition, ()) = tokio::join!(run, ticker);
+    let acked = match disposition {
+        JobDisposition::Done => job.ack().await,
+        JobDisposition::Retry => job.nak().await,
+    };
+    if let Err(error) = acked {
+        tracing::warn!(build_id, %error, "acknowledging the job failed (it may run again; the claim fences it)");
+    }
+}

@@ -1,0 +1,147 @@
+//! `ocelot-worker`: pulls build jobs for its tags, runs each build's stages in a clean
+//! container (or, with `--executor host`, directly on the host for builds that name no
+//! image), streams every line, records every stage and always cleans up.
+//!
+//! - [`run`]: connect and pull jobs until shutdown.
+//! - `job_loop`: one pull loop per tag, bounded by `--concurrency`, in-progress acks.
+//! - `build_runner`: claim → checkout → ocelot.yml → environment → stages → result.
+//! - `executor`: where scripts run: `docker` (bollard) or `host`.
+//! - `event_sink`: numbers events, publishes them, batches lines into Postgres.
+//! - `lines`: splits output chunks into lines.
+
+mod build_runner;
+mod event_sink;
+mod executor;
+mod job_loop;
+mod lines;
+
+use anyhow::Context;
+use clap::Parser;
+use ocelot_core::env_vars;
+use ocelot_core::git::MirrorCache;
+use ocelot_core::queue::{self, Bus};
+use ocelot_core::settings::{DatabaseArgs, LogArgs, NatsArgs};
+use ocelot_core::store::Store;
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Where a worker runs build scripts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExecutorKind {
+    /// In a fresh container from the build's `image` (the default).
+    Docker,
+    /// Builds that name no image run directly on this host in a temporary workspace;
+    /// builds with an image still run in a container.
+    Host,
+}
+
+/// The worker's configuration: flags, or the environment variables named in `--help`.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "ocelot-worker", version, about = "Ocelot's build worker")]
+pub struct Settings {
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    #[command(flatten)]
+    pub nats: NatsArgs,
+    #[command(flatten)]
+    pub log: LogArgs,
+    /// Builds run at once
+    #[arg(long, env = env_vars::OCELOT_WORKER_CONCURRENCY, default_value_t = 2)]
+    pub concurrency: usize,
+    /// Routing tags this worker serves (ocelot.yml `machineTag`); `default` takes builds
+    /// that name none
+    #[arg(long, env = env_vars::OCELOT_WORKER_TAGS, value_delimiter = ',', default_value = "default")]
+    pub tags: Vec<String>,
+    /// Where scripts run
+    #[arg(long, env = env_vars::OCELOT_WORKER_EXECUTOR, value_enum, default_value = "docker")]
+    pub executor: ExecutorKind,
+    /// This worker's id (default: host name and a random suffix)
+    #[arg(long, env = env_vars::OCELOT_WORKER_ID)]
+    pub worker_id: Option<String>,
+    /// Directory of git mirrors and build workspaces (default: under the temp directory)
+    #[arg(long, env = env_vars::OCELOT_CACHE_DIR)]
+    pub cache_dir: Option<PathBuf>,
+    /// Attempts a build gets before it ends errored (a worker lost mid-build costs one)
+    #[arg(long, default_value_t = 3)]
+    pub max_attempts: i32,
+    /// How long an image pull may take
+    #[arg(long, value_parser = humantime_duration, default_value = "10m")]
+    pub pull_timeout: Duration,
+    /// How long running builds may take to finish after a shutdown signal
+    #[arg(long, value_parser = humantime_duration, default_value = "30s")]
+    pub shutdown_grace: Duration,
+}
+
+fn humantime_duration(text: &str) -> Result<Duration, String> {
+    ocelot_core::pipeline::parse_duration(text)
+}
+
+/// What every build of this worker shares.
+#[derive(Debug, Clone)]
+pub(crate) struct WorkerContext {
+    pub(crate) worker_id: String,
+    pub(crate) store: Store,
+    pub(crate) bus: Bus,
+    pub(crate) mirrors: Arc<MirrorCache>,
+    pub(crate) workspaces: PathBuf,
+    pub(crate) docker: Option<bollard::Docker>,
+    pub(crate) executor: ExecutorKind,
+    pub(crate) max_attempts: i32,
+    pub(crate) pull_timeout: Duration,
+}
+
+fn default_worker_id() -> String {
+    let host = std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "worker".to_string());
+    let suffix = uuid::Uuid::new_v4().simple().to_string();
+    format!("{host}-{}", &suffix[..8])
+}
+
+/// Connects to Postgres, NATS and Docker, then runs builds until `shutdown` resolves.
+pub async fn run(settings: Settings, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    for tag in &settings.tags {
+        queue::validate_tag(tag)?;
+    }
+    anyhow::ensure!(settings.concurrency > 0, "--concurrency must be at least 1");
+    let store = Store::connect(&settings.database.database_url)
+        .await
+        .context("connecting to Postgres")?;
+    let bus = Bus::connect(&settings.nats.nats_url)
+        .await
+        .context("connecting to NATS")?;
+    let docker = match executor::docker::connect().await {
+        Ok(docker) => Some(docker),
+        Err(error) if settings.executor == ExecutorKind::Host => {
+            tracing::warn!(%error, "no Docker Engine: this host worker runs only builds without an image");
+            None
+        }
+        Err(error) => return Err(error).context("connecting to the Docker Engine"),
+    };
+    let worker_id = settings.worker_id.clone().unwrap_or_else(default_worker_id);
+    let cache_dir = settings
+        .cache_dir
+        .clone()
+        .unwrap_or_else(|| std::env::temp_dir().join("ocelot-worker"));
+    let workspaces = cache_dir.join("workspaces");
+    std::fs::create_dir_all(&workspaces)
+        .with_context(|| format!("creating {}", workspaces.display()))?;
+    let context = WorkerContext {
+        worker_id,
+        store,
+        bus,
+        mirrors: Arc::new(MirrorCache::new(cache_dir.join("mirrors"))),
+        workspaces,
+        docker,
+        executor: settings.executor,
+        max_attempts: settings.max_attempts,
+        pull_timeout: settings.pull_timeout,
+    };
+    tracing::info!(worker_id = %context.worker_id, tags = ?settings.tags,
+        concurrency = settings.concurrency, executor = ?settings.executor, "worker started");
+    job_loop::run(context, &settings.tags, settings.concurrency, settings.shutdown_grace, shutdown).await
+}
