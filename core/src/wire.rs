@@ -218,3 +218,46 @@ mod tests {
         assert!(build_state_from_i32(99).is_err());
     }
 }
+
+/// Reads a proto event as a domain event of `build_id`; `None` when it carries no kind.
+pub fn event_from_proto(build_id: i64, event: &pb::BuildEvent) -> Option<BuildEvent> {
+    use pb::build_event::Kind;
+    let kind = match event.kind.as_ref()? {
+        Kind::AttemptStarted(started) => EventKind::AttemptStarted {
+            worker: started.worker.clone(),
+            commit: started.commit.clone(),
+            branch: started.branch.clone(),
+            stages: started.stages.clone(),
+        },
+        Kind::Line(line) => EventKind::Line {
+            stage: line.stage.clone(),
+            stream: log_stream_from_i32(line.stream),
+            text: line.text.clone(),
+        },
+        Kind::StageStarted(stage) => EventKind::StageStarted {
+            index: stage.index,
+            name: stage.name.clone(),
+        },
+        Kind::StageFinished(stage) => EventKind::StageFinished {
+            index: stage.index,
+            name: stage.name.clone(),
+            state: stage_state_from_i32(stage.state),
+            exit_code: stage.exit_code,
+            duration_ms: stage.duration_ms,
+        },
+        Kind::Result(result) => EventKind::Result {
+            state: build_state_from_i32(result.state).ok()?,
+            reason: result.reason.clone(),
+            duration_ms: result.duration_ms,
+            line_count: result.line_count,
+            log_sha256: result.log_sha256.clone(),
+        },
+    };
+    Some(BuildEvent {
+        build_id,
+        attempt: event.attempt,
+        seq: event.seq,
+        at_ms: event.at_ms,
+        kind,
+    })
+}

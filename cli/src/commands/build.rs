@@ -1,0 +1,79 @@
+//! `ocelot build`: queue a build of this checkout (or of `-r/-b/-c`) and stream it.
+
+use crate::args::BuildArgs;
+use crate::checkout;
+use crate::client::{self, CliError};
+use crate::exit::ExitStatus;
+use ocelot_proto::v1::{ListReposRequest, TriggerBuildRequest};
+
+pub(crate) async fn run(admin: &str, args: BuildArgs) -> Result<ExitStatus, CliError> {
+    let local = if args.repo.is_none() || (args.branch.is_none() && args.commit.is_none()) {
+        Some(checkout::current())
+    } else {
+        None
+    };
+    let mut client = client::connect(admin).await?;
+    let repo = match (&args.repo, &local) {
+        (Some(repo), _) => repo.clone(),
+        (None, Some(Ok(checkout))) => {
+            let Some(url) = &checkout.remote_url else {
+                return Err(CliError::new(
+                    ExitStatus::Usage,
+                    "this checkout has no remote: give the repository with -r NAME",
+                ));
+            };
+            let repos = client
+                .list_repos(ListReposRequest {})
+                .await
+                .map_err(client::from_status)?
+                .into_inner()
+                .repos;
+            let wanted = ocelot_core::store::normalize_url(url);
+            repos
+                .into_iter()
+                .find(|r| ocelot_core::store::normalize_url(&r.url) == wanted)
+                .map(|r| r.name)
+                .ok_or_else(|| {
+                    CliError::new(
+                        ExitStatus::Rejected,
+                        format!("no repository registered with the URL {url}: add it with `ocelot repos add NAME {url}` or give -r NAME"),
+                    )
+                })?
+        }
+        (None, Some(Err(error))) => return Err(CliError::new(error.status, error.message.clone())),
+        (None, None) => {
+            return Err(CliError::new(ExitStatus::Usage, "give the repository with -r NAME"));
+        }
+    };
+    // -b/-c win; otherwise the checkout's branch and commit
+    let (branch, commit) = match (&args.branch, &args.commit, &local) {
+        (None, None, Some(Ok(checkout))) => (checkout.branch.clone().unwrap_or_default(), checkout.commit.clone()),
+        (branch, commit, _) => (branch.clone().unwrap_or_default(), commit.clone().unwrap_or_default()),
+    };
+    let build = client
+        .trigger_build(TriggerBuildRequest {
+            repo,
+            branch,
+            commit,
+        })
+        .await
+        .map_err(client::from_status)?
+        .into_inner()
+        .build
+        .ok_or_else(|| CliError::new(ExitStatus::Errored, "the admin answered without a build"))?;
+    if args.no_follow {
+        println!("{}", build.id);
+        return Ok(ExitStatus::Passed);
+    }
+    if !args.json {
+        eprintln!(
+            "build {} queued: {} #{} ({} @ {})",
+            build.id,
+            build.repo,
+            build.number,
+            build.branch,
+            build.commit.get(..7).unwrap_or(&build.commit)
+        );
+    }
+    super::watch::follow(&mut client, build.id, args.json).await
+}

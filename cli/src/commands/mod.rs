@@ -1,0 +1,28 @@
+//! One module per subcommand; [`dispatch`] runs the chosen one and reports its error.
+
+mod build;
+mod repos;
+mod status;
+mod validate;
+mod watch;
+
+use crate::args::{Args, Command};
+use crate::client::CliError;
+use crate::exit::ExitStatus;
+
+pub(crate) async fn dispatch(args: Args) -> ExitStatus {
+    let result = match args.command {
+        Command::Build(build_args) => build::run(&args.admin, build_args).await,
+        Command::Watch(watch_args) => watch::run(&args.admin, watch_args).await,
+        Command::Status(status_args) => status::run(&args.admin, status_args).await,
+        Command::Repos(repos_command) => repos::run(&args.admin, repos_command).await,
+        Command::Validate(validate_args) => validate::run(validate_args),
+    };
+    match result {
+        Ok(status) => status,
+        Err(CliError { message, status }) => {
+            eprintln!("error: {message}");
+            status
+        }
+    }
+}

@@ -1,0 +1,138 @@
+//! `ocelot status [BUILD]`: one build with its stages, or a list of builds (newest first).
+
+use crate::args::StatusArgs;
+use crate::client::{self, CliError};
+use crate::exit::ExitStatus;
+use ocelot_core::wire;
+use ocelot_proto::v1 as pb;
+use serde_json::json;
+
+fn build_json(build: &pb::Build) -> serde_json::Value {
+    let state = wire::build_state_from_i32(build.state)
+        .map(|s| s.as_str())
+        .unwrap_or("unknown");
+    json!({
+        "id": build.id,
+        "repo": build.repo,
+        "number": build.number,
+        "commit": build.commit,
+        "branch": build.branch,
+        "trigger": build.trigger,
+        "state": state,
+        "attempt": build.attempt,
+        "worker": build.worker,
+        "tag": build.tag,
+        "reason": build.reason,
+        "queued_at_ms": build.queued_at_ms,
+        "started_at_ms": build.started_at_ms,
+        "finished_at_ms": build.finished_at_ms,
+    })
+}
+
+fn state_name(state: i32) -> &'static str {
+    wire::build_state_from_i32(state).map(|s| s.as_str()).unwrap_or("unknown")
+}
+
+fn duration(build: &pb::Build) -> String {
+    match (build.started_at_ms, build.finished_at_ms) {
+        (0, _) => "-".to_string(),
+        (start, 0) => format!("{:.0}s+", (now_ms() - start).max(0) as f64 / 1000.0),
+        (start, end) => format!("{:.1}s", (end - start).max(0) as f64 / 1000.0),
+    }
+}
+
+fn now_ms() -> i64 {
+    ocelot_core::model::unix_ms(std::time::SystemTime::now())
+}
+
+pub(crate) async fn run(admin: &str, args: StatusArgs) -> Result<ExitStatus, CliError> {
+    let mut client = client::connect(admin).await?;
+    if let Some(id) = args.build {
+        let detail = client
+            .get_build(pb::GetBuildRequest { id })
+            .await
+            .map_err(client::from_status)?
+            .into_inner();
+        let build = detail
+            .build
+            .ok_or_else(|| CliError::new(ExitStatus::Errored, "the admin answered without a build"))?;
+        if args.json {
+            let mut value = build_json(&build);
+            value["stages"] = detail
+                .stages
+                .iter()
+                .map(|stage| {
+                    json!({
+                        "index": stage.index,
+                        "name": stage.name,
+                        "state": wire::stage_state_from_i32(stage.state).as_str(),
+                        "exit_code": stage.exit_code,
+                        "started_at_ms": stage.started_at_ms,
+                        "finished_at_ms": stage.finished_at_ms,
+                    })
+                })
+                .collect();
+            println!("{value}");
+        } else {
+            println!("build {}  {} #{}  {}", build.id, build.repo, build.number, state_name(build.state));
+            println!("  commit   {} ({})", build.commit, build.branch);
+            println!("  trigger  {}  attempt {}  worker {}", build.trigger, build.attempt, if build.worker.is_empty() { "-" } else { &build.worker });
+            println!("  duration {}", duration(&build));
+            if !build.reason.is_empty() {
+                println!("  reason   {}", build.reason);
+            }
+            for stage in &detail.stages {
+                let took = if stage.finished_at_ms > 0 && stage.started_at_ms > 0 {
+                    format!("{:.1}s", (stage.finished_at_ms - stage.started_at_ms) as f64 / 1000.0)
+                } else {
+                    String::new()
+                };
+                let code = stage.exit_code.map(|c| format!("exit {c}")).unwrap_or_default();
+                println!(
+                    "  stage {:<20} {:<10} {:<8} {}",
+                    stage.name,
+                    wire::stage_state_from_i32(stage.state).as_str(),
+                    code,
+                    took
+                );
+            }
+        }
+        let state = wire::build_state_from_i32(build.state).ok();
+        return Ok(match state {
+            Some(state) if state.is_final() => ExitStatus::of_build(state),
+            _ => ExitStatus::Passed,
+        });
+    }
+    let builds = client
+        .list_builds(pb::ListBuildsRequest {
+            repo: args.repo.unwrap_or_default(),
+            branch: args.branch.unwrap_or_default(),
+            state: args.state.map(|s| pb::BuildState::from(s).into()).unwrap_or(0),
+            limit: args.limit,
+        })
+        .await
+        .map_err(client::from_status)?
+        .into_inner()
+        .builds;
+    if args.json {
+        let list: Vec<_> = builds.iter().map(build_json).collect();
+        println!("{}", serde_json::Value::Array(list));
+    } else if builds.is_empty() {
+        eprintln!("no builds");
+    } else {
+        println!("{:<8} {:<20} {:<6} {:<24} {:<8} {:<10} {}", "ID", "REPO", "#", "BRANCH", "COMMIT", "STATE", "TIME");
+        for build in &builds {
+            println!(
+                "{:<8} {:<20} {:<6} {:<24} {:<8} {:<10} {}",
+                build.id,
+                build.repo,
+                build.number,
+                build.branch,
+                build.commit.get(..7).unwrap_or(&build.commit),
+                state_name(build.state),
+                duration(build)
+            );
+        }
+    }
+    Ok(ExitStatus::Passed)
+}

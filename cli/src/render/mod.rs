@@ -1,0 +1,87 @@
+//! How build events are shown: [`human`] (log lines on stdout; stage progress and the result
+//! on stderr, with spinners on a terminal) or [`json`] (one JSON object per event on stdout).
+//! Both check the log they printed against the line count and checksum of the result.
+
+mod human;
+mod json;
+
+use ocelot_core::BuildState;
+use ocelot_core::events::LogDigest;
+use ocelot_proto::v1 as pb;
+use pb::build_event::Kind;
+
+/// Receives the events of one build, in order.
+#[derive(Debug)]
+pub(crate) enum Renderer {
+    Human(human::HumanRenderer),
+    Json(json::JsonRenderer),
+}
+
+impl Renderer {
+    pub(crate) fn new(json: bool, build_id: i64) -> Self {
+        if json {
+            Renderer::Json(json::JsonRenderer::new(build_id))
+        } else {
+            Renderer::Human(human::HumanRenderer::new())
+        }
+    }
+
+    /// Shows one event; returns the build's final state when the event is its result.
+    pub(crate) fn event(&mut self, event: &pb::BuildEvent) -> Option<BuildState> {
+        match self {
+            Renderer::Human(renderer) => renderer.event(event),
+            Renderer::Json(renderer) => renderer.event(event),
+        }
+    }
+
+    /// Called when the stream broke before the result.
+    pub(crate) fn interrupted(&mut self) {
+        if let Renderer::Human(renderer) = self {
+            renderer.interrupted();
+        }
+    }
+}
+
+/// The log as this client printed it, per attempt, to compare with the result's digest.
+#[derive(Debug, Default)]
+pub(crate) struct IntegrityCheck {
+    attempt: Option<u32>,
+    digest: LogDigest,
+    last_seq: u64,
+    /// Sequence numbers that did not follow their predecessor (gaps or repeats).
+    out_of_order: u64,
+}
+
+impl IntegrityCheck {
+    pub(crate) fn observe(&mut self, event: &pb::BuildEvent) {
+        if self.attempt != Some(event.attempt) {
+            *self = IntegrityCheck {
+                attempt: Some(event.attempt),
+                ..IntegrityCheck::default()
+            };
+        } else if event.seq != self.last_seq + 1 {
+            self.out_of_order += 1;
+        }
+        self.last_seq = event.seq;
+        if let Some(Kind::Line(line)) = &event.kind {
+            self.digest.add_line(&line.text);
+        }
+    }
+
+    /// A warning when what was printed differs from the build's log.
+    pub(crate) fn verdict(&self, result: &pb::BuildResult) -> Option<String> {
+        if result.log_sha256.is_empty() {
+            return None;
+        }
+        let printed = self.digest.count();
+        if printed == result.line_count && self.digest.hex() == result.log_sha256 && self.out_of_order == 0 {
+            return None;
+        }
+        Some(format!(
+            "warning: the log shown here ({printed} lines) differs from the build's log ({} lines, sha256 {}): \
+             lines were lost or repeated on the way; `ocelot watch` replays the stored log",
+            result.line_count,
+            &result.log_sha256[..result.log_sha256.len().min(12)]
+        ))
+    }
+}

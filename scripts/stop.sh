@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Stops what scripts/quickstart.sh and scripts/setup.sh started (admin, worker, git daemon,
+# NATS, PostgreSQL). Data stays under the state directory; remove it to start afresh.
+set -uo pipefail
+repo_dir=$(cd "$(dirname "$0")/.." && pwd)
+state_dir=${OCELOT_STATE_DIR:-$repo_dir/.state}
+for name in worker admin git-daemon; do
+  pid_file=$state_dir/pids/$name
+  if [ -f "$pid_file" ]; then
+    kill "$(cat "$pid_file")" 2>/dev/null && echo "stopped $name"
+    rm -f "$pid_file"
+  fi
+done
+if [ -f "$state_dir/nats/pid" ]; then
+  kill "$(cat "$state_dir/nats/pid")" 2>/dev/null && echo "stopped nats-server"
+  rm -f "$state_dir/nats/pid"
+fi
+pg_bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
+if [ -n "$pg_bin" ] && [ -s "$state_dir/postgres/PG_VERSION" ]; then
+  if [ "$(id -u)" = "0" ]; then
+    runuser -u postgres -- "$pg_bin/pg_ctl" -D "$state_dir/postgres" stop -m fast >/dev/null 2>&1 && echo "stopped postgres"
+  else
+    "$pg_bin/pg_ctl" -D "$state_dir/postgres" stop -m fast >/dev/null 2>&1 && echo "stopped postgres"
+  fi
+fi
