@@ -73,7 +73,9 @@ pub async fn run(
         bus,
         mirrors: Arc::new(MirrorCache::new(cache_dir)),
     };
-    let address = listener.local_addr().context("reading the listener's address")?;
+    let address = listener
+        .local_addr()
+        .context("reading the listener's address")?;
     tracing::info!(%address, "admin listening");
     let sweeper_stop = CancellationToken::new();
     let sweeper = tokio::spawn(sweeper::run(state.clone(), sweeper_stop.clone()));

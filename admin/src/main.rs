@@ -8,7 +8,8 @@ async fn main() -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.listen))?;
-    let result = ocelot_admin::run(settings, listener, ocelot_core::shutdown::shutdown_signal()).await;
+    let result =
+        ocelot_admin::run(settings, listener, ocelot_core::shutdown::shutdown_signal()).await;
     if let Err(error) = &result {
         tracing::error!("{error:#}");
     }

@@ -2,8 +2,8 @@
 //! died between the insert and the publish), so that no build is lost.
 
 use crate::AppState;
-use tokio_util::sync::CancellationToken;
 use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 
 const SWEEP_EVERY: Duration = Duration::from_secs(5);
 /// Builds younger than this are still being published by their trigger.

@@ -20,8 +20,15 @@ pub(crate) type EventStream =
 /// How long the live view waits for an event before it checks the build in Postgres.
 const IDLE_CHECK: Duration = Duration::from_secs(2);
 
-pub(crate) async fn watch(state: &AppState, build_id: i64) -> Result<Response<EventStream>, Status> {
-    let build = state.store.get_build(build_id).await.map_err(AdminError::from)?;
+pub(crate) async fn watch(
+    state: &AppState,
+    build_id: i64,
+) -> Result<Response<EventStream>, Status> {
+    let build = state
+        .store
+        .get_build(build_id)
+        .await
+        .map_err(AdminError::from)?;
     let (sender, receiver) = mpsc::channel::<Result<pb::BuildEvent, Status>>(256);
     let state = state.clone();
     tokio::spawn(async move {
@@ -42,7 +49,10 @@ async fn send(
     sender: &mpsc::Sender<Result<pb::BuildEvent, Status>>,
     event: &BuildEvent,
 ) -> Result<(), ()> {
-    sender.send(Ok(pb::BuildEvent::from(event))).await.map_err(|_| ())
+    sender
+        .send(Ok(pb::BuildEvent::from(event)))
+        .await
+        .map_err(|_| ())
 }
 
 async fn follow_live(
@@ -72,7 +82,11 @@ async fn follow_live(
                 // a build can end without a result on the bus (errored before any worker
                 // ran it, or the publish failed): after one more quiet period, answer from
                 // Postgres
-                let current = state.store.get_build(build.id).await.map_err(AdminError::from)?;
+                let current = state
+                    .store
+                    .get_build(build.id)
+                    .await
+                    .map_err(AdminError::from)?;
                 if !current.state.is_final() {
                     final_in_store = false;
                     continue;
@@ -104,7 +118,10 @@ fn result_event(build: &Build, attempt: u32, seq: u64) -> BuildEvent {
             state: build.state,
             reason: build.reason.clone().unwrap_or_default(),
             duration_ms,
-            line_count: build.line_count.and_then(|n| u64::try_from(n).ok()).unwrap_or(0),
+            line_count: build
+                .line_count
+                .and_then(|n| u64::try_from(n).ok())
+                .unwrap_or(0),
             log_sha256: build.log_sha256.clone().unwrap_or_default(),
         },
     }
@@ -121,8 +138,14 @@ async fn replay_from_store(
         let _ = send(sender, &result_event(build, 0, 1)).await;
         return Ok(());
     }
-    let stages = store.stages(build.id, build.attempt).await.map_err(AdminError::from)?;
-    let lines = store.lines(build.id, build.attempt).await.map_err(AdminError::from)?;
+    let stages = store
+        .stages(build.id, build.attempt)
+        .await
+        .map_err(AdminError::from)?;
+    let lines = store
+        .lines(build.id, build.attempt)
+        .await
+        .map_err(AdminError::from)?;
     let event = |seq: i64, at: Option<SystemTime>, kind: EventKind| BuildEvent {
         build_id: build.id,
         attempt,

@@ -5,7 +5,12 @@ use ocelot_core::env_vars;
 use std::path::PathBuf;
 
 #[derive(Debug, Parser)]
-#[command(name = "ocelot", version, about = "Ocelot CI from your terminal", propagate_version = true)]
+#[command(
+    name = "ocelot",
+    version,
+    about = "Ocelot CI from your terminal",
+    propagate_version = true
+)]
 pub struct Args {
     /// Admin server address
     #[arg(long, global = true, env = env_vars::OCELOT_ADMIN, default_value = "http://127.0.0.1:50051")]

@@ -20,7 +20,9 @@ pub(crate) fn current() -> Result<Checkout, CliError> {
         )
     };
     let repo = git2::Repository::discover(".").map_err(|e| not_here(e.message().to_string()))?;
-    let head = repo.head().map_err(|e| not_here(format!("no HEAD: {}", e.message())))?;
+    let head = repo
+        .head()
+        .map_err(|e| not_here(format!("no HEAD: {}", e.message())))?;
     let commit = head
         .peel_to_commit()
         .map_err(|e| not_here(format!("HEAD is not a commit: {}", e.message())))?

@@ -42,7 +42,12 @@ pub(crate) async fn connect(admin: &str) -> Result<AdminClient<Channel>, CliErro
         )
     };
     let endpoint = Endpoint::from_shared(url.clone())
-        .map_err(|e| CliError::new(ExitStatus::Usage, format!("invalid admin address `{admin}`: {e}")))?
+        .map_err(|e| {
+            CliError::new(
+                ExitStatus::Usage,
+                format!("invalid admin address `{admin}`: {e}"),
+            )
+        })?
         .connect_timeout(Duration::from_secs(5))
         .tcp_keepalive(Some(Duration::from_secs(30)))
         .http2_keep_alive_interval(Duration::from_secs(30))
@@ -84,6 +89,9 @@ mod tests {
     #[test]
     fn bare_addresses_get_a_scheme() {
         assert_eq!(endpoint_url("127.0.0.1:50051"), "http://127.0.0.1:50051");
-        assert_eq!(endpoint_url("https://ci.example:443"), "https://ci.example:443");
+        assert_eq!(
+            endpoint_url("https://ci.example:443"),
+            "https://ci.example:443"
+        );
     }
 }

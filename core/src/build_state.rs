@@ -68,7 +68,9 @@ impl fmt::Display for BuildState {
 
 /// A state name that is not one of [`BuildState`]'s.
 #[derive(Debug, thiserror::Error)]
-#[error("unknown state `{0}` (expected one of: queued, running, passed, failed, errored, cancelled, timed_out, skipped)")]
+#[error(
+    "unknown state `{0}` (expected one of: queued, running, passed, failed, errored, cancelled, timed_out, skipped)"
+)]
 pub struct UnknownState(pub String);
 
 impl FromStr for BuildState {
@@ -76,7 +78,9 @@ impl FromStr for BuildState {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         BuildState::ALL
             .into_iter()
-            .find(|state| state.as_str() == s || (s == "timed-out" && *state == BuildState::TimedOut))
+            .find(|state| {
+                state.as_str() == s || (s == "timed-out" && *state == BuildState::TimedOut)
+            })
             .ok_or_else(|| UnknownState(s.to_string()))
     }
 }

@@ -116,7 +116,10 @@ impl MirrorCache {
     }
 
     fn lock_for(&self, path: &Path) -> Arc<Mutex<()>> {
-        let mut locks = self.locks.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut locks = self
+            .locks
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         locks.entry(path.to_path_buf()).or_default().clone()
     }
 
@@ -195,10 +198,15 @@ impl MirrorCache {
         let repo = git2::Repository::init(dest).map_err(|e| classify(url, e))?;
         let mirror_url = mirror.to_string_lossy().into_owned();
         {
-            let mut from_mirror = repo.remote_anonymous(&mirror_url).map_err(|e| classify(url, e))?;
+            let mut from_mirror = repo
+                .remote_anonymous(&mirror_url)
+                .map_err(|e| classify(url, e))?;
             from_mirror
                 .fetch(
-                    &["+refs/heads/*:refs/remotes/origin/*", "+refs/tags/*:refs/tags/*"],
+                    &[
+                        "+refs/heads/*:refs/remotes/origin/*",
+                        "+refs/tags/*:refs/tags/*",
+                    ],
                     None,
                     None,
                 )
@@ -211,7 +219,8 @@ impl MirrorCache {
             Some(git2::build::CheckoutBuilder::new().force()),
         )
         .map_err(|e| classify(url, e))?;
-        repo.set_head_detached(target.id()).map_err(|e| classify(url, e))?;
+        repo.set_head_detached(target.id())
+            .map_err(|e| classify(url, e))?;
         commit_info(&repo, url, &target)
     }
 }
@@ -229,7 +238,11 @@ fn find_commit<'r>(
         })
 }
 
-fn commit_info(repo: &git2::Repository, url: &str, commit: &git2::Commit<'_>) -> Result<CommitInfo, GitError> {
+fn commit_info(
+    repo: &git2::Repository,
+    url: &str,
+    commit: &git2::Commit<'_>,
+) -> Result<CommitInfo, GitError> {
     let tree = commit.tree().map_err(|e| classify(url, e))?;
     let parent_tree = match commit.parent(0) {
         Ok(parent) => Some(parent.tree().map_err(|e| classify(url, e))?),
@@ -241,10 +254,10 @@ fn commit_info(repo: &git2::Repository, url: &str, commit: &git2::Commit<'_>) ->
     let mut changed_paths = Vec::new();
     for delta in diff.deltas() {
         for file in [delta.old_file(), delta.new_file()] {
-            if let Some(path) = file.path().and_then(|p| p.to_str()) {
-                if !changed_paths.iter().any(|p: &String| p == path) {
-                    changed_paths.push(path.to_string());
-                }
+            if let Some(path) = file.path().and_then(|p| p.to_str())
+                && !changed_paths.iter().any(|p: &String| p == path)
+            {
+                changed_paths.push(path.to_string());
             }
         }
     }
@@ -289,17 +302,28 @@ mod tests {
         let url = format!("file://{}", origin.display());
 
         let head = resolve_branch(&url, "main").unwrap();
-        assert!(matches!(resolve_branch(&url, "nope"), Err(GitError::BranchNotFound { .. })));
+        assert!(matches!(
+            resolve_branch(&url, "nope"),
+            Err(GitError::BranchNotFound { .. })
+        ));
 
         let cache = MirrorCache::new(tmp.path().join("cache"));
         let mirror = cache.fetch(&url).unwrap();
         let short = &head[..8];
         assert_eq!(cache.resolve_commit(&url, &mirror, short).unwrap(), head);
         assert_eq!(
-            cache.read_file(&url, &mirror, &head, "ocelot.yml").unwrap().as_deref(),
+            cache
+                .read_file(&url, &mirror, &head, "ocelot.yml")
+                .unwrap()
+                .as_deref(),
             Some("image: a\n")
         );
-        assert_eq!(cache.read_file(&url, &mirror, &head, "missing.yml").unwrap(), None);
+        assert_eq!(
+            cache
+                .read_file(&url, &mirror, &head, "missing.yml")
+                .unwrap(),
+            None
+        );
 
         let dest = tmp.path().join("ws");
         std::fs::create_dir(&dest).unwrap();

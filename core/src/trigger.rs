@@ -55,16 +55,18 @@ fn route(config: Option<&str>, branch: &str) -> Routing {
     let Some(Ok(pipeline)) = config.map(pipeline::parse) else {
         return default;
     };
-    let tag = pipeline.machine_tag.clone().unwrap_or_else(|| DEFAULT_TAG.to_string());
+    let tag = pipeline
+        .machine_tag
+        .clone()
+        .unwrap_or_else(|| DEFAULT_TAG.to_string());
     if let Err(error) = queue::validate_tag(&tag) {
         return Routing {
             error_reason: Some(format!("ocelot.yml: machineTag: {error}")),
             ..default
         };
     }
-    let skip_reason = (!pipeline.branch_matches(branch)).then(|| {
-        format!("branch `{branch}` does not match the `branches` of ocelot.yml")
-    });
+    let skip_reason = (!pipeline.branch_matches(branch))
+        .then(|| format!("branch `{branch}` does not match the `branches` of ocelot.yml"));
     Routing {
         tag,
         skip_reason,
@@ -130,7 +132,10 @@ pub async fn queue_build(
 
 /// Publishes a queued build's job and records that it was; failures are left to the sweeper.
 pub async fn publish(store: &Store, bus: &Bus, build: &Build) -> bool {
-    match bus.publish_job(&build.tag, &Job { build_id: build.id }).await {
+    match bus
+        .publish_job(&build.tag, &Job { build_id: build.id })
+        .await
+    {
         Ok(()) => match store.mark_job_published(build.id).await {
             Ok(()) => true,
             Err(error) => {

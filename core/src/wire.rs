@@ -204,21 +204,6 @@ impl From<&BuildEvent> for pb::BuildEvent {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn every_build_state_crosses_the_wire_and_back() {
-        for state in BuildState::ALL {
-            let wire: i32 = pb::BuildState::from(state).into();
-            assert_eq!(build_state_from_i32(wire).unwrap(), state);
-        }
-        assert!(build_state_from_i32(0).is_err());
-        assert!(build_state_from_i32(99).is_err());
-    }
-}
-
 /// Reads a proto event as a domain event of `build_id`; `None` when it carries no kind.
 pub fn event_from_proto(build_id: i64, event: &pb::BuildEvent) -> Option<BuildEvent> {
     use pb::build_event::Kind;
@@ -260,4 +245,19 @@ pub fn event_from_proto(build_id: i64, event: &pb::BuildEvent) -> Option<BuildEv
         at_ms: event.at_ms,
         kind,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_build_state_crosses_the_wire_and_back() {
+        for state in BuildState::ALL {
+            let wire: i32 = pb::BuildState::from(state).into();
+            assert_eq!(build_state_from_i32(wire).unwrap(), state);
+        }
+        assert!(build_state_from_i32(0).is_err());
+        assert!(build_state_from_i32(99).is_err());
+    }
 }

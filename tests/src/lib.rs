@@ -1,1 +1,54 @@
-//! x
+//! The end-to-end harness: real Postgres (a fresh database per test), a NATS JetStream
+//! server per test (free port, temp dir), `git daemon` repositories, the admin and workers
+//! in-process through their `run()` functions, and the real `ocelot` binary.
+//!
+//! - [`postgres`]: `TestDatabase` on the server named by `OCELOT_TEST_DATABASE_URL`.
+//! - [`nats`]: `NatsServer` spawned per test.
+//! - [`git`]: `GitServer` (`git daemon`) and repositories with commits.
+//! - [`cluster`]: `Cluster` — admin + workers + the CLI, and `wait_until`.
+
+pub mod cluster;
+pub mod git;
+pub mod nats;
+pub mod postgres;
+
+use std::time::Duration;
+
+/// A free TCP port on 127.0.0.1 (bound, then released for the server that takes it).
+pub fn free_port() -> anyhow::Result<u16> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(listener.local_addr()?.port())
+}
+
+/// Polls `check` until it returns `Some`, or fails after `timeout` naming `what`.
+pub async fn wait_until<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().await {
+            return Ok(value);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            anyhow::bail!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Waits until something accepts connections on 127.0.0.1:`port`.
+pub async fn wait_for_port(port: u16, timeout: Duration) -> anyhow::Result<()> {
+    wait_until(
+        &format!("127.0.0.1:{port} to accept connections"),
+        timeout,
+        || async move {
+            tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .ok()
+                .map(|_| ())
+        },
+    )
+    .await
+}

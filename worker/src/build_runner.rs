@@ -3,8 +3,8 @@
 //! stopping at the first failure and honouring timeouts → result. The environment and the
 //! workspace are removed whatever happened.
 
-use crate::WorkerContext;
 use crate::ExecutorKind;
+use crate::WorkerContext;
 use crate::event_sink::EventSink;
 use crate::executor::docker::{BuildContainer, ContainerSpec};
 use crate::executor::host::HostEnvironment;
@@ -62,7 +62,10 @@ pub(crate) async fn run_build(context: &WorkerContext, build_id: i64) -> JobDisp
             return JobDisposition::Done;
         }
         Err(ocelot_core::store::StoreError::NotFound(_)) => {
-            tracing::warn!(build_id, "job for an unknown build (repo removed?): dropped");
+            tracing::warn!(
+                build_id,
+                "job for an unknown build (repo removed?): dropped"
+            );
             return JobDisposition::Done;
         }
         Err(error) => {
@@ -75,7 +78,12 @@ pub(crate) async fn run_build(context: &WorkerContext, build_id: i64) -> JobDisp
     drop(_entered);
     tracing::info!(build_id, attempt = claimed.attempt, repo = %claimed.repo_name, commit = %claimed.commit, "build claimed");
     let started = Instant::now();
-    let mut sink = EventSink::new(context.bus.clone(), context.store.clone(), build_id, claimed.attempt);
+    let mut sink = EventSink::new(
+        context.bus.clone(),
+        context.store.clone(),
+        build_id,
+        claimed.attempt,
+    );
     let verdict = attempt(context, &claimed, &mut sink).await;
     finish(context, &claimed, &mut sink, verdict, started).await;
     JobDisposition::Done
@@ -89,7 +97,10 @@ async fn attempt(context: &WorkerContext, build: &Build, sink: &mut EventSink) -
         Ok(dir) => dir,
         Err(error) => {
             announce(context, build, sink, &[]).await;
-            let reason = format!("cannot create a workspace in {}: {error}", context.workspaces.display());
+            let reason = format!(
+                "cannot create a workspace in {}: {error}",
+                context.workspaces.display()
+            );
             sink.system(SETUP_STAGE, format!("error: {reason}")).await;
             return Verdict::errored(reason);
         }
@@ -108,7 +119,15 @@ async fn attempt(context: &WorkerContext, build: &Build, sink: &mut EventSink) -
         }
     };
     let mut environment = environment;
-    let verdict = run_stages(context, build, &pipeline, &commit_info, &mut environment, sink).await;
+    let verdict = run_stages(
+        context,
+        build,
+        &pipeline,
+        &commit_info,
+        &mut environment,
+        sink,
+    )
+    .await;
     environment.cleanup().await;
     verdict
 }
@@ -135,7 +154,8 @@ async fn prepare(
     let url = build.repo_url.clone();
     let commit = build.commit.clone();
     let dest = workspace.to_path_buf();
-    let checkout = tokio::task::spawn_blocking(move || mirrors.checkout(&url, &commit, &dest)).await;
+    let checkout =
+        tokio::task::spawn_blocking(move || mirrors.checkout(&url, &commit, &dest)).await;
     let commit_info = match checkout {
         Ok(Ok(info)) => info,
         Ok(Err(error)) => {
@@ -154,7 +174,10 @@ async fn prepare(
         Err(error) => {
             announce(context, build, sink, &[]).await;
             let reason = if error.kind() == std::io::ErrorKind::NotFound {
-                format!("no ocelot.yml at the root of commit {}", short(&build.commit))
+                format!(
+                    "no ocelot.yml at the root of commit {}",
+                    short(&build.commit)
+                )
             } else {
                 format!("cannot read ocelot.yml: {error}")
             };
@@ -187,14 +210,25 @@ async fn prepare(
         }
         Err(errors) => {
             announce(context, build, sink, &[]).await;
-            sink.system(SETUP_STAGE, format!("error: ocelot.yml is invalid ({} error(s)):", errors.len()))
-                .await;
+            sink.system(
+                SETUP_STAGE,
+                format!("error: ocelot.yml is invalid ({} error(s)):", errors.len()),
+            )
+            .await;
             for error in errors.iter() {
-                sink.system(SETUP_STAGE, format!("  ocelot.yml {error}")).await;
+                sink.system(SETUP_STAGE, format!("  ocelot.yml {error}"))
+                    .await;
             }
-            let first = errors.iter().next().map(|e| e.to_string()).unwrap_or_default();
-            let more = if errors.len() > 1 { format!(" (and {} more)", errors.len() - 1) } else { String::new() };
-            Err(Verdict::errored(format!("invalid ocelot.yml: {first}{more}")))
+            const SHOWN: usize = 5;
+            let mut listed: Vec<String> =
+                errors.iter().take(SHOWN).map(|e| e.to_string()).collect();
+            if errors.len() > SHOWN {
+                listed.push(format!("and {} more", errors.len() - SHOWN));
+            }
+            Err(Verdict::errored(format!(
+                "invalid ocelot.yml: {}",
+                listed.join("; ")
+            )))
         }
     }
 }
@@ -228,7 +262,9 @@ async fn open_environment(
             .map_err(|e| e.to_string())?;
             Ok(Environment::Container(container))
         }
-        (None, ExecutorKind::Host) => Ok(Environment::Host(HostEnvironment::new(workspace.to_path_buf()))),
+        (None, ExecutorKind::Host) => Ok(Environment::Host(HostEnvironment::new(
+            workspace.to_path_buf(),
+        ))),
         (None, ExecutorKind::Docker) => Err(format!(
             "ocelot.yml names no image: only a worker started with `--executor host` runs builds \
              outside a container (this build was routed by machineTag `{}`)",
@@ -241,7 +277,12 @@ fn short(commit: &str) -> &str {
     commit.get(..7).unwrap_or(commit)
 }
 
-fn build_env(context: &WorkerContext, build: &Build, workspace: &str, previous: &str) -> Vec<String> {
+fn build_env(
+    context: &WorkerContext,
+    build: &Build,
+    workspace: &str,
+    previous: &str,
+) -> Vec<String> {
     let _ = context;
     vec![
         format!("BUILD_ID={}", build.id),
@@ -274,7 +315,12 @@ async fn run_stages(
         .flatten()
         .unwrap_or_default();
     let mut base_env = build_env(context, build, &environment.workspace(), &previous);
-    base_env.extend(pipeline.env.iter().map(|e| format!("{}={}", e.key, e.value)));
+    base_env.extend(
+        pipeline
+            .env
+            .iter()
+            .map(|e| format!("{}={}", e.key, e.value)),
+    );
     let trigger_context = TriggerContext {
         branch: &build.branch,
         commit_messages: &commit.messages,
@@ -284,7 +330,11 @@ async fn run_stages(
         let index_u32 = u32::try_from(index).unwrap_or(u32::MAX);
         let index_i32 = i32::try_from(index).unwrap_or(i32::MAX);
         if !stage.should_run(&trigger_context) {
-            sink.system(&stage.name, format!("stage {} skipped: its triggers are not met", stage.name)).await;
+            sink.system(
+                &stage.name,
+                format!("stage {} skipped: its triggers are not met", stage.name),
+            )
+            .await;
             let seq = sink
                 .emit(EventKind::StageFinished {
                     index: index_u32,
@@ -303,7 +353,16 @@ async fn run_stages(
                 name: stage.name.clone(),
             })
             .await;
-        if let Err(error) = context.store.stage_started(build.id, build.attempt, index_i32, i64::try_from(seq).unwrap_or(0)).await {
+        if let Err(error) = context
+            .store
+            .stage_started(
+                build.id,
+                build.attempt,
+                index_i32,
+                i64::try_from(seq).unwrap_or(0),
+            )
+            .await
+        {
             tracing::warn!(build_id = build.id, %error, "recording the stage start failed");
         }
         let stage_started = Instant::now();
@@ -329,9 +388,20 @@ async fn run_stages(
         let (stage_state, exit_code, verdict) = match outcome {
             Ok(ScriptOutcome::Exited(0)) => (StageState::Passed, Some(0), None),
             Ok(ScriptOutcome::Exited(code)) => {
-                sink.system(&stage.name, format!("stage {} failed: exit code {code}", stage.name)).await;
+                sink.system(
+                    &stage.name,
+                    format!("stage {} failed: exit code {code}", stage.name),
+                )
+                .await;
                 let reason = format!("stage `{}` failed with exit code {code}", stage.name);
-                (StageState::Failed, Some(code), Some(Verdict { state: BuildState::Failed, reason: Some(reason) }))
+                (
+                    StageState::Failed,
+                    Some(code),
+                    Some(Verdict {
+                        state: BuildState::Failed,
+                        reason: Some(reason),
+                    }),
+                )
             }
             Ok(ScriptOutcome::TimedOut) => {
                 let limit = if deadline == stage_deadline {
@@ -339,11 +409,24 @@ async fn run_stages(
                 } else {
                     pipeline.timeout
                 };
-                let what = if deadline == stage_deadline { "stage timeout" } else { "build timeout" };
-                let limit = limit.map(|d| humantime::format_duration(d).to_string()).unwrap_or_default();
+                let what = if deadline == stage_deadline {
+                    "stage timeout"
+                } else {
+                    "build timeout"
+                };
+                let limit = limit
+                    .map(|d| humantime::format_duration(d).to_string())
+                    .unwrap_or_default();
                 let reason = format!("stage `{}` timed out ({what} {limit})", stage.name);
                 sink.system(&stage.name, format!("{reason}: stopped")).await;
-                (StageState::TimedOut, None, Some(Verdict { state: BuildState::TimedOut, reason: Some(reason) }))
+                (
+                    StageState::TimedOut,
+                    None,
+                    Some(Verdict {
+                        state: BuildState::TimedOut,
+                        reason: Some(reason),
+                    }),
+                )
             }
             Err(error) => {
                 let reason = format!("stage `{}` could not run: {error}", stage.name);
@@ -390,7 +473,13 @@ async fn record_stage_finished(
 }
 
 /// Persists the verdict (fenced), then publishes the result event.
-async fn finish(context: &WorkerContext, build: &Build, sink: &mut EventSink, verdict: Verdict, started: Instant) {
+async fn finish(
+    context: &WorkerContext,
+    build: &Build,
+    sink: &mut EventSink,
+    verdict: Verdict,
+    started: Instant,
+) {
     sink.flush().await;
     let line_count = sink.digest().count();
     let log_sha256 = sink.digest().hex();
@@ -414,7 +503,11 @@ async fn finish(context: &WorkerContext, build: &Build, sink: &mut EventSink, ve
                 break;
             }
             Ok(false) => {
-                tracing::warn!(build_id = build.id, attempt = build.attempt, "a newer attempt owns the build: result dropped");
+                tracing::warn!(
+                    build_id = build.id,
+                    attempt = build.attempt,
+                    "a newer attempt owns the build: result dropped"
+                );
                 return;
             }
             Err(error) if attempt_no < 10 => {
@@ -422,7 +515,9 @@ async fn finish(context: &WorkerContext, build: &Build, sink: &mut EventSink, ve
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(Duration::from_secs(5));
             }
-            Err(error) => tracing::error!(build_id = build.id, %error, "the result could not be recorded"),
+            Err(error) => {
+                tracing::error!(build_id = build.id, %error, "the result could not be recorded")
+            }
         }
     }
     if !recorded || sink.fenced_out() {

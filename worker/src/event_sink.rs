@@ -65,7 +65,12 @@ impl EventSink {
     pub(crate) async fn emit(&mut self, kind: EventKind) -> u64 {
         self.seq += 1;
         let now = SystemTime::now();
-        if let EventKind::Line { stage, stream, text } = &kind {
+        if let EventKind::Line {
+            stage,
+            stream,
+            text,
+        } = &kind
+        {
             self.digest.add_line(text);
             self.pending_lines.push(StoredLine {
                 seq: i64::try_from(self.seq).unwrap_or(i64::MAX),
@@ -122,11 +127,18 @@ impl EventSink {
             let mut delay = Duration::from_millis(100);
             // retry a few times: a dropped connection must not lose lines
             for attempt_no in 1..=5 {
-                match self.store.append_lines(self.build_id, self.attempt, &lines).await {
+                match self
+                    .store
+                    .append_lines(self.build_id, self.attempt, &lines)
+                    .await
+                {
                     Ok(true) => break,
                     Ok(false) => {
-                        tracing::warn!(build_id = self.build_id, attempt = self.attempt,
-                            "a newer attempt owns the build: this attempt stops writing");
+                        tracing::warn!(
+                            build_id = self.build_id,
+                            attempt = self.attempt,
+                            "a newer attempt owns the build: this attempt stops writing"
+                        );
                         self.fenced_out = true;
                         break;
                     }

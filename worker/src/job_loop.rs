@@ -76,7 +76,10 @@ pub(crate) async fn run(
     })
     .await;
     if drained.is_err() {
-        tracing::warn!(left = running.len(), "grace period over: builds cut off (their jobs will be delivered again)");
+        tracing::warn!(
+            left = running.len(),
+            "grace period over: builds cut off (their jobs will be delivered again)"
+        );
         running.shutdown().await;
     }
     Ok(())

@@ -103,7 +103,10 @@ fn default_worker_id() -> String {
 }
 
 /// Connects to Postgres, NATS and Docker, then runs builds until `shutdown` resolves.
-pub async fn run(settings: Settings, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+pub async fn run(
+    settings: Settings,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     for tag in &settings.tags {
         queue::validate_tag(tag)?;
     }
@@ -143,5 +146,12 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()> + Send +
     };
     tracing::info!(worker_id = %context.worker_id, tags = ?settings.tags,
         concurrency = settings.concurrency, executor = ?settings.executor, "worker started");
-    job_loop::run(context, &settings.tags, settings.concurrency, settings.shutdown_grace, shutdown).await
+    job_loop::run(
+        context,
+        &settings.tags,
+        settings.concurrency,
+        settings.shutdown_grace,
+        shutdown,
+    )
+    .await
 }

@@ -38,7 +38,11 @@ pub(super) async fn get(
     state: &AppState,
     request: pb::GetBuildRequest,
 ) -> Result<Response<pb::BuildDetail>, Status> {
-    let build = state.store.get_build(request.id).await.map_err(AdminError::from)?;
+    let build = state
+        .store
+        .get_build(request.id)
+        .await
+        .map_err(AdminError::from)?;
     let stages = state
         .store
         .stages(build.id, build.attempt)
@@ -57,7 +61,14 @@ pub(super) async fn list(
     let repo_id = if request.repo.is_empty() {
         None
     } else {
-        Some(state.store.find_repo(&request.repo).await.map_err(AdminError::from)?.id)
+        Some(
+            state
+                .store
+                .find_repo(&request.repo)
+                .await
+                .map_err(AdminError::from)?
+                .id,
+        )
     };
     let build_state = if request.state == 0 {
         None

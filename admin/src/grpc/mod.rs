@@ -21,9 +21,7 @@ pub(crate) async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
-    health_reporter
-        .set_serving::<AdminServer<AdminApi>>()
-        .await;
+    health_reporter.set_serving::<AdminServer<AdminApi>>().await;
     tonic::transport::Server::builder()
         .add_service(health_service)
         .add_service(AdminServer::new(AdminApi { state }))

@@ -31,7 +31,10 @@ fn validate_url(url: &str) -> Result<(), AdminError> {
     }
 }
 
-pub(super) async fn add(state: &AppState, request: pb::AddRepoRequest) -> Result<Response<pb::Repo>, Status> {
+pub(super) async fn add(
+    state: &AppState,
+    request: pb::AddRepoRequest,
+) -> Result<Response<pb::Repo>, Status> {
     validate_name(&request.name)?;
     validate_url(&request.url)?;
     let branch = if request.default_branch.is_empty() {
@@ -62,7 +65,11 @@ pub(super) async fn remove(
     state: &AppState,
     request: pb::RemoveRepoRequest,
 ) -> Result<Response<pb::RemoveRepoResponse>, Status> {
-    state.store.remove_repo(&request.name).await.map_err(AdminError::from)?;
+    state
+        .store
+        .remove_repo(&request.name)
+        .await
+        .map_err(AdminError::from)?;
     tracing::info!(repo = %request.name, "repo removed");
     Ok(Response::new(pb::RemoveRepoResponse {}))
 }

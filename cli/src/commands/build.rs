@@ -42,13 +42,22 @@ pub(crate) async fn run(admin: &str, args: BuildArgs) -> Result<ExitStatus, CliE
         }
         (None, Some(Err(error))) => return Err(CliError::new(error.status, error.message.clone())),
         (None, None) => {
-            return Err(CliError::new(ExitStatus::Usage, "give the repository with -r NAME"));
+            return Err(CliError::new(
+                ExitStatus::Usage,
+                "give the repository with -r NAME",
+            ));
         }
     };
     // -b/-c win; otherwise the checkout's branch and commit
     let (branch, commit) = match (&args.branch, &args.commit, &local) {
-        (None, None, Some(Ok(checkout))) => (checkout.branch.clone().unwrap_or_default(), checkout.commit.clone()),
-        (branch, commit, _) => (branch.clone().unwrap_or_default(), commit.clone().unwrap_or_default()),
+        (None, None, Some(Ok(checkout))) => (
+            checkout.branch.clone().unwrap_or_default(),
+            checkout.commit.clone(),
+        ),
+        (branch, commit, _) => (
+            branch.clone().unwrap_or_default(),
+            commit.clone().unwrap_or_default(),
+        ),
     };
     let build = client
         .trigger_build(TriggerBuildRequest {

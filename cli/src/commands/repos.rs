@@ -23,7 +23,10 @@ pub(crate) async fn run(admin: &str, command: ReposCommand) -> Result<ExitStatus
                 .await
                 .map_err(client::from_status)?
                 .into_inner();
-            eprintln!("added repo {} ({}, default branch {})", repo.name, repo.url, repo.default_branch);
+            eprintln!(
+                "added repo {} ({}, default branch {})",
+                repo.name, repo.url, repo.default_branch
+            );
         }
         ReposCommand::List { json } => {
             let repos = client

@@ -30,7 +30,9 @@ fn build_json(build: &pb::Build) -> serde_json::Value {
 }
 
 fn state_name(state: i32) -> &'static str {
-    wire::build_state_from_i32(state).map(|s| s.as_str()).unwrap_or("unknown")
+    wire::build_state_from_i32(state)
+        .map(|s| s.as_str())
+        .unwrap_or("unknown")
 }
 
 fn duration(build: &pb::Build) -> String {
@@ -53,9 +55,9 @@ pub(crate) async fn run(admin: &str, args: StatusArgs) -> Result<ExitStatus, Cli
             .await
             .map_err(client::from_status)?
             .into_inner();
-        let build = detail
-            .build
-            .ok_or_else(|| CliError::new(ExitStatus::Errored, "the admin answered without a build"))?;
+        let build = detail.build.ok_or_else(|| {
+            CliError::new(ExitStatus::Errored, "the admin answered without a build")
+        })?;
         if args.json {
             let mut value = build_json(&build);
             value["stages"] = detail
@@ -74,20 +76,41 @@ pub(crate) async fn run(admin: &str, args: StatusArgs) -> Result<ExitStatus, Cli
                 .collect();
             println!("{value}");
         } else {
-            println!("build {}  {} #{}  {}", build.id, build.repo, build.number, state_name(build.state));
+            println!(
+                "build {}  {} #{}  {}",
+                build.id,
+                build.repo,
+                build.number,
+                state_name(build.state)
+            );
             println!("  commit   {} ({})", build.commit, build.branch);
-            println!("  trigger  {}  attempt {}  worker {}", build.trigger, build.attempt, if build.worker.is_empty() { "-" } else { &build.worker });
+            println!(
+                "  trigger  {}  attempt {}  worker {}",
+                build.trigger,
+                build.attempt,
+                if build.worker.is_empty() {
+                    "-"
+                } else {
+                    &build.worker
+                }
+            );
             println!("  duration {}", duration(&build));
             if !build.reason.is_empty() {
                 println!("  reason   {}", build.reason);
             }
             for stage in &detail.stages {
                 let took = if stage.finished_at_ms > 0 && stage.started_at_ms > 0 {
-                    format!("{:.1}s", (stage.finished_at_ms - stage.started_at_ms) as f64 / 1000.0)
+                    format!(
+                        "{:.1}s",
+                        (stage.finished_at_ms - stage.started_at_ms) as f64 / 1000.0
+                    )
                 } else {
                     String::new()
                 };
-                let code = stage.exit_code.map(|c| format!("exit {c}")).unwrap_or_default();
+                let code = stage
+                    .exit_code
+                    .map(|c| format!("exit {c}"))
+                    .unwrap_or_default();
                 println!(
                     "  stage {:<20} {:<10} {:<8} {}",
                     stage.name,
@@ -107,7 +130,10 @@ pub(crate) async fn run(admin: &str, args: StatusArgs) -> Result<ExitStatus, Cli
         .list_builds(pb::ListBuildsRequest {
             repo: args.repo.unwrap_or_default(),
             branch: args.branch.unwrap_or_default(),
-            state: args.state.map(|s| pb::BuildState::from(s).into()).unwrap_or(0),
+            state: args
+                .state
+                .map(|s| pb::BuildState::from(s).into())
+                .unwrap_or(0),
             limit: args.limit,
         })
         .await
@@ -120,7 +146,10 @@ pub(crate) async fn run(admin: &str, args: StatusArgs) -> Result<ExitStatus, Cli
     } else if builds.is_empty() {
         eprintln!("no builds");
     } else {
-        println!("{:<8} {:<20} {:<6} {:<24} {:<8} {:<10} {}", "ID", "REPO", "#", "BRANCH", "COMMIT", "STATE", "TIME");
+        println!(
+            "{:<8} {:<20} {:<6} {:<24} {:<8} {:<10} TIME",
+            "ID", "REPO", "#", "BRANCH", "COMMIT", "STATE"
+        );
         for build in &builds {
             println!(
                 "{:<8} {:<20} {:<6} {:<24} {:<8} {:<10} {}",

@@ -12,10 +12,17 @@ pub(crate) fn run(args: ValidateArgs) -> Result<ExitStatus, CliError> {
     match ocelot_core::pipeline::parse(&text) {
         Ok(pipeline) => {
             if args.json {
-                println!("{}", json!({"file": path, "valid": true, "pipeline": pipeline}));
+                println!(
+                    "{}",
+                    json!({"file": path, "valid": true, "pipeline": pipeline})
+                );
             } else {
                 let stages: Vec<&str> = pipeline.stages.iter().map(|s| s.name.as_str()).collect();
-                println!("{path}: valid ({} stage(s): {})", stages.len(), stages.join(", "));
+                println!(
+                    "{path}: valid ({} stage(s): {})",
+                    stages.len(),
+                    stages.join(", ")
+                );
             }
             Ok(ExitStatus::Passed)
         }

@@ -36,7 +36,9 @@ pub(crate) async fn follow(
                 renderer.interrupted();
                 return Err(CliError::new(
                     ExitStatus::Unreachable,
-                    format!("the log stream of build {build_id} ended before its result; `ocelot watch {build_id}` resumes it"),
+                    format!(
+                        "the log stream of build {build_id} ended before its result; `ocelot watch {build_id}` resumes it"
+                    ),
                 ));
             }
             Err(status) => {

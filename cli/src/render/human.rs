@@ -34,7 +34,8 @@ fn seconds(ms: i64) -> String {
 
 impl HumanRenderer {
     pub(crate) fn new() -> Self {
-        let color = std::io::stderr().is_terminal() && std::env::var_os(env_vars::NO_COLOR).is_none();
+        let color =
+            std::io::stderr().is_terminal() && std::env::var_os(env_vars::NO_COLOR).is_none();
         HumanRenderer {
             color,
             spinner: None,
@@ -71,7 +72,10 @@ impl HumanRenderer {
                     self.status(paint(
                         self.color,
                         "33",
-                        &format!("↻ attempt {} on worker {} (an earlier attempt was lost)", event.attempt, started.worker),
+                        &format!(
+                            "↻ attempt {} on worker {} (an earlier attempt was lost)",
+                            event.attempt, started.worker
+                        ),
                     ));
                 }
             }
@@ -103,14 +107,29 @@ impl HumanRenderer {
                 let state = wire::stage_state_from_i32(stage.state);
                 let took = seconds(stage.duration_ms);
                 let line = match state {
-                    ocelot_core::StageState::Passed => paint(self.color, "32", &format!("✔ {} passed ({took})", stage.name)),
-                    ocelot_core::StageState::Skipped => paint(self.color, "2", &format!("⊘ {} skipped", stage.name)),
-                    ocelot_core::StageState::TimedOut => {
-                        paint(self.color, "31", &format!("⏱ {} timed out ({took})", stage.name))
+                    ocelot_core::StageState::Passed => paint(
+                        self.color,
+                        "32",
+                        &format!("✔ {} passed ({took})", stage.name),
+                    ),
+                    ocelot_core::StageState::Skipped => {
+                        paint(self.color, "2", &format!("⊘ {} skipped", stage.name))
                     }
+                    ocelot_core::StageState::TimedOut => paint(
+                        self.color,
+                        "31",
+                        &format!("⏱ {} timed out ({took})", stage.name),
+                    ),
                     _ => {
-                        let code = stage.exit_code.map(|c| format!(": exit code {c}")).unwrap_or_default();
-                        paint(self.color, "31", &format!("✘ {} failed{code} ({took})", stage.name))
+                        let code = stage
+                            .exit_code
+                            .map(|c| format!(": exit code {c}"))
+                            .unwrap_or_default();
+                        paint(
+                            self.color,
+                            "31",
+                            &format!("✘ {} failed{code} ({took})", stage.name),
+                        )
                     }
                 };
                 self.status(line);
@@ -133,7 +152,10 @@ impl HumanRenderer {
                     BuildState::Cancelled => ("1;33", "CANCELLED"),
                     BuildState::Queued | BuildState::Running => ("1", "UNFINISHED"),
                 };
-                self.status(format!("{} in {took}{reason}", paint(self.color, code, word)));
+                self.status(format!(
+                    "{} in {took}{reason}",
+                    paint(self.color, code, word)
+                ));
                 if let Some(warning) = self.integrity.verdict(result) {
                     self.status(paint(self.color, "33", &warning));
                 }

@@ -74,7 +74,10 @@ impl IntegrityCheck {
             return None;
         }
         let printed = self.digest.count();
-        if printed == result.line_count && self.digest.hex() == result.log_sha256 && self.out_of_order == 0 {
+        if printed == result.line_count
+            && self.digest.hex() == result.log_sha256
+            && self.out_of_order == 0
+        {
             return None;
         }
         Some(format!(

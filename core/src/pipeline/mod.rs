@@ -36,8 +36,12 @@ pub use parse::parse;
 /// Parses a duration as `ocelot.yml` writes them (`30m`, `1h 30m`, `90s`); zero is refused.
 pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
     match humantime::parse_duration(text.trim()) {
-        Ok(duration) if duration.is_zero() => Err(format!("`{text}` is zero; a duration must be positive")),
+        Ok(duration) if duration.is_zero() => {
+            Err(format!("`{text}` is zero; a duration must be positive"))
+        }
         Ok(duration) => Ok(duration),
-        Err(error) => Err(format!("`{text}` is not a duration like `30s`, `10m` or `1h 30m`: {error}")),
+        Err(error) => Err(format!(
+            "`{text}` is not a duration like `30s`, `10m` or `1h 30m`: {error}"
+        )),
     }
 }

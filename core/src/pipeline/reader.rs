@@ -219,7 +219,11 @@ impl<'a> Field<'a> {
     }
 
     /// A list of strings; items of the wrong type are reported and skipped.
-    pub(super) fn string_list(&self, cx: &mut Cx, expected: &str) -> Option<Vec<(Field<'a>, String)>> {
+    pub(super) fn string_list(
+        &self,
+        cx: &mut Cx,
+        expected: &str,
+    ) -> Option<Vec<(Field<'a>, String)>> {
         let items = self.list(cx, expected)?;
         Some(
             items

@@ -11,8 +11,14 @@ use std::time::Duration;
 pub fn validate_tag(tag: &str) -> Result<(), QueueError> {
     let valid = !tag.is_empty()
         && tag.len() <= 64
-        && tag.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
-    if valid { Ok(()) } else { Err(QueueError::InvalidTag(tag.to_string())) }
+        && tag
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if valid {
+        Ok(())
+    } else {
+        Err(QueueError::InvalidTag(tag.to_string()))
+    }
 }
 
 impl Bus {

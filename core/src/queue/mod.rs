@@ -5,10 +5,10 @@
 mod jobs;
 mod log_bus;
 
-pub use jobs::{JobConsumer, JobMessage, validate_tag};
-pub use log_bus::EventSubscription;
 /// Resolves when JetStream stored a published event.
 pub use async_nats::jetstream::context::PublishAckFuture;
+pub use jobs::{JobConsumer, JobMessage, validate_tag};
+pub use log_bus::EventSubscription;
 
 use async_nats::jetstream::{self, stream};
 use std::time::Duration;
@@ -64,7 +64,8 @@ impl Bus {
             .await
             .map_err(|_| QueueError::Connect {
                 url: url.to_string(),
-                message: "no answer within 15 s (is the server running with JetStream, -js?)".into(),
+                message: "no answer within 15 s (is the server running with JetStream, -js?)"
+                    .into(),
             })??;
         Ok(bus)
     }

@@ -109,7 +109,10 @@ impl Store {
     pub async fn mark_job_published(&self, build_id: i64) -> Result<(), StoreError> {
         let client = self.client().await?;
         client
-            .execute("UPDATE builds SET job_published = true WHERE id = $1", &[&build_id])
+            .execute(
+                "UPDATE builds SET job_published = true WHERE id = $1",
+                &[&build_id],
+            )
             .await?;
         Ok(())
     }
@@ -142,7 +145,11 @@ impl Store {
     pub async fn list_builds(&self, filter: &BuildFilter) -> Result<Vec<Build>, StoreError> {
         let client = self.client().await?;
         let state = filter.state.map(|s| s.as_str());
-        let limit = if filter.limit <= 0 { 20 } else { filter.limit.min(1000) };
+        let limit = if filter.limit <= 0 {
+            20
+        } else {
+            filter.limit.min(1000)
+        };
         let rows = client
             .query(
                 &format!(
@@ -190,7 +197,9 @@ impl Store {
                 &[&build_id, &reason],
             )
             .await?;
-        Ok(ClaimOutcome::AttemptsExhausted(self.get_build(build_id).await?))
+        Ok(ClaimOutcome::AttemptsExhausted(
+            self.get_build(build_id).await?,
+        ))
     }
 
     /// Records the final state of `attempt`; false when a newer attempt owns the build.
@@ -209,7 +218,14 @@ impl Store {
                 "UPDATE builds SET state = $3, failure_reason = $4, finished_at = now(),
                         line_count = $5, log_sha256 = $6
                  WHERE id = $1 AND attempt = $2 AND state = 'running'",
-                &[&build_id, &attempt, &state.as_str(), &reason, &line_count, &log_sha256],
+                &[
+                    &build_id,
+                    &attempt,
+                    &state.as_str(),
+                    &reason,
+                    &line_count,
+                    &log_sha256,
+                ],
             )
             .await?;
         Ok(updated == 1)

@@ -31,7 +31,11 @@ impl From<tokio_postgres::Error> for StoreError {
                     db_error.detail().unwrap_or(db_error.message()).to_string(),
                 );
             }
-            return StoreError::Query(format!("{}: {}", db_error.code().code(), db_error.message()));
+            return StoreError::Query(format!(
+                "{}: {}",
+                db_error.code().code(),
+                db_error.message()
+            ));
         }
         if error.is_closed() {
             return StoreError::Unavailable(error.to_string());

@@ -57,13 +57,18 @@ impl Store {
     pub async fn find_repo(&self, name_or_url: &str) -> Result<Repo, StoreError> {
         let client = self.client().await?;
         if let Some(row) = client
-            .query_opt(&format!("SELECT {COLUMNS} FROM repos WHERE name = $1"), &[&name_or_url])
+            .query_opt(
+                &format!("SELECT {COLUMNS} FROM repos WHERE name = $1"),
+                &[&name_or_url],
+            )
             .await?
         {
             return Ok(repo_from_row(&row));
         }
         let wanted = normalize_url(name_or_url);
-        let rows = client.query(&format!("SELECT {COLUMNS} FROM repos"), &[]).await?;
+        let rows = client
+            .query(&format!("SELECT {COLUMNS} FROM repos"), &[])
+            .await?;
         rows.iter()
             .map(repo_from_row)
             .find(|repo| normalize_url(&repo.url) == wanted)
@@ -73,7 +78,9 @@ impl Store {
     /// Removes a repo and, with it, its builds and logs.
     pub async fn remove_repo(&self, name: &str) -> Result<(), StoreError> {
         let client = self.client().await?;
-        let removed = client.execute("DELETE FROM repos WHERE name = $1", &[&name]).await?;
+        let removed = client
+            .execute("DELETE FROM repos WHERE name = $1", &[&name])
+            .await?;
         if removed == 0 {
             return Err(StoreError::NotFound(format!("repo `{name}`")));
         }

@@ -16,7 +16,9 @@ impl Store {
         names: &[String],
     ) -> Result<(), StoreError> {
         let client = self.client().await?;
-        let indexes: Vec<i32> = (0..names.len()).filter_map(|i| i32::try_from(i).ok()).collect();
+        let indexes: Vec<i32> = (0..names.len())
+            .filter_map(|i| i32::try_from(i).ok())
+            .collect();
         client
             .execute(
                 &format!(
@@ -73,7 +75,11 @@ impl Store {
         Ok(())
     }
 
-    pub async fn stages(&self, build_id: i64, attempt: i32) -> Result<Vec<StageRecord>, StoreError> {
+    pub async fn stages(
+        &self,
+        build_id: i64,
+        attempt: i32,
+    ) -> Result<Vec<StageRecord>, StoreError> {
         let client = self.client().await?;
         let rows = client
             .query(

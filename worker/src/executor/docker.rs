@@ -63,7 +63,10 @@ pub(crate) struct ContainerSpec<'a> {
 fn is_not_found(error: &bollard::errors::Error) -> bool {
     matches!(
         error,
-        bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }
+        bollard::errors::Error::DockerResponseServerError {
+            status_code: 404,
+            ..
+        }
     )
 }
 
@@ -71,7 +74,12 @@ async fn ensure_image(docker: &Docker, spec: &ContainerSpec<'_>) -> Result<(), E
     match docker.inspect_image(spec.image).await {
         Ok(_) => return Ok(()),
         Err(error) if is_not_found(&error) => {}
-        Err(error) => return Err(ExecutorError::Docker(format!("inspecting image {}: {error}", spec.image))),
+        Err(error) => {
+            return Err(ExecutorError::Docker(format!(
+                "inspecting image {}: {error}",
+                spec.image
+            )));
+        }
     }
     tracing::info!(image = spec.image, "image not present locally: pulling");
     let unavailable = |message: String| ExecutorError::ImageUnavailable {
@@ -79,7 +87,9 @@ async fn ensure_image(docker: &Docker, spec: &ContainerSpec<'_>) -> Result<(), E
         worker: spec.worker_id.to_string(),
         message,
     };
-    let options = CreateImageOptionsBuilder::new().from_image(spec.image).build();
+    let options = CreateImageOptionsBuilder::new()
+        .from_image(spec.image)
+        .build();
     let pull = async {
         let mut progress = docker.create_image(Some(options), None, None);
         while let Some(step) = progress.next().await {
@@ -102,7 +112,10 @@ fn workspace_tar(workspace: &Path) -> Result<Vec<u8>, std::io::Error> {
 
 impl BuildContainer {
     /// Pulls the image if needed, creates the container, copies the workspace in, starts it.
-    pub(crate) async fn start(docker: &Docker, spec: ContainerSpec<'_>) -> Result<Self, ExecutorError> {
+    pub(crate) async fn start(
+        docker: &Docker,
+        spec: ContainerSpec<'_>,
+    ) -> Result<Self, ExecutorError> {
         ensure_image(docker, &spec).await?;
         let labels = HashMap::from([
             (LABEL_BUILD.to_string(), spec.build_id.to_string()),
@@ -110,7 +123,12 @@ impl BuildContainer {
             (LABEL_WORKER.to_string(), spec.worker_id.to_string()),
         ]);
         let suffix = uuid::Uuid::new_v4().simple().to_string();
-        let name = format!("ocelot-build-{}-{}-{}", spec.build_id, spec.attempt, &suffix[..6]);
+        let name = format!(
+            "ocelot-build-{}-{}-{}",
+            spec.build_id,
+            spec.attempt,
+            &suffix[..6]
+        );
         let body = ContainerCreateBody {
             image: Some(spec.image.to_string()),
             entrypoint: Some(vec!["/bin/sh".into(), "-c".into()]),
@@ -120,9 +138,14 @@ impl BuildContainer {
             ..Default::default()
         };
         let created = docker
-            .create_container(Some(CreateContainerOptionsBuilder::new().name(&name).build()), body)
+            .create_container(
+                Some(CreateContainerOptionsBuilder::new().name(&name).build()),
+                body,
+            )
             .await
-            .map_err(|e| ExecutorError::Docker(format!("creating a container from {}: {e}", spec.image)))?;
+            .map_err(|e| {
+                ExecutorError::Docker(format!("creating a container from {}: {e}", spec.image))
+            })?;
         let container = BuildContainer {
             docker: docker.clone(),
             id: created.id,
@@ -147,7 +170,9 @@ impl BuildContainer {
                 bollard::body_full(archive.into()),
             )
             .await
-            .map_err(|e| ExecutorError::Docker(format!("copying the workspace into the container: {e}")))?;
+            .map_err(|e| {
+                ExecutorError::Docker(format!("copying the workspace into the container: {e}"))
+            })?;
         self.docker
             .start_container(&self.id, None)
             .await
@@ -205,9 +230,13 @@ impl BuildContainer {
             let (stream, lines) = match next {
                 None => break,
                 Some(Err(error)) => {
-                    return Err(ExecutorError::Docker(format!("reading the output: {error}")));
+                    return Err(ExecutorError::Docker(format!(
+                        "reading the output: {error}"
+                    )));
                 }
-                Some(Ok(LogOutput::StdErr { message })) => (LogStream::Stderr, stderr.push(&message)),
+                Some(Ok(LogOutput::StdErr { message })) => {
+                    (LogStream::Stderr, stderr.push(&message))
+                }
                 Some(Ok(LogOutput::StdOut { message } | LogOutput::Console { message })) => {
                     (LogStream::Stdout, stdout.push(&message))
                 }
@@ -239,14 +268,23 @@ impl BuildContainer {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        Err(ExecutorError::Docker("the exec did not report its exit code".into()))
+        Err(ExecutorError::Docker(
+            "the exec did not report its exit code".into(),
+        ))
     }
 
     /// Kills and removes the container (and its anonymous volumes).
     pub(crate) async fn remove(self) {
-        let options = RemoveContainerOptionsBuilder::new().force(true).v(true).build();
+        let options = RemoveContainerOptionsBuilder::new()
+            .force(true)
+            .v(true)
+            .build();
         for attempt in 1..=3 {
-            match self.docker.remove_container(&self.id, Some(options.clone())).await {
+            match self
+                .docker
+                .remove_container(&self.id, Some(options.clone()))
+                .await
+            {
                 Ok(()) => return,
                 Err(error) if is_not_found(&error) => return,
                 Err(error) => {

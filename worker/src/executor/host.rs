@@ -60,17 +60,23 @@ impl HostEnvironment {
         let mut stderr = LineSplitter::default();
         loop {
             let next = match run.deadline {
-                Some(deadline) => match tokio::time::timeout_at(deadline.into(), receiver.recv()).await {
-                    Ok(next) => next,
-                    Err(_) => {
-                        kill_group(&mut child).await;
-                        return Ok(ScriptOutcome::TimedOut);
+                Some(deadline) => {
+                    match tokio::time::timeout_at(deadline.into(), receiver.recv()).await {
+                        Ok(next) => next,
+                        Err(_) => {
+                            kill_group(&mut child).await;
+                            return Ok(ScriptOutcome::TimedOut);
+                        }
                     }
-                },
+                }
                 None => receiver.recv().await,
             };
             let Some((stream, chunk)) = next else { break };
-            let splitter = if stream == LogStream::Stderr { &mut stderr } else { &mut stdout };
+            let splitter = if stream == LogStream::Stderr {
+                &mut stderr
+            } else {
+                &mut stdout
+            };
             for line in splitter.push(&chunk) {
                 sink.line(run.stage, stream, line).await;
             }

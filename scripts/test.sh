@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# README command 2: set up what the tests need (Debian packages, PostgreSQL, nats-server, the
+# local base image), check formatting and lints, build the binaries and run every test.
+# Each end-to-end test makes its own database on that PostgreSQL and starts its own NATS
+# server, git daemon, admin and workers on free loopback ports.
+set -euo pipefail
+
+repo_dir=$(cd "$(dirname "$0")/.." && pwd)
+cd "$repo_dir"
+export OCELOT_STATE_DIR=${OCELOT_STATE_DIR:-$repo_dir/.state}
+step() { printf '\n\033[1m== %s\033[0m\n' "$*" >&2; }
+
+step "set-up (scripts/setup.sh)"
+"$repo_dir/scripts/setup.sh"
+# shellcheck disable=SC1091
+source "$OCELOT_STATE_DIR/env"
+export OCELOT_TEST_DATABASE_URL=$OCELOT_DATABASE_URL
+export OCELOT_NATS_SERVER
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy -D warnings"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "cargo build --bins"
+cargo build --workspace --bins --locked
+
+step "cargo test"
+cargo test --workspace --locked -- --test-threads "${OCELOT_TEST_THREADS:-4}"

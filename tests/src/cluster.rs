@@ -1,0 +1,281 @@
+//! A whole Ocelot on loopback for one test: a fresh database, a NATS server, a git daemon,
+//! the admin and the workers in-process, and the real `ocelot` binary to drive them.
+
+use crate::git::GitServer;
+use crate::nats::NatsServer;
+use crate::postgres::TestDatabase;
+use anyhow::Context;
+use ocelot_core::store::Store;
+use ocelot_worker::ExecutorKind;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// One worker to start.
+#[derive(Debug, Clone)]
+pub struct WorkerSpec {
+    pub tags: Vec<String>,
+    pub executor: ExecutorKind,
+    pub concurrency: usize,
+}
+
+impl Default for WorkerSpec {
+    fn default() -> Self {
+        WorkerSpec {
+            tags: vec!["default".to_string()],
+            executor: ExecutorKind::Docker,
+            concurrency: 2,
+        }
+    }
+}
+
+/// What a CLI run printed and returned.
+#[derive(Debug, Clone)]
+pub struct CliOutput {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl CliOutput {
+    /// stdout and stderr together, for failure messages.
+    pub fn both(&self) -> String {
+        format!(
+            "exit code {}\n--- stdout\n{}\n--- stderr\n{}",
+            self.code, self.stdout, self.stderr
+        )
+    }
+}
+
+#[derive(Debug)]
+pub struct Cluster {
+    pub database: TestDatabase,
+    pub nats: NatsServer,
+    pub git: GitServer,
+    pub admin_url: String,
+    pub store: Store,
+    pub dir: tempfile::TempDir,
+    pub worker_ids: Vec<String>,
+    stop: CancellationToken,
+    tasks: Vec<JoinHandle<anyhow::Result<()>>>,
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+/// The directory of the built binaries (`target/debug`), or `OCELOT_TEST_BIN_DIR`.
+pub fn bin_dir() -> anyhow::Result<PathBuf> {
+    if let Ok(dir) = std::env::var("OCELOT_TEST_BIN_DIR") {
+        return Ok(PathBuf::from(dir));
+    }
+    let exe = std::env::current_exe()?;
+    // target/debug/deps/it-HASH → target/debug
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .context("cannot find the target directory from the test binary's path")?
+        .to_path_buf();
+    anyhow::ensure!(
+        dir.join("ocelot").exists(),
+        "{} has no `ocelot` binary: run `cargo build --bins` first (scripts/test.sh does), or set OCELOT_TEST_BIN_DIR",
+        dir.display()
+    );
+    Ok(dir)
+}
+
+impl Cluster {
+    /// A cluster with one docker worker serving the `default` tag.
+    pub async fn start() -> anyhow::Result<Cluster> {
+        Cluster::start_with(vec![WorkerSpec::default()]).await
+    }
+
+    pub async fn start_with(workers: Vec<WorkerSpec>) -> anyhow::Result<Cluster> {
+        if std::env::var_os("RUST_LOG").is_some() {
+            ocelot_core::telemetry::init(ocelot_core::telemetry::LogFormat::Plain);
+        }
+        let database = TestDatabase::create().await?;
+        let nats = NatsServer::start().await?;
+        let dir = tempfile::tempdir()?;
+        let git = GitServer::start(&dir.path().join("git")).await?;
+        let stop = CancellationToken::new();
+        let mut tasks = Vec::new();
+
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let admin_addr = listener.local_addr()?;
+        let admin_settings = ocelot_admin::Settings {
+            database: ocelot_core::settings::DatabaseArgs {
+                database_url: database.url.clone(),
+            },
+            nats: ocelot_core::settings::NatsArgs {
+                nats_url: nats.url.clone(),
+            },
+            log: ocelot_core::settings::LogArgs {
+                log_format: ocelot_core::telemetry::LogFormat::Plain,
+            },
+            listen: admin_addr,
+            cache_dir: Some(dir.path().join("admin-cache")),
+        };
+        tasks.push(tokio::spawn(ocelot_admin::run(
+            admin_settings,
+            listener,
+            stop.clone().cancelled_owned(),
+        )));
+
+        let mut worker_ids = Vec::new();
+        for (index, spec) in workers.into_iter().enumerate() {
+            let worker_id = format!(
+                "test-worker-{index}-{}",
+                &uuid::Uuid::new_v4().simple().to_string()[..8]
+            );
+            worker_ids.push(worker_id.clone());
+            let settings = ocelot_worker::Settings {
+                database: ocelot_core::settings::DatabaseArgs {
+                    database_url: database.url.clone(),
+                },
+                nats: ocelot_core::settings::NatsArgs {
+                    nats_url: nats.url.clone(),
+                },
+                log: ocelot_core::settings::LogArgs {
+                    log_format: ocelot_core::telemetry::LogFormat::Plain,
+                },
+                concurrency: spec.concurrency,
+                tags: spec.tags,
+                executor: spec.executor,
+                worker_id: Some(worker_id),
+                cache_dir: Some(dir.path().join(format!("worker-{index}"))),
+                max_attempts: 3,
+                pull_timeout: Duration::from_secs(60),
+                shutdown_grace: Duration::from_secs(5),
+            };
+            tasks.push(tokio::spawn(ocelot_worker::run(
+                settings,
+                stop.clone().cancelled_owned(),
+            )));
+        }
+
+        let store = Store::connect(&database.url).await?;
+        let admin_url = format!("http://{admin_addr}");
+        let cluster = Cluster {
+            database,
+            nats,
+            git,
+            admin_url,
+            store,
+            dir,
+            worker_ids,
+            stop,
+            tasks,
+        };
+        cluster.wait_ready().await?;
+        Ok(cluster)
+    }
+
+    /// Waits until the admin answers, failing early if a service task ended.
+    async fn wait_ready(&self) -> anyhow::Result<()> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            if self.tasks.iter().any(|t| t.is_finished()) {
+                anyhow::bail!(
+                    "a service of the test cluster stopped during start-up (run with RUST_LOG=info to see why)"
+                );
+            }
+            let client =
+                ocelot_proto::v1::admin_client::AdminClient::connect(self.admin_url.clone()).await;
+            if let Ok(mut client) = client
+                && client
+                    .list_repos(ocelot_proto::v1::ListReposRequest {})
+                    .await
+                    .is_ok()
+            {
+                return Ok(());
+            }
+            anyhow::ensure!(
+                tokio::time::Instant::now() < deadline,
+                "the admin did not answer within 60 s"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    fn command(&self, dir: &Path, args: &[&str]) -> anyhow::Result<tokio::process::Command> {
+        let mut command = tokio::process::Command::new(bin_dir()?.join("ocelot"));
+        command
+            .args(args)
+            .current_dir(dir)
+            .env("OCELOT_ADMIN", &self.admin_url)
+            .env("NO_COLOR", "1")
+            .stdin(std::process::Stdio::null())
+            .kill_on_drop(true);
+        Ok(command)
+    }
+
+    /// Runs `ocelot ARGS` in the cluster's directory.
+    pub async fn ocelot(&self, args: &[&str]) -> anyhow::Result<CliOutput> {
+        self.ocelot_in(self.dir.path(), args).await
+    }
+
+    /// Runs `ocelot ARGS` in `dir` (e.g. a checkout), with a 3-minute limit.
+    pub async fn ocelot_in(&self, dir: &Path, args: &[&str]) -> anyhow::Result<CliOutput> {
+        let output =
+            tokio::time::timeout(Duration::from_secs(180), self.command(dir, args)?.output())
+                .await
+                .with_context(|| format!("ocelot {args:?} did not end within 3 minutes"))??;
+        Ok(CliOutput {
+            code: output.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        })
+    }
+
+    /// Registers a repository through the CLI.
+    pub async fn add_repo(&self, name: &str, url: &str) -> anyhow::Result<()> {
+        let output = self.ocelot(&["repos", "add", name, url]).await?;
+        anyhow::ensure!(output.code == 0, "repos add failed: {}", output.both());
+        Ok(())
+    }
+
+    /// Containers (running or not) of this cluster's workers labelled with `build_id`.
+    pub async fn containers_of_build(&self, build_id: i64) -> anyhow::Result<Vec<String>> {
+        let docker = bollard::Docker::connect_with_local_defaults()?
+            .negotiate_version()
+            .await?;
+        let mut found = Vec::new();
+        for worker_id in &self.worker_ids {
+            let filters = std::collections::HashMap::from([(
+                "label".to_string(),
+                vec![
+                    format!("io.ocelot.build-id={build_id}"),
+                    format!("io.ocelot.worker-id={worker_id}"),
+                ],
+            )]);
+            let containers = docker
+                .list_containers(Some(
+                    bollard::query_parameters::ListContainersOptionsBuilder::new()
+                        .all(true)
+                        .filters(&filters)
+                        .build(),
+                ))
+                .await?;
+            found.extend(containers.into_iter().filter_map(|c| c.id));
+        }
+        Ok(found)
+    }
+
+    /// Workspaces left under the workers' cache directories.
+    pub fn leftover_workspaces(&self) -> anyhow::Result<Vec<PathBuf>> {
+        let mut left = Vec::new();
+        for entry in std::fs::read_dir(self.dir.path())? {
+            let workspaces = entry?.path().join("workspaces");
+            if workspaces.is_dir() {
+                for ws in std::fs::read_dir(&workspaces)? {
+                    left.push(ws?.path());
+                }
+            }
+        }
+        Ok(left)
+    }
+}

@@ -1,0 +1,129 @@
+//! Git repositories served by a `git daemon` on a free loopback port.
+
+use anyhow::Context;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+#[derive(Debug)]
+pub struct GitServer {
+    pub port: u16,
+    root: PathBuf,
+    _child: tokio::process::Child,
+}
+
+fn git(dir: &Path, args: &[&str]) -> anyhow::Result<String> {
+    let output = Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_AUTHOR_NAME", "Ocelot Test")
+        .env("GIT_AUTHOR_EMAIL", "test@ocelot.local")
+        .env("GIT_COMMITTER_NAME", "Ocelot Test")
+        .env("GIT_COMMITTER_EMAIL", "test@ocelot.local")
+        .output()
+        .with_context(|| format!("running git {args:?}"))?;
+    anyhow::ensure!(
+        output.status.success(),
+        "git {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Ok(String::from_utf8_lossy(&output.stdout).trim().to_string())
+}
+
+impl GitServer {
+    /// Serves every repository under `root` on git://127.0.0.1:PORT/NAME.git.
+    pub async fn start(root: &Path) -> anyhow::Result<GitServer> {
+        std::fs::create_dir_all(root)?;
+        let port = crate::free_port()?;
+        let child = tokio::process::Command::new("git")
+            .arg("daemon")
+            .arg("--reuseaddr")
+            .arg("--export-all")
+            .arg(format!("--base-path={}", root.display()))
+            .arg("--listen=127.0.0.1")
+            .arg(format!("--port={port}"))
+            .arg(root)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .context("starting git daemon")?;
+        crate::wait_for_port(port, Duration::from_secs(10)).await?;
+        Ok(GitServer {
+            port,
+            root: root.to_path_buf(),
+            _child: child,
+        })
+    }
+
+    /// Creates the bare repository `name` with one commit of `files` on `main`.
+    pub fn create_repo(&self, name: &str, files: &[(&str, &str)]) -> anyhow::Result<TestRepo> {
+        let bare = self.root.join(format!("{name}.git"));
+        let work = self.root.join(format!("{name}.work"));
+        std::fs::create_dir_all(&work)?;
+        git(&work, &["init", "-q", "-b", "main"])?;
+        let repo = TestRepo {
+            url: format!("git://127.0.0.1:{}/{name}.git", self.port),
+            bare,
+            work,
+        };
+        repo.commit(files, "initial commit")?;
+        git(
+            &self.root,
+            &[
+                "clone",
+                "-q",
+                "--bare",
+                &repo.work.display().to_string(),
+                &repo.bare.display().to_string(),
+            ],
+        )?;
+        git(
+            &repo.work,
+            &["remote", "add", "origin", &repo.bare.display().to_string()],
+        )?;
+        Ok(repo)
+    }
+}
+
+/// A served repository and a working copy that pushes to it.
+#[derive(Debug)]
+pub struct TestRepo {
+    pub url: String,
+    pub bare: PathBuf,
+    pub work: PathBuf,
+}
+
+impl TestRepo {
+    /// Writes `files`, commits them and returns the commit id (not yet pushed).
+    pub fn commit(&self, files: &[(&str, &str)], message: &str) -> anyhow::Result<String> {
+        for (path, content) in files {
+            let path = self.work.join(path);
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            std::fs::write(path, content)?;
+        }
+        git(&self.work, &["add", "-A"])?;
+        git(
+            &self.work,
+            &["commit", "-q", "--allow-empty", "-m", message],
+        )?;
+        git(&self.work, &["rev-parse", "HEAD"])
+    }
+
+    /// Pushes `main` to the served repository.
+    pub fn push(&self) -> anyhow::Result<()> {
+        git(&self.work, &["push", "-q", "origin", "main"])?;
+        Ok(())
+    }
+
+    /// Clones the served repository (over git://) into `dest` for CLI runs.
+    pub fn clone_to(&self, dest: &Path) -> anyhow::Result<()> {
+        git(
+            Path::new("/"),
+            &["clone", "-q", &self.url, &dest.display().to_string()],
+        )?;
+        Ok(())
+    }
+}

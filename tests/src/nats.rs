@@ -1,0 +1,54 @@
+//! A NATS server with JetStream per test: a free port and its own storage directory.
+
+use anyhow::Context;
+use std::time::Duration;
+
+#[derive(Debug)]
+pub struct NatsServer {
+    pub url: String,
+    pub port: u16,
+    _child: tokio::process::Child,
+    _dir: tempfile::TempDir,
+}
+
+fn binary() -> String {
+    if let Ok(path) = std::env::var("OCELOT_NATS_SERVER") {
+        return path;
+    }
+    let path_file =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../.state/nats-server.path");
+    if let Ok(path) = std::fs::read_to_string(path_file) {
+        return path.trim().to_string();
+    }
+    "nats-server".to_string()
+}
+
+impl NatsServer {
+    pub async fn start() -> anyhow::Result<NatsServer> {
+        let mut last_error = None;
+        for _ in 0..3 {
+            let dir = tempfile::tempdir()?;
+            let port = crate::free_port()?;
+            let child = tokio::process::Command::new(binary())
+                .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
+                .arg(dir.path())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .kill_on_drop(true)
+                .spawn()
+                .context("starting nats-server (scripts/setup.sh installs it; or set OCELOT_NATS_SERVER)")?;
+            match crate::wait_for_port(port, Duration::from_secs(10)).await {
+                Ok(()) => {
+                    return Ok(NatsServer {
+                        url: format!("nats://127.0.0.1:{port}"),
+                        port,
+                        _child: child,
+                        _dir: dir,
+                    });
+                }
+                Err(error) => last_error = Some(error),
+            }
+        }
+        Err(last_error.unwrap_or_else(|| anyhow::anyhow!("nats-server did not start")))
+    }
+}

@@ -1,0 +1,51 @@
+//! End-to-end tests: every test starts its own cluster (database, NATS, git daemon, admin,
+//! workers) and drives the real `ocelot` binary.
+
+// helpers of tests may panic like the tests themselves
+#![allow(clippy::unwrap_used)]
+
+mod build;
+mod errors;
+mod store;
+mod watch;
+
+use ocelot_tests::cluster::{CliOutput, Cluster};
+
+/// The build id from the CLI's "build N queued" line.
+pub(crate) fn queued_build_id(output: &CliOutput) -> i64 {
+    output
+        .stderr
+        .lines()
+        .find_map(|line| {
+            line.strip_prefix("build ")?
+                .split_once(" queued")?
+                .0
+                .parse()
+                .ok()
+        })
+        .unwrap_or_else(|| panic!("no `build N queued` line:\n{}", output.both()))
+}
+
+/// Registers a repo with `ocelot.yml` (and extra files) and returns its name.
+pub(crate) async fn repo_with(
+    cluster: &Cluster,
+    name: &str,
+    ocelot_yml: &str,
+    extra: &[(&str, &str)],
+) -> ocelot_tests::git::TestRepo {
+    let mut files = vec![("ocelot.yml", ocelot_yml)];
+    files.extend_from_slice(extra);
+    let repo = cluster.git.create_repo(name, &files).unwrap();
+    cluster.add_repo(name, &repo.url).await.unwrap();
+    repo
+}
+
+/// `ocelot status ID --json`.
+pub(crate) async fn status_json(cluster: &Cluster, build_id: i64) -> serde_json::Value {
+    let output = cluster
+        .ocelot(&["status", &build_id.to_string(), "--json"])
+        .await
+        .unwrap();
+    serde_json::from_str(&output.stdout)
+        .unwrap_or_else(|e| panic!("status --json: {e}\n{}", output.both()))
+}
