@@ -38,7 +38,9 @@ fi
 nats_bin=""
 find_nats() {
   local candidate
-  for candidate in "$(command -v nats-server 2>/dev/null || true)" "$HOME/.local/bin/nats-server"; do
+  local python_bin
+  python_bin=$(python3 -c 'import sys; print(sys.prefix)' 2>/dev/null || true)/bin/nats-server
+  for candidate in "$python_bin" "$(command -v nats-server 2>/dev/null || true)" "$HOME/.local/bin/nats-server" /usr/local/bin/nats-server; do
     if [ -n "$candidate" ] && [ -x "$candidate" ]; then
       # Debian's 2.9 cannot serve the KV features we need: require >= 2.10
       if "$candidate" --version 2>/dev/null | grep -Eq 'v2\.(1[0-9]|[2-9][0-9])'; then
