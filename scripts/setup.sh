@@ -69,7 +69,15 @@ echo "$nats_bin" > "$state_dir/nats-server.path"
 # --- PostgreSQL ----------------------------------------------------------------------
 pg_bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
 [ -x "$pg_bin/initdb" ] || { log "PostgreSQL binaries not found under /usr/lib/postgresql"; exit 1; }
-pg_data=$state_dir/postgres
+# PostgreSQL refuses to run as root: as root, the cluster belongs to the `postgres` user and
+# lives where that user can always reach it (not under a possibly private home directory)
+if [ "$(id -u)" = "0" ]; then
+  state_key=$(printf '%s' "$state_dir" | sha256sum | cut -c1-12)
+  pg_data=/var/lib/ocelot/postgres-$state_key
+else
+  pg_data=$state_dir/postgres
+fi
+echo "$pg_data" >"$state_dir/postgres-data.path"
 as_pg() {
   if [ "$(id -u)" = "0" ]; then runuser -u postgres -- "$@"; else "$@"; fi
 }
@@ -78,9 +86,12 @@ if [ ! -s "$pg_data/PG_VERSION" ]; then
   mkdir -p "$pg_data"
   [ "$(id -u)" = "0" ] && chown postgres:postgres "$pg_data"
   chmod 700 "$pg_data"
-  # the parent directories must be traversable by the postgres user
-  [ "$(id -u)" = "0" ] && chmod o+x "$state_dir" "$repo_dir" "$(dirname "$repo_dir")" 2>/dev/null || true
   as_pg "$pg_bin/initdb" -D "$pg_data" -U ocelot --auth=trust -E UTF8 >/dev/null
+fi
+if ! as_pg "$pg_bin/pg_ctl" -D "$pg_data" status >/dev/null 2>&1 \
+  && (exec 3<>"/dev/tcp/127.0.0.1/$pg_port") 2>/dev/null; then
+  log "port $pg_port is taken by another server: set OCELOT_PG_PORT to a free port (or stop it)"
+  exit 1
 fi
 if ! as_pg "$pg_bin/pg_ctl" -D "$pg_data" status >/dev/null 2>&1; then
   log "starting PostgreSQL on 127.0.0.1:$pg_port"

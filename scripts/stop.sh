@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Stops what scripts/quickstart.sh and scripts/setup.sh started (admin, worker, git daemon,
-# NATS, PostgreSQL). Data stays under the state directory; remove it to start afresh.
+# NATS, PostgreSQL). Data stays under the state directory (and, as root, the PostgreSQL
+# cluster under /var/lib/ocelot); remove them to start afresh.
 set -uo pipefail
 repo_dir=$(cd "$(dirname "$0")/.." && pwd)
 state_dir=${OCELOT_STATE_DIR:-$repo_dir/.state}
@@ -16,10 +17,11 @@ if [ -f "$state_dir/nats/pid" ]; then
   rm -f "$state_dir/nats/pid"
 fi
 pg_bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
-if [ -n "$pg_bin" ] && [ -s "$state_dir/postgres/PG_VERSION" ]; then
+pg_data=$(cat "$state_dir/postgres-data.path" 2>/dev/null || echo "$state_dir/postgres")
+if [ -n "$pg_bin" ] && [ -s "$pg_data/PG_VERSION" ]; then
   if [ "$(id -u)" = "0" ]; then
-    runuser -u postgres -- "$pg_bin/pg_ctl" -D "$state_dir/postgres" stop -m fast >/dev/null 2>&1 && echo "stopped postgres"
+    runuser -u postgres -- "$pg_bin/pg_ctl" -D "$pg_data" stop -m fast >/dev/null 2>&1 && echo "stopped postgres"
   else
-    "$pg_bin/pg_ctl" -D "$state_dir/postgres" stop -m fast >/dev/null 2>&1 && echo "stopped postgres"
+    "$pg_bin/pg_ctl" -D "$pg_data" stop -m fast >/dev/null 2>&1 && echo "stopped postgres"
   fi
 fi
