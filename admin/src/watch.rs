@@ -65,11 +65,21 @@ async fn follow_live(
         .subscribe_events(build.id)
         .await
         .map_err(|e| Status::unavailable(e.to_string()))?;
+    // the newest attempt seen and the last event sent of it
     let mut last: Option<(u32, u64)> = None;
     let mut final_in_store = false;
     loop {
-        match tokio::time::timeout(IDLE_CHECK, subscription.next()).await {
+        let next = tokio::select! {
+            // the client left: stop following
+            () = sender.closed() => return Ok(()),
+            next = tokio::time::timeout(IDLE_CHECK, subscription.next()) => next,
+        };
+        match next {
             Ok(Some(Ok(event))) => {
+                // events of an attempt that a newer one replaced are not part of the log
+                if last.is_some_and(|(attempt, _)| event.attempt < attempt) {
+                    continue;
+                }
                 last = Some((event.attempt, event.seq));
                 let is_result = event.is_result();
                 if send(sender, &event).await.is_err() || is_result {
@@ -95,13 +105,52 @@ async fn follow_live(
                     final_in_store = true;
                     continue;
                 }
-                let (attempt, seq) = last.unwrap_or((0, 0));
-                let result = result_event(&current, attempt, seq + 1);
-                let _ = send(sender, &result).await;
+                return finish_from_store(&state.store, &current, last, sender).await;
+            }
+        }
+    }
+}
+
+/// Sends what the bus did not deliver of the final attempt (from Postgres), then its result.
+async fn finish_from_store(
+    store: &Store,
+    build: &Build,
+    last: Option<(u32, u64)>,
+    sender: &mpsc::Sender<Result<pb::BuildEvent, Status>>,
+) -> Result<(), Status> {
+    let attempt = u32::try_from(build.attempt).unwrap_or(0);
+    let (seen_attempt, seen_seq) = last.unwrap_or((0, 0));
+    let after = if seen_attempt == attempt { seen_seq } else { 0 };
+    let mut next_seq = after + 1;
+    if attempt > 0 {
+        let lines = store
+            .lines(build.id, build.attempt)
+            .await
+            .map_err(AdminError::from)?;
+        for line in lines
+            .into_iter()
+            .filter(|l| u64::try_from(l.seq).unwrap_or(0) > after)
+        {
+            let seq = u64::try_from(line.seq).unwrap_or(0);
+            next_seq = next_seq.max(seq + 1);
+            let event = BuildEvent {
+                build_id: build.id,
+                attempt,
+                seq,
+                at_ms: unix_ms(line.at),
+                kind: EventKind::Line {
+                    stage: line.stage,
+                    stream: line.stream,
+                    text: line.text,
+                },
+            };
+            if send(sender, &event).await.is_err() {
                 return Ok(());
             }
         }
     }
+    let _ = send(sender, &result_event(build, attempt, next_seq)).await;
+    Ok(())
 }
 
 fn result_event(build: &Build, attempt: u32, seq: u64) -> BuildEvent {

@@ -3,9 +3,7 @@
 //! workspace. Everything here blocks: async callers run it in `spawn_blocking`.
 
 use sha2::{Digest, Sha256};
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
 
 /// What went wrong with a repository, in terms a user can act on.
 #[derive(Debug, thiserror::Error)]
@@ -85,20 +83,17 @@ pub struct CommitInfo {
     pub changed_paths: Vec<String>,
 }
 
-/// Bare mirrors of remote repositories under one directory, one per URL; fetches of one URL
-/// are serialised within the process.
+/// Bare mirrors of remote repositories under one directory, one per URL. Fetches of one
+/// URL are serialised by a lock file, across threads and processes (several workers on a
+/// host may share the directory).
 #[derive(Debug)]
 pub struct MirrorCache {
     root: PathBuf,
-    locks: Mutex<HashMap<PathBuf, Arc<Mutex<()>>>>,
 }
 
 impl MirrorCache {
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        MirrorCache {
-            root: root.into(),
-            locks: Mutex::new(HashMap::new()),
-        }
+        MirrorCache { root: root.into() }
     }
 
     fn mirror_path(&self, url: &str) -> PathBuf {
@@ -115,25 +110,21 @@ impl MirrorCache {
         self.root.join(format!("{readable}-{hash}"))
     }
 
-    fn lock_for(&self, path: &Path) -> Arc<Mutex<()>> {
-        let mut locks = self
-            .locks
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        locks.entry(path.to_path_buf()).or_default().clone()
-    }
-
     /// Brings the mirror of `url` up to date (all branches and tags) and returns its path.
     pub fn fetch(&self, url: &str) -> Result<PathBuf, GitError> {
         let path = self.mirror_path(url);
-        let lock = self.lock_for(&path);
-        let _guard = lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let other = |message: String| GitError::Other {
             url: url.to_string(),
             message,
         };
         std::fs::create_dir_all(&self.root)
             .map_err(|e| other(format!("creating {}: {e}", self.root.display())))?;
+        let lock_path = path.with_extension("lock");
+        let lock = std::fs::File::create(&lock_path)
+            .map_err(|e| other(format!("creating {}: {e}", lock_path.display())))?;
+        // released when `lock` is dropped at the end of the fetch
+        lock.lock()
+            .map_err(|e| other(format!("locking {}: {e}", lock_path.display())))?;
         let repo = match git2::Repository::open_bare(&path) {
             Ok(repo) => repo,
             Err(_) => git2::Repository::init_bare(&path).map_err(|e| classify(url, e))?,

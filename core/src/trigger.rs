@@ -12,6 +12,10 @@ use crate::pipeline;
 use crate::queue::{self, Bus, DEFAULT_TAG};
 use crate::store::{NewBuild, Store, StoreError};
 use std::sync::Arc;
+use std::time::Duration;
+
+/// How long resolving the commit and reading `ocelot.yml` may take.
+const GIT_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// What to build.
 #[derive(Debug, Clone)]
@@ -90,7 +94,7 @@ pub async fn queue_build(
     let url = repo.url.clone();
     let mirrors = mirrors.clone();
     let wanted_commit = request.commit.filter(|c| !c.is_empty());
-    let (commit, config) = {
+    let git_task = {
         let branch = branch.clone();
         tokio::task::spawn_blocking(move || -> Result<(String, Option<String>), GitError> {
             let rev = match wanted_commit {
@@ -102,9 +106,14 @@ pub async fn queue_build(
             let config = mirrors.read_file(&url, &mirror, &commit, "ocelot.yml")?;
             Ok((commit, config))
         })
-        .await
-        .map_err(|e| TriggerError::Internal(format!("git task failed: {e}")))??
     };
+    let (commit, config) = tokio::time::timeout(GIT_TIMEOUT, git_task)
+        .await
+        .map_err(|_| GitError::Unreachable {
+            url: repo.url.clone(),
+            message: format!("no answer within {} s", GIT_TIMEOUT.as_secs()),
+        })?
+        .map_err(|e| TriggerError::Internal(format!("git task failed: {e}")))??;
     let routing = route(config.as_deref(), &branch);
     let (state, reason) = match (&routing.error_reason, &routing.skip_reason) {
         (Some(error), _) => (BuildState::Errored, Some(error.clone())),

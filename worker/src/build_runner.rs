@@ -16,6 +16,10 @@ use ocelot_core::model::Build;
 use ocelot_core::pipeline::{self, Pipeline, TriggerContext};
 use ocelot_core::store::ClaimOutcome;
 use std::time::{Duration, Instant};
+use tracing::Instrument;
+
+/// How long fetching and checking out the commit may take.
+const CHECKOUT_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// The system lines before the first stage belong to this pseudo-stage.
 const SETUP_STAGE: &str = "setup";
@@ -74,19 +78,34 @@ pub(crate) async fn run_build(context: &WorkerContext, build_id: i64) -> JobDisp
         }
     };
     let span = tracing::info_span!("build", build_id, attempt = claimed.attempt);
-    let _entered = span.enter();
-    drop(_entered);
-    tracing::info!(build_id, attempt = claimed.attempt, repo = %claimed.repo_name, commit = %claimed.commit, "build claimed");
-    let started = Instant::now();
-    let mut sink = EventSink::new(
-        context.bus.clone(),
-        context.store.clone(),
-        build_id,
-        claimed.attempt,
-    );
-    let verdict = attempt(context, &claimed, &mut sink).await;
-    finish(context, &claimed, &mut sink, verdict, started).await;
-    JobDisposition::Done
+    async {
+        tracing::info!(repo = %claimed.repo_name, commit = %claimed.commit, "build claimed");
+        let started = Instant::now();
+        let mut sink = EventSink::new(
+            context.bus.clone(),
+            context.store.clone(),
+            build_id,
+            claimed.attempt,
+        );
+        let verdict = attempt(context, &claimed, &mut sink).await;
+        match finish(context, &claimed, &mut sink, verdict, started).await {
+            Finished::Recorded | Finished::FencedOut => JobDisposition::Done,
+            // the build is still `running` in Postgres: the job must come back
+            Finished::NotRecorded => JobDisposition::Retry,
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+/// Whether the result of an attempt made it into Postgres.
+#[derive(Debug, PartialEq, Eq)]
+enum Finished {
+    Recorded,
+    /// A newer attempt (or a final state) owns the build.
+    FencedOut,
+    /// Postgres could not be reached: the job is handed back.
+    NotRecorded,
 }
 
 async fn attempt(context: &WorkerContext, build: &Build, sink: &mut EventSink) -> Verdict {
@@ -154,8 +173,24 @@ async fn prepare(
     let url = build.repo_url.clone();
     let commit = build.commit.clone();
     let dest = workspace.to_path_buf();
-    let checkout =
-        tokio::task::spawn_blocking(move || mirrors.checkout(&url, &commit, &dest)).await;
+    let checkout = tokio::time::timeout(
+        CHECKOUT_TIMEOUT,
+        tokio::task::spawn_blocking(move || mirrors.checkout(&url, &commit, &dest)),
+    )
+    .await;
+    let checkout = match checkout {
+        Err(_) => {
+            announce(context, build, sink, &[]).await;
+            let reason = format!(
+                "checkout failed: {} did not answer within {} s",
+                build.repo_url,
+                CHECKOUT_TIMEOUT.as_secs()
+            );
+            sink.system(SETUP_STAGE, format!("error: {reason}")).await;
+            return Err(Verdict::errored(reason));
+        }
+        Ok(checkout) => checkout,
+    };
     let commit_info = match checkout {
         Ok(Ok(info)) => info,
         Ok(Err(error)) => {
@@ -327,6 +362,13 @@ async fn run_stages(
         changed_paths: &commit.changed_paths,
     };
     for (index, stage) in pipeline.stages.iter().enumerate() {
+        if sink.fenced_out() {
+            tracing::warn!(
+                build_id = build.id,
+                "a newer attempt owns the build: no further stage runs here"
+            );
+            return Verdict::errored("superseded by a newer attempt");
+        }
         let index_u32 = u32::try_from(index).unwrap_or(u32::MAX);
         let index_i32 = i32::try_from(index).unwrap_or(i32::MAX);
         if !stage.should_run(&trigger_context) {
@@ -479,7 +521,7 @@ async fn finish(
     sink: &mut EventSink,
     verdict: Verdict,
     started: Instant,
-) {
+) -> Finished {
     sink.flush().await;
     let line_count = sink.digest().count();
     let log_sha256 = sink.digest().hex();
@@ -506,9 +548,9 @@ async fn finish(
                 tracing::warn!(
                     build_id = build.id,
                     attempt = build.attempt,
-                    "a newer attempt owns the build: result dropped"
+                    "the build is no longer this attempt's (a newer attempt, or it was ended): result dropped"
                 );
-                return;
+                return Finished::FencedOut;
             }
             Err(error) if attempt_no < 10 => {
                 tracing::warn!(build_id = build.id, %error, "recording the result failed, retrying");
@@ -520,8 +562,11 @@ async fn finish(
             }
         }
     }
-    if !recorded || sink.fenced_out() {
-        return;
+    if !recorded {
+        return Finished::NotRecorded;
+    }
+    if sink.fenced_out() {
+        return Finished::FencedOut;
     }
     let duration_ms = i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX);
     sink.emit(EventKind::Result {
@@ -533,5 +578,6 @@ async fn finish(
     })
     .await;
     sink.flush().await;
-    tracing::info!(build_id = build.id, attempt = build.attempt, state = %verdict.state, duration_ms, "build finished");
+    tracing::info!(state = %verdict.state, duration_ms, "build finished");
+    Finished::Recorded
 }

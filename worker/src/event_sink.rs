@@ -12,6 +12,8 @@ const FLUSH_LINES: usize = 500;
 const FLUSH_EVERY: Duration = Duration::from_millis(250);
 /// Publish acknowledgements awaited at once; more in flight wait for a flush.
 const MAX_PENDING_ACKS: usize = 1000;
+/// How long a flush waits for JetStream to acknowledge what it was sent.
+const ACK_DEADLINE: Duration = Duration::from_secs(10);
 
 pub(crate) struct EventSink {
     bus: Bus,
@@ -154,9 +156,27 @@ impl EventSink {
             }
         }
         self.pending_lines.clear();
-        for ack in self.pending_acks.drain(..) {
-            if let Err(error) = ack.await {
-                tracing::warn!(build_id = self.build_id, %error, "log event not acknowledged by JetStream");
+        let acks = futures::future::join_all(
+            self.pending_acks
+                .drain(..)
+                .map(std::future::IntoFuture::into_future),
+        );
+        match tokio::time::timeout(ACK_DEADLINE, acks).await {
+            Ok(results) => {
+                let failed = results.iter().filter(|r| r.is_err()).count();
+                if failed > 0 {
+                    tracing::warn!(
+                        build_id = self.build_id,
+                        failed,
+                        "log events not acknowledged by JetStream (Postgres keeps the lines)"
+                    );
+                }
+            }
+            Err(_) => {
+                tracing::warn!(
+                    build_id = self.build_id,
+                    "JetStream did not acknowledge log events in time (Postgres keeps the lines)"
+                );
             }
         }
     }

@@ -14,6 +14,8 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 const PROGRESS_EVERY: Duration = Duration::from_secs(JOB_ACK_WAIT.as_secs() / 4);
+/// How long a job handed back waits before it is delivered again.
+const RETRY_DELAY: Duration = Duration::from_secs(5);
 /// How long one pull waits for a job before the loop checks for shutdown.
 const PULL_WAIT: Duration = Duration::from_secs(2);
 
@@ -52,7 +54,10 @@ pub(crate) async fn run(
                 match pulled {
                     Ok(Some(job)) => {
                         let context = context.clone();
-                        builds.lock().await.spawn(async move {
+                        let mut running = builds.lock().await;
+                        // forget builds that are done, so the set does not grow forever
+                        while running.try_join_next().is_some() {}
+                        running.spawn(async move {
                             handle_job(&context, job).await;
                             drop(permit);
                         });
@@ -112,7 +117,7 @@ async fn handle_job(context: &WorkerContext, job: JobMessage) {
     let (disposition, ()) = tokio::join!(run, ticker);
     let acked = match disposition {
         JobDisposition::Done => job.ack().await,
-        JobDisposition::Retry => job.nak().await,
+        JobDisposition::Retry => job.nak(RETRY_DELAY).await,
     };
     if let Err(error) = acked {
         tracing::warn!(build_id, %error, "acknowledging the job failed (it may run again; the claim fences it)");

@@ -64,7 +64,7 @@ pub struct Settings {
     #[arg(long, env = env_vars::OCELOT_CACHE_DIR)]
     pub cache_dir: Option<PathBuf>,
     /// Attempts a build gets before it ends errored (a worker lost mid-build costs one)
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(i32).range(1..))]
     pub max_attempts: i32,
     /// How long an image pull may take
     #[arg(long, value_parser = humantime_duration, default_value = "10m")]

@@ -48,9 +48,32 @@ pub(crate) async fn run(admin: &str, args: BuildArgs) -> Result<ExitStatus, CliE
             ));
         }
     };
-    // -b/-c win; otherwise the checkout's branch and commit
-    let (branch, commit) = match (&args.branch, &args.commit, &local) {
-        (None, None, Some(Ok(checkout))) => (
+    // -b/-c win; otherwise the checkout's branch and commit, when the checkout is of this repo
+    let checkout_of_repo = match &local {
+        Some(Ok(checkout)) if args.repo.is_none() => Some(checkout),
+        Some(Ok(checkout)) => {
+            let repos = client
+                .list_repos(ListReposRequest {})
+                .await
+                .map_err(client::from_status)?
+                .into_inner()
+                .repos;
+            let same = |url: &str| {
+                checkout
+                    .remote_url
+                    .as_deref()
+                    .map(ocelot_core::store::normalize_url)
+                    == Some(ocelot_core::store::normalize_url(url))
+            };
+            repos
+                .iter()
+                .any(|r| r.name == repo && same(&r.url))
+                .then_some(checkout)
+        }
+        _ => None,
+    };
+    let (branch, commit) = match (&args.branch, &args.commit, checkout_of_repo) {
+        (None, None, Some(checkout)) => (
             checkout.branch.clone().unwrap_or_default(),
             checkout.commit.clone(),
         ),

@@ -141,10 +141,10 @@ impl JobMessage {
             .map_err(|e| QueueError::Consume(e.to_string()))
     }
 
-    /// Hands the job back for another worker.
-    pub async fn nak(&self) -> Result<(), QueueError> {
+    /// Hands the job back, to be delivered again after `delay` (to this or another worker).
+    pub async fn nak(&self, delay: Duration) -> Result<(), QueueError> {
         self.message
-            .ack_with(AckKind::Nak(None))
+            .ack_with(AckKind::Nak(Some(delay)))
             .await
             .map_err(|e| QueueError::Consume(e.to_string()))
     }

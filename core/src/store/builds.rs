@@ -192,7 +192,8 @@ impl Store {
         let reason = format!("worker lost {} times", build.attempt);
         client
             .execute(
-                "UPDATE builds SET state = 'errored', failure_reason = $2, finished_at = now()
+                "UPDATE builds SET state = 'errored', failure_reason = $2, finished_at = now(),
+                        attempt = attempt + 1
                  WHERE id = $1 AND state IN ('queued', 'running')",
                 &[&build_id, &reason],
             )

@@ -7,7 +7,8 @@ pub enum StoreError {
     Config(String),
     #[error("database unavailable: {0}")]
     Unavailable(String),
-    #[error("{0} already exists")]
+    /// Says what exists already.
+    #[error("{0}")]
     Conflict(String),
     #[error("{0} not found")]
     NotFound(String),

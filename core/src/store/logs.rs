@@ -6,7 +6,7 @@ use std::time::SystemTime;
 
 impl Store {
     /// Appends lines of `attempt`; returns false (and writes nothing) when a newer attempt
-    /// owns the build. Lines already stored (same seq) are ignored.
+    /// owns the build or it is no longer running. Lines already stored (same seq) are ignored.
     pub async fn append_lines(
         &self,
         build_id: i64,
@@ -24,7 +24,7 @@ impl Store {
         let client = self.client().await?;
         let owner = client
             .query_opt(
-                "SELECT 1 FROM builds WHERE id = $1 AND attempt = $2",
+                "SELECT 1 FROM builds WHERE id = $1 AND attempt = $2 AND state = 'running'",
                 &[&build_id, &attempt],
             )
             .await?;
@@ -35,7 +35,7 @@ impl Store {
             .execute(
                 "INSERT INTO log_lines (build_id, attempt, seq, stage, stream, text, at)
                  SELECT $1, $2, * FROM UNNEST($3::BIGINT[], $4::TEXT[], $5::SMALLINT[], $6::TEXT[], $7::TIMESTAMPTZ[])
-                 WHERE EXISTS (SELECT 1 FROM builds WHERE id = $1 AND attempt = $2)
+                 WHERE EXISTS (SELECT 1 FROM builds WHERE id = $1 AND attempt = $2 AND state = 'running')
                  ON CONFLICT DO NOTHING",
                 &[&build_id, &attempt, &seqs, &stages, &streams, &texts, &ats],
             )

@@ -39,7 +39,7 @@ impl Store {
             )
             .await
             .map_err(|e| match StoreError::from(e) {
-                StoreError::Conflict(_) => StoreError::Conflict(format!("repo `{name}`")),
+                StoreError::Conflict(_) => StoreError::Conflict(format!("repo `{name}` already exists")),
                 other => other,
             })?;
         Ok(repo_from_row(&row))

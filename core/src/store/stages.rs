@@ -4,8 +4,9 @@ use super::{Store, StoreError};
 use crate::build_state::StageState;
 use crate::model::StageRecord;
 
-/// Condition shared by every fenced write: the attempt still owns the build.
-const FENCE: &str = "EXISTS (SELECT 1 FROM builds WHERE id = $1 AND attempt = $2)";
+/// Condition shared by every fenced write: the attempt still owns the running build.
+const FENCE: &str =
+    "EXISTS (SELECT 1 FROM builds WHERE id = $1 AND attempt = $2 AND state = 'running')";
 
 impl Store {
     /// Records the attempt's stages as pending.

@@ -14,6 +14,7 @@ stages:
       - echo "to stderr" >&2
       - test -f "$WORKSPACE/src/lib.txt"
       - echo "previous=[$GIT_PREVIOUS_SUCCESSFUL_COMMIT] repo=$OCELOT_REPO"
+      - sleep 600 &
   - name: test
     env: ["SUITE=unit"]
     script:
@@ -231,7 +232,7 @@ async fn builds_without_an_image_run_on_a_host_worker_of_their_tag() {
     ])
     .await
     .unwrap();
-    let yml = "machineTag: bare-metal\nstages:\n  - name: native\n    script:\n      - echo \"host workspace $WORKSPACE\"\n      - test -f ocelot.yml\n";
+    let yml = "machineTag: bare-metal\nstages:\n  - name: native\n    script:\n      - echo \"host workspace $WORKSPACE\"\n      - test -f ocelot.yml\n      - test -z \"$OCELOT_DATABASE_URL\"\n      - sleep 600 &\n";
     repo_with(&cluster, "native", yml, &[]).await;
     let output = cluster.ocelot(&["build", "-r", "native"]).await.unwrap();
     assert_eq!(output.code, 0, "{}", output.both());

@@ -22,6 +22,19 @@ use std::time::Duration;
 /// Where the workspace lives inside the container.
 pub(crate) const CONTAINER_WORKSPACE: &str = "/workspace";
 
+/// How often a running exec is asked whether it has exited.
+const EXIT_CHECK_EVERY: Duration = Duration::from_millis(500);
+/// How long output is still read after the exec exited.
+const DRAIN_AFTER_EXIT: Duration = Duration::from_millis(500);
+
+/// Sleeps until `deadline`, or forever without one.
+async fn sleep_until_deadline(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
 pub(crate) const LABEL_BUILD: &str = "io.ocelot.build-id";
 pub(crate) const LABEL_ATTEMPT: &str = "io.ocelot.attempt";
 pub(crate) const LABEL_WORKER: &str = "io.ocelot.worker-id";
@@ -42,11 +55,31 @@ pub(crate) async fn connect() -> Result<Docker, ExecutorError> {
     Ok(docker)
 }
 
-/// A running build container.
+/// A running build container. Dropped without [`BuildContainer::remove`] (e.g. a build task
+/// aborted at shutdown), it still has itself removed in the background.
 #[derive(Debug)]
 pub(crate) struct BuildContainer {
     docker: Docker,
     id: String,
+    removed: bool,
+}
+
+impl Drop for BuildContainer {
+    fn drop(&mut self) {
+        if self.removed {
+            return;
+        }
+        let docker = self.docker.clone();
+        let id = std::mem::take(&mut self.id);
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                let options = RemoveContainerOptionsBuilder::new().force(true).v(true).build();
+                if let Err(error) = docker.remove_container(&id, Some(options)).await {
+                    tracing::warn!(container = %id, %error, "removing an abandoned build container failed");
+                }
+            });
+        }
+    }
 }
 
 /// What identifies a build's container.
@@ -58,6 +91,16 @@ pub(crate) struct ContainerSpec<'a> {
     pub(crate) worker_id: &'a str,
     pub(crate) workspace: &'a Path,
     pub(crate) pull_timeout: Duration,
+}
+
+/// The reference to pull: without a tag or digest Docker would pull every tag, so `:latest`.
+fn pull_reference(image: &str) -> String {
+    let last_component = image.rsplit('/').next().unwrap_or(image);
+    if image.contains('@') || last_component.contains(':') {
+        image.to_string()
+    } else {
+        format!("{image}:latest")
+    }
 }
 
 fn is_not_found(error: &bollard::errors::Error) -> bool {
@@ -87,8 +130,9 @@ async fn ensure_image(docker: &Docker, spec: &ContainerSpec<'_>) -> Result<(), E
         worker: spec.worker_id.to_string(),
         message,
     };
+    let reference = pull_reference(spec.image);
     let options = CreateImageOptionsBuilder::new()
-        .from_image(spec.image)
+        .from_image(&reference)
         .build();
     let pull = async {
         let mut progress = docker.create_image(Some(options), None, None);
@@ -149,6 +193,7 @@ impl BuildContainer {
         let container = BuildContainer {
             docker: docker.clone(),
             id: created.id,
+            removed: false,
         };
         if let Err(error) = container.prepare(&spec).await {
             container.remove().await;
@@ -217,15 +262,20 @@ impl BuildContainer {
         };
         let mut stdout = LineSplitter::default();
         let mut stderr = LineSplitter::default();
+        // a script may leave a background process holding its output open: once the exec
+        // has exited, the output is drained for a moment, then the stage is over
+        let mut exited = false;
+        let mut exit_check = tokio::time::interval(EXIT_CHECK_EVERY);
+        let deadline = run.deadline.map(tokio::time::Instant::from_std);
         loop {
-            let next = match run.deadline {
-                Some(deadline) => {
-                    match tokio::time::timeout_at(deadline.into(), output.next()).await {
-                        Ok(next) => next,
-                        Err(_) => return Ok(ScriptOutcome::TimedOut),
-                    }
+            let next = tokio::select! {
+                next = output.next() => next,
+                () = sleep_until_deadline(deadline) => return Ok(ScriptOutcome::TimedOut),
+                _ = exit_check.tick(), if !exited => {
+                    exited = self.exec_finished(&exec.id).await;
+                    continue;
                 }
-                None => output.next().await,
+                () = tokio::time::sleep(DRAIN_AFTER_EXIT), if exited => break,
             };
             let (stream, lines) = match next {
                 None => break,
@@ -255,8 +305,13 @@ impl BuildContainer {
         self.exit_code(&exec.id).await.map(ScriptOutcome::Exited)
     }
 
+    async fn exec_finished(&self, exec_id: &str) -> bool {
+        matches!(self.docker.inspect_exec(exec_id).await, Ok(inspected) if inspected.running == Some(false))
+    }
+
     async fn exit_code(&self, exec_id: &str) -> Result<i32, ExecutorError> {
-        for _ in 0..50 {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
             let inspected = self
                 .docker
                 .inspect_exec(exec_id)
@@ -266,15 +321,17 @@ impl BuildContainer {
                 let code = inspected.exit_code.unwrap_or(-1);
                 return Ok(i32::try_from(code).unwrap_or(-1));
             }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(ExecutorError::Docker(
+                    "the exec did not report its exit code within 30 s".into(),
+                ));
+            }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        Err(ExecutorError::Docker(
-            "the exec did not report its exit code".into(),
-        ))
     }
 
     /// Kills and removes the container (and its anonymous volumes).
-    pub(crate) async fn remove(self) {
+    pub(crate) async fn remove(mut self) {
         let options = RemoveContainerOptionsBuilder::new()
             .force(true)
             .v(true)
@@ -285,8 +342,14 @@ impl BuildContainer {
                 .remove_container(&self.id, Some(options.clone()))
                 .await
             {
-                Ok(()) => return,
-                Err(error) if is_not_found(&error) => return,
+                Ok(()) => {
+                    self.removed = true;
+                    return;
+                }
+                Err(error) if is_not_found(&error) => {
+                    self.removed = true;
+                    return;
+                }
                 Err(error) => {
                     tracing::warn!(container = %self.id, attempt, %error, "removing the build container failed");
                     tokio::time::sleep(Duration::from_millis(200 * attempt)).await;
@@ -294,5 +357,26 @@ impl BuildContainer {
             }
         }
         tracing::error!(container = %self.id, "build container left behind (labelled {LABEL_BUILD})");
+        self.removed = true;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::pull_reference;
+
+    #[test]
+    fn pulls_name_a_tag() {
+        assert_eq!(pull_reference("alpine"), "alpine:latest");
+        assert_eq!(pull_reference("maven:3.5.2"), "maven:3.5.2");
+        assert_eq!(
+            pull_reference("registry:5000/team/app"),
+            "registry:5000/team/app:latest"
+        );
+        assert_eq!(
+            pull_reference("registry:5000/team/app:1"),
+            "registry:5000/team/app:1"
+        );
+        assert_eq!(pull_reference("app@sha256:abc"), "app@sha256:abc");
     }
 }

@@ -11,6 +11,18 @@ use std::process::Stdio;
 use tokio::io::AsyncReadExt;
 use tokio::sync::mpsc;
 
+/// Variables of the worker's environment that host builds see (the rest is cleared).
+const INHERITED_VARIABLES: [&str; 7] = ["PATH", "HOME", "USER", "LANG", "LC_ALL", "TMPDIR", "TERM"];
+/// How long output is still read after the script exited.
+const DRAIN_AFTER_EXIT: std::time::Duration = std::time::Duration::from_millis(500);
+
+async fn sleep_until_deadline(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
 #[derive(Debug)]
 pub(crate) struct HostEnvironment {
     workspace: PathBuf,
@@ -31,6 +43,13 @@ impl HostEnvironment {
         sink: &mut EventSink,
     ) -> Result<ScriptOutcome, ExecutorError> {
         let mut command = tokio::process::Command::new("/bin/sh");
+        // the worker's own environment (database URL, ...) is not the build's business
+        command.env_clear();
+        for key in INHERITED_VARIABLES {
+            if let Some(value) = std::env::var_os(key) {
+                command.env(key, value);
+            }
+        }
         command
             .arg("-c")
             .arg(&run.script)
@@ -48,6 +67,8 @@ impl HostEnvironment {
         let mut child = command
             .spawn()
             .map_err(|e| ExecutorError::Io(format!("starting /bin/sh: {e}")))?;
+        // the shell leads its own process group (process_group(0)): its pid names the group
+        let process_group = child.id();
         let (sender, mut receiver) = mpsc::channel::<(LogStream, Vec<u8>)>(64);
         if let Some(stdout) = child.stdout.take() {
             tokio::spawn(pump(stdout, LogStream::Stdout, sender.clone()));
@@ -58,18 +79,22 @@ impl HostEnvironment {
         drop(sender);
         let mut stdout = LineSplitter::default();
         let mut stderr = LineSplitter::default();
+        let deadline = run.deadline.map(tokio::time::Instant::from_std);
+        // a script may leave a background process holding its output open: once the shell
+        // has exited, the output is drained for a moment, then the stage is over
+        let mut exit_status = None;
         loop {
-            let next = match run.deadline {
-                Some(deadline) => {
-                    match tokio::time::timeout_at(deadline.into(), receiver.recv()).await {
-                        Ok(next) => next,
-                        Err(_) => {
-                            kill_group(&mut child).await;
-                            return Ok(ScriptOutcome::TimedOut);
-                        }
-                    }
+            let next = tokio::select! {
+                next = receiver.recv() => next,
+                status = child.wait(), if exit_status.is_none() => {
+                    exit_status = Some(status.map_err(|e| ExecutorError::Io(format!("waiting for the script: {e}")))?);
+                    continue;
                 }
-                None => receiver.recv().await,
+                () = tokio::time::sleep(DRAIN_AFTER_EXIT), if exit_status.is_some() => break,
+                () = sleep_until_deadline(deadline) => {
+                    kill_group(process_group, &mut child).await;
+                    return Ok(ScriptOutcome::TimedOut);
+                }
             };
             let Some((stream, chunk)) = next else { break };
             let splitter = if stream == LogStream::Stderr {
@@ -87,10 +112,15 @@ impl HostEnvironment {
         if let Some(line) = stderr.finish() {
             sink.line(run.stage, LogStream::Stderr, line).await;
         }
-        let status = child
-            .wait()
-            .await
-            .map_err(|e| ExecutorError::Io(format!("waiting for the script: {e}")))?;
+        let status = match exit_status {
+            Some(status) => status,
+            None => child
+                .wait()
+                .await
+                .map_err(|e| ExecutorError::Io(format!("waiting for the script: {e}")))?,
+        };
+        // whatever the script left running in the background ends with its stage
+        kill_group(process_group, &mut child).await;
         Ok(ScriptOutcome::Exited(status.code().unwrap_or(-1)))
     }
 }
@@ -113,9 +143,10 @@ async fn pump(
     }
 }
 
-/// Kills the script's whole process group, then reaps the shell.
-async fn kill_group(child: &mut tokio::process::Child) {
-    if let Some(pid) = child.id() {
+/// Kills the script's whole process group (the shell may be gone, its group not), then
+/// reaps the shell.
+async fn kill_group(process_group: Option<u32>, child: &mut tokio::process::Child) {
+    if let Some(pid) = process_group {
         let _ = tokio::process::Command::new("kill")
             .arg("-KILL")
             .arg(format!("-{pid}"))
