@@ -4,7 +4,9 @@ use crate::args::BuildArgs;
 use crate::checkout;
 use crate::client::{self, CliError};
 use crate::exit::ExitStatus;
+use ocelot_proto::v1::admin_client::AdminClient;
 use ocelot_proto::v1::{ListReposRequest, TriggerBuildRequest};
+use tonic::transport::Channel;
 
 pub(crate) async fn run(admin: &str, args: BuildArgs) -> Result<ExitStatus, CliError> {
     let local = if args.repo.is_none() || (args.branch.is_none() && args.commit.is_none()) {
@@ -22,12 +24,7 @@ pub(crate) async fn run(admin: &str, args: BuildArgs) -> Result<ExitStatus, CliE
                     "this checkout has no remote: give the repository with -r NAME",
                 ));
             };
-            let repos = client
-                .list_repos(ListReposRequest {})
-                .await
-                .map_err(client::from_status)?
-                .into_inner()
-                .repos;
+            let repos = registered_repos(&mut client).await?;
             let wanted = ocelot_core::store::normalize_url(url);
             repos
                 .into_iter()
@@ -52,12 +49,7 @@ pub(crate) async fn run(admin: &str, args: BuildArgs) -> Result<ExitStatus, CliE
     let checkout_of_repo = match &local {
         Some(Ok(checkout)) if args.repo.is_none() => Some(checkout),
         Some(Ok(checkout)) => {
-            let repos = client
-                .list_repos(ListReposRequest {})
-                .await
-                .map_err(client::from_status)?
-                .into_inner()
-                .repos;
+            let repos = registered_repos(&mut client).await?;
             let same = |url: &str| {
                 checkout
                     .remote_url
@@ -108,4 +100,15 @@ pub(crate) async fn run(admin: &str, args: BuildArgs) -> Result<ExitStatus, CliE
         );
     }
     super::watch::follow(&mut client, build.id, args.json).await
+}
+
+async fn registered_repos(
+    client: &mut AdminClient<Channel>,
+) -> Result<Vec<ocelot_proto::v1::Repo>, CliError> {
+    Ok(client
+        .list_repos(ListReposRequest {})
+        .await
+        .map_err(client::from_status)?
+        .into_inner()
+        .repos)
 }
