@@ -32,6 +32,41 @@ pub enum Command {
     Repos(ReposCommand),
     /// Check an ocelot.yml offline and show every error
     Validate(ValidateArgs),
+    /// Poll repositories that cannot send webhooks
+    #[command(subcommand)]
+    Poll(PollCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PollCommand {
+    /// Poll a repository's branches (replaces its poll if it has one)
+    Add {
+        /// Repository name
+        #[arg(short, long)]
+        repo: String,
+        /// Branches to track: names or globs, comma-separated (default: the repo's default branch)
+        #[arg(short, long, value_delimiter = ',')]
+        branches: Vec<String>,
+        /// Poll at this interval (e.g. 30s, 5m)
+        #[arg(long, conflicts_with = "cron", required_unless_present = "cron")]
+        every: Option<String>,
+        /// Poll on this 5-field cron schedule (e.g. "*/5 * * * *")
+        #[arg(long)]
+        cron: Option<String>,
+        /// Build the current heads at the first poll (otherwise it only records them)
+        #[arg(long)]
+        build_now: bool,
+    },
+    /// List polls: schedule, last poll, last error, heads seen
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop polling a repository
+    Remove {
+        #[arg(short, long)]
+        repo: String,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -94,6 +129,15 @@ pub enum ReposCommand {
         /// Branch built when none is given
         #[arg(long, default_value = "main")]
         default_branch: String,
+        /// Secret that signs its webhooks (at least 16 characters; default: generated)
+        #[arg(long)]
+        webhook_secret: Option<String>,
+        /// The hookhandler's public URL, for the webhook URLs printed
+        #[arg(long, env = env_vars::OCELOT_HOOKS_URL, default_value = "http://127.0.0.1:8080")]
+        hooks_url: String,
+        /// Print the repo, secret and webhook URLs as JSON
+        #[arg(long)]
+        json: bool,
     },
     /// List repositories
     List {

@@ -8,6 +8,10 @@ pub const OCELOT_NATS_URL: &str = "OCELOT_NATS_URL";
 pub const OCELOT_ADMIN_LISTEN: &str = "OCELOT_ADMIN_LISTEN";
 /// Admin address the CLI talks to (`http://127.0.0.1:50051`).
 pub const OCELOT_ADMIN: &str = "OCELOT_ADMIN";
+/// Address the hookhandler's HTTP server listens on.
+pub const OCELOT_HOOKS_LISTEN: &str = "OCELOT_HOOKS_LISTEN";
+/// The hookhandler's public base URL, printed by `ocelot repos add` for webhook settings.
+pub const OCELOT_HOOKS_URL: &str = "OCELOT_HOOKS_URL";
 /// Directory for git mirror caches and build workspaces.
 pub const OCELOT_CACHE_DIR: &str = "OCELOT_CACHE_DIR";
 /// Worker: number of builds run at once.

@@ -159,6 +159,18 @@ impl MirrorCache {
         Ok(commit.id().to_string())
     }
 
+    /// The message of `commit` in a mirror.
+    pub fn commit_message(
+        &self,
+        url: &str,
+        mirror: &Path,
+        commit: &str,
+    ) -> Result<String, GitError> {
+        let repo = git2::Repository::open_bare(mirror).map_err(|e| classify(url, e))?;
+        let commit = find_commit(&repo, url, commit)?;
+        Ok(commit.message().unwrap_or_default().to_string())
+    }
+
     /// The text of `path` at `commit` in a mirror; `None` when the file does not exist there.
     pub fn read_file(
         &self,
@@ -182,8 +194,16 @@ impl MirrorCache {
     }
 
     /// Fetches `url` and checks `commit` out into the empty directory `dest` (a git
-    /// repository whose `origin` is `url`, HEAD detached at the commit).
-    pub fn checkout(&self, url: &str, commit: &str, dest: &Path) -> Result<CommitInfo, GitError> {
+    /// repository whose `origin` is `url`, HEAD detached at the commit). The commit info
+    /// covers `previous..commit` when `previous` is known there (a push's whole range), else
+    /// the commit alone.
+    pub fn checkout(
+        &self,
+        url: &str,
+        commit: &str,
+        previous: Option<&str>,
+        dest: &Path,
+    ) -> Result<CommitInfo, GitError> {
         let mirror = self.fetch(url)?;
         let full = self.resolve_commit(url, &mirror, commit)?;
         let repo = git2::Repository::init(dest).map_err(|e| classify(url, e))?;
@@ -212,7 +232,14 @@ impl MirrorCache {
         .map_err(|e| classify(url, e))?;
         repo.set_head_detached(target.id())
             .map_err(|e| classify(url, e))?;
-        commit_info(&repo, url, &target)
+        let previous = previous
+            .and_then(|p| git2::Oid::from_str(p).ok())
+            .and_then(|oid| repo.find_commit(oid).ok())
+            .filter(|p| p.id() != target.id());
+        match previous {
+            Some(previous) => range_info(&repo, url, &previous, &target),
+            None => commit_info(&repo, url, &target),
+        }
     }
 }
 
@@ -229,6 +256,29 @@ fn find_commit<'r>(
         })
 }
 
+/// Paths that differ between two trees (either may be empty), each once.
+fn changed_paths(
+    repo: &git2::Repository,
+    url: &str,
+    old: Option<&git2::Tree<'_>>,
+    new: &git2::Tree<'_>,
+) -> Result<Vec<String>, GitError> {
+    let diff = repo
+        .diff_tree_to_tree(old, Some(new), None)
+        .map_err(|e| classify(url, e))?;
+    let mut paths = Vec::new();
+    for delta in diff.deltas() {
+        for file in [delta.old_file(), delta.new_file()] {
+            if let Some(path) = file.path().and_then(|p| p.to_str())
+                && !paths.iter().any(|p: &String| p == path)
+            {
+                paths.push(path.to_string());
+            }
+        }
+    }
+    Ok(paths)
+}
+
 fn commit_info(
     repo: &git2::Repository,
     url: &str,
@@ -239,23 +289,39 @@ fn commit_info(
         Ok(parent) => Some(parent.tree().map_err(|e| classify(url, e))?),
         Err(_) => None,
     };
-    let diff = repo
-        .diff_tree_to_tree(parent_tree.as_ref(), Some(&tree), None)
-        .map_err(|e| classify(url, e))?;
-    let mut changed_paths = Vec::new();
-    for delta in diff.deltas() {
-        for file in [delta.old_file(), delta.new_file()] {
-            if let Some(path) = file.path().and_then(|p| p.to_str())
-                && !changed_paths.iter().any(|p: &String| p == path)
-            {
-                changed_paths.push(path.to_string());
-            }
-        }
-    }
     Ok(CommitInfo {
         commit: commit.id().to_string(),
         messages: vec![commit.message().unwrap_or_default().to_string()],
-        changed_paths,
+        changed_paths: changed_paths(repo, url, parent_tree.as_ref(), &tree)?,
+    })
+}
+
+/// The most commits of a push whose messages are collected.
+const MAX_RANGE_COMMITS: usize = 1000;
+
+/// Messages of every commit in `previous..commit` (newest first) and the paths changed
+/// between the two.
+fn range_info(
+    repo: &git2::Repository,
+    url: &str,
+    previous: &git2::Commit<'_>,
+    commit: &git2::Commit<'_>,
+) -> Result<CommitInfo, GitError> {
+    let mut walk = repo.revwalk().map_err(|e| classify(url, e))?;
+    walk.push(commit.id()).map_err(|e| classify(url, e))?;
+    walk.hide(previous.id()).map_err(|e| classify(url, e))?;
+    let mut messages = Vec::new();
+    for oid in walk.take(MAX_RANGE_COMMITS) {
+        let oid = oid.map_err(|e| classify(url, e))?;
+        let found = repo.find_commit(oid).map_err(|e| classify(url, e))?;
+        messages.push(found.message().unwrap_or_default().to_string());
+    }
+    let old_tree = previous.tree().map_err(|e| classify(url, e))?;
+    let new_tree = commit.tree().map_err(|e| classify(url, e))?;
+    Ok(CommitInfo {
+        commit: commit.id().to_string(),
+        messages,
+        changed_paths: changed_paths(repo, url, Some(&old_tree), &new_tree)?,
     })
 }
 
@@ -318,11 +384,40 @@ mod tests {
 
         let dest = tmp.path().join("ws");
         std::fs::create_dir(&dest).unwrap();
-        let info = cache.checkout(&url, &head, &dest).unwrap();
+        let info = cache.checkout(&url, &head, None, &dest).unwrap();
         assert_eq!(info.commit, head);
         assert_eq!(info.changed_paths, vec!["src/main.rs".to_string()]);
         assert_eq!(info.messages, vec!["second\n".to_string()]);
         assert!(dest.join("src/main.rs").exists());
+
+        // a push's range: both commits' messages, every path changed since `previous`
+        std::fs::write(origin.join("ocelot.yml"), "image: b\n").unwrap();
+        git(&origin, &["commit", "-q", "-am", "third"]);
+        let third = resolve_branch(&url, "main").unwrap();
+        let first = git2::Repository::open(&origin)
+            .unwrap()
+            .find_commit(git2::Oid::from_str(&head).unwrap())
+            .unwrap()
+            .parent_id(0)
+            .unwrap()
+            .to_string();
+        let dest = tmp.path().join("ws2");
+        std::fs::create_dir(&dest).unwrap();
+        let info = cache.checkout(&url, &third, Some(&first), &dest).unwrap();
+        assert_eq!(
+            info.messages,
+            vec!["third\n".to_string(), "second\n".to_string()]
+        );
+        assert_eq!(
+            info.changed_paths,
+            vec!["ocelot.yml".to_string(), "src/main.rs".to_string()]
+        );
+        assert_eq!(
+            cache
+                .commit_message(&url, &cache.fetch(&url).unwrap(), &third)
+                .unwrap(),
+            "third\n"
+        );
     }
 
     #[test]

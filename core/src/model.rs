@@ -17,16 +17,41 @@ pub struct Repo {
 /// How a build came to be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TriggerKind {
-    /// `ocelot build` (or the API directly).
+    /// `ocelot build` (or the API directly): always a new build.
     Manual,
+    /// A webhook push to a branch.
+    Push,
+    /// A webhook push of a tag.
+    Tag,
+    /// A webhook pull (merge) request opened, updated or reopened.
+    PullRequest,
+    /// The poller saw a branch head move.
+    Poll,
 }
 
 impl TriggerKind {
     pub fn as_str(self) -> &'static str {
         match self {
             TriggerKind::Manual => "manual",
+            TriggerKind::Push => "push",
+            TriggerKind::Tag => "tag",
+            TriggerKind::PullRequest => "pull_request",
+            TriggerKind::Poll => "poll",
         }
     }
+
+    /// Automatic triggers are idempotent and honour `[skip ci]`; manual ones are neither.
+    pub fn is_automatic(self) -> bool {
+        self != TriggerKind::Manual
+    }
+}
+
+/// The pull request a build is for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PullRequestRef {
+    pub number: i64,
+    /// The branch it would merge into (the one `branches` filters on).
+    pub base_branch: String,
 }
 
 /// One build of one commit of one repository.
@@ -53,6 +78,41 @@ pub struct Build {
     pub finished_at: Option<SystemTime>,
     pub line_count: Option<i64>,
     pub log_sha256: Option<String>,
+    /// The branch head before the push or poll that triggered the build, when known.
+    pub previous_commit: Option<String>,
+    pub pull_request: Option<PullRequestRef>,
+    /// The tag a tag push built.
+    pub git_tag: Option<String>,
+}
+
+/// A repository's webhook secret (shown once, when set or generated).
+pub type WebhookSecret = String;
+
+/// A polling entry: which branches of a repo to watch and when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Poll {
+    pub id: i64,
+    pub repo_id: i64,
+    pub repo_name: String,
+    pub repo_url: String,
+    /// Glob patterns of branch names (`main`, `release/*`).
+    pub branches: Vec<String>,
+    pub schedule: PollSchedule,
+    pub build_now: bool,
+    pub next_due: SystemTime,
+    pub last_polled_at: Option<SystemTime>,
+    pub last_error: Option<String>,
+    pub failures: i32,
+    /// Branch → commit seen at the last poll; `None` before the first poll.
+    pub heads: Option<std::collections::BTreeMap<String, String>>,
+}
+
+/// When a poll is due.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PollSchedule {
+    Every(std::time::Duration),
+    /// A standard 5-field cron expression.
+    Cron(String),
 }
 
 /// A stage of one attempt of a build.

@@ -1,16 +1,18 @@
-//! Queues a build: the one path every trigger takes (CLI now; webhooks and polls later).
+//! Queues a build: the one path every trigger takes (`ocelot build`, webhooks, the poller).
 //!
 //! Resolve the commit (ls-remote when only a branch is given), read `ocelot.yml` at it to
-//! route the job (`machineTag`) and apply the branch filter, insert the build row, publish
-//! the job. A publish that fails leaves the build `queued` with its job unpublished: the
+//! route the job (`machineTag`) and apply the branch filter (for a pull request: its base
+//! branch), honour `[skip ci]` on automatic triggers, insert the build row, publish the job.
+//! Automatic triggers are idempotent: one build per repo, branch (or pull request, or tag)
+//! and commit. A publish that fails leaves the build `queued` with its job unpublished: the
 //! admin's sweeper publishes it later, so no build is lost between the two steps.
 
 use crate::build_state::BuildState;
 use crate::git::{GitError, MirrorCache};
-use crate::model::{Build, Job, TriggerKind};
+use crate::model::{Build, Job, PullRequestRef, TriggerKind};
 use crate::pipeline;
 use crate::queue::{self, Bus, DEFAULT_TAG};
-use crate::store::{NewBuild, Store, StoreError};
+use crate::store::{Inserted, NewBuild, Store, StoreError};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,11 +24,32 @@ const GIT_TIMEOUT: Duration = Duration::from_secs(120);
 pub struct TriggerRequest {
     /// The repository's name or URL.
     pub repo: String,
-    /// `None`: the repository's default branch.
+    /// `None`: the repository's default branch. For a tag push: the tag's name.
     pub branch: Option<String>,
     /// `None`: the branch's head.
     pub commit: Option<String>,
     pub kind: TriggerKind,
+    /// The branch head before the push (its commits and changed paths feed the stage
+    /// triggers); `None` for a new branch or when unknown.
+    pub previous_commit: Option<String>,
+    pub pull_request: Option<PullRequestRef>,
+    /// The tag a tag push built.
+    pub git_tag: Option<String>,
+}
+
+impl TriggerRequest {
+    /// An `ocelot build` of `repo`.
+    pub fn manual(repo: impl Into<String>, branch: Option<String>, commit: Option<String>) -> Self {
+        TriggerRequest {
+            repo: repo.into(),
+            branch,
+            commit,
+            kind: TriggerKind::Manual,
+            previous_commit: None,
+            pull_request: None,
+            git_tag: None,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -39,64 +62,93 @@ pub enum TriggerError {
     Internal(String),
 }
 
-/// What the build's `ocelot.yml` says about routing, before any worker reads it.
+/// What the build's `ocelot.yml` and commit say before any worker reads them.
 #[derive(Debug, PartialEq, Eq)]
 struct Routing {
     tag: String,
-    /// Set when the build must not run (branch filter).
+    /// Set when the build must not run (branch filter, skip marker).
     skip_reason: Option<String>,
     /// Set when the build cannot run (e.g. an invalid tag).
     error_reason: Option<String>,
 }
 
-fn route(config: Option<&str>, branch: &str) -> Routing {
-    let default = Routing {
+/// `[skip ci]` or `[ci skip]`, in any case.
+fn has_skip_marker(message: &str) -> bool {
+    let lower = message.to_ascii_lowercase();
+    lower.contains("[skip ci]") || lower.contains("[ci skip]")
+}
+
+fn route(config: Option<&str>, filter_branch: &str, skip_marker: Option<&str>) -> Routing {
+    let mut routing = Routing {
         tag: DEFAULT_TAG.to_string(),
-        skip_reason: None,
+        skip_reason: skip_marker.map(|marker| format!("the commit message says {marker}")),
         error_reason: None,
     };
     // a missing or invalid file still goes to a worker, which reports every error in the log
     let Some(Ok(pipeline)) = config.map(pipeline::parse) else {
-        return default;
+        return routing;
     };
     let tag = pipeline
         .machine_tag
         .clone()
         .unwrap_or_else(|| DEFAULT_TAG.to_string());
     if let Err(error) = queue::validate_tag(&tag) {
-        return Routing {
-            error_reason: Some(format!("ocelot.yml: machineTag: {error}")),
-            ..default
-        };
+        routing.error_reason = Some(format!("ocelot.yml: machineTag: {error}"));
+        return routing;
     }
-    let skip_reason = (!pipeline.branch_matches(branch))
-        .then(|| format!("branch `{branch}` does not match the `branches` of ocelot.yml"));
-    Routing {
-        tag,
-        skip_reason,
-        error_reason: None,
+    routing.tag = tag;
+    if routing.skip_reason.is_none() && !pipeline.branch_matches(filter_branch) {
+        routing.skip_reason = Some(format!(
+            "branch `{filter_branch}` does not match the `branches` of ocelot.yml"
+        ));
     }
+    routing
+}
+
+/// The key that makes an automatic trigger idempotent.
+fn dedupe_key(
+    repo_id: i64,
+    request: &TriggerRequest,
+    branch: &str,
+    commit: &str,
+) -> Option<String> {
+    if !request.kind.is_automatic() {
+        return None;
+    }
+    Some(match (&request.pull_request, &request.git_tag) {
+        (Some(pr), _) => format!("{repo_id}:pr:{}:{commit}", pr.number),
+        (None, Some(tag)) => format!("{repo_id}:tag:{tag}:{commit}"),
+        (None, None) => format!("{repo_id}:branch:{branch}:{commit}"),
+    })
+}
+
+/// What git says about the commit to build.
+struct Resolved {
+    commit: String,
+    config: Option<String>,
+    message: String,
 }
 
 /// Queues a build as `request` says and returns it (queued, or skipped/errored when it
-/// cannot run).
+/// cannot run); for an automatic trigger already seen, the existing build (`created: false`).
 pub async fn queue_build(
     store: &Store,
     bus: &Bus,
     mirrors: &Arc<MirrorCache>,
     request: TriggerRequest,
-) -> Result<Build, TriggerError> {
+) -> Result<Inserted, TriggerError> {
     let repo = store.find_repo(&request.repo).await?;
     let branch = request
         .branch
+        .clone()
         .filter(|b| !b.is_empty())
         .unwrap_or_else(|| repo.default_branch.clone());
     let url = repo.url.clone();
     let mirrors = mirrors.clone();
-    let wanted_commit = request.commit.filter(|c| !c.is_empty());
+    let wanted_commit = request.commit.clone().filter(|c| !c.is_empty());
     let git_task = {
         let branch = branch.clone();
-        tokio::task::spawn_blocking(move || -> Result<(String, Option<String>), GitError> {
+        tokio::task::spawn_blocking(move || -> Result<Resolved, GitError> {
             let rev = match wanted_commit {
                 Some(commit) => commit,
                 None => crate::git::resolve_branch(&url, &branch)?,
@@ -104,39 +156,77 @@ pub async fn queue_build(
             let mirror = mirrors.fetch(&url)?;
             let commit = mirrors.resolve_commit(&url, &mirror, &rev)?;
             let config = mirrors.read_file(&url, &mirror, &commit, "ocelot.yml")?;
-            Ok((commit, config))
+            let message = mirrors.commit_message(&url, &mirror, &commit)?;
+            Ok(Resolved {
+                commit,
+                config,
+                message,
+            })
         })
     };
-    let (commit, config) = tokio::time::timeout(GIT_TIMEOUT, git_task)
+    let resolved = tokio::time::timeout(GIT_TIMEOUT, git_task)
         .await
         .map_err(|_| GitError::Unreachable {
             url: repo.url.clone(),
             message: format!("no answer within {} s", GIT_TIMEOUT.as_secs()),
         })?
         .map_err(|e| TriggerError::Internal(format!("git task failed: {e}")))??;
-    let routing = route(config.as_deref(), &branch);
+    // pushes and polls honour `[skip ci]`; explicit builds and pull requests do not
+    let honours_marker = matches!(
+        request.kind,
+        TriggerKind::Push | TriggerKind::Tag | TriggerKind::Poll
+    );
+    let skip_marker = (honours_marker && has_skip_marker(&resolved.message)).then_some(
+        if resolved.message.to_ascii_lowercase().contains("[ci skip]") {
+            "[ci skip]"
+        } else {
+            "[skip ci]"
+        },
+    );
+    // a pull request is filtered by the branch it merges into, as in the original
+    let filter_branch = request
+        .pull_request
+        .as_ref()
+        .map(|pr| pr.base_branch.clone())
+        .unwrap_or_else(|| branch.clone());
+    let routing = route(resolved.config.as_deref(), &filter_branch, skip_marker);
     let (state, reason) = match (&routing.error_reason, &routing.skip_reason) {
         (Some(error), _) => (BuildState::Errored, Some(error.clone())),
         (None, Some(skip)) => (BuildState::Skipped, Some(skip.clone())),
         (None, None) => (BuildState::Queued, None),
     };
-    let build = store
+    let dedupe_key = dedupe_key(repo.id, &request, &branch, &resolved.commit);
+    let inserted = store
         .insert_build(&NewBuild {
             repo_id: repo.id,
-            commit,
+            commit: resolved.commit,
             branch,
             trigger: request.kind.as_str().to_string(),
             tag: routing.tag,
             state,
             reason,
+            previous_commit: request.previous_commit.filter(|c| !c.is_empty()),
+            pull_request: request.pull_request,
+            git_tag: request.git_tag,
+            dedupe_key,
         })
         .await?;
-    tracing::info!(build_id = build.id, repo = %build.repo_name, number = build.number,
-        commit = %build.commit, branch = %build.branch, state = %build.state, "build created");
-    if build.state == BuildState::Queued {
-        publish(store, bus, &build).await;
+    let build = &inserted.build;
+    if inserted.created {
+        tracing::info!(build_id = build.id, repo = %build.repo_name, number = build.number,
+            commit = %build.commit, branch = %build.branch, trigger = %build.trigger,
+            state = %build.state, "build created");
+        if build.state == BuildState::Queued {
+            publish(store, bus, build).await;
+        }
+    } else {
+        tracing::info!(
+            build_id = build.id,
+            trigger = request.kind.as_str(),
+            "trigger already built: no new build"
+        );
     }
-    Ok(build)
+    Ok(inserted)
 }
 
 /// Publishes a queued build's job and records that it was; failures are left to the sweeper.
@@ -166,13 +256,55 @@ mod tests {
     #[test]
     fn routing_follows_machine_tag_and_branch_filter() {
         let yml = "machineTag: mac\nbranches: [main]\nstages:\n  - name: a\n    script: [x]\n";
-        let on_main = route(Some(yml), "main");
+        let on_main = route(Some(yml), "main", None);
         assert_eq!(on_main.tag, "mac");
         assert_eq!(on_main.skip_reason, None);
-        assert!(route(Some(yml), "other").skip_reason.is_some());
-        assert_eq!(route(None, "main").tag, DEFAULT_TAG);
-        assert_eq!(route(Some("image: [oops"), "main").tag, DEFAULT_TAG);
+        assert!(route(Some(yml), "other", None).skip_reason.is_some());
+        assert!(
+            route(Some(yml), "main", Some("[skip ci]"))
+                .skip_reason
+                .is_some()
+        );
+        assert_eq!(route(None, "main", None).tag, DEFAULT_TAG);
+        assert_eq!(route(Some("image: [oops"), "main", None).tag, DEFAULT_TAG);
         let bad_tag = "machineTag: a.b\nstages:\n  - name: a\n    script: [x]\n";
-        assert!(route(Some(bad_tag), "main").error_reason.is_some());
+        assert!(route(Some(bad_tag), "main", None).error_reason.is_some());
+    }
+
+    #[test]
+    fn skip_markers_are_found_in_any_case() {
+        assert!(has_skip_marker("fix typo [skip ci]"));
+        assert!(has_skip_marker("docs\n\n[CI SKIP]"));
+        assert!(!has_skip_marker("skip ci"));
+    }
+
+    #[test]
+    fn only_automatic_triggers_are_deduplicated() {
+        let manual = TriggerRequest::manual("r", None, None);
+        assert_eq!(dedupe_key(1, &manual, "main", "abc"), None);
+        let push = TriggerRequest {
+            kind: TriggerKind::Push,
+            ..manual.clone()
+        };
+        let poll = TriggerRequest {
+            kind: TriggerKind::Poll,
+            ..manual.clone()
+        };
+        assert_eq!(
+            dedupe_key(1, &push, "main", "abc"),
+            dedupe_key(1, &poll, "main", "abc")
+        );
+        let pr = TriggerRequest {
+            kind: TriggerKind::PullRequest,
+            pull_request: Some(PullRequestRef {
+                number: 7,
+                base_branch: "main".into(),
+            }),
+            ..manual
+        };
+        assert_eq!(
+            dedupe_key(1, &pr, "feature", "abc").as_deref(),
+            Some("1:pr:7:abc")
+        );
     }
 }

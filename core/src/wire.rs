@@ -3,7 +3,7 @@
 
 use crate::build_state::{BuildState, StageState};
 use crate::events::{BuildEvent, EventKind};
-use crate::model::{Build, LogStream, Repo, StageRecord, unix_ms};
+use crate::model::{Build, LogStream, Poll, PollSchedule, Repo, StageRecord, unix_ms};
 use ocelot_proto::v1 as pb;
 
 impl From<BuildState> for pb::BuildState {
@@ -123,6 +123,42 @@ impl From<&Build> for pb::Build {
             queued_at_ms: unix_ms(build.queued_at),
             started_at_ms: build.started_at.map(unix_ms).unwrap_or(0),
             finished_at_ms: build.finished_at.map(unix_ms).unwrap_or(0),
+            previous_commit: build.previous_commit.clone().unwrap_or_default(),
+            pr_number: build.pull_request.as_ref().map(|pr| pr.number).unwrap_or(0),
+            base_branch: build
+                .pull_request
+                .as_ref()
+                .map(|pr| pr.base_branch.clone())
+                .unwrap_or_default(),
+            git_tag: build.git_tag.clone().unwrap_or_default(),
+        }
+    }
+}
+
+impl From<&Poll> for pb::Poll {
+    fn from(poll: &Poll) -> Self {
+        let (every, cron) = match &poll.schedule {
+            PollSchedule::Every(every) => (
+                humantime::format_duration(*every).to_string(),
+                String::new(),
+            ),
+            PollSchedule::Cron(cron) => (String::new(), cron.clone()),
+        };
+        pb::Poll {
+            repo: poll.repo_name.clone(),
+            branches: poll.branches.clone(),
+            every,
+            cron,
+            build_now: poll.build_now,
+            next_due_ms: unix_ms(poll.next_due),
+            last_polled_at_ms: poll.last_polled_at.map(unix_ms).unwrap_or(0),
+            last_error: poll.last_error.clone().unwrap_or_default(),
+            failures: poll.failures,
+            heads: poll
+                .heads
+                .clone()
+                .map(|heads| heads.into_iter().collect())
+                .unwrap_or_default(),
         }
     }
 }

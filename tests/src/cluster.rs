@@ -30,6 +30,42 @@ impl Default for WorkerSpec {
     }
 }
 
+/// Settings of the cluster's hookhandler.
+#[derive(Debug, Clone)]
+pub struct HookSpec {
+    pub rate_limit: u32,
+    pub rate_burst: u32,
+    pub max_body_bytes: usize,
+}
+
+impl Default for HookSpec {
+    fn default() -> Self {
+        HookSpec {
+            rate_limit: 1000,
+            rate_burst: 1000,
+            max_body_bytes: 256 * 1024,
+        }
+    }
+}
+
+/// What a test cluster runs.
+#[derive(Debug, Clone)]
+pub struct ClusterSpec {
+    pub workers: Vec<WorkerSpec>,
+    pub hookhandler: Option<HookSpec>,
+    pub pollers: usize,
+}
+
+impl Default for ClusterSpec {
+    fn default() -> Self {
+        ClusterSpec {
+            workers: vec![WorkerSpec::default()],
+            hookhandler: None,
+            pollers: 0,
+        }
+    }
+}
+
 /// What a CLI run printed and returned.
 #[derive(Debug, Clone)]
 pub struct CliOutput {
@@ -54,6 +90,8 @@ pub struct Cluster {
     pub nats: NatsServer,
     pub git: GitServer,
     pub admin_url: String,
+    /// `http://127.0.0.1:PORT` of the hookhandler, when the cluster runs one.
+    pub hooks_url: Option<String>,
     pub store: Store,
     pub dir: tempfile::TempDir,
     pub worker_ids: Vec<String>,
@@ -94,6 +132,15 @@ impl Cluster {
     }
 
     pub async fn start_with(workers: Vec<WorkerSpec>) -> anyhow::Result<Cluster> {
+        Cluster::start_spec(ClusterSpec {
+            workers,
+            ..ClusterSpec::default()
+        })
+        .await
+    }
+
+    pub async fn start_spec(spec: ClusterSpec) -> anyhow::Result<Cluster> {
+        let workers = spec.workers;
         if std::env::var_os("RUST_LOG").is_some() {
             ocelot_core::telemetry::init(ocelot_core::telemetry::LogFormat::Plain);
         }
@@ -157,6 +204,57 @@ impl Cluster {
             )));
         }
 
+        let mut hooks_url = None;
+        if let Some(hooks) = spec.hookhandler {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+            let address = listener.local_addr()?;
+            hooks_url = Some(format!("http://{address}"));
+            let settings = ocelot_hookhandler::Settings {
+                database: ocelot_core::settings::DatabaseArgs {
+                    database_url: database.url.clone(),
+                },
+                nats: ocelot_core::settings::NatsArgs {
+                    nats_url: nats.url.clone(),
+                },
+                log: ocelot_core::settings::LogArgs {
+                    log_format: ocelot_core::telemetry::LogFormat::Plain,
+                },
+                listen: address,
+                cache_dir: Some(dir.path().join("hooks-cache")),
+                max_body_bytes: hooks.max_body_bytes,
+                rate_limit: std::num::NonZeroU32::new(hooks.rate_limit)
+                    .unwrap_or(std::num::NonZeroU32::MIN),
+                rate_burst: std::num::NonZeroU32::new(hooks.rate_burst)
+                    .unwrap_or(std::num::NonZeroU32::MIN),
+                processors: 2,
+            };
+            tasks.push(tokio::spawn(ocelot_hookhandler::run(
+                settings,
+                listener,
+                stop.clone().cancelled_owned(),
+            )));
+        }
+        for index in 0..spec.pollers {
+            let settings = ocelot_poller::Settings {
+                database: ocelot_core::settings::DatabaseArgs {
+                    database_url: database.url.clone(),
+                },
+                nats: ocelot_core::settings::NatsArgs {
+                    nats_url: nats.url.clone(),
+                },
+                log: ocelot_core::settings::LogArgs {
+                    log_format: ocelot_core::telemetry::LogFormat::Plain,
+                },
+                cache_dir: Some(dir.path().join(format!("poller-{index}"))),
+                concurrency: 4,
+                tick: Duration::from_millis(200),
+            };
+            tasks.push(tokio::spawn(ocelot_poller::run(
+                settings,
+                stop.clone().cancelled_owned(),
+            )));
+        }
+
         let store = Store::connect(&database.url).await?;
         let admin_url = format!("http://{admin_addr}");
         let cluster = Cluster {
@@ -164,6 +262,7 @@ impl Cluster {
             nats,
             git,
             admin_url,
+            hooks_url,
             store,
             dir,
             worker_ids,
@@ -231,11 +330,26 @@ impl Cluster {
         })
     }
 
-    /// Registers a repository through the CLI.
-    pub async fn add_repo(&self, name: &str, url: &str) -> anyhow::Result<()> {
-        let output = self.ocelot(&["repos", "add", name, url]).await?;
+    /// Registers a repository through the CLI; returns its webhook secret.
+    pub async fn add_repo(&self, name: &str, url: &str) -> anyhow::Result<String> {
+        let output = self.ocelot(&["repos", "add", name, url, "--json"]).await?;
         anyhow::ensure!(output.code == 0, "repos add failed: {}", output.both());
-        Ok(())
+        let added: serde_json::Value = serde_json::from_str(&output.stdout)?;
+        added["webhook_secret"]
+            .as_str()
+            .map(str::to_string)
+            .context("repos add --json printed no webhook_secret")
+    }
+
+    /// Builds of the cluster, newest first (from Postgres).
+    pub async fn builds(&self) -> anyhow::Result<Vec<ocelot_core::model::Build>> {
+        Ok(self
+            .store
+            .list_builds(&ocelot_core::store::BuildFilter {
+                limit: 1000,
+                ..Default::default()
+            })
+            .await?)
     }
 
     /// Containers (running or not) of this cluster's workers labelled with `build_id`.

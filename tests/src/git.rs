@@ -60,6 +60,9 @@ impl GitServer {
     pub fn create_repo(&self, name: &str, files: &[(&str, &str)]) -> anyhow::Result<TestRepo> {
         let bare = self.root.join(format!("{name}.git"));
         let work = self.root.join(format!("{name}.work"));
+        if let Some(parent) = bare.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
         std::fs::create_dir_all(&work)?;
         git(&work, &["init", "-q", "-b", "main"])?;
         let repo = TestRepo {
@@ -109,6 +112,16 @@ impl TestRepo {
             &self.work,
             &["commit", "-q", "--allow-empty", "-m", message],
         )?;
+        git(&self.work, &["rev-parse", "HEAD"])
+    }
+
+    /// Runs git in the working copy.
+    pub fn git(&self, args: &[&str]) -> anyhow::Result<String> {
+        git(&self.work, args)
+    }
+
+    /// The working copy's HEAD commit.
+    pub fn head(&self) -> anyhow::Result<String> {
         git(&self.work, &["rev-parse", "HEAD"])
     }
 

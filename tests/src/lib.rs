@@ -5,10 +5,12 @@
 //! - [`postgres`]: `TestDatabase` on the server named by `OCELOT_TEST_DATABASE_URL`.
 //! - [`nats`]: `NatsServer` spawned per test.
 //! - [`git`]: `GitServer` (`git daemon`) and repositories with commits.
+//! - [`http`]: a minimal HTTP/1.1 client for webhook requests.
 //! - [`cluster`]: `Cluster` — admin + workers + the CLI, and `wait_until`.
 
 pub mod cluster;
 pub mod git;
+pub mod http;
 pub mod nats;
 pub mod postgres;
 

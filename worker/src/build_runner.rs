@@ -172,10 +172,13 @@ async fn prepare(
     let mirrors = context.mirrors.clone();
     let url = build.repo_url.clone();
     let commit = build.commit.clone();
+    let previous = build.previous_commit.clone();
     let dest = workspace.to_path_buf();
     let checkout = tokio::time::timeout(
         CHECKOUT_TIMEOUT,
-        tokio::task::spawn_blocking(move || mirrors.checkout(&url, &commit, &dest)),
+        tokio::task::spawn_blocking(move || {
+            mirrors.checkout(&url, &commit, previous.as_deref(), &dest)
+        }),
     )
     .await;
     let checkout = match checkout {
@@ -312,14 +315,9 @@ fn short(commit: &str) -> &str {
     commit.get(..7).unwrap_or(commit)
 }
 
-fn build_env(
-    context: &WorkerContext,
-    build: &Build,
-    workspace: &str,
-    previous: &str,
-) -> Vec<String> {
-    let _ = context;
-    vec![
+/// The variables every stage gets (the original's, then Ocelot's own).
+fn build_env(build: &Build, workspace: &str, previous: &str) -> Vec<String> {
+    let mut env = vec![
         format!("BUILD_ID={}", build.id),
         format!("BUILD_NUMBER={}", build.number),
         format!("GIT_HASH={}", build.commit),
@@ -328,9 +326,18 @@ fn build_env(
         format!("WORKSPACE={workspace}"),
         format!("GIT_PREVIOUS_SUCCESSFUL_COMMIT={previous}"),
         format!("OCELOT_REPO={}", build.repo_name),
+        format!("OCELOT_TRIGGER={}", build.trigger),
         "CI=true".to_string(),
         "OCELOT=true".to_string(),
-    ]
+    ];
+    if let Some(tag) = &build.git_tag {
+        env.push(format!("GIT_TAG={tag}"));
+    }
+    if let Some(pr) = &build.pull_request {
+        env.push(format!("OCELOT_PR_NUMBER={}", pr.number));
+        env.push(format!("OCELOT_PR_BASE_BRANCH={}", pr.base_branch));
+    }
+    env
 }
 
 async fn run_stages(
@@ -349,7 +356,7 @@ async fn run_stages(
         .ok()
         .flatten()
         .unwrap_or_default();
-    let mut base_env = build_env(context, build, &environment.workspace(), &previous);
+    let mut base_env = build_env(build, &environment.workspace(), &previous);
     base_env.extend(
         pipeline
             .env

@@ -2,7 +2,6 @@
 
 use crate::AppState;
 use crate::error::AdminError;
-use ocelot_core::model::TriggerKind;
 use ocelot_core::store::BuildFilter;
 use ocelot_core::trigger::{TriggerRequest, queue_build};
 use ocelot_proto::v1 as pb;
@@ -16,21 +15,16 @@ pub(super) async fn trigger(
     if request.repo.trim().is_empty() {
         return Err(AdminError::Invalid("repo is required (a name or a URL)".into()).into());
     }
-    let build = queue_build(
+    let inserted = queue_build(
         &state.store,
         &state.bus,
         &state.mirrors,
-        TriggerRequest {
-            repo: request.repo,
-            branch: Some(request.branch),
-            commit: Some(request.commit),
-            kind: TriggerKind::Manual,
-        },
+        TriggerRequest::manual(request.repo, Some(request.branch), Some(request.commit)),
     )
     .await
     .map_err(AdminError::from)?;
     Ok(Response::new(pb::TriggerBuildResponse {
-        build: Some(pb::Build::from(&build)),
+        build: Some(pb::Build::from(&inserted.build)),
     }))
 }
 

@@ -1,6 +1,7 @@
 //! The gRPC router: the standard health service and the `ocelot.v1.Admin` service.
 
 mod builds;
+mod polls;
 mod repos;
 
 use crate::AppState;
@@ -65,7 +66,7 @@ impl ocelot_proto::v1::admin_server::Admin for AdminApi {
     async fn add_repo(
         &self,
         request: tonic::Request<ocelot_proto::v1::AddRepoRequest>,
-    ) -> Result<tonic::Response<ocelot_proto::v1::Repo>, tonic::Status> {
+    ) -> Result<tonic::Response<ocelot_proto::v1::AddRepoResponse>, tonic::Status> {
         repos::add(&self.state, request.into_inner()).await
     }
 
@@ -81,5 +82,26 @@ impl ocelot_proto::v1::admin_server::Admin for AdminApi {
         request: tonic::Request<ocelot_proto::v1::RemoveRepoRequest>,
     ) -> Result<tonic::Response<ocelot_proto::v1::RemoveRepoResponse>, tonic::Status> {
         repos::remove(&self.state, request.into_inner()).await
+    }
+
+    async fn add_poll(
+        &self,
+        request: tonic::Request<ocelot_proto::v1::AddPollRequest>,
+    ) -> Result<tonic::Response<ocelot_proto::v1::Poll>, tonic::Status> {
+        polls::add(&self.state, request.into_inner()).await
+    }
+
+    async fn list_polls(
+        &self,
+        _request: tonic::Request<ocelot_proto::v1::ListPollsRequest>,
+    ) -> Result<tonic::Response<ocelot_proto::v1::ListPollsResponse>, tonic::Status> {
+        polls::list(&self.state).await
+    }
+
+    async fn remove_poll(
+        &self,
+        request: tonic::Request<ocelot_proto::v1::RemovePollRequest>,
+    ) -> Result<tonic::Response<ocelot_proto::v1::RemovePollResponse>, tonic::Status> {
+        polls::remove(&self.state, request.into_inner()).await
     }
 }

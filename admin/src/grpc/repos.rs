@@ -31,10 +31,19 @@ fn validate_url(url: &str) -> Result<(), AdminError> {
     }
 }
 
+/// A random webhook secret: 64 hex characters.
+fn generate_secret() -> String {
+    format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    )
+}
+
 pub(super) async fn add(
     state: &AppState,
     request: pb::AddRepoRequest,
-) -> Result<Response<pb::Repo>, Status> {
+) -> Result<Response<pb::AddRepoResponse>, Status> {
     validate_name(&request.name)?;
     validate_url(&request.url)?;
     let branch = if request.default_branch.is_empty() {
@@ -42,13 +51,26 @@ pub(super) async fn add(
     } else {
         request.default_branch
     };
+    let secret = if request.webhook_secret.is_empty() {
+        generate_secret()
+    } else if request.webhook_secret.len() < 16 {
+        return Err(AdminError::Invalid(
+            "the webhook secret is too short: use at least 16 characters (or let Ocelot generate one)".into(),
+        )
+        .into());
+    } else {
+        request.webhook_secret
+    };
     let repo = state
         .store
-        .add_repo(&request.name, &request.url, &branch)
+        .add_repo(&request.name, &request.url, &branch, Some(&secret))
         .await
         .map_err(AdminError::from)?;
     tracing::info!(repo = %repo.name, url = %repo.url, "repo added");
-    Ok(Response::new(pb::Repo::from(&repo)))
+    Ok(Response::new(pb::AddRepoResponse {
+        repo: Some(pb::Repo::from(&repo)),
+        webhook_secret: secret,
+    }))
 }
 
 pub(super) async fn list(

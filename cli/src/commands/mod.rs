@@ -1,6 +1,7 @@
 //! One module per subcommand; [`dispatch`] runs the chosen one and reports its error.
 
 mod build;
+mod poll;
 mod repos;
 mod status;
 mod validate;
@@ -17,6 +18,7 @@ pub(crate) async fn dispatch(args: Args) -> ExitStatus {
         Command::Status(status_args) => status::run(&args.admin, status_args).await,
         Command::Repos(repos_command) => repos::run(&args.admin, repos_command).await,
         Command::Validate(validate_args) => validate::run(validate_args),
+        Command::Poll(poll_command) => poll::run(&args.admin, poll_command).await,
     };
     match result {
         Ok(status) => status,

@@ -13,20 +13,54 @@ pub(crate) async fn run(admin: &str, command: ReposCommand) -> Result<ExitStatus
             name,
             url,
             default_branch,
+            webhook_secret,
+            hooks_url,
+            json,
         } => {
-            let repo = client
+            let added = client
                 .add_repo(pb::AddRepoRequest {
                     name,
                     url,
                     default_branch,
+                    webhook_secret: webhook_secret.unwrap_or_default(),
                 })
                 .await
                 .map_err(client::from_status)?
                 .into_inner();
-            eprintln!(
-                "added repo {} ({}, default branch {})",
-                repo.name, repo.url, repo.default_branch
-            );
+            let repo = added.repo.ok_or_else(|| {
+                CliError::new(ExitStatus::Errored, "the admin answered without a repo")
+            })?;
+            let base = hooks_url.trim_end_matches('/');
+            let hooks: Vec<(&str, String)> = ["github", "gitlab", "bitbucket", "gitea"]
+                .into_iter()
+                .map(|provider| (provider, format!("{base}/hooks/{provider}")))
+                .collect();
+            if json {
+                let urls: serde_json::Map<String, serde_json::Value> = hooks
+                    .iter()
+                    .map(|(provider, url)| (provider.to_string(), json!(url)))
+                    .collect();
+                println!(
+                    "{}",
+                    json!({"name": repo.name, "url": repo.url, "default_branch": repo.default_branch,
+                           "webhook_secret": added.webhook_secret, "webhook_urls": urls})
+                );
+            } else {
+                eprintln!(
+                    "added repo {} ({}, default branch {})",
+                    repo.name, repo.url, repo.default_branch
+                );
+                eprintln!(
+                    "webhook secret (shown once; paste it into the git host's webhook settings):"
+                );
+                println!("{}", added.webhook_secret);
+                eprintln!(
+                    "webhook URL, by provider (content type application/json; events: push, pull/merge requests, tags):"
+                );
+                for (provider, url) in &hooks {
+                    eprintln!("  {provider:<10} {url}");
+                }
+            }
         }
         ReposCommand::List { json } => {
             let repos = client

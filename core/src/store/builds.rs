@@ -2,13 +2,14 @@
 
 use super::{Store, StoreError};
 use crate::build_state::BuildState;
-use crate::model::Build;
+use crate::model::{Build, PullRequestRef};
 use std::time::{Duration, SystemTime};
 use tokio_postgres::Row;
 
 const SELECT_BUILD: &str = "SELECT b.id, b.repo_id, r.name AS repo_name, r.url AS repo_url, b.number, \
      b.commit_sha, b.branch, b.trigger, b.state, b.attempt, b.worker_id, b.tag, b.failure_reason, \
-     b.queued_at, b.started_at, b.finished_at, b.line_count, b.log_sha256 \
+     b.queued_at, b.started_at, b.finished_at, b.line_count, b.log_sha256, \
+     b.previous_commit, b.pr_number, b.base_branch, b.git_tag \
      FROM builds b JOIN repos r ON r.id = b.repo_id";
 
 fn build_from_row(row: &Row) -> Result<Build, StoreError> {
@@ -34,6 +35,16 @@ fn build_from_row(row: &Row) -> Result<Build, StoreError> {
         finished_at: row.get("finished_at"),
         line_count: row.get("line_count"),
         log_sha256: row.get("log_sha256"),
+        previous_commit: row.get("previous_commit"),
+        pull_request: row
+            .get::<_, Option<i64>>("pr_number")
+            .map(|number| PullRequestRef {
+                number,
+                base_branch: row
+                    .get::<_, Option<String>>("base_branch")
+                    .unwrap_or_default(),
+            }),
+        git_tag: row.get("git_tag"),
     })
 }
 
@@ -48,6 +59,18 @@ pub struct NewBuild {
     /// `Queued`, or a final state decided before any worker ran (e.g. `Skipped`).
     pub state: BuildState,
     pub reason: Option<String>,
+    pub previous_commit: Option<String>,
+    pub pull_request: Option<PullRequestRef>,
+    pub git_tag: Option<String>,
+    /// Set for automatic triggers: a second build with the same key is not created.
+    pub dedupe_key: Option<String>,
+}
+
+/// A build insert: the new build, or the one that already had its dedupe key.
+#[derive(Debug)]
+pub struct Inserted {
+    pub build: Build,
+    pub created: bool,
 }
 
 /// Which builds to list.
@@ -71,10 +94,27 @@ pub enum ClaimOutcome {
 }
 
 impl Store {
-    /// Inserts a build with the next number of its repository.
-    pub async fn insert_build(&self, new: &NewBuild) -> Result<Build, StoreError> {
+    /// Inserts a build with the next number of its repository, unless a build with the same
+    /// dedupe key exists: then that one is returned with `created: false`.
+    pub async fn insert_build(&self, new: &NewBuild) -> Result<Inserted, StoreError> {
         let mut client = self.client().await?;
         let transaction = client.transaction().await?;
+        if let Some(key) = &new.dedupe_key {
+            // serialise concurrent inserts of one key (webhook and poller at once)
+            transaction
+                .execute("SELECT pg_advisory_xact_lock(hashtext($1))", &[key])
+                .await?;
+            let existing = transaction
+                .query_opt("SELECT id FROM builds WHERE dedupe_key = $1", &[key])
+                .await?;
+            if let Some(row) = existing {
+                transaction.commit().await?;
+                return Ok(Inserted {
+                    build: self.get_build(row.get(0)).await?,
+                    created: false,
+                });
+            }
+        }
         let number: i64 = transaction
             .query_opt(
                 "UPDATE repos SET build_counter = build_counter + 1 WHERE id = $1 RETURNING build_counter",
@@ -84,10 +124,14 @@ impl Store {
             .ok_or_else(|| StoreError::NotFound(format!("repo id {}", new.repo_id)))?
             .get(0);
         let finished_at = new.state.is_final().then(SystemTime::now);
+        let pr_number = new.pull_request.as_ref().map(|pr| pr.number);
+        let base_branch = new.pull_request.as_ref().map(|pr| pr.base_branch.clone());
         let id: i64 = transaction
             .query_one(
-                "INSERT INTO builds (repo_id, number, commit_sha, branch, trigger, state, tag, failure_reason, finished_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
+                "INSERT INTO builds (repo_id, number, commit_sha, branch, trigger, state, tag,
+                                     failure_reason, finished_at, previous_commit, pr_number,
+                                     base_branch, git_tag, dedupe_key)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) RETURNING id",
                 &[
                     &new.repo_id,
                     &number,
@@ -98,12 +142,20 @@ impl Store {
                     &new.tag,
                     &new.reason,
                     &finished_at,
+                    &new.previous_commit,
+                    &pr_number,
+                    &base_branch,
+                    &new.git_tag,
+                    &new.dedupe_key,
                 ],
             )
             .await?
             .get(0);
         transaction.commit().await?;
-        self.get_build(id).await
+        Ok(Inserted {
+            build: self.get_build(id).await?,
+            created: true,
+        })
     }
 
     pub async fn mark_job_published(&self, build_id: i64) -> Result<(), StoreError> {

@@ -4,7 +4,14 @@
 use super::{Store, StoreError};
 
 /// (version, name, SQL) in the order they apply.
-const MIGRATIONS: &[(i32, &str, &str)] = &[(1, "init", include_str!("migrations/V1__init.sql"))];
+const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (1, "init", include_str!("migrations/V1__init.sql")),
+    (
+        2,
+        "webhooks_and_polls",
+        include_str!("migrations/V2__webhooks_and_polls.sql"),
+    ),
+];
 
 /// Arbitrary constant key of the advisory lock ("ocelot" in ASCII).
 const MIGRATION_LOCK_KEY: i64 = 0x6f63_656c_6f74;

@@ -2,14 +2,18 @@
 //! lock, and one module per table that owns its queries.
 
 mod builds;
+mod deliveries;
 mod error;
 mod logs;
 mod migrate;
+mod polls;
 mod repos;
 mod stages;
 
-pub use builds::{BuildFilter, ClaimOutcome, NewBuild};
+pub use builds::{BuildFilter, ClaimOutcome, Inserted, NewBuild};
+pub use deliveries::{Delivery, NewDelivery, Recorded};
 pub use error::StoreError;
+pub use polls::{ClaimedPoll, PollOutcome};
 pub use repos::normalize_url;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};

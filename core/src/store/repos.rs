@@ -28,21 +28,68 @@ impl Store {
         name: &str,
         url: &str,
         default_branch: &str,
+        webhook_secret: Option<&str>,
     ) -> Result<Repo, StoreError> {
         let client = self.client().await?;
         let row = client
             .query_one(
                 &format!(
-                    "INSERT INTO repos (name, url, default_branch) VALUES ($1, $2, $3) RETURNING {COLUMNS}"
+                    "INSERT INTO repos (name, url, default_branch, webhook_secret) VALUES ($1, $2, $3, $4)
+                     RETURNING {COLUMNS}"
                 ),
-                &[&name, &url, &default_branch],
+                &[&name, &url, &default_branch, &webhook_secret],
             )
             .await
             .map_err(|e| match StoreError::from(e) {
-                StoreError::Conflict(_) => StoreError::Conflict(format!("repo `{name}` already exists")),
+                StoreError::Conflict(_) => {
+                    StoreError::Conflict(format!("repo `{name}` already exists"))
+                }
                 other => other,
             })?;
         Ok(repo_from_row(&row))
+    }
+
+    /// The repo a webhook payload names (by one of its URLs, else by its full name, e.g.
+    /// `owner/repo`, at the end of a registered URL), with its webhook secret.
+    pub async fn find_repo_for_hook(
+        &self,
+        full_name: Option<&str>,
+        urls: &[String],
+    ) -> Result<(Repo, Option<String>), StoreError> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                &format!("SELECT {COLUMNS}, webhook_secret FROM repos ORDER BY id"),
+                &[],
+            )
+            .await?;
+        let candidates: Vec<(Repo, Option<String>)> = rows
+            .iter()
+            .map(|row| (repo_from_row(row), row.get("webhook_secret")))
+            .collect();
+        let wanted: Vec<String> = urls
+            .iter()
+            .map(|u| normalize_url(u).to_ascii_lowercase())
+            .collect();
+        let by_url = candidates
+            .iter()
+            .find(|(repo, _)| wanted.contains(&normalize_url(&repo.url).to_ascii_lowercase()));
+        let by_name = || {
+            let name = full_name?.trim_matches('/').to_ascii_lowercase();
+            if name.is_empty() {
+                return None;
+            }
+            candidates.iter().find(|(repo, _)| {
+                let url = normalize_url(&repo.url).to_ascii_lowercase();
+                url.ends_with(&format!("/{name}")) || url.ends_with(&format!(":{name}"))
+            })
+        };
+        by_url.or_else(by_name).cloned().ok_or_else(|| {
+            StoreError::NotFound(format!(
+                "repo {} (no registered repo has this URL or name)",
+                full_name.unwrap_or_else(|| urls.first().map(String::as_str).unwrap_or("?"))
+            ))
+        })
     }
 
     pub async fn list_repos(&self) -> Result<Vec<Repo>, StoreError> {

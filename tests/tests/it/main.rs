@@ -6,8 +6,10 @@
 
 mod build;
 mod errors;
+mod poller;
 mod store;
 mod watch;
+mod webhooks;
 
 use ocelot_tests::cluster::{CliOutput, Cluster};
 

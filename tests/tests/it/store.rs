@@ -18,6 +18,10 @@ fn new_build(repo_id: i64) -> NewBuild {
         tag: "default".into(),
         state: BuildState::Queued,
         reason: None,
+        previous_commit: None,
+        pull_request: None,
+        git_tag: None,
+        dedupe_key: None,
     }
 }
 
@@ -26,14 +30,25 @@ async fn migrations_are_idempotent_and_builds_are_numbered_per_repo() {
     let database = TestDatabase::create().await.unwrap();
     let store = Store::connect(&database.url).await.unwrap();
     let again = Store::connect(&database.url).await.unwrap();
-    let a = store.add_repo("a", "git://h/a.git", "main").await.unwrap();
-    let b = again.add_repo("b", "git://h/b", "main").await.unwrap();
-    assert!(store.add_repo("a", "git://h/other", "main").await.is_err());
+    let a = store
+        .add_repo("a", "git://h/a.git", "main", None)
+        .await
+        .unwrap();
+    let b = again
+        .add_repo("b", "git://h/b", "main", None)
+        .await
+        .unwrap();
+    assert!(
+        store
+            .add_repo("a", "git://h/other", "main", None)
+            .await
+            .is_err()
+    );
     assert_eq!(store.find_repo("git://h/a").await.unwrap().id, a.id);
     assert_eq!(store.find_repo("git://h/b.git/").await.unwrap().id, b.id);
-    let first = store.insert_build(&new_build(a.id)).await.unwrap();
-    let second = store.insert_build(&new_build(a.id)).await.unwrap();
-    let other = store.insert_build(&new_build(b.id)).await.unwrap();
+    let first = store.insert_build(&new_build(a.id)).await.unwrap().build;
+    let second = store.insert_build(&new_build(a.id)).await.unwrap().build;
+    let other = store.insert_build(&new_build(b.id)).await.unwrap().build;
     assert_eq!((first.number, second.number, other.number), (1, 2, 1));
 }
 
@@ -41,8 +56,11 @@ async fn migrations_are_idempotent_and_builds_are_numbered_per_repo() {
 async fn a_newer_attempt_fences_out_every_write_of_an_older_one() {
     let database = TestDatabase::create().await.unwrap();
     let store = Store::connect(&database.url).await.unwrap();
-    let repo = store.add_repo("r", "git://h/r", "main").await.unwrap();
-    let build = store.insert_build(&new_build(repo.id)).await.unwrap();
+    let repo = store
+        .add_repo("r", "git://h/r", "main", None)
+        .await
+        .unwrap();
+    let build = store.insert_build(&new_build(repo.id)).await.unwrap().build;
     let ClaimOutcome::Claimed(one) = store.claim_build(build.id, "w1", 3).await.unwrap() else {
         panic!("first claim refused");
     };
@@ -88,7 +106,7 @@ async fn a_newer_attempt_fences_out_every_write_of_an_older_one() {
         ClaimOutcome::AlreadyFinal(_)
     ));
 
-    let lost = store.insert_build(&new_build(repo.id)).await.unwrap();
+    let lost = store.insert_build(&new_build(repo.id)).await.unwrap().build;
     for worker in ["a", "b", "c"] {
         assert!(matches!(
             store.claim_build(lost.id, worker, 3).await.unwrap(),
@@ -127,7 +145,8 @@ async fn the_sweeper_publishes_a_queued_build_whose_job_never_reached_nats() {
             ..new_build(stored_repo.id)
         })
         .await
-        .unwrap();
+        .unwrap()
+        .build;
     let finished = wait_until("the stranded build to run", Duration::from_secs(60), || {
         let store = cluster.store.clone();
         async move {

@@ -1,0 +1,165 @@
+//! The `webhook_deliveries` table: each delivery is recorded once (a repeated delivery id is
+//! recognised), and the recorded deliveries are the durable queue of triggers that the
+//! hookhandlers process off the request path, each claimed by one of them at a time.
+
+use super::{Store, StoreError};
+use std::time::Duration;
+use tokio_postgres::Row;
+
+/// A delivery to record.
+#[derive(Debug, Clone)]
+pub struct NewDelivery<'a> {
+    pub provider: &'a str,
+    pub delivery_id: &'a str,
+    pub repo_id: i64,
+    pub event: &'a str,
+    /// What to queue, as the hookhandler understood it.
+    pub request: serde_json::Value,
+}
+
+/// Whether a delivery was new.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recorded {
+    New,
+    /// Its id was seen before: nothing more to do.
+    Duplicate,
+}
+
+/// A recorded delivery, claimed for processing.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub provider: String,
+    pub delivery_id: String,
+    pub repo_id: i64,
+    pub event: String,
+    pub request: serde_json::Value,
+    pub attempts: i32,
+    pub state: String,
+    pub build_id: Option<i64>,
+    pub error: Option<String>,
+}
+
+fn delivery_from_row(row: &Row) -> Delivery {
+    Delivery {
+        provider: row.get("provider"),
+        delivery_id: row.get("delivery_id"),
+        repo_id: row.get("repo_id"),
+        event: row.get("event"),
+        request: row.get("request"),
+        attempts: row.get("attempts"),
+        state: row.get("state"),
+        build_id: row.get("build_id"),
+        error: row.get("error"),
+    }
+}
+
+const COLUMNS: &str =
+    "provider, delivery_id, repo_id, event, request, attempts, state, build_id, error";
+
+impl Store {
+    pub async fn record_delivery(
+        &self,
+        delivery: &NewDelivery<'_>,
+    ) -> Result<Recorded, StoreError> {
+        let client = self.client().await?;
+        let inserted = client
+            .execute(
+                "INSERT INTO webhook_deliveries (provider, delivery_id, repo_id, event, request)
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+                &[
+                    &delivery.provider,
+                    &delivery.delivery_id,
+                    &delivery.repo_id,
+                    &delivery.event,
+                    &delivery.request,
+                ],
+            )
+            .await?;
+        Ok(if inserted == 1 {
+            Recorded::New
+        } else {
+            Recorded::Duplicate
+        })
+    }
+
+    /// Claims the oldest delivery that is due (or whose claim expired after `lease`).
+    pub async fn claim_delivery(&self, lease: Duration) -> Result<Option<Delivery>, StoreError> {
+        let client = self.client().await?;
+        let lease_ms = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX);
+        let row = client
+            .query_opt(
+                &format!(
+                    "UPDATE webhook_deliveries SET state = 'processing', attempts = attempts + 1,
+                            not_before = now() + make_interval(secs => $1::BIGINT / 1000.0)
+                     WHERE (provider, delivery_id) = (
+                         SELECT provider, delivery_id FROM webhook_deliveries
+                         WHERE state IN ('pending', 'processing') AND not_before <= now()
+                         ORDER BY not_before LIMIT 1 FOR UPDATE SKIP LOCKED)
+                     RETURNING {COLUMNS}"
+                ),
+                &[&lease_ms],
+            )
+            .await?;
+        Ok(row.as_ref().map(delivery_from_row))
+    }
+
+    /// The delivery queued `build_id` (or was decided without one).
+    pub async fn finish_delivery(
+        &self,
+        provider: &str,
+        delivery_id: &str,
+        build_id: Option<i64>,
+    ) -> Result<(), StoreError> {
+        let client = self.client().await?;
+        client
+            .execute(
+                "UPDATE webhook_deliveries SET state = 'done', build_id = $3, error = NULL,
+                        processed_at = now()
+                 WHERE provider = $1 AND delivery_id = $2",
+                &[&provider, &delivery_id, &build_id],
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Processing failed: try again after `delay`, or give up (`delay` = None).
+    pub async fn fail_delivery(
+        &self,
+        provider: &str,
+        delivery_id: &str,
+        error: &str,
+        retry_after: Option<Duration>,
+    ) -> Result<(), StoreError> {
+        let client = self.client().await?;
+        let delay_ms = retry_after.map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        client
+            .execute(
+                "UPDATE webhook_deliveries
+                 SET state = CASE WHEN $4::BIGINT IS NULL THEN 'failed' ELSE 'pending' END,
+                     not_before = now() + make_interval(secs => COALESCE($4::BIGINT, 0) / 1000.0),
+                     error = $3, processed_at = now()
+                 WHERE provider = $1 AND delivery_id = $2",
+                &[&provider, &delivery_id, &error, &delay_ms],
+            )
+            .await?;
+        Ok(())
+    }
+
+    pub async fn delivery(
+        &self,
+        provider: &str,
+        delivery_id: &str,
+    ) -> Result<Delivery, StoreError> {
+        let client = self.client().await?;
+        let row = client
+            .query_opt(
+                &format!(
+                    "SELECT {COLUMNS} FROM webhook_deliveries WHERE provider = $1 AND delivery_id = $2"
+                ),
+                &[&provider, &delivery_id],
+            )
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("delivery {provider}/{delivery_id}")))?;
+        Ok(delivery_from_row(&row))
+    }
+}

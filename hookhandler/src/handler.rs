@@ -1,0 +1,156 @@
+//! One webhook request, from bytes to status code:
+//! rate limit (429) → provider (404) → parse (400) → repo (404) → signature (401) →
+//! event: ping 200, not built 202, push or pull request: recorded once (a repeated delivery
+//! id: 200, nothing queued again) → 202. Never a 5xx for bad input, never a panic.
+
+use crate::AppState;
+use crate::processor::StoredRequest;
+use crate::providers::{self, HookError, HookEvent, Provider};
+use crate::trigger::StoredTrigger;
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, Path, State};
+use axum::response::{IntoResponse, Response};
+use http::{HeaderMap, HeaderValue, StatusCode};
+use ocelot_core::store::{NewDelivery, Recorded, StoreError};
+use serde_json::json;
+use std::net::SocketAddr;
+
+fn answer(status: StatusCode, body: serde_json::Value) -> Response {
+    (status, Json(body)).into_response()
+}
+
+fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    answer(status, json!({ "error": message.into() }))
+}
+
+pub(crate) async fn receive(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(provider): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Err(wait) = state.limiter.check(peer.ip()) {
+        let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        let mut response = error(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!("too many requests from {}: retry in {seconds} s", peer.ip()),
+        );
+        if let Ok(value) = HeaderValue::from_str(&seconds.max(1).to_string()) {
+            response
+                .headers_mut()
+                .insert(http::header::RETRY_AFTER, value);
+        }
+        return response;
+    }
+    let Some(provider) = Provider::from_path(&provider) else {
+        return error(
+            StatusCode::NOT_FOUND,
+            format!("unknown provider `{provider}`: use github, gitlab, bitbucket or gitea"),
+        );
+    };
+    let parsed = match providers::parse(provider, &headers, &body) {
+        Ok(parsed) => parsed,
+        Err(hook_error) => return hook_error_response(&hook_error),
+    };
+    let (repo, secret) = match state
+        .store
+        .find_repo_for_hook(parsed.repo.full_name.as_deref(), &parsed.repo.urls)
+        .await
+    {
+        Ok(found) => found,
+        Err(StoreError::NotFound(what)) => {
+            return error(StatusCode::NOT_FOUND, format!("unknown {what}"));
+        }
+        Err(store_error) => return store_unavailable(&store_error),
+    };
+    let Some(secret) = secret else {
+        return error(
+            StatusCode::UNAUTHORIZED,
+            format!(
+                "repo `{}` has no webhook secret: add it again with `ocelot repos add`",
+                repo.name
+            ),
+        );
+    };
+    if let Err(hook_error) = providers::verify(provider, &headers, &body, &secret) {
+        tracing::warn!(provider = provider.name(), repo = %repo.name, %peer, error = %hook_error, "webhook refused");
+        return hook_error_response(&hook_error);
+    }
+    let trigger = match &parsed.event {
+        HookEvent::Ping => {
+            return answer(StatusCode::OK, json!({ "pong": true, "repo": repo.name }));
+        }
+        HookEvent::Ignored { reason } => {
+            return answer(
+                StatusCode::ACCEPTED,
+                json!({ "ignored": reason, "repo": repo.name }),
+            );
+        }
+        event => match StoredTrigger::from_event(event) {
+            Some(trigger) => trigger,
+            None => {
+                return answer(
+                    StatusCode::ACCEPTED,
+                    json!({ "ignored": "nothing to build" }),
+                );
+            }
+        },
+    };
+    let event_name = trigger.event_name();
+    let request = match serde_json::to_value(StoredRequest {
+        repo: repo.name.clone(),
+        trigger,
+    }) {
+        Ok(request) => request,
+        Err(serialize_error) => {
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                serialize_error.to_string(),
+            );
+        }
+    };
+    let recorded = state
+        .store
+        .record_delivery(&NewDelivery {
+            provider: provider.name(),
+            delivery_id: &parsed.delivery_id,
+            repo_id: repo.id,
+            event: event_name,
+            request,
+        })
+        .await;
+    match recorded {
+        Ok(Recorded::New) => {
+            state.recorded.notify_one();
+            tracing::info!(provider = provider.name(), repo = %repo.name, delivery = %parsed.delivery_id, event = event_name, "webhook accepted");
+            answer(
+                StatusCode::ACCEPTED,
+                json!({ "queued": true, "repo": repo.name, "delivery": parsed.delivery_id }),
+            )
+        }
+        Ok(Recorded::Duplicate) => answer(
+            StatusCode::OK,
+            json!({ "duplicate": true, "delivery": parsed.delivery_id }),
+        ),
+        Err(store_error) => store_unavailable(&store_error),
+    }
+}
+
+fn hook_error_response(hook_error: &HookError) -> Response {
+    let status = match hook_error {
+        HookError::MissingSignature(_) | HookError::BadSignature => StatusCode::UNAUTHORIZED,
+        HookError::MissingHeader(_) | HookError::Malformed(_) => StatusCode::BAD_REQUEST,
+    };
+    error(status, hook_error.to_string())
+}
+
+/// The store is down: the sender should retry (the delivery was not recorded).
+fn store_unavailable(store_error: &StoreError) -> Response {
+    tracing::error!(error = %store_error, "webhook not recorded: store unavailable");
+    error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "the database is unavailable: deliver again later",
+    )
+}

@@ -1,0 +1,149 @@
+//! `ocelot-hookhandler`: the HTTP endpoint for VCS webhooks. A request is rate-limited,
+//! parsed, matched to its repo, verified with the repo's secret, recorded once (by delivery
+//! id) and answered at once; the recorded deliveries are the durable queue that the
+//! processors turn into builds through `core::trigger::queue_build`, off the request path.
+//! Stateless: any number can run against one Postgres.
+//!
+//! - [`run`]: connect, serve on a bound listener and process deliveries until shutdown.
+//! - [`app`]: the axum router (`POST /hooks/{provider}`, `GET /healthz`).
+//! - `providers`: parsing and signature verification per provider.
+//! - `handler`: one request, from bytes to status code.
+//! - `trigger`: what a delivery asks to build, as stored.
+//! - `processor`: recorded deliveries → builds, with retries.
+//! - `rate_limit`: per-source limits.
+
+mod handler;
+mod processor;
+pub mod providers;
+mod rate_limit;
+mod trigger;
+
+use anyhow::Context;
+use clap::Parser;
+use ocelot_core::env_vars;
+use ocelot_core::git::MirrorCache;
+use ocelot_core::queue::Bus;
+use ocelot_core::settings::{DatabaseArgs, LogArgs, NatsArgs};
+use ocelot_core::store::Store;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::num::NonZeroU32;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+pub use providers::Provider;
+
+/// The hookhandler's configuration: flags, or the environment variables named in `--help`.
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "ocelot-hookhandler",
+    version,
+    about = "Ocelot's webhook endpoint"
+)]
+pub struct Settings {
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    #[command(flatten)]
+    pub nats: NatsArgs,
+    #[command(flatten)]
+    pub log: LogArgs,
+    /// Address to serve webhooks on
+    #[arg(long, env = env_vars::OCELOT_HOOKS_LISTEN, default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Directory of the git mirrors used to read ocelot.yml (default: under the temp dir)
+    #[arg(long, env = env_vars::OCELOT_CACHE_DIR)]
+    pub cache_dir: Option<PathBuf>,
+    /// Largest accepted request body in bytes (larger: 413)
+    #[arg(long, default_value_t = 5 * 1024 * 1024)]
+    pub max_body_bytes: usize,
+    /// Requests per second allowed from one source address (more: 429 with Retry-After)
+    #[arg(long, default_value = "50")]
+    pub rate_limit: NonZeroU32,
+    /// Requests one source may send in a burst
+    #[arg(long, default_value = "200")]
+    pub rate_burst: NonZeroU32,
+    /// Deliveries turned into builds at once
+    #[arg(long, default_value_t = 4)]
+    pub processors: usize,
+}
+
+/// What the request handlers and processors share.
+#[derive(Debug, Clone)]
+pub(crate) struct AppState {
+    pub(crate) store: Store,
+    pub(crate) limiter: Arc<rate_limit::SourceLimiter>,
+    /// Wakes the processors when a delivery was recorded.
+    pub(crate) recorded: Arc<Notify>,
+}
+
+/// The axum router for `state`.
+pub(crate) fn app(state: AppState, max_body_bytes: usize) -> axum::Router {
+    use axum::routing::{get, post};
+    axum::Router::new()
+        .route("/hooks/{provider}", post(handler::receive))
+        .route("/healthz", get(|| async { "ok" }))
+        .layer(axum::extract::DefaultBodyLimit::max(max_body_bytes))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            http::StatusCode::REQUEST_TIMEOUT,
+            Duration::from_secs(30),
+        ))
+        .with_state(state)
+}
+
+/// Connects to Postgres and NATS, then serves webhooks on `listener` and turns recorded
+/// deliveries into builds until `shutdown` resolves.
+pub async fn run(
+    settings: Settings,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    anyhow::ensure!(settings.processors > 0, "--processors must be at least 1");
+    let store = Store::connect(&settings.database.database_url)
+        .await
+        .context("connecting to Postgres")?;
+    let bus = Bus::connect(&settings.nats.nats_url)
+        .await
+        .context("connecting to NATS")?;
+    let cache_dir = settings
+        .cache_dir
+        .clone()
+        .unwrap_or_else(|| std::env::temp_dir().join("ocelot-hookhandler-mirrors"));
+    let state = AppState {
+        store: store.clone(),
+        limiter: Arc::new(rate_limit::SourceLimiter::new(
+            settings.rate_limit,
+            settings.rate_burst,
+        )),
+        recorded: Arc::new(Notify::new()),
+    };
+    let stop = CancellationToken::new();
+    let mut processors = tokio::task::JoinSet::new();
+    let mirrors = Arc::new(MirrorCache::new(cache_dir));
+    for _ in 0..settings.processors {
+        processors.spawn(processor::run(
+            processor::Processor {
+                store: store.clone(),
+                bus: bus.clone(),
+                mirrors: mirrors.clone(),
+                recorded: state.recorded.clone(),
+            },
+            stop.clone(),
+        ));
+    }
+    let address = listener
+        .local_addr()
+        .context("reading the listener's address")?;
+    tracing::info!(%address, "hookhandler listening");
+    let router =
+        app(state, settings.max_body_bytes).into_make_service_with_connect_info::<SocketAddr>();
+    let served = axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown)
+        .await
+        .context("serving webhooks");
+    stop.cancel();
+    while processors.join_next().await.is_some() {}
+    served
+}

@@ -1,0 +1,80 @@
+//! `ocelot-poller`: for repositories without webhooks. Claims due polls from Postgres (any
+//! number of pollers can run: a poll is claimed by one at a time), lists each repo's heads
+//! with `git ls-remote` (no clone), and queues a build for every tracked branch whose head
+//! moved, through the same `core::trigger::queue_build` as `ocelot build`.
+//!
+//! - [`run`]: connect and poll until shutdown.
+//! - `poll_loop`: claiming due polls, bounded concurrency, one poll's work and its outcome.
+
+mod poll_loop;
+
+use anyhow::Context;
+use clap::Parser;
+use ocelot_core::env_vars;
+use ocelot_core::git::MirrorCache;
+use ocelot_core::queue::Bus;
+use ocelot_core::settings::{DatabaseArgs, LogArgs, NatsArgs};
+use ocelot_core::store::Store;
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The poller's configuration: flags, or the environment variables named in `--help`.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "ocelot-poller", version, about = "Ocelot's branch poller")]
+pub struct Settings {
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    #[command(flatten)]
+    pub nats: NatsArgs,
+    #[command(flatten)]
+    pub log: LogArgs,
+    /// Directory of the git mirrors used to read ocelot.yml (default: under the temp dir)
+    #[arg(long, env = env_vars::OCELOT_CACHE_DIR)]
+    pub cache_dir: Option<PathBuf>,
+    /// `git ls-remote`s (and builds being queued) at once
+    #[arg(long, default_value_t = 16)]
+    pub concurrency: usize,
+    /// How often the poller looks for due polls
+    #[arg(long, value_parser = parse_duration, default_value = "1s")]
+    pub tick: Duration,
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    ocelot_core::pipeline::parse_duration(text)
+}
+
+/// What every poll shares.
+#[derive(Debug, Clone)]
+pub(crate) struct PollerContext {
+    pub(crate) store: Store,
+    pub(crate) bus: Bus,
+    pub(crate) mirrors: Arc<MirrorCache>,
+}
+
+/// Connects to Postgres and NATS, then polls until `shutdown` resolves.
+pub async fn run(
+    settings: Settings,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    anyhow::ensure!(settings.concurrency > 0, "--concurrency must be at least 1");
+    let store = Store::connect(&settings.database.database_url)
+        .await
+        .context("connecting to Postgres")?;
+    let bus = Bus::connect(&settings.nats.nats_url)
+        .await
+        .context("connecting to NATS")?;
+    let cache_dir = settings
+        .cache_dir
+        .clone()
+        .unwrap_or_else(|| std::env::temp_dir().join("ocelot-poller-mirrors"));
+    let context = PollerContext {
+        store,
+        bus,
+        mirrors: Arc::new(MirrorCache::new(cache_dir)),
+    };
+    tracing::info!(concurrency = settings.concurrency, "poller started");
+    poll_loop::run(context, settings.concurrency, settings.tick, shutdown).await;
+    Ok(())
+}
