@@ -42,6 +42,20 @@ if ! running worker; then
   echo $! >"$state_dir/pids/worker"
 fi
 
+hooks_port=${OCELOT_HOOKS_PORT:-8080}
+if ! running hookhandler; then
+  log "starting ocelot-hookhandler on 127.0.0.1:$hooks_port (log: $state_dir/logs/hookhandler.log)"
+  OCELOT_HOOKS_LISTEN=127.0.0.1:$hooks_port OCELOT_CACHE_DIR=$state_dir/hooks-cache \
+    nohup "$bin/ocelot-hookhandler" >"$state_dir/logs/hookhandler.log" 2>&1 &
+  echo $! >"$state_dir/pids/hookhandler"
+fi
+if ! running poller; then
+  log "starting ocelot-poller (log: $state_dir/logs/poller.log)"
+  OCELOT_CACHE_DIR=$state_dir/poller-cache nohup "$bin/ocelot-poller" \
+    >"$state_dir/logs/poller.log" 2>&1 &
+  echo $! >"$state_dir/pids/poller"
+fi
+
 # a sample repository, served over git:// on loopback
 git_root=$state_dir/git
 sample=$git_root/sample.git
@@ -90,7 +104,10 @@ if ! running git-daemon; then
 fi
 
 url=git://127.0.0.1:$git_port/sample.git
-ocelot repos list --json | grep -q "\"$url\"" || ocelot repos add sample "$url"
+if ! ocelot repos list --json | grep -q "\"$url\""; then
+  ocelot repos add sample "$url" --hooks-url "http://127.0.0.1:$hooks_port" >"$state_dir/sample-webhook-secret"
+  log "webhook secret of the sample repo saved in $state_dir/sample-webhook-secret"
+fi
 
 checkout=$state_dir/sample-checkout
 [ -d "$checkout" ] || git clone -q "$url" "$checkout"
@@ -104,5 +121,6 @@ set -e
 echo >&2
 log "ocelot build exited with $code. Try: cd $checkout && ocelot status; ocelot watch <id>"
 log "environment for more commands: source $state_dir/env; export PATH=$bin:\$PATH OCELOT_ADMIN=$OCELOT_ADMIN"
+log "webhooks: POST to http://127.0.0.1:$hooks_port/hooks/{github,gitlab,bitbucket,gitea}; polling: ocelot poll add -r sample --every 30s"
 log "stop everything with: scripts/stop.sh"
 exit $code

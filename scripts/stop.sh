@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# Stops what scripts/quickstart.sh and scripts/setup.sh started (admin, worker, git daemon,
+# Stops what scripts/quickstart.sh and scripts/setup.sh started (admin, worker, hookhandler,
+# poller, git daemon,
 # NATS, PostgreSQL). Data stays under the state directory (and, as root, the PostgreSQL
 # cluster under /var/lib/ocelot); remove them to start afresh.
 set -uo pipefail
 repo_dir=$(cd "$(dirname "$0")/.." && pwd)
 state_dir=${OCELOT_STATE_DIR:-$repo_dir/.state}
-for name in worker admin git-daemon; do
+for name in worker poller hookhandler admin git-daemon; do
   pid_file=$state_dir/pids/$name
   if [ -f "$pid_file" ]; then
     kill "$(cat "$pid_file")" 2>/dev/null && echo "stopped $name"

@@ -65,7 +65,8 @@ pub struct Settings {
     /// Requests one source may send in a burst
     #[arg(long, default_value = "200")]
     pub rate_burst: NonZeroU32,
-    /// Deliveries turned into builds at once
+    /// Deliveries turned into builds at once (0: only record deliveries, for an ingest-only
+    /// node whose deliveries other hookhandlers process)
     #[arg(long, default_value_t = 4)]
     pub processors: usize,
 }
@@ -100,7 +101,6 @@ pub async fn run(
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    anyhow::ensure!(settings.processors > 0, "--processors must be at least 1");
     let store = Store::connect(&settings.database.database_url)
         .await
         .context("connecting to Postgres")?;
