@@ -37,6 +37,22 @@ fn classify(url: &str, error: git2::Error) -> GitError {
     }
 }
 
+/// How long libgit2 waits to connect to a git server, and for a server to answer.
+pub const NETWORK_TIMEOUT_MS: i32 = 30_000;
+
+/// Makes libgit2 give up on git servers that do not connect or stop answering, instead of
+/// hanging a thread forever. Call it at the very start of `main`, before any thread exists.
+#[allow(unsafe_code)]
+pub fn set_network_timeouts() {
+    // SAFETY: these write libgit2 globals without synchronisation; every binary calls this
+    // first thing in `main`, while the process has only the main thread, and nothing else
+    // writes them.
+    unsafe {
+        let _ = git2::opts::set_server_connect_timeout_in_milliseconds(NETWORK_TIMEOUT_MS);
+        let _ = git2::opts::set_server_timeout_in_milliseconds(NETWORK_TIMEOUT_MS);
+    }
+}
+
 /// One ref advertised by a remote.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RemoteRef {
@@ -44,7 +60,7 @@ pub struct RemoteRef {
     pub commit: String,
 }
 
-/// Lists the refs of the repository at `url` (`git ls-remote`), without cloning it.
+/// Lists the branch heads (`refs/heads/*`) of the repository at `url`, without cloning it.
 pub fn ls_remote(url: &str) -> Result<Vec<RemoteRef>, GitError> {
     let mut remote = git2::Remote::create_detached(url).map_err(|e| classify(url, e))?;
     let connection = remote
@@ -54,6 +70,7 @@ pub fn ls_remote(url: &str) -> Result<Vec<RemoteRef>, GitError> {
         .list()
         .map_err(|e| classify(url, e))?
         .iter()
+        .filter(|head| head.name().starts_with("refs/heads/"))
         .map(|head| RemoteRef {
             name: head.name().to_string(),
             commit: head.oid().to_string(),
@@ -136,7 +153,13 @@ impl MirrorCache {
             .prune(git2::FetchPrune::On);
         remote
             .fetch(
-                &["+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*"],
+                &[
+                    "+refs/heads/*:refs/heads/*",
+                    "+refs/tags/*:refs/tags/*",
+                    // pull requests from forks: GitHub and Gitea, GitLab
+                    "+refs/pull/*/head:refs/pull/*/head",
+                    "+refs/merge-requests/*/head:refs/merge-requests/*/head",
+                ],
                 Some(&mut options),
                 None,
             )
@@ -217,6 +240,8 @@ impl MirrorCache {
                     &[
                         "+refs/heads/*:refs/remotes/origin/*",
                         "+refs/tags/*:refs/tags/*",
+                        "+refs/pull/*/head:refs/remotes/origin/pull/*",
+                        "+refs/merge-requests/*/head:refs/remotes/origin/merge-requests/*",
                     ],
                     None,
                     None,

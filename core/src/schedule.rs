@@ -113,13 +113,14 @@ pub fn first_due(schedule: &PollSchedule, now: SystemTime) -> SystemTime {
     }
 }
 
-/// Jitter added to each due time: up to a tenth of the period, at most [`MAX_JITTER`].
+/// Jitter for a first due time: up to a tenth of the period, at most [`MAX_JITTER`].
 pub fn jitter(schedule: &PollSchedule, now: SystemTime) -> Duration {
     random_up_to((period(schedule, now) / 10).min(MAX_JITTER))
 }
 
 /// When a poll that was due at `due` and ran at `now` is due next: it keeps its phase (so
-/// a spread stays spread), never in the past.
+/// a spread stays spread), never in the past. The jitter is centred on zero (within ± a
+/// twentieth of the period, at most ±[`MAX_JITTER`]/2), so the phase does not drift.
 pub fn next_due(schedule: &PollSchedule, due: SystemTime, now: SystemTime) -> SystemTime {
     let base = match schedule {
         PollSchedule::Every(interval) => {
@@ -131,7 +132,15 @@ pub fn next_due(schedule: &PollSchedule, due: SystemTime, now: SystemTime) -> Sy
         }
         PollSchedule::Cron(_) => next_after(schedule, now).unwrap_or(now + Duration::from_secs(60)),
     };
-    base + jitter(schedule, now)
+    let spread = (period(schedule, now) / 10).min(MAX_JITTER);
+    let offset = random_up_to(spread);
+    let half = spread / 2;
+    let jittered = if offset >= half {
+        base + (offset - half)
+    } else {
+        base - (half - offset)
+    };
+    jittered.max(now)
 }
 
 /// How long a poll waits after `failures` failures in a row: the period doubled per
@@ -227,13 +236,24 @@ mod tests {
     fn polls_keep_their_phase_and_never_fall_behind() {
         let every = PollSchedule::Every(Duration::from_secs(60));
         let next = next_due(&every, at(1000), at(1001));
+        let half = MAX_JITTER / 2;
         assert!(
-            next >= at(1060) && next <= at(1060) + MAX_JITTER,
+            next >= at(1060) - half && next <= at(1060) + half,
             "{next:?}"
         );
+        // centred jitter: over many polls the phase does not drift far
+        let mut due = at(1000);
+        for _ in 0..1000 {
+            due = next_due(&every, due, due);
+        }
+        let expected = at(1000 + 60 * 1000);
+        let drift = due
+            .duration_since(expected)
+            .unwrap_or_else(|e| e.duration());
+        assert!(drift < Duration::from_secs(60), "{drift:?}");
         // a poll that ran late is due one period from now, not in the past
         let late = next_due(&every, at(1000), at(1200));
-        assert!(late >= at(1260), "{late:?}");
+        assert!(late >= at(1260) - MAX_JITTER / 2, "{late:?}");
     }
 
     #[test]

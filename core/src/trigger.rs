@@ -78,7 +78,7 @@ fn has_skip_marker(message: &str) -> bool {
     lower.contains("[skip ci]") || lower.contains("[ci skip]")
 }
 
-fn route(config: Option<&str>, filter_branch: &str, skip_marker: Option<&str>) -> Routing {
+fn route(config: Option<&str>, filter_branch: Option<&str>, skip_marker: Option<&str>) -> Routing {
     let mut routing = Routing {
         tag: DEFAULT_TAG.to_string(),
         skip_reason: skip_marker.map(|marker| format!("the commit message says {marker}")),
@@ -97,7 +97,10 @@ fn route(config: Option<&str>, filter_branch: &str, skip_marker: Option<&str>) -
         return routing;
     }
     routing.tag = tag;
-    if routing.skip_reason.is_none() && !pipeline.branch_matches(filter_branch) {
+    if let Some(filter_branch) = filter_branch
+        && routing.skip_reason.is_none()
+        && !pipeline.branch_matches(filter_branch)
+    {
         routing.skip_reason = Some(format!(
             "branch `{filter_branch}` does not match the `branches` of ocelot.yml"
         ));
@@ -183,13 +186,18 @@ pub async fn queue_build(
             "[skip ci]"
         },
     );
-    // a pull request is filtered by the branch it merges into, as in the original
-    let filter_branch = request
-        .pull_request
-        .as_ref()
-        .map(|pr| pr.base_branch.clone())
-        .unwrap_or_else(|| branch.clone());
-    let routing = route(resolved.config.as_deref(), &filter_branch, skip_marker);
+    // a pull request is filtered by the branch it merges into, as in the original; a tag is
+    // no branch, so `branches` does not filter it
+    let filter_branch = match (&request.pull_request, &request.git_tag) {
+        (Some(pr), _) => Some(pr.base_branch.clone()),
+        (None, Some(_)) => None,
+        (None, None) => Some(branch.clone()),
+    };
+    let routing = route(
+        resolved.config.as_deref(),
+        filter_branch.as_deref(),
+        skip_marker,
+    );
     let (state, reason) = match (&routing.error_reason, &routing.skip_reason) {
         (Some(error), _) => (BuildState::Errored, Some(error.clone())),
         (None, Some(skip)) => (BuildState::Skipped, Some(skip.clone())),
@@ -256,19 +264,21 @@ mod tests {
     #[test]
     fn routing_follows_machine_tag_and_branch_filter() {
         let yml = "machineTag: mac\nbranches: [main]\nstages:\n  - name: a\n    script: [x]\n";
-        let on_main = route(Some(yml), "main", None);
+        let on_main = route(Some(yml), Some("main"), None);
         assert_eq!(on_main.tag, "mac");
         assert_eq!(on_main.skip_reason, None);
-        assert!(route(Some(yml), "other", None).skip_reason.is_some());
+        assert!(route(Some(yml), Some("other"), None).skip_reason.is_some());
+        // tags are not filtered by `branches`
+        assert!(route(Some(yml), None, None).skip_reason.is_none());
         assert!(
-            route(Some(yml), "main", Some("[skip ci]"))
+            route(Some(yml), Some("main"), Some("[skip ci]"))
                 .skip_reason
                 .is_some()
         );
-        assert_eq!(route(None, "main", None).tag, DEFAULT_TAG);
-        assert_eq!(route(Some("image: [oops"), "main", None).tag, DEFAULT_TAG);
+        assert_eq!(route(None, Some("main"), None).tag, DEFAULT_TAG);
+        assert_eq!(route(Some("image: [oops"), Some("main"), None).tag, DEFAULT_TAG);
         let bad_tag = "machineTag: a.b\nstages:\n  - name: a\n    script: [x]\n";
-        assert!(route(Some(bad_tag), "main", None).error_reason.is_some());
+        assert!(route(Some(bad_tag), Some("main"), None).error_reason.is_some());
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! One webhook request, from bytes to status code:
-//! rate limit (429) → provider (404) → parse (400) → repo (404) → signature (401) →
+//! (rate limit, 429, in `rate_limit::limit` before the body is read) → provider (404) → parse (400) → repo (404) → signature (401) →
 //! event: ping 200, not built 202, push or pull request: recorded once (a repeated delivery
 //! id: 200, nothing queued again) → 202. Never a 5xx for bad input, never a panic.
 
@@ -11,7 +11,7 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, Path, State};
 use axum::response::{IntoResponse, Response};
-use http::{HeaderMap, HeaderValue, StatusCode};
+use http::{HeaderMap, StatusCode};
 use ocelot_core::store::{NewDelivery, Recorded, StoreError};
 use serde_json::json;
 use std::net::SocketAddr;
@@ -31,19 +31,6 @@ pub(crate) async fn receive(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Err(wait) = state.limiter.check(peer.ip()) {
-        let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-        let mut response = error(
-            StatusCode::TOO_MANY_REQUESTS,
-            format!("too many requests from {}: retry in {seconds} s", peer.ip()),
-        );
-        if let Ok(value) = HeaderValue::from_str(&seconds.max(1).to_string()) {
-            response
-                .headers_mut()
-                .insert(http::header::RETRY_AFTER, value);
-        }
-        return response;
-    }
     let Some(provider) = Provider::from_path(&provider) else {
         return error(
             StatusCode::NOT_FOUND,
@@ -128,6 +115,13 @@ pub(crate) async fn receive(
             answer(
                 StatusCode::ACCEPTED,
                 json!({ "queued": true, "repo": repo.name, "delivery": parsed.delivery_id }),
+            )
+        }
+        Ok(Recorded::Requeued) => {
+            state.recorded.notify_one();
+            answer(
+                StatusCode::ACCEPTED,
+                json!({ "requeued": true, "repo": repo.name, "delivery": parsed.delivery_id }),
             )
         }
         Ok(Recorded::Duplicate) => answer(

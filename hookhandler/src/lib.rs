@@ -85,6 +85,10 @@ pub(crate) fn app(state: AppState, max_body_bytes: usize) -> axum::Router {
     use axum::routing::{get, post};
     axum::Router::new()
         .route("/hooks/{provider}", post(handler::receive))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            rate_limit::limit,
+        ))
         .route("/healthz", get(|| async { "ok" }))
         .layer(axum::extract::DefaultBodyLimit::max(max_body_bytes))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(

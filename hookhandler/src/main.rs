@@ -1,8 +1,16 @@
 use clap::Parser;
 use ocelot_hookhandler::Settings;
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
+    // before any thread exists (see its safety note)
+    ocelot_core::git::set_network_timeouts();
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(serve())
+}
+
+async fn serve() -> anyhow::Result<()> {
     let settings = Settings::parse();
     ocelot_core::telemetry::init(settings.log.log_format);
     let listener = tokio::net::TcpListener::bind(settings.listen)

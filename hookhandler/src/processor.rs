@@ -28,6 +28,9 @@ pub(crate) struct Processor {
 
 pub(crate) async fn run(processor: Processor, stop: CancellationToken) {
     loop {
+        if stop.is_cancelled() {
+            return;
+        }
         match processor.store.claim_delivery(LEASE).await {
             Ok(Some(delivery)) => {
                 process(&processor, delivery).await;
@@ -47,6 +50,15 @@ pub(crate) async fn run(processor: Processor, stop: CancellationToken) {
 async fn process(processor: &Processor, delivery: Delivery) {
     let provider = delivery.provider.clone();
     let id = delivery.delivery_id.clone();
+    // a delivery whose claims keep expiring (its processing hangs or kills the process) is
+    // given up rather than claimed forever
+    if delivery.attempts > MAX_ATTEMPTS {
+        let error = format!("given up after {MAX_ATTEMPTS} attempts whose claims expired");
+        if let Err(store_error) = processor.store.fail_delivery(&delivery, &error, None).await {
+            tracing::warn!(%provider, delivery = %id, error = %store_error, "cannot give up the delivery");
+        }
+        return;
+    }
     let outcome = match serde_json::from_value::<StoredRequest>(delivery.request.clone()) {
         Ok(stored) => queue_build(
             &processor.store,
@@ -64,7 +76,7 @@ async fn process(processor: &Processor, delivery: Delivery) {
             tracing::info!(%provider, delivery = %id, build_id, "webhook delivery queued a build");
             processor
                 .store
-                .finish_delivery(&provider, &id, Some(build_id))
+                .finish_delivery(&delivery, Some(build_id))
                 .await
         }
         Err((retry, error)) => {
@@ -77,7 +89,7 @@ async fn process(processor: &Processor, delivery: Delivery) {
                 "webhook delivery could not queue its build");
             processor
                 .store
-                .fail_delivery(&provider, &id, &error, retry_after)
+                .fail_delivery(&delivery, &error, retry_after)
                 .await
         }
     };

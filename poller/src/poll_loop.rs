@@ -6,7 +6,7 @@
 use crate::PollerContext;
 use ocelot_core::model::{Poll, TriggerKind};
 use ocelot_core::schedule::{self, BranchPatterns};
-use ocelot_core::store::PollOutcome;
+use ocelot_core::store::{ClaimedPoll, PollOutcome};
 use ocelot_core::trigger::{TriggerRequest, queue_build};
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -39,6 +39,9 @@ pub(crate) async fn run(
     let permits = Arc::new(Semaphore::new(concurrency));
     let mut running = JoinSet::new();
     loop {
+        if stop.is_cancelled() {
+            break;
+        }
         while running.try_join_next().is_some() {}
         // claim no more than can start soon: the lease runs from the claim
         let room = i64::try_from(permits.available_permits())
@@ -115,7 +118,8 @@ fn moved_heads(
     }
 }
 
-async fn poll_once(context: &PollerContext, poll: Poll) {
+async fn poll_once(context: &PollerContext, claimed: ClaimedPoll) {
+    let poll = &claimed.poll;
     let now = SystemTime::now();
     let url = poll.repo_url.clone();
     let listed = tokio::time::timeout(
@@ -137,7 +141,7 @@ async fn poll_once(context: &PollerContext, poll: Poll) {
     let outcome = match (refs, patterns) {
         (Ok(refs), Ok(patterns)) => {
             let heads = tracked_heads(refs, &patterns);
-            let recorded = queue_moved(context, &poll, heads).await;
+            let recorded = queue_moved(context, poll, heads).await;
             PollOutcome {
                 heads: Some(recorded.heads),
                 error: recorded.error,
@@ -156,8 +160,14 @@ async fn poll_once(context: &PollerContext, poll: Poll) {
             }
         }
     };
-    if let Err(error) = context.store.record_poll(poll.id, &outcome).await {
-        tracing::warn!(repo = %poll.repo_name, %error, "cannot record the poll (it is retried after its lease)");
+    match context.store.record_poll(&claimed, &outcome).await {
+        Ok(true) => {}
+        Ok(false) => {
+            tracing::warn!(repo = %poll.repo_name, "the poll changed or its lease expired meanwhile: outcome dropped");
+        }
+        Err(error) => {
+            tracing::warn!(repo = %poll.repo_name, %error, "cannot record the poll (it is retried after its lease)");
+        }
     }
 }
 

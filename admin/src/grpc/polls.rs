@@ -18,16 +18,15 @@ pub(super) async fn add(
         .map_err(AdminError::from)?;
     let invalid = |e: schedule::ScheduleError| AdminError::Invalid(e.to_string());
     let schedule = schedule::parse_schedule(&request.every, &request.cron).map_err(invalid)?;
-    let branches: Vec<String> = if request.branches.is_empty() {
-        vec![repo.default_branch.clone()]
-    } else {
-        request
-            .branches
-            .iter()
-            .map(|b| b.trim().to_string())
-            .filter(|b| !b.is_empty())
-            .collect()
-    };
+    let mut branches: Vec<String> = request
+        .branches
+        .iter()
+        .map(|b| b.trim().to_string())
+        .filter(|b| !b.is_empty())
+        .collect();
+    if branches.is_empty() {
+        branches.push(repo.default_branch.clone());
+    }
     BranchPatterns::new(&branches).map_err(invalid)?;
     let now = SystemTime::now();
     let poll = state

@@ -3,6 +3,7 @@
 use super::{Store, StoreError};
 use crate::build_state::BuildState;
 use crate::model::{Build, PullRequestRef};
+use deadpool_postgres::GenericClient;
 use std::time::{Duration, SystemTime};
 use tokio_postgres::Row;
 
@@ -11,6 +12,16 @@ const SELECT_BUILD: &str = "SELECT b.id, b.repo_id, r.name AS repo_name, r.url A
      b.queued_at, b.started_at, b.finished_at, b.line_count, b.log_sha256, \
      b.previous_commit, b.pr_number, b.base_branch, b.git_tag \
      FROM builds b JOIN repos r ON r.id = b.repo_id";
+
+/// Reads a build on a connection (or transaction) the caller already holds: one connection
+/// per operation, so a full pool can never deadlock an operation against itself.
+async fn build_with(client: &impl GenericClient, id: i64) -> Result<Build, StoreError> {
+    let row = client
+        .query_opt(&format!("{SELECT_BUILD} WHERE b.id = $1"), &[&id])
+        .await?
+        .ok_or_else(|| StoreError::NotFound(format!("build {id}")))?;
+    build_from_row(&row)
+}
 
 fn build_from_row(row: &Row) -> Result<Build, StoreError> {
     let state: String = row.get("state");
@@ -108,9 +119,10 @@ impl Store {
                 .query_opt("SELECT id FROM builds WHERE dedupe_key = $1", &[key])
                 .await?;
             if let Some(row) = existing {
+                let build = build_with(&transaction, row.get(0)).await?;
                 transaction.commit().await?;
                 return Ok(Inserted {
-                    build: self.get_build(row.get(0)).await?,
+                    build,
                     created: false,
                 });
             }
@@ -151,9 +163,10 @@ impl Store {
             )
             .await?
             .get(0);
+        let build = build_with(&transaction, id).await?;
         transaction.commit().await?;
         Ok(Inserted {
-            build: self.get_build(id).await?,
+            build,
             created: true,
         })
     }
@@ -186,11 +199,7 @@ impl Store {
 
     pub async fn get_build(&self, id: i64) -> Result<Build, StoreError> {
         let client = self.client().await?;
-        let row = client
-            .query_opt(&format!("{SELECT_BUILD} WHERE b.id = $1"), &[&id])
-            .await?
-            .ok_or_else(|| StoreError::NotFound(format!("build {id}")))?;
-        build_from_row(&row)
+        build_with(&client, id).await
     }
 
     /// Builds matching `filter`, newest first.
@@ -235,9 +244,9 @@ impl Store {
             )
             .await?;
         if claimed.is_some() {
-            return Ok(ClaimOutcome::Claimed(self.get_build(build_id).await?));
+            return Ok(ClaimOutcome::Claimed(build_with(&client, build_id).await?));
         }
-        let build = self.get_build(build_id).await?;
+        let build = build_with(&client, build_id).await?;
         if build.state.is_final() {
             return Ok(ClaimOutcome::AlreadyFinal(build));
         }
@@ -251,7 +260,7 @@ impl Store {
             )
             .await?;
         Ok(ClaimOutcome::AttemptsExhausted(
-            self.get_build(build_id).await?,
+            build_with(&client, build_id).await?,
         ))
     }
 

@@ -21,6 +21,8 @@ pub struct NewDelivery<'a> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Recorded {
     New,
+    /// Its id was seen before and it had failed for good: it is queued again.
+    Requeued,
     /// Its id was seen before: nothing more to do.
     Duplicate,
 }
@@ -62,10 +64,17 @@ impl Store {
         delivery: &NewDelivery<'_>,
     ) -> Result<Recorded, StoreError> {
         let client = self.client().await?;
-        let inserted = client
-            .execute(
+        // a delivery that failed for good may be delivered again by its host: then it is
+        // queued again; any other repeat changes nothing
+        let row = client
+            .query_opt(
                 "INSERT INTO webhook_deliveries (provider, delivery_id, repo_id, event, request)
-                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+                 VALUES ($1, $2, $3, $4, $5)
+                 ON CONFLICT (provider, delivery_id) DO UPDATE
+                     SET state = 'pending', attempts = 0, not_before = now(), error = NULL,
+                         request = EXCLUDED.request
+                     WHERE webhook_deliveries.state = 'failed'
+                 RETURNING (xmax = 0) AS inserted",
                 &[
                     &delivery.provider,
                     &delivery.delivery_id,
@@ -75,10 +84,10 @@ impl Store {
                 ],
             )
             .await?;
-        Ok(if inserted == 1 {
-            Recorded::New
-        } else {
-            Recorded::Duplicate
+        Ok(match row.map(|row| row.get::<_, bool>("inserted")) {
+            Some(true) => Recorded::New,
+            Some(false) => Recorded::Requeued,
+            None => Recorded::Duplicate,
         })
     }
 
@@ -104,10 +113,10 @@ impl Store {
     }
 
     /// The delivery queued `build_id` (or was decided without one).
+    /// Only the claim that is still current (same attempt) may record the outcome.
     pub async fn finish_delivery(
         &self,
-        provider: &str,
-        delivery_id: &str,
+        delivery: &Delivery,
         build_id: Option<i64>,
     ) -> Result<(), StoreError> {
         let client = self.client().await?;
@@ -115,8 +124,8 @@ impl Store {
             .execute(
                 "UPDATE webhook_deliveries SET state = 'done', build_id = $3, error = NULL,
                         processed_at = now()
-                 WHERE provider = $1 AND delivery_id = $2",
-                &[&provider, &delivery_id, &build_id],
+                 WHERE provider = $1 AND delivery_id = $2 AND attempts = $4 AND state = 'processing'",
+                &[&delivery.provider, &delivery.delivery_id, &build_id, &delivery.attempts],
             )
             .await?;
         Ok(())
@@ -125,8 +134,7 @@ impl Store {
     /// Processing failed: try again after `delay`, or give up (`delay` = None).
     pub async fn fail_delivery(
         &self,
-        provider: &str,
-        delivery_id: &str,
+        delivery: &Delivery,
         error: &str,
         retry_after: Option<Duration>,
     ) -> Result<(), StoreError> {
@@ -138,8 +146,8 @@ impl Store {
                  SET state = CASE WHEN $4::BIGINT IS NULL THEN 'failed' ELSE 'pending' END,
                      not_before = now() + make_interval(secs => COALESCE($4::BIGINT, 0) / 1000.0),
                      error = $3, processed_at = now()
-                 WHERE provider = $1 AND delivery_id = $2",
-                &[&provider, &delivery_id, &error, &delay_ms],
+                 WHERE provider = $1 AND delivery_id = $2 AND attempts = $5 AND state = 'processing'",
+                &[&delivery.provider, &delivery.delivery_id, &error, &delay_ms, &delivery.attempts],
             )
             .await?;
         Ok(())

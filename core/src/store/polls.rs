@@ -8,8 +8,13 @@ use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 use tokio_postgres::Row;
 
-/// A claimed poll (the lease ends at its `next_due`).
-pub type ClaimedPoll = Poll;
+/// A claimed poll: its row as it was due, and the end of the claim's lease (the `next_due`
+/// the claim wrote; only the claim still holding it may record the outcome).
+#[derive(Debug, Clone)]
+pub struct ClaimedPoll {
+    pub poll: Poll,
+    pub lease_until: SystemTime,
+}
 
 /// What a poll found.
 #[derive(Debug, Clone)]
@@ -55,7 +60,8 @@ fn poll_from_row(row: &Row) -> Result<Poll, StoreError> {
 }
 
 impl Store {
-    /// Adds a poll of `repo_id`, or replaces its settings (the heads seen are kept).
+    /// Adds a poll of `repo_id`, or replaces its settings (the heads seen are kept when the
+    /// branches are the same and `build_now` is not asked).
     pub async fn upsert_poll(
         &self,
         repo_id: i64,
@@ -77,7 +83,10 @@ impl Store {
                 "INSERT INTO polls (repo_id, branches, every_ms, cron, build_now, next_due)
                  VALUES ($1, $2, $3, $4, $5, $6)
                  ON CONFLICT (repo_id) DO UPDATE SET branches = $2, every_ms = $3, cron = $4,
-                     build_now = $5, next_due = $6, failures = 0, last_error = NULL
+                     build_now = $5, next_due = $6, failures = 0, last_error = NULL,
+                     -- other branches: start afresh (the first poll records, or builds with
+                     -- build_now), so that widened patterns do not build every old head
+                     heads = CASE WHEN polls.branches = $2 AND NOT $5 THEN polls.heads END
                  RETURNING id",
                 &[
                     &repo_id, &branches, &every_ms, &cron, &build_now, &first_due,
@@ -111,6 +120,7 @@ impl Store {
     }
 
     /// Claims up to `limit` due polls for `lease` (another poller sees them again only after).
+    /// The lease is computed by the database's clock, as `next_due` is compared with it.
     pub async fn claim_due_polls(
         &self,
         limit: i64,
@@ -118,7 +128,7 @@ impl Store {
     ) -> Result<Vec<ClaimedPoll>, StoreError> {
         let mut client = self.client().await?;
         let transaction = client.transaction().await?;
-        let lease_until = SystemTime::now() + lease;
+        let lease_ms = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX);
         let ids: Vec<i64> = transaction
             .query(
                 "SELECT id FROM polls WHERE next_due <= now() ORDER BY next_due LIMIT $1
@@ -139,17 +149,35 @@ impl Store {
                 &[&ids],
             )
             .await?;
-        transaction
-            .execute(
-                "UPDATE polls SET next_due = $2 WHERE id = ANY($1)",
-                &[&ids, &lease_until],
+        // now() is the transaction's start time: every row gets the same lease end
+        let lease_until: SystemTime = transaction
+            .query(
+                "UPDATE polls SET next_due = now() + make_interval(secs => $2::BIGINT / 1000.0)
+                 WHERE id = ANY($1) RETURNING next_due",
+                &[&ids, &lease_ms],
             )
-            .await?;
+            .await?
+            .first()
+            .map(|row| row.get(0))
+            .ok_or_else(|| StoreError::Corrupt("claimed polls vanished".into()))?;
         transaction.commit().await?;
-        rows.iter().map(poll_from_row).collect()
+        rows.iter()
+            .map(|row| {
+                Ok(ClaimedPoll {
+                    poll: poll_from_row(row)?,
+                    lease_until,
+                })
+            })
+            .collect()
     }
 
-    pub async fn record_poll(&self, poll_id: i64, outcome: &PollOutcome) -> Result<(), StoreError> {
+    /// Records what the claim found; false when its lease was taken over (or the poll was
+    /// changed) meanwhile, and nothing was written.
+    pub async fn record_poll(
+        &self,
+        claimed: &ClaimedPoll,
+        outcome: &PollOutcome,
+    ) -> Result<bool, StoreError> {
         let heads = outcome
             .heads
             .as_ref()
@@ -157,20 +185,21 @@ impl Store {
             .transpose()
             .map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let client = self.client().await?;
-        client
+        let updated = client
             .execute(
                 "UPDATE polls SET heads = COALESCE($2, heads), last_error = $3, failures = $4,
                         next_due = $5, last_polled_at = now()
-                 WHERE id = $1",
+                 WHERE id = $1 AND next_due = $6",
                 &[
-                    &poll_id,
+                    &claimed.poll.id,
                     &heads,
                     &outcome.error,
                     &outcome.failures,
                     &outcome.next_due,
+                    &claimed.lease_until,
                 ],
             )
             .await?;
-        Ok(())
+        Ok(updated == 1)
     }
 }

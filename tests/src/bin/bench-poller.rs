@@ -2,7 +2,7 @@
 //! local `git daemon`, runs the real `ocelot-poller` binary for SECONDS and prints the CPU
 //! share of one core it used (from /proc), how many polls it made and how they spread.
 //!
-//! `cargo build --release --bins && cargo run --release -p ocelot-tests --bin bench-poller -- [ENTRIES] [SECONDS]`
+//! `cargo build --release --bins && OCELOT_TEST_BIN_DIR=target/release cargo run --release -p ocelot-tests --bin bench-poller -- [ENTRIES] [SECONDS]`
 
 use anyhow::Context;
 use ocelot_core::model::PollSchedule;

@@ -460,8 +460,16 @@ async fn gitlab_bitbucket_and_gitea_deliveries_build_pushes_and_pull_requests() 
     .await;
     assert_eq!(response.status, 202, "{}", response.body);
 
-    let builds = final_build(&cluster, 4).await;
-    assert_eq!(builds.len(), 4, "{builds:?}");
+    // GitHub tag push of `second`: `branches` does not filter tags; GIT_TAG is set
+    let mut tag_push = fixture("github", "push_tag");
+    set(&mut tag_push, "ref", json!("refs/tags/v1.0"));
+    set(&mut tag_push, "after", json!(second));
+    set(&mut tag_push, "repository.full_name", json!("team/multi"));
+    let response = deliver_github(&cluster, "push", "gh-tag-1", &tag_push, &secret).await;
+    assert_eq!(response.status, 202, "{}", response.body);
+
+    let builds = final_build(&cluster, 5).await;
+    assert_eq!(builds.len(), 5, "{builds:?}");
     for build in &builds {
         assert_eq!(build.state, ocelot_core::BuildState::Passed, "{build:?}");
     }
@@ -475,6 +483,14 @@ async fn gitlab_bitbucket_and_gitea_deliveries_build_pushes_and_pull_requests() 
     assert_eq!(by_commit(&second, "push").len(), 1);
     let prs = by_commit(&third, "pull_request");
     assert_eq!(prs.len(), 2, "{builds:?}");
+    let tag = by_commit(&second, "tag");
+    assert_eq!(tag.len(), 1, "{builds:?}");
+    assert_eq!(tag[0].git_tag.as_deref(), Some("v1.0"));
+    let tag_log = log_of(&cluster, tag[0]).await;
+    assert!(
+        tag_log.contains("trigger=tag branch=v1.0 pr= base= tag=v1.0"),
+        "{tag_log}"
+    );
     let gitea = prs
         .iter()
         .find(|b| b.pull_request.as_ref().map(|p| p.number) == Some(5))
