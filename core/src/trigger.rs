@@ -276,9 +276,16 @@ mod tests {
                 .is_some()
         );
         assert_eq!(route(None, Some("main"), None).tag, DEFAULT_TAG);
-        assert_eq!(route(Some("image: [oops"), Some("main"), None).tag, DEFAULT_TAG);
+        assert_eq!(
+            route(Some("image: [oops"), Some("main"), None).tag,
+            DEFAULT_TAG
+        );
         let bad_tag = "machineTag: a.b\nstages:\n  - name: a\n    script: [x]\n";
-        assert!(route(Some(bad_tag), Some("main"), None).error_reason.is_some());
+        assert!(
+            route(Some(bad_tag), Some("main"), None)
+                .error_reason
+                .is_some()
+        );
     }
 
     #[test]
