@@ -591,9 +591,8 @@ async fn a_noisy_source_is_rate_limited_with_retry_after() {
     let limited = limited.unwrap_or_else(|| panic!("never limited: {statuses:?}"));
     let retry_after: u64 = limited.header("retry-after").unwrap().parse().unwrap();
     assert!((1..=2).contains(&retry_after), "{retry_after}");
-    assert_eq!(
-        statuses.iter().filter(|s| **s == 429).count(),
-        2,
-        "{statuses:?}"
-    );
+    // a burst of 3, then one token a second: of 5 quick requests 2 are refused (1 if a
+    // token came back meanwhile on a very slow machine)
+    let refused = statuses.iter().filter(|s| **s == 429).count();
+    assert!((1..=2).contains(&refused), "{statuses:?}");
 }
