@@ -14,6 +14,7 @@ log() { printf '\033[1m[quickstart]\033[0m %s\n' "$*" >&2; }
 "$repo_dir/scripts/setup.sh"
 # shellcheck disable=SC1091
 source "$state_dir/env"
+export OCELOT_MASTER_KEY_FILE
 
 log "building ocelot (cargo build --bins; the first build takes a few minutes)"
 (cd "$repo_dir" && cargo build --quiet --bins)

@@ -111,10 +111,19 @@ if ! (exec 3<>"/dev/tcp/127.0.0.1/$nats_port") 2>/dev/null; then
   for _ in $(seq 1 50); do (exec 3<>"/dev/tcp/127.0.0.1/$nats_port") 2>/dev/null && break; sleep 0.1; done
 fi
 
+# --- master key that seals credentials (created once, readable by its owner only) -------
+master_key=$state_dir/master.key
+if [ ! -s "$master_key" ]; then
+  log "creating the master key $master_key"
+  (umask 077 && od -An -tx1 -N32 /dev/urandom | tr -d ' \n' >"$master_key")
+fi
+chmod 600 "$master_key"
+
 cat > "$state_dir/env" <<ENV
 export OCELOT_DATABASE_URL=postgres://ocelot@127.0.0.1:$pg_port/ocelot
 export OCELOT_NATS_URL=nats://127.0.0.1:$nats_port
 export OCELOT_PG_BIN=$pg_bin
 export OCELOT_NATS_SERVER=$nats_bin
+export OCELOT_MASTER_KEY_FILE=$master_key
 ENV
 log "ready: source $state_dir/env"

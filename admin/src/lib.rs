@@ -17,7 +17,8 @@ use clap::Parser;
 use ocelot_core::env_vars;
 use ocelot_core::git::MirrorCache;
 use ocelot_core::queue::Bus;
-use ocelot_core::settings::{DatabaseArgs, LogArgs, NatsArgs};
+use ocelot_core::secrets::PostgresSecrets;
+use ocelot_core::settings::{DatabaseArgs, LogArgs, NatsArgs, SecretsArgs};
 use ocelot_core::store::Store;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -35,6 +36,8 @@ pub struct Settings {
     pub nats: NatsArgs,
     #[command(flatten)]
     pub log: LogArgs,
+    #[command(flatten)]
+    pub secrets: SecretsArgs,
     /// Address to serve the gRPC API on
     #[arg(long, env = env_vars::OCELOT_ADMIN_LISTEN, default_value = "127.0.0.1:50051")]
     pub listen: SocketAddr,
@@ -50,6 +53,7 @@ pub(crate) struct AppState {
     pub(crate) store: Store,
     pub(crate) bus: Bus,
     pub(crate) mirrors: Arc<MirrorCache>,
+    pub(crate) secrets: PostgresSecrets,
 }
 
 /// Connects to Postgres (applying migrations) and NATS (creating the streams), then serves
@@ -59,9 +63,13 @@ pub async fn run(
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    let master_key = settings.secrets.load().context("loading the master key")?;
     let store = Store::connect(&settings.database.database_url)
         .await
         .context("connecting to Postgres")?;
+    let secrets = PostgresSecrets::new(store.clone(), master_key)
+        .await
+        .context("checking the master key")?;
     let bus = Bus::connect(&settings.nats.nats_url)
         .await
         .context("connecting to NATS")?;
@@ -72,6 +80,7 @@ pub async fn run(
         store,
         bus,
         mirrors: Arc::new(MirrorCache::new(cache_dir)),
+        secrets,
     };
     let address = listener
         .local_addr()

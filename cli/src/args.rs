@@ -35,6 +35,49 @@ pub enum Command {
     /// Poll repositories that cannot send webhooks
     #[command(subcommand)]
     Poll(PollCommand),
+    /// Manage credentials (secret values builds use); values never appear in any output
+    #[command(subcommand)]
+    Creds(CredsCommand),
+}
+
+/// Which repos a credential serves: `-r REPO` or `--prefix PREFIX`.
+#[derive(Debug, clap::Args)]
+#[group(required = true, multiple = false)]
+pub struct CredScope {
+    /// One repository
+    #[arg(short, long)]
+    pub repo: Option<String>,
+    /// Every repository whose name starts with this (e.g. `team/`)
+    #[arg(long)]
+    pub prefix: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CredsCommand {
+    /// Store a credential; its value is read from --from-file or standard input, never argv
+    Add {
+        /// The kind: `env` (a variable in the builds' environment)
+        kind: String,
+        /// Its name (for `env`: the variable's name)
+        name: String,
+        #[command(flatten)]
+        scope: CredScope,
+        /// Read the value from this file instead of standard input
+        #[arg(long)]
+        from_file: Option<PathBuf>,
+    },
+    /// List credentials: names, kinds, scopes and dates, never values
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a credential
+    Remove {
+        kind: String,
+        name: String,
+        #[command(flatten)]
+        scope: CredScope,
+    },
 }
 
 #[derive(Debug, Subcommand)]

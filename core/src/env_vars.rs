@@ -12,6 +12,10 @@ pub const OCELOT_ADMIN: &str = "OCELOT_ADMIN";
 pub const OCELOT_HOOKS_LISTEN: &str = "OCELOT_HOOKS_LISTEN";
 /// The hookhandler's public base URL, printed by `ocelot repos add` for webhook settings.
 pub const OCELOT_HOOKS_URL: &str = "OCELOT_HOOKS_URL";
+/// File holding the master key that seals credentials (64 hex characters, mode 0600).
+pub const OCELOT_MASTER_KEY_FILE: &str = "OCELOT_MASTER_KEY_FILE";
+/// The master key itself (64 hex characters), when no file is given.
+pub const OCELOT_MASTER_KEY: &str = "OCELOT_MASTER_KEY";
 /// Directory for git mirror caches and build workspaces.
 pub const OCELOT_CACHE_DIR: &str = "OCELOT_CACHE_DIR";
 /// Worker: number of builds run at once.

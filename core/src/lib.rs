@@ -11,6 +11,7 @@
 //! - [`queue`]: NATS JetStream: the job work-queue (subject per tag) and the per-build log bus.
 //! - [`git`]: ls-remote, a mirror cache, reading a file at a commit, checking a commit out.
 //! - [`schedule`]: when polls are due (interval or cron), with jitter and back-off.
+//! - [`secrets`]: credentials sealed at rest under a master key, and log masking.
 //! - [`trigger`]: the one function that queues a build (CLI, and later webhooks and polls).
 //! - [`settings`], [`env_vars`], [`telemetry`], [`shutdown`]: what every binary needs.
 
@@ -22,6 +23,7 @@ pub mod model;
 pub mod pipeline;
 pub mod queue;
 pub mod schedule;
+pub mod secrets;
 pub mod settings;
 pub mod shutdown;
 pub mod store;

@@ -26,3 +26,29 @@ pub struct LogArgs {
     #[arg(long = "log-format", env = env_vars::OCELOT_LOG_FORMAT, default_value = "plain")]
     pub log_format: crate::telemetry::LogFormat,
 }
+
+/// Where the master key that seals credentials comes from.
+#[derive(Debug, Clone, Args)]
+pub struct SecretsArgs {
+    /// File holding the master key (64 hex characters; must not be readable by others)
+    #[arg(long = "master-key-file", env = env_vars::OCELOT_MASTER_KEY_FILE)]
+    pub master_key_file: Option<std::path::PathBuf>,
+}
+
+impl SecretsArgs {
+    /// The key from `--master-key-file`, else from `OCELOT_MASTER_KEY`; `None` when neither
+    /// is set (credentials then cannot be used).
+    pub fn load(
+        &self,
+    ) -> Result<Option<crate::secrets::cipher::MasterKey>, crate::secrets::cipher::CipherError>
+    {
+        use crate::secrets::cipher::MasterKey;
+        if let Some(path) = &self.master_key_file {
+            return MasterKey::from_file(path).map(Some);
+        }
+        match std::env::var(env_vars::OCELOT_MASTER_KEY) {
+            Ok(hex) if !hex.trim().is_empty() => MasterKey::from_hex(&hex).map(Some),
+            _ => Ok(None),
+        }
+    }
+}

@@ -150,6 +150,21 @@ impl Cluster {
         let git = GitServer::start(&dir.path().join("git")).await?;
         let stop = CancellationToken::new();
         let mut tasks = Vec::new();
+        // the master key that seals this cluster's credentials
+        let master_key = dir.path().join("master.key");
+        {
+            use std::io::Write;
+            use std::os::unix::fs::OpenOptionsExt;
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&master_key)?;
+            file.write_all(ocelot_core::secrets::cipher::MasterKey::generate_hex()?.as_bytes())?;
+        }
+        let secrets = ocelot_core::settings::SecretsArgs {
+            master_key_file: Some(master_key.clone()),
+        };
 
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let admin_addr = listener.local_addr()?;
@@ -163,6 +178,7 @@ impl Cluster {
             log: ocelot_core::settings::LogArgs {
                 log_format: ocelot_core::telemetry::LogFormat::Plain,
             },
+            secrets: secrets.clone(),
             listen: admin_addr,
             cache_dir: Some(dir.path().join("admin-cache")),
         };
@@ -189,6 +205,7 @@ impl Cluster {
                 log: ocelot_core::settings::LogArgs {
                     log_format: ocelot_core::telemetry::LogFormat::Plain,
                 },
+                secrets: secrets.clone(),
                 concurrency: spec.concurrency,
                 tags: spec.tags,
                 executor: spec.executor,
@@ -310,6 +327,32 @@ impl Cluster {
             .stdin(std::process::Stdio::null())
             .kill_on_drop(true);
         Ok(command)
+    }
+
+    /// Runs `ocelot ARGS` with `input` on its standard input.
+    pub async fn ocelot_with_input(
+        &self,
+        args: &[&str],
+        input: &[u8],
+    ) -> anyhow::Result<CliOutput> {
+        use tokio::io::AsyncWriteExt;
+        let mut command = self.command(self.dir.path(), args)?;
+        command
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let mut child = command.spawn()?;
+        if let Some(mut stdin) = child.stdin.take() {
+            stdin.write_all(input).await?;
+        }
+        let output = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+            .await
+            .context("ocelot did not end within 60 s")??;
+        Ok(CliOutput {
+            code: output.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        })
     }
 
     /// Runs `ocelot ARGS` in the cluster's directory.

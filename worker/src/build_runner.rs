@@ -14,6 +14,8 @@ use ocelot_core::events::EventKind;
 use ocelot_core::git::CommitInfo;
 use ocelot_core::model::Build;
 use ocelot_core::pipeline::{self, Pipeline, TriggerContext};
+use ocelot_core::secrets::mask::Masker;
+use ocelot_core::secrets::{CredentialKind, SecretStore};
 use ocelot_core::store::ClaimOutcome;
 use std::time::{Duration, Instant};
 use tracing::Instrument;
@@ -23,6 +25,12 @@ const CHECKOUT_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// The system lines before the first stage belong to this pseudo-stage.
 const SETUP_STAGE: &str = "setup";
+
+/// The secrets of a build: `NAME=value` for its environment, and what hides them in logs.
+struct BuildSecrets {
+    env: Vec<String>,
+    masker: Masker,
+}
 
 /// How an attempt ended, before it is recorded.
 #[derive(Debug)]
@@ -130,6 +138,36 @@ async fn attempt(context: &WorkerContext, build: &Build, sink: &mut EventSink) -
         Ok(prepared) => prepared,
         Err(verdict) => return verdict,
     };
+    let credentials = match context.secrets.for_repo(&build.repo_name).await {
+        Ok(credentials) => credentials,
+        Err(error) => {
+            let reason = format!(
+                "cannot read the credentials of {}: {error}",
+                build.repo_name
+            );
+            sink.system(SETUP_STAGE, format!("error: {reason}")).await;
+            return Verdict::errored(reason);
+        }
+    };
+    let masker = Masker::new(credentials.iter().map(|c| c.value.expose()));
+    sink.set_masker(masker.clone());
+    let secret_env: Vec<String> = credentials
+        .iter()
+        .filter(|c| c.info.kind == CredentialKind::Env)
+        .map(|c| format!("{}={}", c.info.name, c.value.expose()))
+        .collect();
+    if !secret_env.is_empty() {
+        let names: Vec<&str> = credentials.iter().map(|c| c.info.name.as_str()).collect();
+        sink.system(
+            SETUP_STAGE,
+            format!("secrets in the environment: {}", names.join(", ")),
+        )
+        .await;
+    }
+    let secrets = BuildSecrets {
+        env: secret_env,
+        masker,
+    };
     let environment = match open_environment(context, build, &pipeline, workspace.path()).await {
         Ok(environment) => environment,
         Err(reason) => {
@@ -143,6 +181,7 @@ async fn attempt(context: &WorkerContext, build: &Build, sink: &mut EventSink) -
         build,
         &pipeline,
         &commit_info,
+        &secrets,
         &mut environment,
         sink,
     )
@@ -345,6 +384,7 @@ async fn run_stages(
     build: &Build,
     pipeline: &Pipeline,
     commit: &CommitInfo,
+    secrets: &BuildSecrets,
     environment: &mut Environment,
     sink: &mut EventSink,
 ) -> Verdict {
@@ -363,6 +403,8 @@ async fn run_stages(
             .iter()
             .map(|e| format!("{}={}", e.key, e.value)),
     );
+    // the secrets come after the file's env, before the stage's
+    base_env.extend(secrets.env.iter().cloned());
     let trigger_context = TriggerContext {
         branch: &build.branch,
         commit_messages: &commit.messages,
@@ -429,6 +471,7 @@ async fn run_stages(
                     script: shell_script(&stage.script),
                     env,
                     deadline,
+                    masker: secrets.masker.clone(),
                 },
                 sink,
             )

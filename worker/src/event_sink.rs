@@ -5,6 +5,7 @@
 use ocelot_core::events::{BuildEvent, EventKind, LogDigest};
 use ocelot_core::model::{LogStream, StoredLine, unix_ms};
 use ocelot_core::queue::Bus;
+use ocelot_core::secrets::mask::Masker;
 use ocelot_core::store::Store;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -27,6 +28,8 @@ pub(crate) struct EventSink {
     last_flush: Instant,
     /// Set once Postgres said a newer attempt owns the build: this one writes no more.
     fenced_out: bool,
+    /// Hides the build's secret values in every line before it leaves the worker.
+    masker: Masker,
 }
 
 impl std::fmt::Debug for EventSink {
@@ -52,7 +55,13 @@ impl EventSink {
             pending_acks: Vec::new(),
             last_flush: Instant::now(),
             fenced_out: false,
+            masker: Masker::default(),
         }
+    }
+
+    /// From now on, lines are masked with `masker`.
+    pub(crate) fn set_masker(&mut self, masker: Masker) {
+        self.masker = masker;
     }
 
     pub(crate) fn fenced_out(&self) -> bool {
@@ -65,6 +74,18 @@ impl EventSink {
 
     /// Publishes one event and returns its sequence number.
     pub(crate) async fn emit(&mut self, kind: EventKind) -> u64 {
+        let kind = match kind {
+            EventKind::Line {
+                stage,
+                stream,
+                text,
+            } if !self.masker.is_empty() => EventKind::Line {
+                stage,
+                stream,
+                text: self.masker.mask_line(&text),
+            },
+            other => other,
+        };
         self.seq += 1;
         let now = SystemTime::now();
         if let EventKind::Line {

@@ -20,7 +20,8 @@ use clap::Parser;
 use ocelot_core::env_vars;
 use ocelot_core::git::MirrorCache;
 use ocelot_core::queue::{self, Bus};
-use ocelot_core::settings::{DatabaseArgs, LogArgs, NatsArgs};
+use ocelot_core::secrets::PostgresSecrets;
+use ocelot_core::settings::{DatabaseArgs, LogArgs, NatsArgs, SecretsArgs};
 use ocelot_core::store::Store;
 use std::future::Future;
 use std::path::PathBuf;
@@ -47,6 +48,8 @@ pub struct Settings {
     pub nats: NatsArgs,
     #[command(flatten)]
     pub log: LogArgs,
+    #[command(flatten)]
+    pub secrets: SecretsArgs,
     /// Builds run at once
     #[arg(long, env = env_vars::OCELOT_WORKER_CONCURRENCY, default_value_t = 2)]
     pub concurrency: usize,
@@ -90,6 +93,7 @@ pub(crate) struct WorkerContext {
     pub(crate) executor: ExecutorKind,
     pub(crate) max_attempts: i32,
     pub(crate) pull_timeout: Duration,
+    pub(crate) secrets: PostgresSecrets,
 }
 
 fn default_worker_id() -> String {
@@ -111,9 +115,13 @@ pub async fn run(
         queue::validate_tag(tag)?;
     }
     anyhow::ensure!(settings.concurrency > 0, "--concurrency must be at least 1");
+    let master_key = settings.secrets.load().context("loading the master key")?;
     let store = Store::connect(&settings.database.database_url)
         .await
         .context("connecting to Postgres")?;
+    let secrets = PostgresSecrets::new(store.clone(), master_key)
+        .await
+        .context("checking the master key")?;
     let bus = Bus::connect(&settings.nats.nats_url)
         .await
         .context("connecting to NATS")?;
@@ -143,6 +151,7 @@ pub async fn run(
         executor: settings.executor,
         max_attempts: settings.max_attempts,
         pull_timeout: settings.pull_timeout,
+        secrets,
     };
     tracing::info!(worker_id = %context.worker_id, tags = ?settings.tags,
         concurrency = settings.concurrency, executor = ?settings.executor, "worker started");

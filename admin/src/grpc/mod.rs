@@ -1,6 +1,7 @@
 //! The gRPC router: the standard health service and the `ocelot.v1.Admin` service.
 
 mod builds;
+mod credentials;
 mod polls;
 mod repos;
 
@@ -103,5 +104,26 @@ impl ocelot_proto::v1::admin_server::Admin for AdminApi {
         request: tonic::Request<ocelot_proto::v1::RemovePollRequest>,
     ) -> Result<tonic::Response<ocelot_proto::v1::RemovePollResponse>, tonic::Status> {
         polls::remove(&self.state, request.into_inner()).await
+    }
+
+    async fn add_credential(
+        &self,
+        request: tonic::Request<ocelot_proto::v1::AddCredentialRequest>,
+    ) -> Result<tonic::Response<ocelot_proto::v1::Credential>, tonic::Status> {
+        credentials::add(&self.state, request.into_inner()).await
+    }
+
+    async fn list_credentials(
+        &self,
+        _request: tonic::Request<ocelot_proto::v1::ListCredentialsRequest>,
+    ) -> Result<tonic::Response<ocelot_proto::v1::ListCredentialsResponse>, tonic::Status> {
+        credentials::list(&self.state).await
+    }
+
+    async fn remove_credential(
+        &self,
+        request: tonic::Request<ocelot_proto::v1::RemoveCredentialRequest>,
+    ) -> Result<tonic::Response<ocelot_proto::v1::RemoveCredentialResponse>, tonic::Status> {
+        credentials::remove(&self.state, request.into_inner()).await
     }
 }

@@ -1,6 +1,7 @@
 //! One module per subcommand; [`dispatch`] runs the chosen one and reports its error.
 
 mod build;
+mod creds;
 mod poll;
 mod repos;
 mod status;
@@ -19,6 +20,7 @@ pub(crate) async fn dispatch(args: Args) -> ExitStatus {
         Command::Repos(repos_command) => repos::run(&args.admin, repos_command).await,
         Command::Validate(validate_args) => validate::run(validate_args),
         Command::Poll(poll_command) => poll::run(&args.admin, poll_command).await,
+        Command::Creds(creds_command) => creds::run(&args.admin, creds_command).await,
     };
     match result {
         Ok(status) => status,

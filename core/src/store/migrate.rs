@@ -11,6 +11,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "webhooks_and_polls",
         include_str!("migrations/V2__webhooks_and_polls.sql"),
     ),
+    (
+        3,
+        "credentials",
+        include_str!("migrations/V3__credentials.sql"),
+    ),
 ];
 
 /// Arbitrary constant key of the advisory lock ("ocelot" in ASCII).

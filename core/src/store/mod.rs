@@ -2,6 +2,7 @@
 //! lock, and one module per table that owns its queries.
 
 mod builds;
+mod credentials;
 mod deliveries;
 mod error;
 mod logs;
@@ -11,6 +12,7 @@ mod repos;
 mod stages;
 
 pub use builds::{BuildFilter, ClaimOutcome, Inserted, NewBuild};
+pub use credentials::StoredCredential;
 pub use deliveries::{Delivery, NewDelivery, Recorded};
 pub use error::StoreError;
 pub use polls::{ClaimedPoll, PollOutcome};

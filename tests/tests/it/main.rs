@@ -7,6 +7,7 @@
 mod build;
 mod errors;
 mod poller;
+mod secrets;
 mod store;
 mod watch;
 mod webhooks;

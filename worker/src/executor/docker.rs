@@ -15,6 +15,7 @@ use bollard::query_parameters::{
 };
 use futures::StreamExt;
 use ocelot_core::model::LogStream;
+use ocelot_core::secrets::mask::LineMasker;
 use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
@@ -262,6 +263,9 @@ impl BuildContainer {
         };
         let mut stdout = LineSplitter::default();
         let mut stderr = LineSplitter::default();
+        // a secret may arrive split over two lines: each stream masks across its lines
+        let mut stdout_mask = LineMasker::new(run.masker.clone());
+        let mut stderr_mask = LineMasker::new(run.masker.clone());
         // a script may leave a background process holding its output open: once the exec
         // has exited, the output is drained for a moment, then the stage is over
         let mut exited = false;
@@ -292,14 +296,29 @@ impl BuildContainer {
                 }
                 Some(Ok(LogOutput::StdIn { .. })) => continue,
             };
-            for line in lines {
+            let masker = if stream == LogStream::Stderr {
+                &mut stderr_mask
+            } else {
+                &mut stdout_mask
+            };
+            for line in lines.into_iter().flat_map(|line| masker.push(line)) {
                 sink.line(run.stage, stream, line).await;
             }
         }
-        if let Some(line) = stdout.finish() {
+        let mut stdout_rest: Vec<String> = stdout
+            .finish()
+            .map(|line| stdout_mask.push(line))
+            .unwrap_or_default();
+        stdout_rest.extend(stdout_mask.finish());
+        for line in stdout_rest {
             sink.line(run.stage, LogStream::Stdout, line).await;
         }
-        if let Some(line) = stderr.finish() {
+        let mut stderr_rest: Vec<String> = stderr
+            .finish()
+            .map(|line| stderr_mask.push(line))
+            .unwrap_or_default();
+        stderr_rest.extend(stderr_mask.finish());
+        for line in stderr_rest {
             sink.line(run.stage, LogStream::Stderr, line).await;
         }
         self.exit_code(&exec.id).await.map(ScriptOutcome::Exited)

@@ -6,6 +6,7 @@ use super::{ExecutorError, ScriptOutcome, ScriptRun};
 use crate::event_sink::EventSink;
 use crate::lines::LineSplitter;
 use ocelot_core::model::LogStream;
+use ocelot_core::secrets::mask::LineMasker;
 use std::path::PathBuf;
 use std::process::Stdio;
 use tokio::io::AsyncReadExt;
@@ -79,6 +80,9 @@ impl HostEnvironment {
         drop(sender);
         let mut stdout = LineSplitter::default();
         let mut stderr = LineSplitter::default();
+        // a secret may arrive split over two lines: each stream masks across its lines
+        let mut stdout_mask = LineMasker::new(run.masker.clone());
+        let mut stderr_mask = LineMasker::new(run.masker.clone());
         let deadline = run.deadline.map(tokio::time::Instant::from_std);
         // a script may leave a background process holding its output open: once the shell
         // has exited, the output is drained for a moment, then the stage is over
@@ -102,14 +106,33 @@ impl HostEnvironment {
             } else {
                 &mut stdout
             };
-            for line in splitter.push(&chunk) {
+            let masker = if stream == LogStream::Stderr {
+                &mut stderr_mask
+            } else {
+                &mut stdout_mask
+            };
+            for line in splitter
+                .push(&chunk)
+                .into_iter()
+                .flat_map(|line| masker.push(line))
+            {
                 sink.line(run.stage, stream, line).await;
             }
         }
-        if let Some(line) = stdout.finish() {
+        let mut stdout_rest: Vec<String> = stdout
+            .finish()
+            .map(|line| stdout_mask.push(line))
+            .unwrap_or_default();
+        stdout_rest.extend(stdout_mask.finish());
+        for line in stdout_rest {
             sink.line(run.stage, LogStream::Stdout, line).await;
         }
-        if let Some(line) = stderr.finish() {
+        let mut stderr_rest: Vec<String> = stderr
+            .finish()
+            .map(|line| stderr_mask.push(line))
+            .unwrap_or_default();
+        stderr_rest.extend(stderr_mask.finish());
+        for line in stderr_rest {
             sink.line(run.stage, LogStream::Stderr, line).await;
         }
         let status = match exit_status {

@@ -5,6 +5,7 @@ pub(crate) mod docker;
 pub(crate) mod host;
 
 use crate::event_sink::EventSink;
+use ocelot_core::secrets::mask::Masker;
 use std::time::Instant;
 
 /// One stage's script and what it runs with.
@@ -16,6 +17,8 @@ pub(crate) struct ScriptRun<'a> {
     /// `KEY=value`, later entries override earlier ones.
     pub(crate) env: Vec<String>,
     pub(crate) deadline: Option<Instant>,
+    /// Hides the build's secret values in its output.
+    pub(crate) masker: Masker,
 }
 
 /// How a script ended.

@@ -1,0 +1,112 @@
+//! Credential RPCs: add (sealed with the master key), list (never values), remove.
+
+use crate::AppState;
+use crate::error::AdminError;
+use ocelot_core::model::unix_ms;
+use ocelot_core::secrets::{
+    CredentialInfo, CredentialKind, Scope, SecretError, SecretStore, SecretValue,
+};
+use ocelot_proto::v1 as pb;
+use pb::credential_scope::Scope as WireScope;
+use tonic::{Response, Status};
+
+fn scope_from_wire(scope: Option<pb::CredentialScope>) -> Result<Scope, Status> {
+    match scope.and_then(|s| s.scope) {
+        Some(WireScope::Repo(repo)) => Ok(Scope::Repo(repo)),
+        Some(WireScope::Prefix(prefix)) => Ok(Scope::Prefix(prefix)),
+        None => Err(Status::invalid_argument(
+            "a credential needs a scope: a repo or a prefix",
+        )),
+    }
+}
+
+fn scope_to_wire(scope: &Scope) -> pb::CredentialScope {
+    pb::CredentialScope {
+        scope: Some(match scope {
+            Scope::Repo(repo) => WireScope::Repo(repo.clone()),
+            Scope::Prefix(prefix) => WireScope::Prefix(prefix.clone()),
+        }),
+    }
+}
+
+fn to_wire(info: &CredentialInfo) -> pb::Credential {
+    pb::Credential {
+        name: info.name.clone(),
+        kind: info.kind.as_str().to_string(),
+        scope: Some(scope_to_wire(&info.scope)),
+        created_at_ms: unix_ms(info.created_at),
+        updated_at_ms: unix_ms(info.updated_at),
+    }
+}
+
+fn secret_status(error: SecretError) -> Status {
+    match error {
+        SecretError::Invalid(message) => Status::invalid_argument(message),
+        SecretError::NoMasterKey | SecretError::WrongMasterKey { .. } => {
+            Status::failed_precondition(error.to_string())
+        }
+        SecretError::Store(store) => AdminError::Store(store).into(),
+        SecretError::Cipher(cipher) => {
+            tracing::error!(error = %cipher, "credential cipher error");
+            Status::internal(cipher.to_string())
+        }
+    }
+}
+
+pub(super) async fn add(
+    state: &AppState,
+    request: pb::AddCredentialRequest,
+) -> Result<Response<pb::Credential>, Status> {
+    let kind: CredentialKind = request.kind.parse().map_err(secret_status)?;
+    let scope = scope_from_wire(request.scope)?;
+    if let Scope::Repo(repo) = &scope {
+        state
+            .store
+            .find_repo(repo)
+            .await
+            .map_err(AdminError::from)?;
+    }
+    let value = String::from_utf8(request.value)
+        .map_err(|_| Status::invalid_argument("the value is not UTF-8 text"))?;
+    let value = SecretValue::new(
+        value
+            .strip_suffix('\n')
+            .map(str::to_string)
+            .unwrap_or(value),
+    );
+    state
+        .secrets
+        .add(&request.name, kind, &scope, &value)
+        .await
+        .map_err(secret_status)?;
+    tracing::info!(name = %request.name, kind = kind.as_str(), %scope, "credential stored");
+    let listed = state.secrets.list().await.map_err(secret_status)?;
+    let info = listed
+        .iter()
+        .find(|c| c.name == request.name && c.kind == kind && c.scope == scope)
+        .ok_or_else(|| Status::internal("the credential vanished"))?;
+    Ok(Response::new(to_wire(info)))
+}
+
+pub(super) async fn list(
+    state: &AppState,
+) -> Result<Response<pb::ListCredentialsResponse>, Status> {
+    let listed = state.secrets.list().await.map_err(secret_status)?;
+    Ok(Response::new(pb::ListCredentialsResponse {
+        credentials: listed.iter().map(to_wire).collect(),
+    }))
+}
+
+pub(super) async fn remove(
+    state: &AppState,
+    request: pb::RemoveCredentialRequest,
+) -> Result<Response<pb::RemoveCredentialResponse>, Status> {
+    let kind: CredentialKind = request.kind.parse().map_err(secret_status)?;
+    let scope = scope_from_wire(request.scope)?;
+    state
+        .secrets
+        .remove(&request.name, kind, &scope)
+        .await
+        .map_err(secret_status)?;
+    Ok(Response::new(pb::RemoveCredentialResponse {}))
+}

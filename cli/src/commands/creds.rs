@@ -1,0 +1,136 @@
+//! `ocelot creds add|list|remove`: values go in from a file or standard input, never argv,
+//! and never come out.
+
+use crate::args::{CredScope, CredsCommand};
+use crate::client::{self, CliError};
+use crate::exit::ExitStatus;
+use ocelot_proto::v1 as pb;
+use pb::credential_scope::Scope;
+use serde_json::json;
+use std::io::Read;
+
+fn scope(scope: CredScope) -> pb::CredentialScope {
+    pb::CredentialScope {
+        scope: match (scope.repo, scope.prefix) {
+            (Some(repo), _) => Some(Scope::Repo(repo)),
+            (None, prefix) => Some(Scope::Prefix(prefix.unwrap_or_default())),
+        },
+    }
+}
+
+fn scope_text(scope: &Option<pb::CredentialScope>) -> String {
+    match scope.as_ref().and_then(|s| s.scope.as_ref()) {
+        Some(Scope::Repo(repo)) => format!("repo {repo}"),
+        Some(Scope::Prefix(prefix)) => format!("prefix {prefix}"),
+        None => "-".to_string(),
+    }
+}
+
+fn read_value(from_file: Option<std::path::PathBuf>) -> Result<Vec<u8>, CliError> {
+    let mut value = Vec::new();
+    match from_file {
+        Some(path) => {
+            value = std::fs::read(&path).map_err(|e| {
+                CliError::new(
+                    ExitStatus::Usage,
+                    format!("cannot read {}: {e}", path.display()),
+                )
+            })?;
+        }
+        None => {
+            std::io::stdin().read_to_end(&mut value).map_err(|e| {
+                CliError::new(
+                    ExitStatus::Usage,
+                    format!("cannot read standard input: {e}"),
+                )
+            })?;
+        }
+    }
+    if value.is_empty() {
+        return Err(CliError::new(
+            ExitStatus::Usage,
+            "no value: pipe it to standard input or give --from-file",
+        ));
+    }
+    Ok(value)
+}
+
+pub(crate) async fn run(admin: &str, command: CredsCommand) -> Result<ExitStatus, CliError> {
+    match command {
+        CredsCommand::Add {
+            kind,
+            name,
+            scope: cred_scope,
+            from_file,
+        } => {
+            let value = read_value(from_file)?;
+            let mut client = client::connect(admin).await?;
+            let stored = client
+                .add_credential(pb::AddCredentialRequest {
+                    name,
+                    kind,
+                    scope: Some(scope(cred_scope)),
+                    value,
+                })
+                .await
+                .map_err(client::from_status)?
+                .into_inner();
+            eprintln!(
+                "stored {} credential {} for {}",
+                stored.kind,
+                stored.name,
+                scope_text(&stored.scope)
+            );
+        }
+        CredsCommand::List { json } => {
+            let mut client = client::connect(admin).await?;
+            let credentials = client
+                .list_credentials(pb::ListCredentialsRequest {})
+                .await
+                .map_err(client::from_status)?
+                .into_inner()
+                .credentials;
+            if json {
+                let list: Vec<_> = credentials
+                    .iter()
+                    .map(|c| {
+                        json!({"name": c.name, "kind": c.kind, "scope": scope_text(&c.scope),
+                               "created_at_ms": c.created_at_ms, "updated_at_ms": c.updated_at_ms})
+                    })
+                    .collect();
+                println!("{}", serde_json::Value::Array(list));
+            } else if credentials.is_empty() {
+                eprintln!(
+                    "no credentials: add one with `printf %s VALUE | ocelot creds add env NAME -r REPO`"
+                );
+            } else {
+                println!("{:<6} {:<28} SCOPE", "KIND", "NAME");
+                for credential in &credentials {
+                    println!(
+                        "{:<6} {:<28} {}",
+                        credential.kind,
+                        credential.name,
+                        scope_text(&credential.scope)
+                    );
+                }
+            }
+        }
+        CredsCommand::Remove {
+            kind,
+            name,
+            scope: cred_scope,
+        } => {
+            let mut client = client::connect(admin).await?;
+            client
+                .remove_credential(pb::RemoveCredentialRequest {
+                    name: name.clone(),
+                    kind,
+                    scope: Some(scope(cred_scope)),
+                })
+                .await
+                .map_err(client::from_status)?;
+            eprintln!("removed credential {name}");
+        }
+    }
+    Ok(ExitStatus::Passed)
+}
