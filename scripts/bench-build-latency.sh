@@ -9,6 +9,8 @@ runs=${RUNS:-5}
 git_port=${OCELOT_GIT_PORT:-59418}
 export PATH=$repo_dir/target/debug:$PATH
 export OCELOT_ADMIN=${OCELOT_ADMIN:-http://127.0.0.1:${OCELOT_ADMIN_PORT:-50051}}
+OCELOT_TOKEN=${OCELOT_TOKEN:-$(cat "$state_dir/token")}
+export OCELOT_TOKEN
 
 script='echo start; for i in $(seq 1 200); do echo "line $i"; done; echo done'
 bench=$state_dir/git/bench.git

@@ -36,6 +36,15 @@ if ! running admin; then
   echo $! >"$state_dir/pids/admin"
   wait_port "$admin_port" || { log "ocelot-admin did not start:"; tail -20 "$state_dir/logs/admin.log"; exit 1; }
 fi
+# the CLI needs an API token: the first one is made on the server side
+token_file=$state_dir/token
+if [ ! -s "$token_file" ]; then
+  log "creating an admin API token (saved in $token_file)"
+  (umask 077 && "$bin/ocelot-admin" token create --name "quickstart-$(date +%s)" --scope admin >"$token_file")
+fi
+OCELOT_TOKEN=$(cat "$token_file")
+export OCELOT_TOKEN
+
 if ! running worker; then
   log "starting ocelot-worker (log: $state_dir/logs/worker.log)"
   OCELOT_CACHE_DIR=$state_dir/worker-cache nohup "$bin/ocelot-worker" --concurrency 2 \
@@ -121,7 +130,7 @@ code=$?
 set -e
 echo >&2
 log "ocelot build exited with $code. Try: cd $checkout && ocelot status; ocelot watch <id>"
-log "environment for more commands: source $state_dir/env; export PATH=$bin:\$PATH OCELOT_ADMIN=$OCELOT_ADMIN"
+log "environment for more commands: source $state_dir/env; export PATH=$bin:\$PATH OCELOT_ADMIN=$OCELOT_ADMIN OCELOT_TOKEN=\$(cat $token_file)"
 log "webhooks: POST to http://127.0.0.1:$hooks_port/hooks/{github,gitlab,bitbucket,gitea}; polling: ocelot poll add -r sample --every 30s"
 log "stop everything with: scripts/stop.sh"
 exit $code

@@ -7,6 +7,7 @@
 //! - `sweeper`: re-publishes queued builds whose job never reached NATS.
 //! - `error`: the one mapping from admin errors to gRPC statuses.
 
+mod auth;
 mod error;
 mod grpc;
 mod sweeper;
@@ -45,6 +46,65 @@ pub struct Settings {
     /// (default: a folder under the system's temporary directory)
     #[arg(long, env = env_vars::OCELOT_CACHE_DIR)]
     pub cache_dir: Option<PathBuf>,
+    /// Without a command: serve the API
+    #[command(subcommand)]
+    pub command: Option<AdminCommand>,
+}
+
+/// What `ocelot-admin` does besides serving.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum AdminCommand {
+    /// Manage API tokens in the database directly (for the first admin token)
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum TokenCommand {
+    /// Create a token and print it (shown once)
+    Create {
+        #[arg(long)]
+        name: String,
+        /// read, trigger or admin
+        #[arg(long, default_value = "admin")]
+        scope: ocelot_core::auth::TokenScope,
+    },
+    /// List tokens (never their values)
+    List,
+    /// Revoke a token
+    Revoke { name: String },
+}
+
+/// Runs a token command against the database.
+pub async fn token_command(settings: &Settings, command: &TokenCommand) -> anyhow::Result<()> {
+    let store = Store::connect(&settings.database.database_url)
+        .await
+        .context("connecting to Postgres")?;
+    match command {
+        TokenCommand::Create { name, scope } => {
+            let token = store.create_token(name, *scope).await?;
+            eprintln!("token `{name}` ({scope}) created; it is shown once:");
+            #[allow(clippy::print_stdout)]
+            {
+                println!("{token}");
+            }
+        }
+        TokenCommand::List => {
+            for token in store.list_tokens().await? {
+                let state = if token.revoked_at.is_some() {
+                    "revoked"
+                } else {
+                    "active"
+                };
+                eprintln!("{:<24} {:<8} {state}", token.name, token.scope);
+            }
+        }
+        TokenCommand::Revoke { name } => {
+            store.revoke_token(name).await?;
+            eprintln!("token `{name}` revoked");
+        }
+    }
+    Ok(())
 }
 
 /// What the RPC handlers share.

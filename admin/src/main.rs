@@ -13,6 +13,9 @@ fn main() -> anyhow::Result<()> {
 async fn serve() -> anyhow::Result<()> {
     let settings = Settings::parse();
     ocelot_core::telemetry::init(settings.log.log_format);
+    if let Some(ocelot_admin::AdminCommand::Token(command)) = &settings.command {
+        return ocelot_admin::token_command(&settings, command).await;
+    }
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.listen))?;

@@ -38,6 +38,28 @@ pub enum Command {
     /// Manage credentials (secret values builds use); values never appear in any output
     #[command(subcommand)]
     Creds(CredsCommand),
+    /// Manage API tokens (needs an admin token)
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create a token and print it once
+    Create {
+        #[arg(long)]
+        name: String,
+        /// read, trigger or admin
+        #[arg(long, default_value = "read")]
+        scope: String,
+    },
+    /// List tokens (never their values)
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a token
+    Revoke { name: String },
 }
 
 /// Which repos a credential serves: `-r REPO` or `--prefix PREFIX`.

@@ -1,9 +1,86 @@
 //! Connecting to the admin, and turning gRPC failures into messages and exit codes.
 
 use crate::exit::ExitStatus;
+use ocelot_core::env_vars;
 use ocelot_proto::v1::admin_client::AdminClient;
+use std::path::PathBuf;
 use std::time::Duration;
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::Interceptor;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
+
+/// The admin client, sending the API token with every call.
+pub(crate) type Client = AdminClient<InterceptedService<Channel, BearerToken>>;
+
+/// Adds `authorization: Bearer TOKEN` to every request (when there is a token).
+#[derive(Clone)]
+pub(crate) struct BearerToken(Option<MetadataValue<Ascii>>);
+
+impl Interceptor for BearerToken {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(value) = &self.0 {
+            request
+                .metadata_mut()
+                .insert("authorization", value.clone());
+        }
+        Ok(request)
+    }
+}
+
+/// The CLI's config file for the token: `$XDG_CONFIG_HOME/ocelot/token` or
+/// `~/.config/ocelot/token`.
+fn token_file() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CONFIG_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".config")))?;
+    Some(base.join("ocelot").join("token"))
+}
+
+/// The API token from `OCELOT_TOKEN`, else from the config file (which only its owner may
+/// read); `None` when there is neither.
+fn load_token() -> Result<Option<MetadataValue<Ascii>>, CliError> {
+    let token = match std::env::var(env_vars::OCELOT_TOKEN) {
+        Ok(token) if !token.trim().is_empty() => Some(token.trim().to_string()),
+        _ => match token_file().filter(|path| path.exists()) {
+            Some(path) => {
+                use std::os::unix::fs::PermissionsExt;
+                let mode = std::fs::metadata(&path)
+                    .map(|m| m.permissions().mode())
+                    .unwrap_or(0);
+                if mode & 0o077 != 0 {
+                    return Err(CliError::new(
+                        ExitStatus::Usage,
+                        format!("{} is readable by others: chmod 600 it", path.display()),
+                    ));
+                }
+                let text = std::fs::read_to_string(&path).map_err(|e| {
+                    CliError::new(
+                        ExitStatus::Usage,
+                        format!("cannot read {}: {e}", path.display()),
+                    )
+                })?;
+                Some(text.trim().to_string()).filter(|t| !t.is_empty())
+            }
+            None => None,
+        },
+    };
+    token
+        .map(|token| {
+            format!("Bearer {token}")
+                .parse::<MetadataValue<Ascii>>()
+                .map_err(|_| {
+                    CliError::new(
+                        ExitStatus::Usage,
+                        "the API token has characters a token cannot have",
+                    )
+                })
+        })
+        .transpose()
+}
 
 /// A failure the user sees: a message for stderr and the exit status.
 #[derive(Debug)]
@@ -30,7 +107,8 @@ fn endpoint_url(admin: &str) -> String {
     }
 }
 
-pub(crate) async fn connect(admin: &str) -> Result<AdminClient<Channel>, CliError> {
+pub(crate) async fn connect(admin: &str) -> Result<Client, CliError> {
+    let token = load_token()?;
     let url = endpoint_url(admin);
     let unreachable = |detail: String| {
         CliError::new(
@@ -58,7 +136,7 @@ pub(crate) async fn connect(admin: &str) -> Result<AdminClient<Channel>, CliErro
             .unwrap_or_else(|| e.to_string());
         unreachable(detail)
     })?;
-    Ok(AdminClient::new(channel))
+    Ok(AdminClient::with_interceptor(channel, BearerToken(token)))
 }
 
 /// The message and exit status of a failed call.
@@ -66,12 +144,10 @@ pub(crate) fn from_status(status: tonic::Status) -> CliError {
     use tonic::Code;
     let exit = match status.code() {
         Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled => ExitStatus::Unreachable,
-        Code::InvalidArgument
-        | Code::NotFound
-        | Code::AlreadyExists
-        | Code::FailedPrecondition
-        | Code::PermissionDenied
-        | Code::Unauthenticated => ExitStatus::Rejected,
+        Code::InvalidArgument | Code::NotFound | Code::AlreadyExists | Code::FailedPrecondition => {
+            ExitStatus::Rejected
+        }
+        Code::PermissionDenied | Code::Unauthenticated => ExitStatus::NotAllowed,
         _ => ExitStatus::Errored,
     };
     let message = if status.message().is_empty() {

@@ -12,6 +12,7 @@ use std::process::ExitCode;
 /// | 4 | the build was cancelled |
 /// | 5 | the admin server cannot be reached |
 /// | 6 | the server refused the request (unknown repo or build, invalid input) |
+/// | 7 | not allowed: no API token, an unknown or revoked one, or one without the scope |
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExitStatus {
     Passed = 0,
@@ -21,6 +22,7 @@ pub enum ExitStatus {
     Cancelled = 4,
     Unreachable = 5,
     Rejected = 6,
+    NotAllowed = 7,
 }
 
 impl ExitStatus {

@@ -16,6 +16,8 @@ pub const OCELOT_HOOKS_URL: &str = "OCELOT_HOOKS_URL";
 pub const OCELOT_MASTER_KEY_FILE: &str = "OCELOT_MASTER_KEY_FILE";
 /// The master key itself (64 hex characters), when no file is given.
 pub const OCELOT_MASTER_KEY: &str = "OCELOT_MASTER_KEY";
+/// The CLI's API token (else read from `~/.config/ocelot/token`).
+pub const OCELOT_TOKEN: &str = "OCELOT_TOKEN";
 /// Directory for git mirror caches and build workspaces.
 pub const OCELOT_CACHE_DIR: &str = "OCELOT_CACHE_DIR";
 /// Worker: number of builds run at once.

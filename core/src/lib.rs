@@ -1,5 +1,6 @@
 //! `ocelot-core`: what every Ocelot service shares.
 //!
+//! - [`auth`]: API tokens: generation, hashing, scopes.
 //! - [`pipeline`]: the `ocelot.yml` model and validator (original Ocelot format + timeouts).
 //! - [`build_state`]: build and stage states, their transitions and their one text form.
 //! - [`model`]: plain domain structs (repos, builds, stages, stored log lines, jobs).
@@ -15,6 +16,7 @@
 //! - [`trigger`]: the one function that queues a build (CLI, and later webhooks and polls).
 //! - [`settings`], [`env_vars`], [`telemetry`], [`shutdown`]: what every binary needs.
 
+pub mod auth;
 pub mod build_state;
 pub mod env_vars;
 pub mod events;

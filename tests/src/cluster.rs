@@ -93,6 +93,8 @@ pub struct Cluster {
     /// `http://127.0.0.1:PORT` of the hookhandler, when the cluster runs one.
     pub hooks_url: Option<String>,
     pub store: Store,
+    /// An admin-scope API token, used by every `ocelot` run of the cluster.
+    pub token: String,
     pub dir: tempfile::TempDir,
     pub worker_ids: Vec<String>,
     stop: CancellationToken,
@@ -181,6 +183,7 @@ impl Cluster {
             secrets: secrets.clone(),
             listen: admin_addr,
             cache_dir: Some(dir.path().join("admin-cache")),
+            command: None,
         };
         tasks.push(tokio::spawn(ocelot_admin::run(
             admin_settings,
@@ -273,6 +276,9 @@ impl Cluster {
         }
 
         let store = Store::connect(&database.url).await?;
+        let token = store
+            .create_token("test-admin", ocelot_core::auth::TokenScope::Admin)
+            .await?;
         let admin_url = format!("http://{admin_addr}");
         let cluster = Cluster {
             database,
@@ -281,6 +287,7 @@ impl Cluster {
             admin_url,
             hooks_url,
             store,
+            token,
             dir,
             worker_ids,
             stop,
@@ -301,13 +308,16 @@ impl Cluster {
             }
             let client =
                 ocelot_proto::v1::admin_client::AdminClient::connect(self.admin_url.clone()).await;
-            if let Ok(mut client) = client
-                && client
+            if let Ok(mut client) = client {
+                // any answer of the API (it needs a token) means it is serving
+                let answer = client
                     .list_repos(ocelot_proto::v1::ListReposRequest {})
-                    .await
-                    .is_ok()
-            {
-                return Ok(());
+                    .await;
+                if answer.is_ok()
+                    || answer.is_err_and(|status| status.code() == tonic::Code::Unauthenticated)
+                {
+                    return Ok(());
+                }
             }
             anyhow::ensure!(
                 tokio::time::Instant::now() < deadline,
@@ -323,10 +333,27 @@ impl Cluster {
             .args(args)
             .current_dir(dir)
             .env("OCELOT_ADMIN", &self.admin_url)
+            .env("OCELOT_TOKEN", &self.token)
             .env("NO_COLOR", "1")
             .stdin(std::process::Stdio::null())
             .kill_on_drop(true);
         Ok(command)
+    }
+
+    /// Runs `ocelot ARGS` with another API token (`""`: none).
+    pub async fn ocelot_with_token(&self, token: &str, args: &[&str]) -> anyhow::Result<CliOutput> {
+        let mut command = self.command(self.dir.path(), args)?;
+        command
+            .env("OCELOT_TOKEN", token)
+            .env("XDG_CONFIG_HOME", self.dir.path());
+        let output = tokio::time::timeout(Duration::from_secs(60), command.output())
+            .await
+            .context("ocelot did not end within 60 s")??;
+        Ok(CliOutput {
+            code: output.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        })
     }
 
     /// Runs `ocelot ARGS` with `input` on its standard input.

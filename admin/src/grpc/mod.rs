@@ -4,9 +4,11 @@ mod builds;
 mod credentials;
 mod polls;
 mod repos;
+mod tokens;
 
 use crate::AppState;
 use anyhow::Context;
+use ocelot_core::auth::TokenScope;
 use ocelot_proto::v1::admin_server::AdminServer;
 use std::future::Future;
 use tokio_stream::wrappers::TcpListenerStream;
@@ -38,6 +40,7 @@ impl ocelot_proto::v1::admin_server::Admin for AdminApi {
         &self,
         request: tonic::Request<ocelot_proto::v1::TriggerBuildRequest>,
     ) -> Result<tonic::Response<ocelot_proto::v1::TriggerBuildResponse>, tonic::Status> {
+        crate::auth::authorize(&self.state, &request, TokenScope::Trigger).await?;
         builds::trigger(&self.state, request.into_inner()).await
     }
 
@@ -47,6 +50,7 @@ impl ocelot_proto::v1::admin_server::Admin for AdminApi {
         &self,
         request: tonic::Request<ocelot_proto::v1::WatchBuildRequest>,
     ) -> Result<tonic::Response<Self::WatchBuildStream>, tonic::Status> {
+        crate::auth::authorize(&self.state, &request, TokenScope::Read).await?;
         crate::watch::watch(&self.state, request.into_inner().id).await
     }
 
@@ -54,6 +58,7 @@ impl ocelot_proto::v1::admin_server::Admin for AdminApi {
         &self,
         request: tonic::Request<ocelot_proto::v1::GetBuildRequest>,
     ) -> Result<tonic::Response<ocelot_proto::v1::BuildDetail>, tonic::Status> {
+        crate::auth::authorize(&self.state, &request, TokenScope::Read).await?;
         builds::get(&self.state, request.into_inner()).await
     }
 
@@ -61,6 +66,7 @@ impl ocelot_proto::v1::admin_server::Admin for AdminApi {
         &self,
         request: tonic::Request<ocelot_proto::v1::ListBuildsRequest>,
     ) -> Result<tonic::Response<ocelot_proto::v1::ListBuildsResponse>, tonic::Status> {
+        crate::auth::authorize(&self.state, &request, TokenScope::Read).await?;
         builds::list(&self.state, request.into_inner()).await
     }
 
@@ -68,6 +74,7 @@ impl ocelot_proto::v1::admin_server::Admin for AdminApi {
         &self,
         request: tonic::Request<ocelot_proto::v1::AddRepoRequest>,
     ) -> Result<tonic::Response<ocelot_proto::v1::AddRepoResponse>, tonic::Status> {
+        crate::auth::authorize(&self.state, &request, TokenScope::Admin).await?;
         repos::add(&self.state, request.into_inner()).await
     }
 
@@ -75,6 +82,7 @@ impl ocelot_proto::v1::admin_server::Admin for AdminApi {
         &self,
         request: tonic::Request<ocelot_proto::v1::ListReposRequest>,
     ) -> Result<tonic::Response<ocelot_proto::v1::ListReposResponse>, tonic::Status> {
+        crate::auth::authorize(&self.state, &request, TokenScope::Read).await?;
         repos::list(&self.state, request.into_inner()).await
     }
 
@@ -82,6 +90,7 @@ impl ocelot_proto::v1::admin_server::Admin for AdminApi {
         &self,
         request: tonic::Request<ocelot_proto::v1::RemoveRepoRequest>,
     ) -> Result<tonic::Response<ocelot_proto::v1::RemoveRepoResponse>, tonic::Status> {
+        crate::auth::authorize(&self.state, &request, TokenScope::Admin).await?;
         repos::remove(&self.state, request.into_inner()).await
     }
 
@@ -89,13 +98,15 @@ impl ocelot_proto::v1::admin_server::Admin for AdminApi {
         &self,
         request: tonic::Request<ocelot_proto::v1::AddPollRequest>,
     ) -> Result<tonic::Response<ocelot_proto::v1::Poll>, tonic::Status> {
+        crate::auth::authorize(&self.state, &request, TokenScope::Admin).await?;
         polls::add(&self.state, request.into_inner()).await
     }
 
     async fn list_polls(
         &self,
-        _request: tonic::Request<ocelot_proto::v1::ListPollsRequest>,
+        request: tonic::Request<ocelot_proto::v1::ListPollsRequest>,
     ) -> Result<tonic::Response<ocelot_proto::v1::ListPollsResponse>, tonic::Status> {
+        crate::auth::authorize(&self.state, &request, TokenScope::Read).await?;
         polls::list(&self.state).await
     }
 
@@ -103,6 +114,7 @@ impl ocelot_proto::v1::admin_server::Admin for AdminApi {
         &self,
         request: tonic::Request<ocelot_proto::v1::RemovePollRequest>,
     ) -> Result<tonic::Response<ocelot_proto::v1::RemovePollResponse>, tonic::Status> {
+        crate::auth::authorize(&self.state, &request, TokenScope::Admin).await?;
         polls::remove(&self.state, request.into_inner()).await
     }
 
@@ -110,13 +122,15 @@ impl ocelot_proto::v1::admin_server::Admin for AdminApi {
         &self,
         request: tonic::Request<ocelot_proto::v1::AddCredentialRequest>,
     ) -> Result<tonic::Response<ocelot_proto::v1::Credential>, tonic::Status> {
+        crate::auth::authorize(&self.state, &request, TokenScope::Admin).await?;
         credentials::add(&self.state, request.into_inner()).await
     }
 
     async fn list_credentials(
         &self,
-        _request: tonic::Request<ocelot_proto::v1::ListCredentialsRequest>,
+        request: tonic::Request<ocelot_proto::v1::ListCredentialsRequest>,
     ) -> Result<tonic::Response<ocelot_proto::v1::ListCredentialsResponse>, tonic::Status> {
+        crate::auth::authorize(&self.state, &request, TokenScope::Admin).await?;
         credentials::list(&self.state).await
     }
 
@@ -124,6 +138,31 @@ impl ocelot_proto::v1::admin_server::Admin for AdminApi {
         &self,
         request: tonic::Request<ocelot_proto::v1::RemoveCredentialRequest>,
     ) -> Result<tonic::Response<ocelot_proto::v1::RemoveCredentialResponse>, tonic::Status> {
+        crate::auth::authorize(&self.state, &request, TokenScope::Admin).await?;
         credentials::remove(&self.state, request.into_inner()).await
+    }
+
+    async fn create_token(
+        &self,
+        request: tonic::Request<ocelot_proto::v1::CreateTokenRequest>,
+    ) -> Result<tonic::Response<ocelot_proto::v1::CreateTokenResponse>, tonic::Status> {
+        crate::auth::authorize(&self.state, &request, TokenScope::Admin).await?;
+        tokens::create(&self.state, request.into_inner()).await
+    }
+
+    async fn list_tokens(
+        &self,
+        request: tonic::Request<ocelot_proto::v1::ListTokensRequest>,
+    ) -> Result<tonic::Response<ocelot_proto::v1::ListTokensResponse>, tonic::Status> {
+        crate::auth::authorize(&self.state, &request, TokenScope::Admin).await?;
+        tokens::list(&self.state).await
+    }
+
+    async fn revoke_token(
+        &self,
+        request: tonic::Request<ocelot_proto::v1::RevokeTokenRequest>,
+    ) -> Result<tonic::Response<ocelot_proto::v1::RevokeTokenResponse>, tonic::Status> {
+        crate::auth::authorize(&self.state, &request, TokenScope::Admin).await?;
+        tokens::revoke(&self.state, request.into_inner()).await
     }
 }

@@ -4,9 +4,7 @@ use crate::args::BuildArgs;
 use crate::checkout;
 use crate::client::{self, CliError};
 use crate::exit::ExitStatus;
-use ocelot_proto::v1::admin_client::AdminClient;
 use ocelot_proto::v1::{ListReposRequest, TriggerBuildRequest};
-use tonic::transport::Channel;
 
 pub(crate) async fn run(admin: &str, args: BuildArgs) -> Result<ExitStatus, CliError> {
     let local = if args.repo.is_none() || (args.branch.is_none() && args.commit.is_none()) {
@@ -103,7 +101,7 @@ pub(crate) async fn run(admin: &str, args: BuildArgs) -> Result<ExitStatus, CliE
 }
 
 async fn registered_repos(
-    client: &mut AdminClient<Channel>,
+    client: &mut client::Client,
 ) -> Result<Vec<ocelot_proto::v1::Repo>, CliError> {
     Ok(client
         .list_repos(ListReposRequest {})

@@ -5,6 +5,7 @@ mod creds;
 mod poll;
 mod repos;
 mod status;
+mod token;
 mod validate;
 mod watch;
 
@@ -21,6 +22,7 @@ pub(crate) async fn dispatch(args: Args) -> ExitStatus {
         Command::Validate(validate_args) => validate::run(validate_args),
         Command::Poll(poll_command) => poll::run(&args.admin, poll_command).await,
         Command::Creds(creds_command) => creds::run(&args.admin, creds_command).await,
+        Command::Token(token_command) => token::run(&args.admin, token_command).await,
     };
     match result {
         Ok(status) => status,

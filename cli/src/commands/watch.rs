@@ -5,8 +5,6 @@ use crate::client::{self, CliError};
 use crate::exit::ExitStatus;
 use crate::render::Renderer;
 use ocelot_proto::v1::WatchBuildRequest;
-use ocelot_proto::v1::admin_client::AdminClient;
-use tonic::transport::Channel;
 
 pub(crate) async fn run(admin: &str, args: WatchArgs) -> Result<ExitStatus, CliError> {
     let mut client = client::connect(admin).await?;
@@ -15,7 +13,7 @@ pub(crate) async fn run(admin: &str, args: WatchArgs) -> Result<ExitStatus, CliE
 
 /// Streams the build's events through a renderer; the exit status reports its result.
 pub(crate) async fn follow(
-    client: &mut AdminClient<Channel>,
+    client: &mut client::Client,
     build_id: i64,
     json: bool,
 ) -> Result<ExitStatus, CliError> {

@@ -16,6 +16,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "credentials",
         include_str!("migrations/V3__credentials.sql"),
     ),
+    (
+        4,
+        "api_tokens",
+        include_str!("migrations/V4__api_tokens.sql"),
+    ),
 ];
 
 /// Arbitrary constant key of the advisory lock ("ocelot" in ASCII).

@@ -1,6 +1,7 @@
 //! The Postgres store: one pool, embedded migrations applied at start-up under an advisory
 //! lock, and one module per table that owns its queries.
 
+mod api_tokens;
 mod builds;
 mod credentials;
 mod deliveries;
@@ -11,6 +12,7 @@ mod polls;
 mod repos;
 mod stages;
 
+pub use api_tokens::ApiToken;
 pub use builds::{BuildFilter, ClaimOutcome, Inserted, NewBuild};
 pub use credentials::StoredCredential;
 pub use deliveries::{Delivery, NewDelivery, Recorded};
