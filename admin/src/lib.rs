@@ -57,6 +57,37 @@ pub enum AdminCommand {
     /// Manage API tokens in the database directly (for the first admin token)
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Re-encrypt every credential under a new master key (the current one comes from
+    /// --master-key-file / OCELOT_MASTER_KEY_FILE / OCELOT_MASTER_KEY); all or nothing
+    RotateKey {
+        /// The new key (64 hex characters, mode 0600)
+        #[arg(long)]
+        new_key_file: PathBuf,
+    },
+}
+
+/// Runs `rotate-key`.
+pub async fn rotate_key(settings: &Settings, new_key_file: &std::path::Path) -> anyhow::Result<()> {
+    use ocelot_core::secrets::cipher::MasterKey;
+    let old = settings
+        .secrets
+        .load()
+        .context("loading the current master key")?
+        .context("no current master key: set OCELOT_MASTER_KEY_FILE or OCELOT_MASTER_KEY")?;
+    let new = MasterKey::from_file(new_key_file).context("loading the new master key")?;
+    anyhow::ensure!(old.id() != new.id(), "the new key is the current key");
+    let store = Store::connect(&settings.database.database_url)
+        .await
+        .context("connecting to Postgres")?;
+    let count = ocelot_core::secrets::rotate_master_key(&store, &old, &new)
+        .await
+        .context("re-encrypting the credentials (nothing was changed)")?;
+    eprintln!(
+        "re-encrypted {count} credential(s) under key {}; now give the admin and every worker OCELOT_MASTER_KEY_FILE={}",
+        new.id(),
+        new_key_file.display()
+    );
+    Ok(())
 }
 
 #[derive(Debug, Clone, clap::Subcommand)]

@@ -13,8 +13,14 @@ fn main() -> anyhow::Result<()> {
 async fn serve() -> anyhow::Result<()> {
     let settings = Settings::parse();
     ocelot_core::telemetry::init(settings.log.log_format);
-    if let Some(ocelot_admin::AdminCommand::Token(command)) = &settings.command {
-        return ocelot_admin::token_command(&settings, command).await;
+    match &settings.command {
+        Some(ocelot_admin::AdminCommand::Token(command)) => {
+            return ocelot_admin::token_command(&settings, command).await;
+        }
+        Some(ocelot_admin::AdminCommand::RotateKey { new_key_file }) => {
+            return ocelot_admin::rotate_key(&settings, new_key_file).await;
+        }
+        None => {}
     }
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await

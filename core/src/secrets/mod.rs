@@ -204,6 +204,36 @@ impl PostgresSecrets {
     }
 }
 
+/// Re-encrypts every credential under `new` (all or nothing) and returns how many there
+/// were. `old` must open every one of them.
+pub async fn rotate_master_key(
+    store: &Store,
+    old: &MasterKey,
+    new: &MasterKey,
+) -> Result<usize, SecretError> {
+    let rows = store.list_credentials().await?;
+    let mut updates = Vec::with_capacity(rows.len());
+    for row in rows {
+        let binding = associated(&row.kind, &row.scope_kind, &row.scope, &row.name);
+        let plain = old.open(
+            &Sealed {
+                nonce: row.nonce.clone(),
+                ciphertext: row.ciphertext.clone(),
+            },
+            &binding,
+        )?;
+        let sealed = new.seal(&plain, &binding)?;
+        let resealed = StoredCredential {
+            key_id: new.id(),
+            nonce: sealed.nonce,
+            ciphertext: sealed.ciphertext,
+            ..row.clone()
+        };
+        updates.push((row, resealed));
+    }
+    Ok(store.reseal_credentials(&updates).await?)
+}
+
 impl SecretStore for PostgresSecrets {
     async fn add(
         &self,

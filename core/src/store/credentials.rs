@@ -133,4 +133,40 @@ impl Store {
             .await?;
         Ok(rows.iter().map(|row| row.get(0)).collect())
     }
+
+    /// Replaces the sealed values of credentials in one transaction: each update applies
+    /// only if the row still has the key id it was read with; any mismatch aborts them all.
+    pub async fn reseal_credentials(
+        &self,
+        updates: &[(StoredCredential, StoredCredential)],
+    ) -> Result<usize, StoreError> {
+        let mut client = self.client().await?;
+        let transaction = client.transaction().await?;
+        for (old, new) in updates {
+            let updated = transaction
+                .execute(
+                    "UPDATE credentials SET key_id = $5, nonce = $6, ciphertext = $7, updated_at = now()
+                     WHERE kind = $1 AND scope_kind = $2 AND scope = $3 AND name = $4 AND key_id = $8",
+                    &[
+                        &old.kind,
+                        &old.scope_kind,
+                        &old.scope,
+                        &old.name,
+                        &new.key_id,
+                        &new.nonce,
+                        &new.ciphertext,
+                        &old.key_id,
+                    ],
+                )
+                .await?;
+            if updated != 1 {
+                return Err(StoreError::Conflict(format!(
+                    "credential `{}` changed during the rotation; nothing was re-encrypted, run it again",
+                    old.name
+                )));
+            }
+        }
+        transaction.commit().await?;
+        Ok(updates.len())
+    }
 }

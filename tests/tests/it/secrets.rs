@@ -155,3 +155,66 @@ async fn a_wrong_master_key_is_refused_at_start_up() {
             .contains("not the one the stored credentials were encrypted with")
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotating_the_master_key_keeps_every_secret_readable() {
+    use std::os::unix::fs::PermissionsExt;
+    let cluster = Cluster::start().await.unwrap();
+    repo_with(
+        &cluster,
+        "rotated",
+        "image: ocelot/busybox\nstages:\n  - name: s\n    script: [true]\n",
+        &[],
+    )
+    .await;
+    for (name, value) in [("ONE", "first-value-1"), ("TWO", "second-value-2")] {
+        let added = cluster
+            .ocelot_with_input(
+                &["creds", "add", "env", name, "-r", "rotated"],
+                value.as_bytes(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(added.code, 0, "{}", added.both());
+    }
+    let old_file = cluster.dir.path().join("master.key");
+    let new_file = cluster.dir.path().join("new.key");
+    std::fs::write(&new_file, MasterKey::generate_hex().unwrap()).unwrap();
+    std::fs::set_permissions(&new_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let rotate = tokio::process::Command::new(
+        ocelot_tests::cluster::bin_dir()
+            .unwrap()
+            .join("ocelot-admin"),
+    )
+    .args(["rotate-key", "--new-key-file"])
+    .arg(&new_file)
+    .env("OCELOT_DATABASE_URL", &cluster.database.url)
+    .env("OCELOT_MASTER_KEY_FILE", &old_file)
+    .output()
+    .await
+    .unwrap();
+    let said = String::from_utf8_lossy(&rotate.stderr);
+    assert!(rotate.status.success(), "{said}");
+    assert!(said.contains("re-encrypted 2 credential(s)"), "{said}");
+
+    let store = Store::connect(&cluster.database.url).await.unwrap();
+    let new = MasterKey::from_file(&new_file).unwrap();
+    let old = MasterKey::from_file(&old_file).unwrap();
+    use ocelot_core::secrets::SecretStore;
+    let secrets = PostgresSecrets::new(store.clone(), Some(new))
+        .await
+        .unwrap();
+    let mut values: Vec<String> = secrets
+        .for_repo("rotated")
+        .await
+        .unwrap()
+        .iter()
+        .map(|c| c.value.expose().to_string())
+        .collect();
+    values.sort();
+    assert_eq!(values, vec!["first-value-1", "second-value-2"]);
+    assert!(matches!(
+        PostgresSecrets::new(store, Some(old)).await,
+        Err(SecretError::WrongMasterKey { .. })
+    ));
+}
