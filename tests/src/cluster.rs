@@ -164,6 +164,16 @@ impl Cluster {
                 .open(&master_key)?;
             file.write_all(ocelot_core::secrets::cipher::MasterKey::generate_hex()?.as_bytes())?;
         }
+        // what every in-process service of the cluster connects to
+        let database_args = ocelot_core::settings::DatabaseArgs {
+            database_url: database.url.clone(),
+        };
+        let nats_args = ocelot_core::settings::NatsArgs {
+            nats_url: nats.url.clone(),
+        };
+        let log_args = ocelot_core::settings::LogArgs {
+            log_format: ocelot_core::telemetry::LogFormat::Plain,
+        };
         let secrets = ocelot_core::settings::SecretsArgs {
             master_key_file: Some(master_key.clone()),
         };
@@ -171,15 +181,9 @@ impl Cluster {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let admin_addr = listener.local_addr()?;
         let admin_settings = ocelot_admin::Settings {
-            database: ocelot_core::settings::DatabaseArgs {
-                database_url: database.url.clone(),
-            },
-            nats: ocelot_core::settings::NatsArgs {
-                nats_url: nats.url.clone(),
-            },
-            log: ocelot_core::settings::LogArgs {
-                log_format: ocelot_core::telemetry::LogFormat::Plain,
-            },
+            database: database_args.clone(),
+            nats: nats_args.clone(),
+            log: log_args.clone(),
             secrets: secrets.clone(),
             listen: admin_addr,
             cache_dir: Some(dir.path().join("admin-cache")),
@@ -199,15 +203,9 @@ impl Cluster {
             );
             worker_ids.push(worker_id.clone());
             let settings = ocelot_worker::Settings {
-                database: ocelot_core::settings::DatabaseArgs {
-                    database_url: database.url.clone(),
-                },
-                nats: ocelot_core::settings::NatsArgs {
-                    nats_url: nats.url.clone(),
-                },
-                log: ocelot_core::settings::LogArgs {
-                    log_format: ocelot_core::telemetry::LogFormat::Plain,
-                },
+                database: database_args.clone(),
+                nats: nats_args.clone(),
+                log: log_args.clone(),
                 secrets: secrets.clone(),
                 concurrency: spec.concurrency,
                 tags: spec.tags,
@@ -230,15 +228,9 @@ impl Cluster {
             let address = listener.local_addr()?;
             hooks_url = Some(format!("http://{address}"));
             let settings = ocelot_hookhandler::Settings {
-                database: ocelot_core::settings::DatabaseArgs {
-                    database_url: database.url.clone(),
-                },
-                nats: ocelot_core::settings::NatsArgs {
-                    nats_url: nats.url.clone(),
-                },
-                log: ocelot_core::settings::LogArgs {
-                    log_format: ocelot_core::telemetry::LogFormat::Plain,
-                },
+                database: database_args.clone(),
+                nats: nats_args.clone(),
+                log: log_args.clone(),
                 listen: address,
                 cache_dir: Some(dir.path().join("hooks-cache")),
                 max_body_bytes: hooks.max_body_bytes,
@@ -256,15 +248,9 @@ impl Cluster {
         }
         for index in 0..spec.pollers {
             let settings = ocelot_poller::Settings {
-                database: ocelot_core::settings::DatabaseArgs {
-                    database_url: database.url.clone(),
-                },
-                nats: ocelot_core::settings::NatsArgs {
-                    nats_url: nats.url.clone(),
-                },
-                log: ocelot_core::settings::LogArgs {
-                    log_format: ocelot_core::telemetry::LogFormat::Plain,
-                },
+                database: database_args.clone(),
+                nats: nats_args.clone(),
+                log: log_args.clone(),
                 cache_dir: Some(dir.path().join(format!("poller-{index}"))),
                 concurrency: 4,
                 tick: Duration::from_millis(200),
