@@ -43,6 +43,9 @@ impl From<AdminError> for Status {
             AdminError::Store(store) => store_status(store),
             AdminError::Trigger(TriggerError::Store(store)) => store_status(store),
             AdminError::Trigger(TriggerError::Git(git)) => git_status(git),
+            AdminError::Trigger(TriggerError::Secrets(_)) => {
+                Status::failed_precondition(error.to_string())
+            }
             AdminError::Trigger(TriggerError::Internal(_)) => {
                 tracing::error!(%error, "trigger failed");
                 Status::internal(error.to_string())

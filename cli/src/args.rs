@@ -78,15 +78,28 @@ pub struct CredScope {
 pub enum CredsCommand {
     /// Store a credential; its value is read from --from-file or standard input, never argv
     Add {
-        /// The kind: `env` (a variable in the builds' environment)
+        /// `vcs` (HTTPS token or password for clones), `ssh` (private key for ssh:// clones),
+        /// `registry` (login for image pulls) or `env` (a variable in the builds' environment)
         kind: String,
-        /// Its name (for `env`: the variable's name)
+        /// Its name (for `env`: the variable's name; for the others: a label)
         name: String,
         #[command(flatten)]
         scope: CredScope,
-        /// Read the value from this file instead of standard input
+        /// Read the value (token, password, private key, value) from this file instead of
+        /// standard input
         #[arg(long)]
         from_file: Option<PathBuf>,
+        /// vcs: the user name sent with the token (default x-access-token); ssh: the SSH user
+        /// when the URL has none (default git); registry: the login (required)
+        #[arg(long)]
+        username: Option<String>,
+        /// registry: the registry host, e.g. `ghcr.io` or `127.0.0.1:5000` (default docker.io)
+        #[arg(long)]
+        registry: Option<String>,
+        /// ssh: a known_hosts file (e.g. from `ssh-keyscan`); the server's host key must be in
+        /// it (without it, the worker's ~/.ssh/known_hosts decides)
+        #[arg(long)]
+        known_hosts_file: Option<PathBuf>,
     },
     /// List credentials: names, kinds, scopes and dates, never values
     List {
@@ -211,6 +224,14 @@ pub enum ReposCommand {
     },
     /// Remove a repository with its builds and logs
     Remove { name: String },
+    /// Change a repository's options
+    Set {
+        name: String,
+        /// Whether builds of pull requests from forks get the repo's `env` and `registry`
+        /// credentials (default false: a fork's code never sees them)
+        #[arg(long, action = clap::ArgAction::Set)]
+        secrets_for_forks: Option<bool>,
+    },
 }
 
 #[derive(Debug, clap::Args)]

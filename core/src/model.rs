@@ -11,6 +11,8 @@ pub struct Repo {
     pub name: String,
     pub url: String,
     pub default_branch: String,
+    /// Whether builds of pull requests from forks get the repo's build secrets.
+    pub secrets_for_forks: bool,
     pub created_at: SystemTime,
 }
 
@@ -52,6 +54,9 @@ pub struct PullRequestRef {
     pub number: i64,
     /// The branch it would merge into (the one `branches` filters on).
     pub base_branch: String,
+    /// Whether its head comes from another repository (a fork): such a build gets no
+    /// build secrets unless the repo opts in.
+    pub from_fork: bool,
 }
 
 /// One build of one commit of one repository.
@@ -83,6 +88,9 @@ pub struct Build {
     pub pull_request: Option<PullRequestRef>,
     /// The tag a tag push built.
     pub git_tag: Option<String>,
+    /// A pull request from a fork, and its repo does not give forks its secrets: the worker
+    /// injects no `env` or `registry` credentials.
+    pub withhold_secrets: bool,
 }
 
 /// A repository's webhook secret (shown once, when set or generated).

@@ -51,4 +51,12 @@ impl SecretsArgs {
             _ => Ok(None),
         }
     }
+
+    /// The credential store these settings describe, checked against what `store` holds.
+    pub async fn open(
+        &self,
+        store: crate::store::Store,
+    ) -> Result<crate::secrets::PostgresSecrets, crate::secrets::SecretError> {
+        crate::secrets::PostgresSecrets::new(store, self.load()?).await
+    }
 }

@@ -12,6 +12,7 @@ use crate::git::{GitError, MirrorCache};
 use crate::model::{Build, Job, PullRequestRef, TriggerKind};
 use crate::pipeline;
 use crate::queue::{self, Bus, DEFAULT_TAG};
+use crate::secrets::{BuildCredentials, SecretError, SecretStore};
 use crate::store::{Inserted, NewBuild, Store, StoreError};
 use std::sync::Arc;
 use std::time::Duration;
@@ -58,6 +59,8 @@ pub enum TriggerError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Git(#[from] GitError),
+    #[error("cannot read the repository's credentials: {0}")]
+    Secrets(#[from] SecretError),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -138,9 +141,11 @@ pub async fn queue_build(
     store: &Store,
     bus: &Bus,
     mirrors: &Arc<MirrorCache>,
+    secrets: &impl SecretStore,
     request: TriggerRequest,
 ) -> Result<Inserted, TriggerError> {
     let repo = store.find_repo(&request.repo).await?;
+    let auth = BuildCredentials::new(secrets.for_repo(&repo.name).await?).git_auth(&repo.url);
     let branch = request
         .branch
         .clone()
@@ -154,9 +159,9 @@ pub async fn queue_build(
         tokio::task::spawn_blocking(move || -> Result<Resolved, GitError> {
             let rev = match wanted_commit {
                 Some(commit) => commit,
-                None => crate::git::resolve_branch(&url, &branch)?,
+                None => crate::git::resolve_branch(&url, &branch, auth.as_ref())?,
             };
-            let mirror = mirrors.fetch(&url)?;
+            let mirror = mirrors.fetch(&url, auth.as_ref())?;
             let commit = mirrors.resolve_commit(&url, &mirror, &rev)?;
             let config = mirrors.read_file(&url, &mirror, &commit, "ocelot.yml")?;
             let message = mirrors.commit_message(&url, &mirror, &commit)?;
@@ -316,6 +321,7 @@ mod tests {
             pull_request: Some(PullRequestRef {
                 number: 7,
                 base_branch: "main".into(),
+                from_fork: false,
             }),
             ..manual
         };

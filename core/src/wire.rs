@@ -102,6 +102,7 @@ impl From<&Repo> for pb::Repo {
             url: repo.url.clone(),
             default_branch: repo.default_branch.clone(),
             created_at_ms: unix_ms(repo.created_at),
+            secrets_for_forks: repo.secrets_for_forks,
         }
     }
 }

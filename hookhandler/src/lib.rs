@@ -23,7 +23,7 @@ use clap::Parser;
 use ocelot_core::env_vars;
 use ocelot_core::git::MirrorCache;
 use ocelot_core::queue::Bus;
-use ocelot_core::settings::{DatabaseArgs, LogArgs, NatsArgs};
+use ocelot_core::settings::{DatabaseArgs, LogArgs, NatsArgs, SecretsArgs};
 use ocelot_core::store::Store;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -50,6 +50,9 @@ pub struct Settings {
     pub nats: NatsArgs,
     #[command(flatten)]
     pub log: LogArgs,
+    /// The master key: reading ocelot.yml from private repos needs their credentials
+    #[command(flatten)]
+    pub secrets: SecretsArgs,
     /// Address to serve webhooks on
     #[arg(long, env = env_vars::OCELOT_HOOKS_LISTEN, default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
@@ -108,6 +111,11 @@ pub async fn run(
     let store = Store::connect(&settings.database.database_url)
         .await
         .context("connecting to Postgres")?;
+    let secrets = settings
+        .secrets
+        .open(store.clone())
+        .await
+        .context("opening the credential store")?;
     let bus = Bus::connect(&settings.nats.nats_url)
         .await
         .context("connecting to NATS")?;
@@ -132,6 +140,7 @@ pub async fn run(
                 store: store.clone(),
                 bus: bus.clone(),
                 mirrors: mirrors.clone(),
+                secrets: secrets.clone(),
                 recorded: state.recorded.clone(),
             },
             stop.clone(),

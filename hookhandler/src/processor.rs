@@ -23,6 +23,7 @@ pub(crate) struct Processor {
     pub(crate) store: Store,
     pub(crate) bus: Bus,
     pub(crate) mirrors: Arc<MirrorCache>,
+    pub(crate) secrets: ocelot_core::secrets::PostgresSecrets,
     pub(crate) recorded: Arc<Notify>,
 }
 
@@ -64,6 +65,7 @@ async fn process(processor: &Processor, delivery: Delivery) {
             &processor.store,
             &processor.bus,
             &processor.mirrors,
+            &processor.secrets,
             stored.trigger.into_request(stored.repo),
         )
         .await

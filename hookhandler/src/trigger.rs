@@ -22,6 +22,9 @@ pub(crate) enum StoredTrigger {
         commit: String,
         head_branch: String,
         base_branch: String,
+        /// Deliveries stored before forks were told apart read as not from a fork.
+        #[serde(default)]
+        from_fork: bool,
     },
 }
 
@@ -54,12 +57,14 @@ impl StoredTrigger {
                 head_commit,
                 head_branch,
                 base_branch,
+                from_fork,
                 ..
             }) => Some(StoredTrigger::PullRequest {
                 number: *number,
                 commit: head_commit.clone(),
                 head_branch: head_branch.clone(),
                 base_branch: base_branch.clone(),
+                from_fork: *from_fork,
             }),
             HookEvent::Ping | HookEvent::Ignored { .. } => None,
         }
@@ -100,6 +105,7 @@ impl StoredTrigger {
                 commit,
                 head_branch,
                 base_branch,
+                from_fork,
             } => TriggerRequest {
                 branch: Some(head_branch),
                 commit: Some(commit),
@@ -107,6 +113,7 @@ impl StoredTrigger {
                 pull_request: Some(PullRequestRef {
                     number: i64::try_from(number).unwrap_or(i64::MAX),
                     base_branch,
+                    from_fork,
                 }),
                 ..base
             },

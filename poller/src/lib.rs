@@ -13,7 +13,8 @@ use clap::Parser;
 use ocelot_core::env_vars;
 use ocelot_core::git::MirrorCache;
 use ocelot_core::queue::Bus;
-use ocelot_core::settings::{DatabaseArgs, LogArgs, NatsArgs};
+use ocelot_core::secrets::PostgresSecrets;
+use ocelot_core::settings::{DatabaseArgs, LogArgs, NatsArgs, SecretsArgs};
 use ocelot_core::store::Store;
 use std::future::Future;
 use std::path::PathBuf;
@@ -30,6 +31,9 @@ pub struct Settings {
     pub nats: NatsArgs,
     #[command(flatten)]
     pub log: LogArgs,
+    /// The master key: reading ocelot.yml from private repos needs their credentials
+    #[command(flatten)]
+    pub secrets: SecretsArgs,
     /// Directory of the git mirrors used to read ocelot.yml (default: under the temp dir)
     #[arg(long, env = env_vars::OCELOT_CACHE_DIR)]
     pub cache_dir: Option<PathBuf>,
@@ -51,6 +55,7 @@ pub(crate) struct PollerContext {
     pub(crate) store: Store,
     pub(crate) bus: Bus,
     pub(crate) mirrors: Arc<MirrorCache>,
+    pub(crate) secrets: PostgresSecrets,
 }
 
 /// Connects to Postgres and NATS, then polls until `shutdown` resolves.
@@ -62,6 +67,11 @@ pub async fn run(
     let store = Store::connect(&settings.database.database_url)
         .await
         .context("connecting to Postgres")?;
+    let secrets = settings
+        .secrets
+        .open(store.clone())
+        .await
+        .context("opening the credential store")?;
     let bus = Bus::connect(&settings.nats.nats_url)
         .await
         .context("connecting to NATS")?;
@@ -73,6 +83,7 @@ pub async fn run(
         store,
         bus,
         mirrors: Arc::new(MirrorCache::new(cache_dir)),
+        secrets,
     };
     tracing::info!(concurrency = settings.concurrency, "poller started");
     poll_loop::run(context, settings.concurrency, settings.tick, shutdown).await;

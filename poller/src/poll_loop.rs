@@ -4,8 +4,10 @@
 //! repo backs off and records its error; it never holds up the others.
 
 use crate::PollerContext;
+use ocelot_core::git::{GitAuth, RemoteRef};
 use ocelot_core::model::{Poll, TriggerKind};
 use ocelot_core::schedule::{self, BranchPatterns};
+use ocelot_core::secrets::{BuildCredentials, SecretStore};
 use ocelot_core::store::{ClaimedPoll, PollOutcome};
 use ocelot_core::trigger::{TriggerRequest, queue_build};
 use std::collections::BTreeMap;
@@ -118,24 +120,35 @@ fn moved_heads(
     }
 }
 
-async fn poll_once(context: &PollerContext, claimed: ClaimedPoll) {
-    let poll = &claimed.poll;
-    let now = SystemTime::now();
-    let url = poll.repo_url.clone();
+/// The branch heads of `url`, or why they could not be listed.
+async fn list_heads(url: String, auth: Option<GitAuth>) -> Result<Vec<RemoteRef>, String> {
+    let shown = url.clone();
     let listed = tokio::time::timeout(
         LS_REMOTE_TIMEOUT,
-        tokio::task::spawn_blocking(move || ocelot_core::git::ls_remote(&url)),
+        tokio::task::spawn_blocking(move || ocelot_core::git::ls_remote(&url, auth.as_ref())),
     )
     .await;
-    let refs = match listed {
+    match listed {
         Ok(Ok(Ok(refs))) => Ok(refs),
         Ok(Ok(Err(error))) => Err(error.to_string()),
         Ok(Err(error)) => Err(format!("ls-remote task failed: {error}")),
         Err(_) => Err(format!(
-            "{} did not answer within {} s",
-            poll.repo_url,
+            "{shown} did not answer within {} s",
             LS_REMOTE_TIMEOUT.as_secs()
         )),
+    }
+}
+
+async fn poll_once(context: &PollerContext, claimed: ClaimedPoll) {
+    let poll = &claimed.poll;
+    let now = SystemTime::now();
+    let url = poll.repo_url.clone();
+    let refs = match context.secrets.for_repo(&poll.repo_name).await {
+        Ok(credentials) => {
+            let auth = BuildCredentials::new(credentials).git_auth(&url);
+            list_heads(url, auth).await
+        }
+        Err(error) => Err(format!("cannot read the repo's credentials: {error}")),
     };
     let patterns = BranchPatterns::new(&poll.branches).map_err(|e| e.to_string());
     let outcome = match (refs, patterns) {
@@ -194,7 +207,15 @@ async fn queue_moved(
                 Some(commit.clone()),
             )
         };
-        match queue_build(&context.store, &context.bus, &context.mirrors, request).await {
+        match queue_build(
+            &context.store,
+            &context.bus,
+            &context.mirrors,
+            &context.secrets,
+            request,
+        )
+        .await
+        {
             Ok(inserted) => {
                 tracing::info!(repo = %poll.repo_name, %branch, %commit, build_id = inserted.build.id,
                     created = inserted.created, "head moved: build queued");

@@ -15,7 +15,7 @@ use ocelot_core::git::CommitInfo;
 use ocelot_core::model::Build;
 use ocelot_core::pipeline::{self, Pipeline, TriggerContext};
 use ocelot_core::secrets::mask::Masker;
-use ocelot_core::secrets::{CredentialKind, SecretStore};
+use ocelot_core::secrets::{BuildCredentials, RegistryLogin, SecretStore};
 use ocelot_core::store::ClaimOutcome;
 use std::time::{Duration, Instant};
 use tracing::Instrument;
@@ -132,15 +132,10 @@ async fn attempt(context: &WorkerContext, build: &Build, sink: &mut EventSink) -
             return Verdict::errored(reason);
         }
     };
-    // the TempDir removes the workspace when dropped, whatever happens below
-    let prepared = prepare(context, build, workspace.path(), sink).await;
-    let (pipeline, commit_info) = match prepared {
-        Ok(prepared) => prepared,
-        Err(verdict) => return verdict,
-    };
     let credentials = match context.secrets.for_repo(&build.repo_name).await {
-        Ok(credentials) => credentials,
+        Ok(credentials) => BuildCredentials::new(credentials),
         Err(error) => {
+            announce(context, build, sink, &[]).await;
             let reason = format!(
                 "cannot read the credentials of {}: {error}",
                 build.repo_name
@@ -149,15 +144,28 @@ async fn attempt(context: &WorkerContext, build: &Build, sink: &mut EventSink) -
             return Verdict::errored(reason);
         }
     };
-    let masker = Masker::new(credentials.iter().map(|c| c.value.expose()));
+    // every value is masked, also those this build does not get
+    let masker = Masker::new(credentials.all().iter().map(|c| c.value.expose()));
     sink.set_masker(masker.clone());
-    let secret_env: Vec<String> = credentials
-        .iter()
-        .filter(|c| c.info.kind == CredentialKind::Env)
-        .map(|c| format!("{}={}", c.info.name, c.value.expose()))
-        .collect();
+    // the TempDir removes the workspace when dropped, whatever happens below
+    let prepared = prepare(context, build, &credentials, workspace.path(), sink).await;
+    let (pipeline, commit_info) = match prepared {
+        Ok(prepared) => prepared,
+        Err(verdict) => return verdict,
+    };
+    let credentials = if build.withhold_secrets {
+        sink.system(
+            SETUP_STAGE,
+            "pull request from a fork: build secrets withheld (the repo does not give forks its secrets)",
+        )
+        .await;
+        credentials.without_build_secrets()
+    } else {
+        credentials
+    };
+    let secret_env = credentials.env();
     if !secret_env.is_empty() {
-        let names: Vec<&str> = credentials.iter().map(|c| c.info.name.as_str()).collect();
+        let names: Vec<&str> = secret_env.iter().map(|(name, _)| name.as_str()).collect();
         sink.system(
             SETUP_STAGE,
             format!("secrets in the environment: {}", names.join(", ")),
@@ -165,10 +173,25 @@ async fn attempt(context: &WorkerContext, build: &Build, sink: &mut EventSink) -
         .await;
     }
     let secrets = BuildSecrets {
-        env: secret_env,
+        env: secret_env
+            .iter()
+            .map(|(name, value)| format!("{name}={}", value.expose()))
+            .collect(),
         masker,
     };
-    let environment = match open_environment(context, build, &pipeline, workspace.path()).await {
+    let registry_login = pipeline
+        .image
+        .as_deref()
+        .and_then(|image| credentials.registry_login(image));
+    let opened = open_environment(
+        context,
+        build,
+        &pipeline,
+        registry_login.as_ref(),
+        workspace.path(),
+    )
+    .await;
+    let environment = match opened {
         Ok(environment) => environment,
         Err(reason) => {
             sink.system(SETUP_STAGE, format!("error: {reason}")).await;
@@ -205,6 +228,7 @@ async fn announce(context: &WorkerContext, build: &Build, sink: &mut EventSink, 
 async fn prepare(
     context: &WorkerContext,
     build: &Build,
+    credentials: &BuildCredentials,
     workspace: &std::path::Path,
     sink: &mut EventSink,
 ) -> Result<(Pipeline, CommitInfo), Verdict> {
@@ -213,10 +237,11 @@ async fn prepare(
     let commit = build.commit.clone();
     let previous = build.previous_commit.clone();
     let dest = workspace.to_path_buf();
+    let auth = credentials.git_auth(&url);
     let checkout = tokio::time::timeout(
         CHECKOUT_TIMEOUT,
         tokio::task::spawn_blocking(move || {
-            mirrors.checkout(&url, &commit, previous.as_deref(), &dest)
+            mirrors.checkout(&url, auth.as_ref(), &commit, previous.as_deref(), &dest)
         }),
     )
     .await;
@@ -314,6 +339,7 @@ async fn open_environment(
     context: &WorkerContext,
     build: &Build,
     pipeline: &Pipeline,
+    registry_login: Option<&RegistryLogin>,
     workspace: &std::path::Path,
 ) -> Result<Environment, String> {
     match (&pipeline.image, context.executor) {
@@ -333,6 +359,7 @@ async fn open_environment(
                     worker_id: &context.worker_id,
                     workspace,
                     pull_timeout: context.pull_timeout,
+                    registry_login,
                 },
             )
             .await

@@ -19,6 +19,7 @@ pub(super) async fn trigger(
         &state.store,
         &state.bus,
         &state.mirrors,
+        &state.secrets,
         TriggerRequest::manual(request.repo, Some(request.branch), Some(request.commit)),
     )
     .await

@@ -4,7 +4,7 @@ use crate::AppState;
 use crate::error::AdminError;
 use ocelot_core::model::unix_ms;
 use ocelot_core::secrets::{
-    CredentialInfo, CredentialKind, Scope, SecretError, SecretStore, SecretValue,
+    CredentialDetails, CredentialInfo, CredentialKind, Scope, SecretError, SecretStore, SecretValue,
 };
 use ocelot_proto::v1 as pb;
 use pb::credential_scope::Scope as WireScope;
@@ -36,6 +36,9 @@ fn to_wire(info: &CredentialInfo) -> pb::Credential {
         scope: Some(scope_to_wire(&info.scope)),
         created_at_ms: unix_ms(info.created_at),
         updated_at_ms: unix_ms(info.updated_at),
+        username: info.details.username.clone().unwrap_or_default(),
+        registry: info.details.registry.clone().unwrap_or_default(),
+        checks_host_key: info.details.known_hosts.is_some(),
     }
 }
 
@@ -74,9 +77,15 @@ pub(super) async fn add(
             .map(str::to_string)
             .unwrap_or(value),
     );
+    let optional = |text: String| Some(text.trim().to_string()).filter(|t| !t.is_empty());
+    let details = CredentialDetails {
+        username: optional(request.username),
+        registry: optional(request.registry),
+        known_hosts: optional(request.known_hosts),
+    };
     state
         .secrets
-        .add(&request.name, kind, &scope, &value)
+        .add(&request.name, kind, &scope, &details, &value)
         .await
         .map_err(secret_status)?;
     tracing::info!(name = %request.name, kind = kind.as_str(), %scope, "credential stored");

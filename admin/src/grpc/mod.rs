@@ -94,6 +94,14 @@ impl ocelot_proto::v1::admin_server::Admin for AdminApi {
         repos::remove(&self.state, request.into_inner()).await
     }
 
+    async fn set_repo_options(
+        &self,
+        request: tonic::Request<ocelot_proto::v1::SetRepoOptionsRequest>,
+    ) -> Result<tonic::Response<ocelot_proto::v1::Repo>, tonic::Status> {
+        crate::auth::authorize(&self.state, &request, TokenScope::Admin).await?;
+        repos::set_options(&self.state, request.into_inner()).await
+    }
+
     async fn add_poll(
         &self,
         request: tonic::Request<ocelot_proto::v1::AddPollRequest>,

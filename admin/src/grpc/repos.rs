@@ -95,3 +95,23 @@ pub(super) async fn remove(
     tracing::info!(repo = %request.name, "repo removed");
     Ok(Response::new(pb::RemoveRepoResponse {}))
 }
+
+pub(super) async fn set_options(
+    state: &AppState,
+    request: pb::SetRepoOptionsRequest,
+) -> Result<Response<pb::Repo>, Status> {
+    let mut repo = state
+        .store
+        .find_repo(&request.name)
+        .await
+        .map_err(AdminError::from)?;
+    if let Some(allowed) = request.secrets_for_forks {
+        repo = state
+            .store
+            .set_repo_secrets_for_forks(&repo.name, allowed)
+            .await
+            .map_err(AdminError::from)?;
+        tracing::info!(repo = %repo.name, allowed, "secrets for forks set");
+    }
+    Ok(Response::new(pb::Repo::from(&repo)))
+}

@@ -26,6 +26,25 @@ fn scope_text(scope: &Option<pb::CredentialScope>) -> String {
     }
 }
 
+/// The non-secret details a listing shows.
+fn details_text(credential: &pb::Credential) -> String {
+    let mut parts = Vec::new();
+    if !credential.username.is_empty() {
+        parts.push(format!("user {}", credential.username));
+    }
+    if !credential.registry.is_empty() {
+        parts.push(format!("registry {}", credential.registry));
+    }
+    if credential.checks_host_key {
+        parts.push("host key checked".to_string());
+    }
+    if parts.is_empty() {
+        "-".to_string()
+    } else {
+        parts.join(", ")
+    }
+}
+
 fn read_value(from_file: Option<std::path::PathBuf>) -> Result<Vec<u8>, CliError> {
     let mut value = Vec::new();
     match from_file {
@@ -62,7 +81,19 @@ pub(crate) async fn run(admin: &str, command: CredsCommand) -> Result<ExitStatus
             name,
             scope: cred_scope,
             from_file,
+            username,
+            registry,
+            known_hosts_file,
         } => {
+            let known_hosts = match known_hosts_file {
+                Some(path) => std::fs::read_to_string(&path).map_err(|e| {
+                    CliError::new(
+                        ExitStatus::Usage,
+                        format!("cannot read {}: {e}", path.display()),
+                    )
+                })?,
+                None => String::new(),
+            };
             let value = read_value(from_file)?;
             let mut client = client::connect(admin).await?;
             let stored = client
@@ -71,6 +102,9 @@ pub(crate) async fn run(admin: &str, command: CredsCommand) -> Result<ExitStatus
                     kind,
                     scope: Some(scope(cred_scope)),
                     value,
+                    username: username.unwrap_or_default(),
+                    registry: registry.unwrap_or_default(),
+                    known_hosts,
                 })
                 .await
                 .map_err(client::from_status)?
@@ -95,6 +129,8 @@ pub(crate) async fn run(admin: &str, command: CredsCommand) -> Result<ExitStatus
                     .iter()
                     .map(|c| {
                         json!({"name": c.name, "kind": c.kind, "scope": scope_text(&c.scope),
+                               "username": c.username, "registry": c.registry,
+                               "checks_host_key": c.checks_host_key,
                                "created_at_ms": c.created_at_ms, "updated_at_ms": c.updated_at_ms})
                     })
                     .collect();
@@ -104,13 +140,14 @@ pub(crate) async fn run(admin: &str, command: CredsCommand) -> Result<ExitStatus
                     "no credentials: add one with `printf %s VALUE | ocelot creds add env NAME -r REPO`"
                 );
             } else {
-                println!("{:<6} {:<28} SCOPE", "KIND", "NAME");
+                println!("{:<9} {:<28} {:<28} DETAILS", "KIND", "NAME", "SCOPE");
                 for credential in &credentials {
                     println!(
-                        "{:<6} {:<28} {}",
+                        "{:<9} {:<28} {:<28} {}",
                         credential.kind,
                         credential.name,
-                        scope_text(&credential.scope)
+                        scope_text(&credential.scope),
+                        details_text(credential)
                     );
                 }
             }

@@ -72,7 +72,10 @@ pub(crate) async fn run(admin: &str, command: ReposCommand) -> Result<ExitStatus
             if json {
                 let list: Vec<_> = repos
                     .iter()
-                    .map(|r| json!({"name": r.name, "url": r.url, "default_branch": r.default_branch}))
+                    .map(|r| {
+                        json!({"name": r.name, "url": r.url, "default_branch": r.default_branch,
+                                    "secrets_for_forks": r.secrets_for_forks})
+                    })
                     .collect();
                 println!("{}", serde_json::Value::Array(list));
             } else if repos.is_empty() {
@@ -90,6 +93,28 @@ pub(crate) async fn run(admin: &str, command: ReposCommand) -> Result<ExitStatus
                 .await
                 .map_err(client::from_status)?;
             eprintln!("removed repo {name}");
+        }
+        ReposCommand::Set {
+            name,
+            secrets_for_forks,
+        } => {
+            let repo = client
+                .set_repo_options(pb::SetRepoOptionsRequest {
+                    name,
+                    secrets_for_forks,
+                })
+                .await
+                .map_err(client::from_status)?
+                .into_inner();
+            eprintln!(
+                "repo {}: pull requests from forks {} its build secrets",
+                repo.name,
+                if repo.secrets_for_forks {
+                    "get"
+                } else {
+                    "do not get"
+                }
+            );
         }
     }
     Ok(ExitStatus::Passed)

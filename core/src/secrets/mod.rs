@@ -5,8 +5,8 @@
 //! - [`SecretStore`]: add, list (never values), remove, and read for a build; implemented
 //!   on Postgres by [`PostgresSecrets`].
 //!
-//! Kinds today: `env` (a named value injected into a build's environment). Scopes: one repo,
-//! or every repo whose name starts with a prefix.
+//! Kinds: `vcs`, `ssh`, `registry` and `env` ([`CredentialKind`]). Scopes: one repo, or every
+//! repo whose name starts with a prefix. [`BuildCredentials`] picks what a build uses.
 
 pub mod cipher;
 pub mod mask;
@@ -18,30 +18,69 @@ use std::str::FromStr;
 use std::time::SystemTime;
 
 /// What a credential is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum CredentialKind {
+    /// An HTTPS token or password for a git host, used by clones and `ls-remote`.
+    Vcs,
+    /// An SSH private key (and optionally the host's `known_hosts` entry) for `ssh://` clones.
+    Ssh,
+    /// A Docker registry login, used when a build's image is pulled.
+    Registry,
     /// A named value injected into the environment of the builds in scope.
     Env,
 }
 
 impl CredentialKind {
+    pub const ALL: [CredentialKind; 4] = [
+        CredentialKind::Vcs,
+        CredentialKind::Ssh,
+        CredentialKind::Registry,
+        CredentialKind::Env,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
+            CredentialKind::Vcs => "vcs",
+            CredentialKind::Ssh => "ssh",
+            CredentialKind::Registry => "registry",
             CredentialKind::Env => "env",
         }
+    }
+}
+
+impl fmt::Display for CredentialKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
 impl FromStr for CredentialKind {
     type Err = SecretError;
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        match text {
-            "env" => Ok(CredentialKind::Env),
-            other => Err(SecretError::Invalid(format!(
-                "unknown credential kind `{other}` (kinds: env)"
-            ))),
-        }
+        CredentialKind::ALL
+            .into_iter()
+            .find(|kind| kind.as_str() == text)
+            .ok_or_else(|| {
+                SecretError::Invalid(format!(
+                    "unknown credential kind `{text}` (kinds: vcs, ssh, registry, env)"
+                ))
+            })
     }
+}
+
+/// The parts of a credential that are not secret: shown by listings, stored in clear.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CredentialDetails {
+    /// `vcs`: the user name sent with the token (default `x-access-token`); `ssh`: the SSH
+    /// user when the URL names none (default `git`); `registry`: the login (required).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    /// `registry`: the registry host the login is for (default `docker.io`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registry: Option<String>,
+    /// `ssh`: `known_hosts` lines; when given, the server's host key must be one of them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub known_hosts: Option<String>,
 }
 
 /// Which repos a credential serves.
@@ -53,14 +92,30 @@ pub enum Scope {
 }
 
 impl Scope {
-    fn parts(&self) -> (&'static str, &str) {
+    /// Whether this scope serves the repo named `repo`.
+    pub fn covers(&self, repo: &str) -> bool {
+        match self {
+            Scope::Repo(name) => name == repo,
+            Scope::Prefix(prefix) => repo.starts_with(prefix.as_str()),
+        }
+    }
+
+    /// How specific the scope is: a repo beats every prefix, a longer prefix a shorter one.
+    pub fn specificity(&self) -> usize {
+        match self {
+            Scope::Repo(_) => usize::MAX,
+            Scope::Prefix(prefix) => prefix.len(),
+        }
+    }
+
+    pub fn parts(&self) -> (&'static str, &str) {
         match self {
             Scope::Repo(repo) => ("repo", repo),
             Scope::Prefix(prefix) => ("prefix", prefix),
         }
     }
 
-    fn from_parts(kind: &str, scope: &str) -> Scope {
+    pub fn from_parts(kind: &str, scope: &str) -> Scope {
         match kind {
             "prefix" => Scope::Prefix(scope.to_string()),
             _ => Scope::Repo(scope.to_string()),
@@ -102,6 +157,7 @@ pub struct CredentialInfo {
     pub name: String,
     pub kind: CredentialKind,
     pub scope: Scope,
+    pub details: CredentialDetails,
     pub created_at: SystemTime,
     pub updated_at: SystemTime,
 }
@@ -131,13 +187,15 @@ pub enum SecretError {
     Store(#[from] StoreError),
 }
 
-/// Where credentials live (Postgres today; Vault later), behind one interface.
+/// Where credentials live (Postgres by default, or Vault), behind one interface. Every
+/// implementation checks new credentials with [`validate_credential`].
 pub trait SecretStore {
     fn add(
         &self,
         name: &str,
         kind: CredentialKind,
         scope: &Scope,
+        details: &CredentialDetails,
         value: &SecretValue,
     ) -> impl Future<Output = Result<(), SecretError>> + Send;
     fn list(&self) -> impl Future<Output = Result<Vec<CredentialInfo>, SecretError>> + Send;
@@ -172,6 +230,193 @@ fn valid_env_name(name: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
+/// Checks a credential before any store keeps it: a usable name, a scope, details that fit
+/// its kind, and a value long enough to be masked in logs.
+pub fn validate_credential(
+    name: &str,
+    kind: CredentialKind,
+    scope: &Scope,
+    details: &CredentialDetails,
+    value: &SecretValue,
+) -> Result<(), SecretError> {
+    let invalid = |message: String| Err(SecretError::Invalid(message));
+    if name.is_empty() || name.chars().any(|c| c.is_control() || c == '/') {
+        return invalid(format!(
+            "`{name}` is not a credential name (non-empty, no `/` or control characters)"
+        ));
+    }
+    if scope.parts().1.is_empty() {
+        return invalid("the scope (repo or prefix) is empty".into());
+    }
+    let unexpected = |field: &str, present: bool| -> Result<(), SecretError> {
+        if present {
+            return Err(SecretError::Invalid(format!(
+                "a {kind} credential has no {field}"
+            )));
+        }
+        Ok(())
+    };
+    match kind {
+        CredentialKind::Env => {
+            if !valid_env_name(name) {
+                return invalid(format!(
+                    "`{name}` is not an environment variable name (letters, digits and `_`, not starting with a digit)"
+                ));
+            }
+            unexpected("username", details.username.is_some())?;
+            unexpected("registry", details.registry.is_some())?;
+            unexpected("known_hosts", details.known_hosts.is_some())?;
+        }
+        CredentialKind::Vcs => {
+            unexpected("registry", details.registry.is_some())?;
+            unexpected("known_hosts", details.known_hosts.is_some())?;
+        }
+        CredentialKind::Ssh => {
+            unexpected("registry", details.registry.is_some())?;
+            let key = value.expose();
+            if !(key.trim_start().starts_with("-----BEGIN") && key.contains("PRIVATE KEY-----")) {
+                return invalid(
+                    "an ssh credential's value is a private key (`-----BEGIN ... PRIVATE KEY-----`), e.g. from `ssh-keygen -t ed25519 -N ''`".into(),
+                );
+            }
+            if let Some(known_hosts) = &details.known_hosts {
+                crate::git::KnownHosts::parse(known_hosts)
+                    .map_err(|e| SecretError::Invalid(e.to_string()))?;
+            }
+        }
+        CredentialKind::Registry => {
+            unexpected("known_hosts", details.known_hosts.is_some())?;
+            if details.username.as_deref().is_none_or(str::is_empty) {
+                return invalid("a registry credential needs a username (--username)".into());
+            }
+        }
+    }
+    for line in value.expose().lines().filter(|l| !l.trim().is_empty()) {
+        mask::check_maskable(line).map_err(|e| SecretError::Invalid(e.to_string()))?;
+    }
+    if value.expose().trim().is_empty() {
+        return invalid("the value is empty".into());
+    }
+    Ok(())
+}
+
+/// The credentials of one build, by use.
+#[derive(Debug, Clone, Default)]
+pub struct BuildCredentials {
+    all: Vec<Credential>,
+}
+
+impl BuildCredentials {
+    pub fn new(mut all: Vec<Credential>) -> Self {
+        // most specific scope first, then by name, so picks are stable
+        all.sort_by(|a, b| {
+            b.info
+                .scope
+                .specificity()
+                .cmp(&a.info.scope.specificity())
+                .then_with(|| a.info.name.cmp(&b.info.name))
+        });
+        BuildCredentials { all }
+    }
+
+    pub fn all(&self) -> &[Credential] {
+        &self.all
+    }
+
+    /// Without the secrets a build's own code could read (env values and registry logins):
+    /// what a pull request from a fork gets unless its repo opts in.
+    pub fn without_build_secrets(&self) -> Self {
+        BuildCredentials {
+            all: self
+                .all
+                .iter()
+                .filter(|c| matches!(c.info.kind, CredentialKind::Vcs | CredentialKind::Ssh))
+                .cloned()
+                .collect(),
+        }
+    }
+
+    fn of_kind(&self, kind: CredentialKind) -> impl Iterator<Item = &Credential> {
+        self.all.iter().filter(move |c| c.info.kind == kind)
+    }
+
+    /// `NAME=value` for every `env` credential (the most specific one per name).
+    pub fn env(&self) -> Vec<(String, SecretValue)> {
+        let mut seen = std::collections::HashSet::new();
+        self.of_kind(CredentialKind::Env)
+            .filter(|c| seen.insert(c.info.name.clone()))
+            .map(|c| (c.info.name.clone(), c.value.clone()))
+            .collect()
+    }
+
+    /// How to authenticate to the git server at `url`: an `ssh` key for SSH URLs, a `vcs`
+    /// token for the others; the most specific credential wins.
+    pub fn git_auth(&self, url: &str) -> Option<crate::git::GitAuth> {
+        if crate::git::is_ssh_url(url) {
+            self.of_kind(CredentialKind::Ssh)
+                .next()
+                .map(|c| crate::git::GitAuth::Ssh {
+                    username: c.info.details.username.clone(),
+                    private_key: c.value.clone(),
+                    known_hosts: c.info.details.known_hosts.clone(),
+                })
+        } else {
+            self.of_kind(CredentialKind::Vcs)
+                .next()
+                .map(|c| crate::git::GitAuth::Https {
+                    username: c
+                        .info
+                        .details
+                        .username
+                        .clone()
+                        .unwrap_or_else(|| crate::git::DEFAULT_TOKEN_USERNAME.to_string()),
+                    password: c.value.clone(),
+                })
+        }
+    }
+
+    /// The registry login for pulling `image` (its registry host, `docker.io` by default).
+    pub fn registry_login(&self, image: &str) -> Option<RegistryLogin> {
+        let host = image_registry(image);
+        self.of_kind(CredentialKind::Registry)
+            .find(|c| {
+                c.info
+                    .details
+                    .registry
+                    .as_deref()
+                    .unwrap_or(DEFAULT_REGISTRY)
+                    == host
+            })
+            .map(|c| RegistryLogin {
+                registry: host.to_string(),
+                username: c.info.details.username.clone().unwrap_or_default(),
+                password: c.value.clone(),
+            })
+    }
+}
+
+/// The registry Docker uses for images whose name has no registry host.
+pub const DEFAULT_REGISTRY: &str = "docker.io";
+
+/// The registry host of an image reference: its first path part when that looks like a
+/// host (has a `.` or `:`, or is `localhost`), else `docker.io`.
+pub fn image_registry(image: &str) -> &str {
+    match image.split_once('/') {
+        Some((first, _)) if first.contains('.') || first.contains(':') || first == "localhost" => {
+            first
+        }
+        _ => DEFAULT_REGISTRY,
+    }
+}
+
+/// A login for pulling images from a registry.
+#[derive(Debug, Clone)]
+pub struct RegistryLogin {
+    pub registry: String,
+    pub username: String,
+    pub password: SecretValue,
+}
+
 impl PostgresSecrets {
     /// Checks that `key` is the key the stored credentials were sealed with.
     pub async fn new(store: Store, key: Option<MasterKey>) -> Result<Self, SecretError> {
@@ -198,6 +443,7 @@ impl PostgresSecrets {
             name: row.name.clone(),
             kind: row.kind.parse()?,
             scope: Scope::from_parts(&row.scope_kind, &row.scope),
+            details: serde_json::from_value(row.details.clone()).unwrap_or_default(),
             created_at: row.created_at,
             updated_at: row.updated_at,
         })
@@ -240,20 +486,11 @@ impl SecretStore for PostgresSecrets {
         name: &str,
         kind: CredentialKind,
         scope: &Scope,
+        details: &CredentialDetails,
         value: &SecretValue,
     ) -> Result<(), SecretError> {
-        if kind == CredentialKind::Env && !valid_env_name(name) {
-            return Err(SecretError::Invalid(format!(
-                "`{name}` is not an environment variable name (letters, digits and `_`, not starting with a digit)"
-            )));
-        }
-        mask::check_maskable(value.expose()).map_err(|e| SecretError::Invalid(e.to_string()))?;
+        validate_credential(name, kind, scope, details, value)?;
         let (scope_kind, scope_value) = scope.parts();
-        if scope_value.is_empty() {
-            return Err(SecretError::Invalid(
-                "the scope (repo or prefix) is empty".into(),
-            ));
-        }
         let key = self.key()?;
         let sealed = key.seal(
             value.expose().as_bytes(),
@@ -266,6 +503,8 @@ impl SecretStore for PostgresSecrets {
                 kind: kind.as_str().to_string(),
                 scope_kind: scope_kind.to_string(),
                 scope: scope_value.to_string(),
+                details: serde_json::to_value(details)
+                    .map_err(|e| SecretError::Invalid(format!("details: {e}")))?,
                 key_id: key.id(),
                 nonce: sealed.nonce,
                 ciphertext: sealed.ciphertext,

@@ -10,7 +10,8 @@ use tokio_postgres::Row;
 const SELECT_BUILD: &str = "SELECT b.id, b.repo_id, r.name AS repo_name, r.url AS repo_url, b.number, \
      b.commit_sha, b.branch, b.trigger, b.state, b.attempt, b.worker_id, b.tag, b.failure_reason, \
      b.queued_at, b.started_at, b.finished_at, b.line_count, b.log_sha256, \
-     b.previous_commit, b.pr_number, b.base_branch, b.git_tag \
+     b.previous_commit, b.pr_number, b.base_branch, b.git_tag, b.from_fork, \
+     (b.from_fork AND NOT r.secrets_for_forks) AS withhold_secrets \
      FROM builds b JOIN repos r ON r.id = b.repo_id";
 
 /// Reads a build on a connection (or transaction) the caller already holds: one connection
@@ -54,8 +55,10 @@ fn build_from_row(row: &Row) -> Result<Build, StoreError> {
                 base_branch: row
                     .get::<_, Option<String>>("base_branch")
                     .unwrap_or_default(),
+                from_fork: row.get("from_fork"),
             }),
         git_tag: row.get("git_tag"),
+        withhold_secrets: row.get("withhold_secrets"),
     })
 }
 
@@ -138,12 +141,14 @@ impl Store {
         let finished_at = new.state.is_final().then(SystemTime::now);
         let pr_number = new.pull_request.as_ref().map(|pr| pr.number);
         let base_branch = new.pull_request.as_ref().map(|pr| pr.base_branch.clone());
+        let from_fork = new.pull_request.as_ref().is_some_and(|pr| pr.from_fork);
         let id: i64 = transaction
             .query_one(
                 "INSERT INTO builds (repo_id, number, commit_sha, branch, trigger, state, tag,
                                      failure_reason, finished_at, previous_commit, pr_number,
-                                     base_branch, git_tag, dedupe_key)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) RETURNING id",
+                                     base_branch, git_tag, dedupe_key, from_fork)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
+                 RETURNING id",
                 &[
                     &new.repo_id,
                     &number,
@@ -159,6 +164,7 @@ impl Store {
                     &base_branch,
                     &new.git_tag,
                     &new.dedupe_key,
+                    &from_fork,
                 ],
             )
             .await?

@@ -11,6 +11,8 @@ pub struct StoredCredential {
     pub kind: String,
     pub scope_kind: String,
     pub scope: String,
+    /// The non-secret details (user name, registry, known_hosts), as JSON.
+    pub details: serde_json::Value,
     pub key_id: String,
     pub nonce: Vec<u8>,
     pub ciphertext: Vec<u8>,
@@ -30,7 +32,7 @@ impl std::fmt::Debug for StoredCredential {
 }
 
 const COLUMNS: &str =
-    "name, kind, scope_kind, scope, key_id, nonce, ciphertext, created_at, updated_at";
+    "name, kind, scope_kind, scope, details, key_id, nonce, ciphertext, created_at, updated_at";
 
 fn credential_from_row(row: &Row) -> StoredCredential {
     StoredCredential {
@@ -38,6 +40,7 @@ fn credential_from_row(row: &Row) -> StoredCredential {
         kind: row.get("kind"),
         scope_kind: row.get("scope_kind"),
         scope: row.get("scope"),
+        details: row.get("details"),
         key_id: row.get("key_id"),
         nonce: row.get("nonce"),
         ciphertext: row.get("ciphertext"),
@@ -52,10 +55,10 @@ impl Store {
         let client = self.client().await?;
         client
             .execute(
-                "INSERT INTO credentials (name, kind, scope_kind, scope, key_id, nonce, ciphertext)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)
+                "INSERT INTO credentials (name, kind, scope_kind, scope, key_id, nonce, ciphertext, details)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
                  ON CONFLICT (kind, scope_kind, scope, name) DO UPDATE
-                     SET key_id = $5, nonce = $6, ciphertext = $7, updated_at = now()",
+                     SET key_id = $5, nonce = $6, ciphertext = $7, details = $8, updated_at = now()",
                 &[
                     &credential.name,
                     &credential.kind,
@@ -64,6 +67,7 @@ impl Store {
                     &credential.key_id,
                     &credential.nonce,
                     &credential.ciphertext,
+                    &credential.details,
                 ],
             )
             .await?;

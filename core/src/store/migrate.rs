@@ -21,6 +21,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "api_tokens",
         include_str!("migrations/V4__api_tokens.sql"),
     ),
+    (
+        5,
+        "credential_kinds_and_forks",
+        include_str!("migrations/V5__credential_kinds_and_forks.sql"),
+    ),
 ];
 
 /// Arbitrary constant key of the advisory lock ("ocelot" in ASCII).

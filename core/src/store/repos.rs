@@ -4,7 +4,7 @@ use super::{Store, StoreError};
 use crate::model::Repo;
 use tokio_postgres::Row;
 
-const COLUMNS: &str = "id, name, url, default_branch, created_at";
+const COLUMNS: &str = "id, name, url, default_branch, secrets_for_forks, created_at";
 
 fn repo_from_row(row: &Row) -> Repo {
     Repo {
@@ -12,6 +12,7 @@ fn repo_from_row(row: &Row) -> Repo {
         name: row.get("name"),
         url: row.get("url"),
         default_branch: row.get("default_branch"),
+        secrets_for_forks: row.get("secrets_for_forks"),
         created_at: row.get("created_at"),
     }
 }
@@ -23,6 +24,25 @@ pub fn normalize_url(url: &str) -> &str {
 }
 
 impl Store {
+    /// Whether builds of pull requests from forks get the repo's build secrets.
+    pub async fn set_repo_secrets_for_forks(
+        &self,
+        name: &str,
+        allowed: bool,
+    ) -> Result<Repo, StoreError> {
+        let client = self.client().await?;
+        client
+            .query_opt(
+                &format!(
+                    "UPDATE repos SET secrets_for_forks = $2 WHERE name = $1 RETURNING {COLUMNS}"
+                ),
+                &[&name, &allowed],
+            )
+            .await?
+            .map(|row| repo_from_row(&row))
+            .ok_or_else(|| StoreError::NotFound(format!("repo `{name}`")))
+    }
+
     pub async fn add_repo(
         &self,
         name: &str,

@@ -46,6 +46,9 @@ async fn main() -> anyhow::Result<()> {
         log: ocelot_core::settings::LogArgs {
             log_format: ocelot_core::telemetry::LogFormat::Plain,
         },
+        secrets: ocelot_core::settings::SecretsArgs {
+            master_key_file: None,
+        },
         listen: address,
         cache_dir: None,
         max_body_bytes: 5 * 1024 * 1024,

@@ -135,7 +135,7 @@ async fn the_sweeper_publishes_a_queued_build_whose_job_never_reached_nats() {
         )
         .unwrap();
     cluster.add_repo("stranded", &repo.url).await.unwrap();
-    let commit = ocelot_core::git::resolve_branch(&repo.url, "main").unwrap();
+    let commit = ocelot_core::git::resolve_branch(&repo.url, "main", None).unwrap();
     let stored_repo = cluster.store.find_repo("stranded").await.unwrap();
     // as if the admin died between the insert and the publish
     let build = cluster

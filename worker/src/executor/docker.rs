@@ -6,6 +6,7 @@ use super::{ExecutorError, ScriptOutcome, ScriptRun};
 use crate::event_sink::EventSink;
 use crate::lines::LineSplitter;
 use bollard::Docker;
+use bollard::auth::DockerCredentials;
 use bollard::container::LogOutput;
 use bollard::exec::{CreateExecOptions, StartExecOptions, StartExecResults};
 use bollard::models::ContainerCreateBody;
@@ -15,6 +16,7 @@ use bollard::query_parameters::{
 };
 use futures::StreamExt;
 use ocelot_core::model::LogStream;
+use ocelot_core::secrets::RegistryLogin;
 use ocelot_core::secrets::mask::LineMasker;
 use std::collections::HashMap;
 use std::path::Path;
@@ -92,6 +94,8 @@ pub(crate) struct ContainerSpec<'a> {
     pub(crate) worker_id: &'a str,
     pub(crate) workspace: &'a Path,
     pub(crate) pull_timeout: Duration,
+    /// The login for the image's registry, if the build has one.
+    pub(crate) registry_login: Option<&'a RegistryLogin>,
 }
 
 /// The reference to pull: without a tag or digest Docker would pull every tag, so `:latest`.
@@ -101,6 +105,32 @@ fn pull_reference(image: &str) -> String {
         image.to_string()
     } else {
         format!("{image}:latest")
+    }
+}
+
+/// A failed pull: a refused login (or a registry that wants one) is an authentication
+/// error naming the registry; anything else means the image is unavailable.
+fn pull_error(spec: &ContainerSpec<'_>, message: String) -> ExecutorError {
+    let lowered = message.to_ascii_lowercase();
+    if [
+        "unauthorized",
+        "authentication required",
+        "no basic auth credentials",
+        "denied",
+    ]
+    .iter()
+    .any(|needle| lowered.contains(needle))
+    {
+        return ExecutorError::RegistryAuthentication {
+            image: spec.image.to_string(),
+            registry: ocelot_core::secrets::image_registry(spec.image).to_string(),
+            message,
+        };
+    }
+    ExecutorError::ImageUnavailable {
+        image: spec.image.to_string(),
+        worker: spec.worker_id.to_string(),
+        message,
     }
 }
 
@@ -135,10 +165,16 @@ async fn ensure_image(docker: &Docker, spec: &ContainerSpec<'_>) -> Result<(), E
     let options = CreateImageOptionsBuilder::new()
         .from_image(&reference)
         .build();
+    let credentials = spec.registry_login.map(|login| DockerCredentials {
+        username: Some(login.username.clone()),
+        password: Some(login.password.expose().to_string()),
+        serveraddress: Some(login.registry.clone()),
+        ..Default::default()
+    });
     let pull = async {
-        let mut progress = docker.create_image(Some(options), None, None);
+        let mut progress = docker.create_image(Some(options), None, credentials);
         while let Some(step) = progress.next().await {
-            step.map_err(|e| unavailable(e.to_string()))?;
+            step.map_err(|e| pull_error(spec, e.to_string()))?;
         }
         Ok::<(), ExecutorError>(())
     };

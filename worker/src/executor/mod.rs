@@ -41,6 +41,15 @@ pub(crate) enum ExecutorError {
         worker: String,
         message: String,
     },
+    #[error(
+        "authentication failed for registry {registry} pulling `{image}` ({message}); add a login \
+         with `ocelot creds add registry NAME --registry {registry} --username USER`, or check it"
+    )]
+    RegistryAuthentication {
+        image: String,
+        registry: String,
+        message: String,
+    },
     #[error("Docker Engine: {0}")]
     Docker(String),
     #[error("{0}")]

@@ -2,6 +2,12 @@
 //! mirror per repository URL, read a file at a commit, and check a commit out into a fresh
 //! workspace. Everything here blocks: async callers run it in `spawn_blocking`.
 
+mod auth;
+
+pub use auth::{
+    DEFAULT_SSH_USERNAME, DEFAULT_TOKEN_USERNAME, GitAuth, KnownHosts, KnownHostsError, is_ssh_url,
+};
+
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 
@@ -61,10 +67,14 @@ pub struct RemoteRef {
 }
 
 /// Lists the branch heads (`refs/heads/*`) of the repository at `url`, without cloning it.
-pub fn ls_remote(url: &str) -> Result<Vec<RemoteRef>, GitError> {
+pub fn ls_remote(url: &str, auth: Option<&GitAuth>) -> Result<Vec<RemoteRef>, GitError> {
     let mut remote = git2::Remote::create_detached(url).map_err(|e| classify(url, e))?;
     let connection = remote
-        .connect_auth(git2::Direction::Fetch, None, None)
+        .connect_auth(
+            git2::Direction::Fetch,
+            Some(auth::remote_callbacks(auth)),
+            None,
+        )
         .map_err(|e| classify(url, e))?;
     let refs = connection
         .list()
@@ -80,9 +90,9 @@ pub fn ls_remote(url: &str) -> Result<Vec<RemoteRef>, GitError> {
 }
 
 /// The commit at the head of `branch` in the repository at `url`.
-pub fn resolve_branch(url: &str, branch: &str) -> Result<String, GitError> {
+pub fn resolve_branch(url: &str, branch: &str, auth: Option<&GitAuth>) -> Result<String, GitError> {
     let wanted = format!("refs/heads/{branch}");
-    ls_remote(url)?
+    ls_remote(url, auth)?
         .into_iter()
         .find(|r| r.name == wanted)
         .map(|r| r.commit)
@@ -128,7 +138,7 @@ impl MirrorCache {
     }
 
     /// Brings the mirror of `url` up to date (all branches and tags) and returns its path.
-    pub fn fetch(&self, url: &str) -> Result<PathBuf, GitError> {
+    pub fn fetch(&self, url: &str, auth: Option<&GitAuth>) -> Result<PathBuf, GitError> {
         let path = self.mirror_path(url);
         let other = |message: String| GitError::Other {
             url: url.to_string(),
@@ -149,6 +159,7 @@ impl MirrorCache {
         let mut remote = repo.remote_anonymous(url).map_err(|e| classify(url, e))?;
         let mut options = git2::FetchOptions::new();
         options
+            .remote_callbacks(auth::remote_callbacks(auth))
             .download_tags(git2::AutotagOption::All)
             .prune(git2::FetchPrune::On);
         remote
@@ -223,11 +234,12 @@ impl MirrorCache {
     pub fn checkout(
         &self,
         url: &str,
+        auth: Option<&GitAuth>,
         commit: &str,
         previous: Option<&str>,
         dest: &Path,
     ) -> Result<CommitInfo, GitError> {
-        let mirror = self.fetch(url)?;
+        let mirror = self.fetch(url, auth)?;
         let full = self.resolve_commit(url, &mirror, commit)?;
         let repo = git2::Repository::init(dest).map_err(|e| classify(url, e))?;
         let mirror_url = mirror.to_string_lossy().into_owned();
@@ -383,14 +395,14 @@ mod tests {
         git(&origin, &["commit", "-q", "-m", "second"]);
         let url = format!("file://{}", origin.display());
 
-        let head = resolve_branch(&url, "main").unwrap();
+        let head = resolve_branch(&url, "main", None).unwrap();
         assert!(matches!(
-            resolve_branch(&url, "nope"),
+            resolve_branch(&url, "nope", None),
             Err(GitError::BranchNotFound { .. })
         ));
 
         let cache = MirrorCache::new(tmp.path().join("cache"));
-        let mirror = cache.fetch(&url).unwrap();
+        let mirror = cache.fetch(&url, None).unwrap();
         let short = &head[..8];
         assert_eq!(cache.resolve_commit(&url, &mirror, short).unwrap(), head);
         assert_eq!(
@@ -409,7 +421,7 @@ mod tests {
 
         let dest = tmp.path().join("ws");
         std::fs::create_dir(&dest).unwrap();
-        let info = cache.checkout(&url, &head, None, &dest).unwrap();
+        let info = cache.checkout(&url, None, &head, None, &dest).unwrap();
         assert_eq!(info.commit, head);
         assert_eq!(info.changed_paths, vec!["src/main.rs".to_string()]);
         assert_eq!(info.messages, vec!["second\n".to_string()]);
@@ -418,7 +430,7 @@ mod tests {
         // a push's range: both commits' messages, every path changed since `previous`
         std::fs::write(origin.join("ocelot.yml"), "image: b\n").unwrap();
         git(&origin, &["commit", "-q", "-am", "third"]);
-        let third = resolve_branch(&url, "main").unwrap();
+        let third = resolve_branch(&url, "main", None).unwrap();
         let first = git2::Repository::open(&origin)
             .unwrap()
             .find_commit(git2::Oid::from_str(&head).unwrap())
@@ -428,7 +440,9 @@ mod tests {
             .to_string();
         let dest = tmp.path().join("ws2");
         std::fs::create_dir(&dest).unwrap();
-        let info = cache.checkout(&url, &third, Some(&first), &dest).unwrap();
+        let info = cache
+            .checkout(&url, None, &third, Some(&first), &dest)
+            .unwrap();
         assert_eq!(
             info.messages,
             vec!["third\n".to_string(), "second\n".to_string()]
@@ -439,7 +453,7 @@ mod tests {
         );
         assert_eq!(
             cache
-                .commit_message(&url, &cache.fetch(&url).unwrap(), &third)
+                .commit_message(&url, &cache.fetch(&url, None).unwrap(), &third)
                 .unwrap(),
             "third\n"
         );
@@ -447,7 +461,7 @@ mod tests {
 
     #[test]
     fn unreachable_repos_say_so() {
-        let error = ls_remote("git://127.0.0.1:1/nothing.git").unwrap_err();
+        let error = ls_remote("git://127.0.0.1:1/nothing.git", None).unwrap_err();
         assert!(matches!(error, GitError::Unreachable { .. }), "{error:?}");
     }
 }

@@ -1,0 +1,230 @@
+//! Authenticating to git servers: an HTTPS token or password, or an SSH key checked against
+//! the server's `known_hosts` entry. The secret is handed to libgit2 from memory and never
+//! appears in an error.
+
+use crate::secrets::SecretValue;
+use base64::Engine;
+
+/// The user name sent with an HTTPS token when the credential names none. GitHub, Gitea
+/// and Bitbucket accept any name with a token; GitLab accepts any name with a personal
+/// access token.
+pub const DEFAULT_TOKEN_USERNAME: &str = "x-access-token";
+
+/// The SSH user when neither the URL nor the credential names one.
+pub const DEFAULT_SSH_USERNAME: &str = "git";
+
+/// How to authenticate to one git server.
+#[derive(Debug, Clone)]
+pub enum GitAuth {
+    Https {
+        username: String,
+        password: SecretValue,
+    },
+    Ssh {
+        username: Option<String>,
+        private_key: SecretValue,
+        known_hosts: Option<String>,
+    },
+}
+
+/// Whether `url` is reached over SSH: `ssh://…` or scp-like `user@host:path`.
+pub fn is_ssh_url(url: &str) -> bool {
+    if url.starts_with("ssh://") || url.starts_with("git+ssh://") {
+        return true;
+    }
+    if url.contains("://") {
+        return false;
+    }
+    // scp-like syntax: `[user@]host:path`, where the host part has no `/`
+    match url.split_once(':') {
+        Some((host, _)) => !host.is_empty() && !host.contains('/'),
+        None => false,
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("known_hosts line {line}: {message}")]
+pub struct KnownHostsError {
+    line: usize,
+    message: String,
+}
+
+/// Host keys from `known_hosts` lines (`host[,host…] TYPE BASE64`, or just `TYPE BASE64`).
+/// A server is accepted when it presents one of these keys.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KnownHosts {
+    keys: Vec<Vec<u8>>,
+}
+
+impl KnownHosts {
+    pub fn parse(text: &str) -> Result<KnownHosts, KnownHostsError> {
+        let mut keys = Vec::new();
+        for (index, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let error = |message: &str| KnownHostsError {
+                line: index + 1,
+                message: message.to_string(),
+            };
+            let mut fields: Vec<&str> = line.split_whitespace().collect();
+            if fields.first().is_some_and(|f| f.starts_with('@')) {
+                return Err(error(
+                    "markers (@cert-authority, @revoked) are not supported: give the host key itself",
+                ));
+            }
+            // `host TYPE KEY` or `TYPE KEY`
+            if fields.len() >= 3 && !looks_like_key_type(fields[0]) {
+                fields.remove(0);
+            }
+            let (Some(key_type), Some(key)) = (fields.first(), fields.get(1)) else {
+                return Err(error("expected `host TYPE BASE64-KEY`"));
+            };
+            if !looks_like_key_type(key_type) {
+                return Err(error(&format!("`{key_type}` is not an SSH key type")));
+            }
+            let blob = base64::engine::general_purpose::STANDARD
+                .decode(key)
+                .map_err(|_| error("the key is not base64"))?;
+            keys.push(blob);
+        }
+        if keys.is_empty() {
+            return Err(KnownHostsError {
+                line: 0,
+                message: "no host key found".into(),
+            });
+        }
+        Ok(KnownHosts { keys })
+    }
+
+    /// Whether `key` (the raw key blob a server presented) is one of these.
+    pub fn accepts(&self, key: &[u8]) -> bool {
+        self.keys.iter().any(|known| known == key)
+    }
+}
+
+fn looks_like_key_type(field: &str) -> bool {
+    field.starts_with("ssh-") || field.starts_with("ecdsa-") || field.starts_with("sk-")
+}
+
+fn auth_error(message: String) -> git2::Error {
+    git2::Error::new(git2::ErrorCode::Auth, git2::ErrorClass::Http, message)
+}
+
+/// libgit2 callbacks that answer a server's credential request with `auth` (once: a
+/// refused credential is an authentication error, not a loop), and that check an SSH
+/// server's host key against the credential's `known_hosts` when it has one.
+pub(super) fn remote_callbacks(auth: Option<&GitAuth>) -> git2::RemoteCallbacks<'_> {
+    let mut callbacks = git2::RemoteCallbacks::new();
+    let mut offered = false;
+    callbacks.credentials(move |_url, username_from_url, allowed| {
+        if offered {
+            return Err(auth_error("the server refused the credential".into()));
+        }
+        offered = true;
+        match auth {
+            None => Err(auth_error(
+                "the server asks for credentials and none is configured for this repository (add one with `ocelot creds add vcs` or `ocelot creds add ssh`)".into(),
+            )),
+            Some(GitAuth::Https { username, password }) => {
+                if allowed.contains(git2::CredentialType::USER_PASS_PLAINTEXT) {
+                    git2::Cred::userpass_plaintext(username, password.expose())
+                } else {
+                    Err(auth_error(format!(
+                        "the server does not accept a user name and token (it offers {allowed:?})"
+                    )))
+                }
+            }
+            Some(GitAuth::Ssh {
+                username,
+                private_key,
+                ..
+            }) => {
+                let user = username_from_url
+                    .or(username.as_deref())
+                    .unwrap_or(DEFAULT_SSH_USERNAME);
+                if allowed.contains(git2::CredentialType::SSH_KEY) {
+                    // stored values lose their final newline; the key parser wants it
+                    let key = format!("{}\n", private_key.expose().trim_end());
+                    git2::Cred::ssh_key_from_memory(user, None, &key, None)
+                        .map_err(|e| auth_error(format!("cannot use the SSH key: {}", e.message())))
+                } else if allowed.contains(git2::CredentialType::USERNAME) {
+                    offered = false;
+                    git2::Cred::username(user)
+                } else {
+                    Err(auth_error(format!(
+                        "the server does not accept an SSH key (it offers {allowed:?})"
+                    )))
+                }
+            }
+        }
+    });
+    if let Some(GitAuth::Ssh {
+        known_hosts: Some(known_hosts),
+        ..
+    }) = auth
+    {
+        let known = KnownHosts::parse(known_hosts);
+        callbacks.certificate_check(move |cert, host| {
+            let Some(hostkey) = cert.as_hostkey() else {
+                return Ok(git2::CertificateCheckStatus::CertificatePassthrough);
+            };
+            match (&known, hostkey.hostkey()) {
+                (Ok(known), Some(key)) if known.accepts(key) => {
+                    Ok(git2::CertificateCheckStatus::CertificateOk)
+                }
+                (Err(error), _) => Err(auth_error(format!(
+                    "the credential's known_hosts is unusable: {error}"
+                ))),
+                _ => Err(git2::Error::new(
+                    git2::ErrorCode::Certificate,
+                    git2::ErrorClass::Ssh,
+                    format!(
+                        "the host key of {host} is not in the credential's known_hosts (get it with `ssh-keyscan`)"
+                    ),
+                )),
+            }
+        });
+    }
+    callbacks
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ssh_urls_are_recognised() {
+        assert!(is_ssh_url("ssh://git@127.0.0.1:2222/repo.git"));
+        assert!(is_ssh_url("git@github.com:team/app.git"));
+        assert!(is_ssh_url("host:repo.git"));
+        assert!(!is_ssh_url("https://github.com/team/app.git"));
+        assert!(!is_ssh_url("git://127.0.0.1/app.git"));
+        assert!(!is_ssh_url("/srv/git/app.git"));
+        assert!(!is_ssh_url("./relative/path"));
+    }
+
+    #[test]
+    fn known_hosts_lines_are_parsed() {
+        let blob = b"\x00\x00\x00\x0bssh-ed25519\x00\x00\x00\x20abcdefghijabcdefghijabcdefghij12";
+        let encoded = base64::engine::general_purpose::STANDARD.encode(blob);
+        for text in [
+            format!("[127.0.0.1]:2222 ssh-ed25519 {encoded}"),
+            format!("# comment\n\nhost1,host2 ssh-ed25519 {encoded} comment"),
+            format!("ssh-ed25519 {encoded}"),
+        ] {
+            let known = KnownHosts::parse(&text).expect("parses");
+            assert!(known.accepts(blob), "{text}");
+            assert!(!known.accepts(b"other"));
+        }
+        let error = KnownHosts::parse("host ssh-ed25519 not*base64").unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "known_hosts line 1: the key is not base64"
+        );
+        assert!(KnownHosts::parse("@cert-authority * ssh-ed25519 AAAA").is_err());
+        assert!(KnownHosts::parse("# only a comment").is_err());
+        assert!(KnownHosts::parse("host rsa AAAA").is_err());
+    }
+}
