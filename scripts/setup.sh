@@ -25,14 +25,22 @@ log() { printf '[setup] %s\n' "$*" >&2; }
 # --- Debian packages ----------------------------------------------------------------
 need_pkgs=()
 have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
-for pkg in postgresql git protobuf-compiler libssl-dev pkg-config zlib1g-dev busybox-static ca-certificates python3-pip; do
+# openssh-server: the tests serve private repos over SSH (sshd on a loopback port, git-shell)
+for pkg in postgresql git protobuf-compiler libssl-dev pkg-config zlib1g-dev busybox-static ca-certificates python3-pip openssh-server; do
   have_pkg "$pkg" || need_pkgs+=("$pkg")
 done
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   log "installing Debian packages: ${need_pkgs[*]}"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
+  # packages must not start system services (sshd on port 22): only the tests start theirs
+  policy=/usr/sbin/policy-rc.d
+  own_policy=""
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' > "$policy" && chmod +x "$policy" && own_policy=1
+  fi
   apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >/dev/null
+  [ -n "$own_policy" ] && rm -f "$policy"
 fi
 
 # --- nats-server ---------------------------------------------------------------------

@@ -56,6 +56,11 @@ impl GitServer {
         })
     }
 
+    /// The directory the served repositories live in.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
     /// Creates the bare repository `name` with one commit of `files` on `main`.
     pub fn create_repo(&self, name: &str, files: &[(&str, &str)]) -> anyhow::Result<TestRepo> {
         let bare = self.root.join(format!("{name}.git"));

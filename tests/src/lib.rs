@@ -5,14 +5,18 @@
 //! - [`postgres`]: `TestDatabase` on the server named by `OCELOT_TEST_DATABASE_URL`.
 //! - [`nats`]: `NatsServer` spawned per test.
 //! - [`git`]: `GitServer` (`git daemon`) and repositories with commits.
+//! - [`git_http`]: `PrivateHttpGit`, `git http-backend` behind HTTP Basic authentication.
+//! - [`sshd`]: `SshGitServer`, `sshd` on a loopback port running `git-shell` for one key.
 //! - [`http`]: a minimal HTTP/1.1 client for webhook requests.
 //! - [`cluster`]: `Cluster` — admin + workers + the CLI, and `wait_until`.
 
 pub mod cluster;
 pub mod git;
+pub mod git_http;
 pub mod http;
 pub mod nats;
 pub mod postgres;
+pub mod sshd;
 
 use std::time::Duration;
 

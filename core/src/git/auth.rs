@@ -112,18 +112,49 @@ fn auth_error(message: String) -> git2::Error {
     git2::Error::new(git2::ErrorCode::Auth, git2::ErrorClass::Http, message)
 }
 
+/// Why the callbacks refused to go on. libgit2 replaces a callback's error message with
+/// its own ("invalid or unknown remote ssh hostkey"), so the reason is kept here too.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Refusal(std::sync::Arc<std::sync::Mutex<Option<String>>>);
+
+impl Refusal {
+    fn refuse(&self, error: git2::Error) -> git2::Error {
+        if let Ok(mut reason) = self.0.lock() {
+            *reason = Some(error.message().to_string());
+        }
+        error
+    }
+
+    /// The error of a failed remote operation: the callbacks' reason when they refused.
+    pub(super) fn explain(&self, url: &str, error: git2::Error) -> super::GitError {
+        match self.0.lock().ok().and_then(|reason| reason.clone()) {
+            Some(message) => super::GitError::Authentication {
+                url: url.to_string(),
+                message,
+            },
+            None => super::classify(url, error),
+        }
+    }
+}
+
 /// libgit2 callbacks that answer a server's credential request with `auth` (once: a
 /// refused credential is an authentication error, not a loop), and that check an SSH
 /// server's host key against the credential's `known_hosts` when it has one.
-pub(super) fn remote_callbacks(auth: Option<&GitAuth>) -> git2::RemoteCallbacks<'_> {
+pub(super) fn remote_callbacks(
+    auth: Option<&GitAuth>,
+    refusal: Refusal,
+) -> git2::RemoteCallbacks<'_> {
     let mut callbacks = git2::RemoteCallbacks::new();
     let mut offered = false;
+    let credentials_refusal = refusal.clone();
     callbacks.credentials(move |_url, username_from_url, allowed| {
         if offered {
-            return Err(auth_error("the server refused the credential".into()));
+            return Err(credentials_refusal.refuse(auth_error(
+                "the server refused the credential".into(),
+            )));
         }
         offered = true;
-        match auth {
+        let answer = match auth {
             None => Err(auth_error(
                 "the server asks for credentials and none is configured for this repository (add one with `ocelot creds add vcs` or `ocelot creds add ssh`)".into(),
             )),
@@ -158,7 +189,8 @@ pub(super) fn remote_callbacks(auth: Option<&GitAuth>) -> git2::RemoteCallbacks<
                     )))
                 }
             }
-        }
+        };
+        answer.map_err(|error| credentials_refusal.refuse(error))
     });
     if let Some(GitAuth::Ssh {
         known_hosts: Some(known_hosts),
@@ -174,16 +206,16 @@ pub(super) fn remote_callbacks(auth: Option<&GitAuth>) -> git2::RemoteCallbacks<
                 (Ok(known), Some(key)) if known.accepts(key) => {
                     Ok(git2::CertificateCheckStatus::CertificateOk)
                 }
-                (Err(error), _) => Err(auth_error(format!(
+                (Err(error), _) => Err(refusal.refuse(auth_error(format!(
                     "the credential's known_hosts is unusable: {error}"
-                ))),
-                _ => Err(git2::Error::new(
+                )))),
+                _ => Err(refusal.refuse(git2::Error::new(
                     git2::ErrorCode::Certificate,
                     git2::ErrorClass::Ssh,
                     format!(
                         "the host key of {host} is not in the credential's known_hosts (get it with `ssh-keyscan`)"
                     ),
-                )),
+                ))),
             }
         });
     }

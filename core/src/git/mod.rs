@@ -69,13 +69,14 @@ pub struct RemoteRef {
 /// Lists the branch heads (`refs/heads/*`) of the repository at `url`, without cloning it.
 pub fn ls_remote(url: &str, auth: Option<&GitAuth>) -> Result<Vec<RemoteRef>, GitError> {
     let mut remote = git2::Remote::create_detached(url).map_err(|e| classify(url, e))?;
+    let refusal = auth::Refusal::default();
     let connection = remote
         .connect_auth(
             git2::Direction::Fetch,
-            Some(auth::remote_callbacks(auth)),
+            Some(auth::remote_callbacks(auth, refusal.clone())),
             None,
         )
-        .map_err(|e| classify(url, e))?;
+        .map_err(|e| refusal.explain(url, e))?;
     let refs = connection
         .list()
         .map_err(|e| classify(url, e))?
@@ -157,9 +158,10 @@ impl MirrorCache {
             Err(_) => git2::Repository::init_bare(&path).map_err(|e| classify(url, e))?,
         };
         let mut remote = repo.remote_anonymous(url).map_err(|e| classify(url, e))?;
+        let refusal = auth::Refusal::default();
         let mut options = git2::FetchOptions::new();
         options
-            .remote_callbacks(auth::remote_callbacks(auth))
+            .remote_callbacks(auth::remote_callbacks(auth, refusal.clone()))
             .download_tags(git2::AutotagOption::All)
             .prune(git2::FetchPrune::On);
         remote
@@ -174,7 +176,7 @@ impl MirrorCache {
                 Some(&mut options),
                 None,
             )
-            .map_err(|e| classify(url, e))?;
+            .map_err(|e| refusal.explain(url, e))?;
         Ok(path)
     }
 

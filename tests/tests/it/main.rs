@@ -8,6 +8,7 @@ mod auth;
 mod build;
 mod errors;
 mod poller;
+mod private_repos;
 mod secrets;
 mod store;
 mod watch;

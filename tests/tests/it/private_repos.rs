@@ -1,0 +1,223 @@
+//! Private repositories: a repo served over HTTP behind Basic authentication (`git
+//! http-backend`) and one served over SSH (`sshd` running `git-shell`) build with the right
+//! `vcs` / `ssh` credential, and fail cleanly, naming the repository, without it or with a
+//! wrong one. Credential values never appear in any output.
+
+use ocelot_tests::cluster::Cluster;
+use ocelot_tests::git_http::PrivateHttpGit;
+use ocelot_tests::sshd::SshGitServer;
+
+const YML: &str = "image: ocelot/busybox
+stages:
+  - name: show
+    script:
+      - cat notes.txt
+";
+const NOTES: &str = "read from the private repository";
+const TOKEN: &str = "ghp_0123456789abcdefPrivateToken";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_private_http_repo_builds_with_its_token_and_only_with_it() {
+    let cluster = Cluster::start().await.unwrap();
+    cluster
+        .git
+        .create_repo("private-http", &[("ocelot.yml", YML), ("notes.txt", NOTES)])
+        .unwrap();
+    let server = PrivateHttpGit::start(cluster.git.root(), "builder", TOKEN)
+        .await
+        .unwrap();
+    let url = server.url("private-http");
+    cluster.add_repo("private-http", &url).await.unwrap();
+
+    // no credential: refused, naming the repository
+    let refused = cluster
+        .ocelot(&["build", "-r", "private-http"])
+        .await
+        .unwrap();
+    assert_eq!(refused.code, 6, "{}", refused.both());
+    assert!(
+        refused
+            .stderr
+            .contains(&format!("authentication failed for {url}")),
+        "{}",
+        refused.both()
+    );
+    assert!(
+        server.refused() > 0,
+        "the server did not ask for credentials"
+    );
+
+    // a wrong token: refused too
+    let wrong = cluster
+        .ocelot_with_input(
+            &[
+                "creds",
+                "add",
+                "vcs",
+                "host-token",
+                "-r",
+                "private-http",
+                "--username",
+                "builder",
+            ],
+            b"not-the-token",
+        )
+        .await
+        .unwrap();
+    assert_eq!(wrong.code, 0, "{}", wrong.both());
+    let refused = cluster
+        .ocelot(&["build", "-r", "private-http"])
+        .await
+        .unwrap();
+    assert_eq!(refused.code, 6, "{}", refused.both());
+    assert!(
+        refused
+            .stderr
+            .contains(&format!("authentication failed for {url}")),
+        "{}",
+        refused.both()
+    );
+    assert!(
+        !refused.both().contains("not-the-token"),
+        "{}",
+        refused.both()
+    );
+
+    // the right token (replacing the wrong one): the admin resolves, the worker clones
+    let added = cluster
+        .ocelot_with_input(
+            &[
+                "creds",
+                "add",
+                "vcs",
+                "host-token",
+                "-r",
+                "private-http",
+                "--username",
+                "builder",
+            ],
+            format!("{TOKEN}\n").as_bytes(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(added.code, 0, "{}", added.both());
+    let built = cluster
+        .ocelot(&["build", "-r", "private-http"])
+        .await
+        .unwrap();
+    assert_eq!(built.code, 0, "{}", built.both());
+    assert!(built.stdout.contains(NOTES), "{}", built.both());
+    let listed = cluster.ocelot(&["creds", "list"]).await.unwrap();
+    assert!(listed.stdout.contains("user builder"), "{}", listed.both());
+    for output in [&refused, &added, &built, &listed] {
+        assert!(!output.both().contains(TOKEN), "{}", output.both());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_private_ssh_repo_builds_with_its_key_and_checks_the_host_key() {
+    let cluster = Cluster::start().await.unwrap();
+    cluster
+        .git
+        .create_repo("private-ssh", &[("ocelot.yml", YML), ("notes.txt", NOTES)])
+        .unwrap();
+    let server = SshGitServer::start(cluster.git.root()).await.unwrap();
+    let url = server.url("private-ssh");
+    cluster.add_repo("private-ssh", &url).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+
+    // no key: refused, naming the repository
+    let refused = cluster
+        .ocelot(&["build", "-r", "private-ssh"])
+        .await
+        .unwrap();
+    assert_eq!(refused.code, 6, "{}", refused.both());
+    assert!(
+        refused
+            .stderr
+            .contains(&format!("authentication failed for {url}")),
+        "{}",
+        refused.both()
+    );
+
+    // the key, but a known_hosts entry of another server: the host key check refuses it
+    let key_file = dir.path().join("id_ed25519");
+    std::fs::write(&key_file, &server.client_key).unwrap();
+    let other_hosts = dir.path().join("other_known_hosts");
+    let other = SshGitServer::start(cluster.git.root()).await.unwrap();
+    std::fs::write(&other_hosts, &other.known_hosts).unwrap();
+    let key_arg = key_file.display().to_string();
+    let other_arg = other_hosts.display().to_string();
+    let added = cluster
+        .ocelot(&[
+            "creds",
+            "add",
+            "ssh",
+            "deploy-key",
+            "-r",
+            "private-ssh",
+            "--from-file",
+            &key_arg,
+            "--known-hosts-file",
+            &other_arg,
+        ])
+        .await
+        .unwrap();
+    assert_eq!(added.code, 0, "{}", added.both());
+    let refused = cluster
+        .ocelot(&["build", "-r", "private-ssh"])
+        .await
+        .unwrap();
+    assert_eq!(refused.code, 6, "{}", refused.both());
+    assert!(
+        refused
+            .stderr
+            .contains("is not in the credential's known_hosts"),
+        "{}",
+        refused.both()
+    );
+
+    // the key with the server's own known_hosts line: builds
+    let hosts = dir.path().join("known_hosts");
+    std::fs::write(&hosts, &server.known_hosts).unwrap();
+    let hosts_arg = hosts.display().to_string();
+    let added = cluster
+        .ocelot(&[
+            "creds",
+            "add",
+            "ssh",
+            "deploy-key",
+            "-r",
+            "private-ssh",
+            "--from-file",
+            &key_arg,
+            "--known-hosts-file",
+            &hosts_arg,
+        ])
+        .await
+        .unwrap();
+    assert_eq!(added.code, 0, "{}", added.both());
+    let built = cluster
+        .ocelot(&["build", "-r", "private-ssh"])
+        .await
+        .unwrap();
+    assert_eq!(built.code, 0, "{}", built.both());
+    assert!(built.stdout.contains(NOTES), "{}", built.both());
+    let listed = cluster.ocelot(&["creds", "list"]).await.unwrap();
+    assert!(
+        listed.stdout.contains("host key checked"),
+        "{}",
+        listed.both()
+    );
+    // no line of the private key shows anywhere
+    let key_lines: Vec<&str> = server
+        .client_key
+        .lines()
+        .filter(|line| !line.starts_with("-----"))
+        .collect();
+    for output in [&refused, &added, &built, &listed] {
+        for line in &key_lines {
+            assert!(!output.both().contains(line), "{}", output.both());
+        }
+    }
+}
