@@ -596,3 +596,89 @@ async fn a_noisy_source_is_rate_limited_with_retry_after() {
     let refused = statuses.iter().filter(|s| **s == 429).count();
     assert!((1..=2).contains(&refused), "{statuses:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pull_requests_from_forks_get_no_secrets_unless_the_repo_opts_in() {
+    const FORK_YML: &str = r#"image: ocelot/busybox
+stages:
+  - name: info
+    script:
+      - echo "secret=[${DEPLOY_KEY:-none}]"
+"#;
+    const SECRET: &str = "fork-must-not-see-this-9d2e";
+    let cluster = cluster_with_hooks(HookSpec::default()).await;
+    let repo = cluster
+        .git
+        .create_repo("team/forked", &[("ocelot.yml", FORK_YML)])
+        .unwrap();
+    let secret = cluster.add_repo("forked", &repo.url).await.unwrap();
+    let added = cluster
+        .ocelot_with_input(
+            &["creds", "add", "env", "DEPLOY_KEY", "-r", "forked"],
+            SECRET.as_bytes(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(added.code, 0, "{}", added.both());
+    let head = repo.head().unwrap();
+    let deliver_pr = |number: u64, head_repo: &'static str, delivery: &'static str| {
+        let mut pr = fixture("github", "pull_request_opened");
+        set(&mut pr, "number", json!(number));
+        set(&mut pr, "pull_request.number", json!(number));
+        set(&mut pr, "pull_request.head.sha", json!(head));
+        set(&mut pr, "pull_request.base.ref", json!("main"));
+        set(
+            &mut pr,
+            "pull_request.head.repo.full_name",
+            json!(head_repo),
+        );
+        set(&mut pr, "repository.full_name", json!("team/forked"));
+        let cluster = &cluster;
+        let secret = secret.clone();
+        async move { deliver_github(cluster, "pull_request", delivery, &pr, &secret).await }
+    };
+
+    // from a fork: the build runs without the secret, and says so
+    assert_eq!(deliver_pr(1, "stranger/forked", "f-1").await.status, 202);
+    // from a branch of the repo itself: the secret is there (masked in the log)
+    assert_eq!(deliver_pr(2, "team/forked", "f-2").await.status, 202);
+    let builds = final_build(&cluster, 2).await;
+    let by_pr = |number: i64| {
+        builds
+            .iter()
+            .find(|b| b.pull_request.as_ref().map(|p| p.number) == Some(number))
+            .unwrap()
+            .clone()
+    };
+    let fork_build = by_pr(1);
+    assert_eq!(fork_build.state, ocelot_core::BuildState::Passed);
+    assert!(fork_build.pull_request.as_ref().unwrap().from_fork);
+    let log = log_of(&cluster, &fork_build).await;
+    assert!(log.contains("secret=[none]"), "{log}");
+    assert!(log.contains("build secrets withheld"), "{log}");
+    let own = log_of(&cluster, &by_pr(2)).await;
+    assert!(own.contains("secret=[***]"), "{own}");
+
+    // the repo opts in: a fork's build gets the secret
+    let set_option = cluster
+        .ocelot(&["repos", "set", "forked", "--secrets-for-forks", "true"])
+        .await
+        .unwrap();
+    assert_eq!(set_option.code, 0, "{}", set_option.both());
+    assert!(
+        set_option.stderr.contains("from forks get"),
+        "{}",
+        set_option.both()
+    );
+    assert_eq!(deliver_pr(3, "stranger/forked", "f-3").await.status, 202);
+    let builds = final_build(&cluster, 3).await;
+    let opted = builds
+        .iter()
+        .find(|b| b.pull_request.as_ref().map(|p| p.number) == Some(3))
+        .unwrap();
+    let log = log_of(&cluster, opted).await;
+    assert!(log.contains("secret=[***]"), "{log}");
+    for build in &builds {
+        assert!(!log_of(&cluster, build).await.contains(SECRET));
+    }
+}
