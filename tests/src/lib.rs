@@ -6,6 +6,7 @@
 //! - [`nats`]: `NatsServer` spawned per test.
 //! - [`git`]: `GitServer` (`git daemon`) and repositories with commits.
 //! - [`git_http`]: `PrivateHttpGit`, `git http-backend` behind HTTP Basic authentication.
+//! - [`registry`]: `PrivateRegistry`, a registry API v2 behind Basic auth serving a local image.
 //! - [`sshd`]: `SshGitServer`, `sshd` on a loopback port running `git-shell` for one key.
 //! - [`http`]: a minimal HTTP/1.1 client for webhook requests.
 //! - [`cluster`]: `Cluster` — admin + workers + the CLI, and `wait_until`.
@@ -16,6 +17,7 @@ pub mod git_http;
 pub mod http;
 pub mod nats;
 pub mod postgres;
+pub mod registry;
 pub mod sshd;
 
 use std::time::Duration;

@@ -1,10 +1,12 @@
 //! Private repositories: a repo served over HTTP behind Basic authentication (`git
 //! http-backend`) and one served over SSH (`sshd` running `git-shell`) build with the right
 //! `vcs` / `ssh` credential, and fail cleanly, naming the repository, without it or with a
-//! wrong one. Credential values never appear in any output.
+//! wrong one; an image in a private registry (registry API v2 behind Basic authentication)
+//! is pulled with the `registry` login. Credential values never appear in any output.
 
 use ocelot_tests::cluster::Cluster;
 use ocelot_tests::git_http::PrivateHttpGit;
+use ocelot_tests::registry::PrivateRegistry;
 use ocelot_tests::sshd::SshGitServer;
 
 const YML: &str = "image: ocelot/busybox
@@ -219,5 +221,69 @@ async fn a_private_ssh_repo_builds_with_its_key_and_checks_the_host_key() {
         for line in &key_lines {
             assert!(!output.both().contains(line), "{}", output.both());
         }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_image_from_a_private_registry_is_pulled_with_its_login() {
+    const PASSWORD: &str = "registry-pass-5b7c1e";
+    let registry = PrivateRegistry::start("ocelot/busybox", "puller", PASSWORD)
+        .await
+        .unwrap();
+    let host = registry.host();
+    let image = format!("{host}/team/private-busybox");
+    let cluster = Cluster::start().await.unwrap();
+    let yml = format!(
+        "image: {image}\nstages:\n  - name: pulled\n    script:\n      - echo \"ran in the pulled image\"\n"
+    );
+    let repo = cluster
+        .git
+        .create_repo("pulls", &[("ocelot.yml", yml.as_str())])
+        .unwrap();
+    cluster.add_repo("pulls", &repo.url).await.unwrap();
+
+    // no login: the build errors, naming the registry and how to add a login
+    let refused = cluster.ocelot(&["build", "-r", "pulls"]).await.unwrap();
+    assert_eq!(refused.code, 3, "{}", refused.both());
+    assert!(
+        refused
+            .both()
+            .contains(&format!("authentication failed for registry {host}")),
+        "{}",
+        refused.both()
+    );
+
+    let added = cluster
+        .ocelot_with_input(
+            &[
+                "creds",
+                "add",
+                "registry",
+                "team-registry",
+                "--prefix",
+                "pu",
+                "--registry",
+                &host,
+                "--username",
+                "puller",
+            ],
+            PASSWORD.as_bytes(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(added.code, 0, "{}", added.both());
+    let built = cluster.ocelot(&["build", "-r", "pulls"]).await.unwrap();
+    let _ = tokio::process::Command::new("docker")
+        .args(["rmi", "-f", &format!("{image}:latest")])
+        .output()
+        .await;
+    assert_eq!(built.code, 0, "{}", built.both());
+    assert!(
+        built.stdout.contains("ran in the pulled image"),
+        "{}",
+        built.both()
+    );
+    for output in [&refused, &added, &built] {
+        assert!(!output.both().contains(PASSWORD), "{}", output.both());
     }
 }
