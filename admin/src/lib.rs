@@ -42,6 +42,12 @@ pub struct Settings {
     /// Address to serve the gRPC API on
     #[arg(long, env = env_vars::OCELOT_ADMIN_LISTEN, default_value = "127.0.0.1:50051")]
     pub listen: SocketAddr,
+    /// PEM certificate chain: serve the API over TLS (needs --tls-key)
+    #[arg(long, env = env_vars::OCELOT_TLS_CERT, requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert
+    #[arg(long, env = env_vars::OCELOT_TLS_KEY, requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
     /// Directory of the git mirrors used to resolve commits and read ocelot.yml
     /// (default: a folder under the system's temporary directory)
     #[arg(long, env = env_vars::OCELOT_CACHE_DIR)]
@@ -155,6 +161,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let master_key = settings.secrets.load().context("loading the master key")?;
+    let tls = grpc::tls_identity(settings.tls_cert.as_deref(), settings.tls_key.as_deref())?;
     let store = Store::connect(&settings.database.database_url)
         .await
         .context("connecting to Postgres")?;
@@ -179,7 +186,7 @@ pub async fn run(
     tracing::info!(%address, "admin listening");
     let sweeper_stop = CancellationToken::new();
     let sweeper = tokio::spawn(sweeper::run(state.clone(), sweeper_stop.clone()));
-    let served = grpc::serve(state, listener, shutdown).await;
+    let served = grpc::serve(state, listener, tls, shutdown).await;
     sweeper_stop.cancel();
     let _ = sweeper.await;
     served

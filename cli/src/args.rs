@@ -15,6 +15,10 @@ pub struct Args {
     /// Admin server address
     #[arg(long, global = true, env = env_vars::OCELOT_ADMIN, default_value = "http://127.0.0.1:50051")]
     pub admin: String,
+    /// PEM CA certificate that signed the admin's TLS certificate (for an `https://` admin
+    /// whose certificate the system's roots do not vouch for)
+    #[arg(long, global = true, env = env_vars::OCELOT_TLS_CA)]
+    pub tls_ca: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Command,
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 
 /// The admin client, sending the API token with every call.
 pub(crate) type Client = AdminClient<InterceptedService<Channel, BearerToken>>;
@@ -98,6 +98,15 @@ impl CliError {
     }
 }
 
+/// Where the admin is, and how to trust its TLS certificate.
+#[derive(Debug, Clone)]
+pub(crate) struct AdminTarget {
+    /// `http://host:port`, `https://host:port` or `host:port`.
+    pub(crate) address: String,
+    /// A CA certificate (PEM) for an `https://` admin.
+    pub(crate) tls_ca: Option<PathBuf>,
+}
+
 /// Normalises an address: `host:port` becomes `http://host:port`.
 fn endpoint_url(admin: &str) -> String {
     if admin.contains("://") {
@@ -107,9 +116,43 @@ fn endpoint_url(admin: &str) -> String {
     }
 }
 
-pub(crate) async fn connect(admin: &str) -> Result<Client, CliError> {
+/// The TLS settings for `url`: system roots, plus the `--tls-ca` certificate when given.
+fn tls_config(
+    url: &str,
+    tls_ca: Option<&std::path::Path>,
+) -> Result<Option<ClientTlsConfig>, CliError> {
+    let usage = |message: String| CliError::new(ExitStatus::Usage, message);
+    if !url.starts_with("https://") {
+        if tls_ca.is_some() {
+            return Err(usage(format!(
+                "--tls-ca is for an https:// admin; the admin address is {url}"
+            )));
+        }
+        return Ok(None);
+    }
+    let mut config = ClientTlsConfig::new().with_native_roots();
+    if let Some(path) = tls_ca {
+        let pem = std::fs::read(path).map_err(|e| {
+            usage(format!(
+                "cannot read the CA certificate {}: {e}",
+                path.display()
+            ))
+        })?;
+        if !String::from_utf8_lossy(&pem).contains("-----BEGIN CERTIFICATE-----") {
+            return Err(usage(format!(
+                "{} is not a PEM certificate",
+                path.display()
+            )));
+        }
+        config = config.ca_certificate(Certificate::from_pem(pem));
+    }
+    Ok(Some(config))
+}
+
+pub(crate) async fn connect(admin: &AdminTarget) -> Result<Client, CliError> {
     let token = load_token()?;
-    let url = endpoint_url(admin);
+    let url = endpoint_url(&admin.address);
+    let tls = tls_config(&url, admin.tls_ca.as_deref())?;
     let unreachable = |detail: String| {
         CliError::new(
             ExitStatus::Unreachable,
@@ -123,13 +166,19 @@ pub(crate) async fn connect(admin: &str) -> Result<Client, CliError> {
         .map_err(|e| {
             CliError::new(
                 ExitStatus::Usage,
-                format!("invalid admin address `{admin}`: {e}"),
+                format!("invalid admin address `{}`: {e}", admin.address),
             )
         })?
         .connect_timeout(Duration::from_secs(5))
         .tcp_keepalive(Some(Duration::from_secs(30)))
         .http2_keep_alive_interval(Duration::from_secs(30))
         .keep_alive_while_idle(true);
+    let endpoint = match tls {
+        Some(config) => endpoint
+            .tls_config(config)
+            .map_err(|e| CliError::new(ExitStatus::Usage, format!("invalid TLS settings: {e}")))?,
+        None => endpoint,
+    };
     let channel = endpoint.connect().await.map_err(|e| {
         let detail = std::error::Error::source(&e)
             .map(|s| s.to_string())

@@ -8,6 +8,12 @@ pub const OCELOT_NATS_URL: &str = "OCELOT_NATS_URL";
 pub const OCELOT_ADMIN_LISTEN: &str = "OCELOT_ADMIN_LISTEN";
 /// Admin address the CLI talks to (`http://127.0.0.1:50051`).
 pub const OCELOT_ADMIN: &str = "OCELOT_ADMIN";
+/// Admin: PEM certificate chain to serve the API over TLS (with `OCELOT_TLS_KEY`).
+pub const OCELOT_TLS_CERT: &str = "OCELOT_TLS_CERT";
+/// Admin: PEM private key of `OCELOT_TLS_CERT`.
+pub const OCELOT_TLS_KEY: &str = "OCELOT_TLS_KEY";
+/// CLI: PEM CA certificate that signed the admin's certificate (for `https://` admins).
+pub const OCELOT_TLS_CA: &str = "OCELOT_TLS_CA";
 /// Address the hookhandler's HTTP server listens on.
 pub const OCELOT_HOOKS_LISTEN: &str = "OCELOT_HOOKS_LISTEN";
 /// The hookhandler's public base URL, printed by `ocelot repos add` for webhook settings.

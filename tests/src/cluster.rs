@@ -54,6 +54,8 @@ pub struct ClusterSpec {
     pub workers: Vec<WorkerSpec>,
     pub hookhandler: Option<HookSpec>,
     pub pollers: usize,
+    /// Serve the admin API over TLS (a throwaway CA; the CLI gets `OCELOT_TLS_CA`).
+    pub tls: bool,
 }
 
 impl Default for ClusterSpec {
@@ -62,6 +64,7 @@ impl Default for ClusterSpec {
             workers: vec![WorkerSpec::default()],
             hookhandler: None,
             pollers: 0,
+            tls: false,
         }
     }
 }
@@ -90,6 +93,8 @@ pub struct Cluster {
     pub nats: NatsServer,
     pub git: GitServer,
     pub admin_url: String,
+    /// The CA certificate the admin's TLS certificate chains to, when it serves TLS.
+    pub tls_ca: Option<PathBuf>,
     /// `http://127.0.0.1:PORT` of the hookhandler, when the cluster runs one.
     pub hooks_url: Option<String>,
     pub store: Store,
@@ -180,12 +185,21 @@ impl Cluster {
 
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let admin_addr = listener.local_addr()?;
+        let certificates = if spec.tls {
+            Some(crate::tls::TestCertificates::generate(
+                &dir.path().join("tls"),
+            )?)
+        } else {
+            None
+        };
         let admin_settings = ocelot_admin::Settings {
             database: database_args.clone(),
             nats: nats_args.clone(),
             log: log_args.clone(),
             secrets: secrets.clone(),
             listen: admin_addr,
+            tls_cert: certificates.as_ref().map(|c| c.cert.clone()),
+            tls_key: certificates.as_ref().map(|c| c.key.clone()),
             cache_dir: Some(dir.path().join("admin-cache")),
             command: None,
         };
@@ -267,12 +281,16 @@ impl Cluster {
         let token = store
             .create_token("test-admin", ocelot_core::auth::TokenScope::Admin)
             .await?;
-        let admin_url = format!("http://{admin_addr}");
+        let admin_url = match &certificates {
+            Some(_) => format!("https://{admin_addr}"),
+            None => format!("http://{admin_addr}"),
+        };
         let cluster = Cluster {
             database,
             nats,
             git,
             admin_url,
+            tls_ca: certificates.as_ref().map(|c| c.ca.clone()),
             hooks_url,
             store,
             token,
@@ -285,6 +303,18 @@ impl Cluster {
         Ok(cluster)
     }
 
+    /// A gRPC channel to the admin (trusting the test CA when it serves TLS).
+    pub async fn channel(&self) -> anyhow::Result<tonic::transport::Channel> {
+        let mut endpoint = tonic::transport::Endpoint::from_shared(self.admin_url.clone())?;
+        if let Some(ca) = &self.tls_ca {
+            endpoint = endpoint.tls_config(
+                tonic::transport::ClientTlsConfig::new()
+                    .ca_certificate(tonic::transport::Certificate::from_pem(std::fs::read(ca)?)),
+            )?;
+        }
+        Ok(endpoint.connect().await?)
+    }
+
     /// Waits until the admin answers, failing early if a service task ended.
     async fn wait_ready(&self) -> anyhow::Result<()> {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
@@ -294,9 +324,8 @@ impl Cluster {
                     "a service of the test cluster stopped during start-up (run with RUST_LOG=info to see why)"
                 );
             }
-            let client =
-                ocelot_proto::v1::admin_client::AdminClient::connect(self.admin_url.clone()).await;
-            if let Ok(mut client) = client {
+            if let Ok(channel) = self.channel().await {
+                let mut client = ocelot_proto::v1::admin_client::AdminClient::new(channel);
                 // any answer of the API (it needs a token) means it is serving
                 let answer = client
                     .list_repos(ocelot_proto::v1::ListReposRequest {})
@@ -321,10 +350,14 @@ impl Cluster {
             .args(args)
             .current_dir(dir)
             .env("OCELOT_ADMIN", &self.admin_url)
+            .env_remove("OCELOT_TLS_CA")
             .env("OCELOT_TOKEN", &self.token)
             .env("NO_COLOR", "1")
             .stdin(std::process::Stdio::null())
             .kill_on_drop(true);
+        if let Some(ca) = &self.tls_ca {
+            command.env("OCELOT_TLS_CA", ca);
+        }
         Ok(command)
     }
 

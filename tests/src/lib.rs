@@ -8,6 +8,7 @@
 //! - [`git_http`]: `PrivateHttpGit`, `git http-backend` behind HTTP Basic authentication.
 //! - [`registry`]: `PrivateRegistry`, a registry API v2 behind Basic auth serving a local image.
 //! - [`sshd`]: `SshGitServer`, `sshd` on a loopback port running `git-shell` for one key.
+//! - [`tls`]: a throwaway CA and a certificate for 127.0.0.1 (the admin over TLS).
 //! - [`http`]: a minimal HTTP/1.1 client for webhook requests.
 //! - [`cluster`]: `Cluster` — admin + workers + the CLI, and `wait_until`.
 
@@ -19,6 +20,7 @@ pub mod nats;
 pub mod postgres;
 pub mod registry;
 pub mod sshd;
+pub mod tls;
 
 use std::time::Duration;
 

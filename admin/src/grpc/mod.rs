@@ -19,14 +19,51 @@ pub(crate) struct AdminApi {
     state: AppState,
 }
 
+/// The TLS identity from `--tls-cert` and `--tls-key` (PEM files); `None` serves plain
+/// HTTP/2.
+pub(crate) fn tls_identity(
+    cert: Option<&std::path::Path>,
+    key: Option<&std::path::Path>,
+) -> anyhow::Result<Option<tonic::transport::Identity>> {
+    let (Some(cert), Some(key)) = (cert, key) else {
+        return Ok(None);
+    };
+    let read = |path: &std::path::Path, what: &str| {
+        std::fs::read(path).with_context(|| format!("reading the TLS {what} {}", path.display()))
+    };
+    let cert_pem = read(cert, "certificate")?;
+    let key_pem = read(key, "key")?;
+    anyhow::ensure!(
+        String::from_utf8_lossy(&cert_pem).contains("-----BEGIN CERTIFICATE-----"),
+        "{} is not a PEM certificate",
+        cert.display()
+    );
+    anyhow::ensure!(
+        String::from_utf8_lossy(&key_pem).contains("PRIVATE KEY-----"),
+        "{} is not a PEM private key",
+        key.display()
+    );
+    Ok(Some(tonic::transport::Identity::from_pem(
+        cert_pem, key_pem,
+    )))
+}
+
 pub(crate) async fn serve(
     state: AppState,
     listener: tokio::net::TcpListener,
+    tls: Option<tonic::transport::Identity>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter.set_serving::<AdminServer<AdminApi>>().await;
-    tonic::transport::Server::builder()
+    let mut server = tonic::transport::Server::builder();
+    if let Some(identity) = tls {
+        tracing::info!("serving the API over TLS");
+        server = server
+            .tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))
+            .context("configuring TLS")?;
+    }
+    server
         .add_service(health_service)
         .add_service(AdminServer::new(AdminApi { state }))
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)

@@ -2,11 +2,11 @@
 
 use crate::args::BuildArgs;
 use crate::checkout;
-use crate::client::{self, CliError};
+use crate::client::{self, AdminTarget, CliError};
 use crate::exit::ExitStatus;
 use ocelot_proto::v1::{ListReposRequest, TriggerBuildRequest};
 
-pub(crate) async fn run(admin: &str, args: BuildArgs) -> Result<ExitStatus, CliError> {
+pub(crate) async fn run(admin: &AdminTarget, args: BuildArgs) -> Result<ExitStatus, CliError> {
     let local = if args.repo.is_none() || (args.branch.is_none() && args.commit.is_none()) {
         Some(checkout::current())
     } else {

@@ -2,7 +2,7 @@
 //! and never come out.
 
 use crate::args::{CredScope, CredsCommand};
-use crate::client::{self, CliError};
+use crate::client::{self, AdminTarget, CliError};
 use crate::exit::ExitStatus;
 use ocelot_proto::v1 as pb;
 use pb::credential_scope::Scope;
@@ -74,7 +74,10 @@ fn read_value(from_file: Option<std::path::PathBuf>) -> Result<Vec<u8>, CliError
     Ok(value)
 }
 
-pub(crate) async fn run(admin: &str, command: CredsCommand) -> Result<ExitStatus, CliError> {
+pub(crate) async fn run(
+    admin: &AdminTarget,
+    command: CredsCommand,
+) -> Result<ExitStatus, CliError> {
     match command {
         CredsCommand::Add {
             kind,

@@ -10,19 +10,23 @@ mod validate;
 mod watch;
 
 use crate::args::{Args, Command};
-use crate::client::CliError;
+use crate::client::{AdminTarget, CliError};
 use crate::exit::ExitStatus;
 
 pub(crate) async fn dispatch(args: Args) -> ExitStatus {
+    let admin = AdminTarget {
+        address: args.admin,
+        tls_ca: args.tls_ca,
+    };
     let result = match args.command {
-        Command::Build(build_args) => build::run(&args.admin, build_args).await,
-        Command::Watch(watch_args) => watch::run(&args.admin, watch_args).await,
-        Command::Status(status_args) => status::run(&args.admin, status_args).await,
-        Command::Repos(repos_command) => repos::run(&args.admin, repos_command).await,
+        Command::Build(build_args) => build::run(&admin, build_args).await,
+        Command::Watch(watch_args) => watch::run(&admin, watch_args).await,
+        Command::Status(status_args) => status::run(&admin, status_args).await,
+        Command::Repos(repos_command) => repos::run(&admin, repos_command).await,
         Command::Validate(validate_args) => validate::run(validate_args),
-        Command::Poll(poll_command) => poll::run(&args.admin, poll_command).await,
-        Command::Creds(creds_command) => creds::run(&args.admin, creds_command).await,
-        Command::Token(token_command) => token::run(&args.admin, token_command).await,
+        Command::Poll(poll_command) => poll::run(&admin, poll_command).await,
+        Command::Creds(creds_command) => creds::run(&admin, creds_command).await,
+        Command::Token(token_command) => token::run(&admin, token_command).await,
     };
     match result {
         Ok(status) => status,

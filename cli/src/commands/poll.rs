@@ -1,7 +1,7 @@
 //! `ocelot poll add|list|remove`: polling of repositories without webhooks.
 
 use crate::args::PollCommand;
-use crate::client::{self, CliError};
+use crate::client::{self, AdminTarget, CliError};
 use crate::exit::ExitStatus;
 use ocelot_proto::v1 as pb;
 use serde_json::json;
@@ -18,7 +18,7 @@ fn when(ms: i64) -> String {
     }
 }
 
-pub(crate) async fn run(admin: &str, command: PollCommand) -> Result<ExitStatus, CliError> {
+pub(crate) async fn run(admin: &AdminTarget, command: PollCommand) -> Result<ExitStatus, CliError> {
     let mut client = client::connect(admin).await?;
     match command {
         PollCommand::Add {

@@ -1,12 +1,15 @@
 //! `ocelot repos add|list|remove`.
 
 use crate::args::ReposCommand;
-use crate::client::{self, CliError};
+use crate::client::{self, AdminTarget, CliError};
 use crate::exit::ExitStatus;
 use ocelot_proto::v1 as pb;
 use serde_json::json;
 
-pub(crate) async fn run(admin: &str, command: ReposCommand) -> Result<ExitStatus, CliError> {
+pub(crate) async fn run(
+    admin: &AdminTarget,
+    command: ReposCommand,
+) -> Result<ExitStatus, CliError> {
     let mut client = client::connect(admin).await?;
     match command {
         ReposCommand::Add {

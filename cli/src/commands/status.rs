@@ -1,7 +1,7 @@
 //! `ocelot status [BUILD]`: one build with its stages, or a list of builds (newest first).
 
 use crate::args::StatusArgs;
-use crate::client::{self, CliError};
+use crate::client::{self, AdminTarget, CliError};
 use crate::exit::ExitStatus;
 use ocelot_core::wire;
 use ocelot_proto::v1 as pb;
@@ -47,7 +47,7 @@ fn now_ms() -> i64 {
     ocelot_core::model::unix_ms(std::time::SystemTime::now())
 }
 
-pub(crate) async fn run(admin: &str, args: StatusArgs) -> Result<ExitStatus, CliError> {
+pub(crate) async fn run(admin: &AdminTarget, args: StatusArgs) -> Result<ExitStatus, CliError> {
     let mut client = client::connect(admin).await?;
     if let Some(id) = args.build {
         let detail = client

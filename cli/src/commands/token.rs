@@ -1,12 +1,15 @@
 //! `ocelot token create|list|revoke`: API tokens, through the API (admin scope).
 
 use crate::args::TokenCommand;
-use crate::client::{self, CliError};
+use crate::client::{self, AdminTarget, CliError};
 use crate::exit::ExitStatus;
 use ocelot_proto::v1 as pb;
 use serde_json::json;
 
-pub(crate) async fn run(admin: &str, command: TokenCommand) -> Result<ExitStatus, CliError> {
+pub(crate) async fn run(
+    admin: &AdminTarget,
+    command: TokenCommand,
+) -> Result<ExitStatus, CliError> {
     let mut client = client::connect(admin).await?;
     match command {
         TokenCommand::Create { name, scope } => {

@@ -1,12 +1,12 @@
 //! `ocelot watch BUILD`: the whole log from line 1, live until the result.
 
 use crate::args::WatchArgs;
-use crate::client::{self, CliError};
+use crate::client::{self, AdminTarget, CliError};
 use crate::exit::ExitStatus;
 use crate::render::Renderer;
 use ocelot_proto::v1::WatchBuildRequest;
 
-pub(crate) async fn run(admin: &str, args: WatchArgs) -> Result<ExitStatus, CliError> {
+pub(crate) async fn run(admin: &AdminTarget, args: WatchArgs) -> Result<ExitStatus, CliError> {
     let mut client = client::connect(admin).await?;
     follow(&mut client, args.build, args.json).await
 }

@@ -1,6 +1,7 @@
 //! API tokens: every RPC needs one; a missing, unknown, revoked or too weakly scoped token is
 //! refused with a clear message and exit code 7. Tokens are made by `ocelot-admin token
 //! create` (the first) and `ocelot token create` (by admins), listed without values, revoked.
+//! The admin serves TLS when given a certificate, and the CLI trusts it through `--tls-ca`.
 
 use ocelot_core::auth::TokenScope;
 use ocelot_tests::cluster::{Cluster, bin_dir};
@@ -123,4 +124,66 @@ async fn tokens_are_required_scoped_and_revocable() {
         .await
         .unwrap();
     assert_eq!(with_first.code, 0, "{}", with_first.both());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_serves_tls_and_the_cli_trusts_it_only_through_its_ca() {
+    let cluster = Cluster::start_spec(ocelot_tests::cluster::ClusterSpec {
+        tls: true,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    assert!(cluster.admin_url.starts_with("https://"));
+    let repo = cluster
+        .git
+        .create_repo(
+            "tls",
+            &[(
+                "ocelot.yml",
+                "image: ocelot/busybox\nstages:\n  - name: a\n    script: [echo over-tls]\n",
+            )],
+        )
+        .unwrap();
+    cluster.add_repo("tls", &repo.url).await.unwrap();
+    let built = cluster.ocelot(&["build", "-r", "tls"]).await.unwrap();
+    assert_eq!(built.code, 0, "{}", built.both());
+    assert!(built.stdout.contains("over-tls"), "{}", built.both());
+
+    // without the CA, the admin's certificate is not trusted: unreachable, saying why
+    let ca = cluster.tls_ca.clone().unwrap();
+    let untrusted = cluster
+        .ocelot(&["repos", "list", "--tls-ca", "/dev/null"])
+        .await
+        .unwrap();
+    assert_eq!(untrusted.code, 2, "{}", untrusted.both());
+    assert!(
+        untrusted.stderr.contains("is not a PEM certificate"),
+        "{}",
+        untrusted.both()
+    );
+    let other_ca =
+        ocelot_tests::tls::TestCertificates::generate(&ca.parent().unwrap().join("other")).unwrap();
+    let other = other_ca.ca.display().to_string();
+    let untrusted = cluster
+        .ocelot(&["repos", "list", "--tls-ca", &other])
+        .await
+        .unwrap();
+    assert_eq!(untrusted.code, 5, "{}", untrusted.both());
+    assert!(
+        untrusted.stderr.contains("certificate"),
+        "{}",
+        untrusted.both()
+    );
+    // plain HTTP/2 to a TLS admin does not get an answer either
+    let plain = cluster
+        .ocelot(&[
+            "repos",
+            "list",
+            "--admin",
+            &cluster.admin_url.replace("https://", "http://"),
+        ])
+        .await
+        .unwrap();
+    assert_ne!(plain.code, 0, "{}", plain.both());
 }
