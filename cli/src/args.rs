@@ -45,6 +45,12 @@ pub enum Command {
     /// Manage API tokens (needs an admin token)
     #[command(subcommand)]
     Token(TokenCommand),
+    /// List the live workers: tags, builds running of capacity, last heartbeat
+    Workers {
+        /// Print JSON on stdout
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

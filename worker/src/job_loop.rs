@@ -5,9 +5,11 @@
 
 use crate::WorkerContext;
 use crate::build_runner::{JobDisposition, run_build};
+use ocelot_core::queue::WorkerInfo;
 use ocelot_core::queue::{JOB_ACK_WAIT, JobMessage};
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
@@ -21,19 +23,33 @@ const PULL_WAIT: Duration = Duration::from_secs(2);
 
 pub(crate) async fn run(
     context: WorkerContext,
-    tags: &[String],
+    registry_entry: WorkerInfo,
     concurrency: usize,
     grace: Duration,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    let tags = registry_entry.tags.clone();
     // permits bound the builds running at once across every tag
     let permits = Arc::new(Semaphore::new(concurrency));
+    // builds running now, for the registry entry
+    let running_count = Arc::new(AtomicUsize::new(0));
+    let count_changed = Arc::new(tokio::sync::Notify::new());
     // cancelled on shutdown: the pull loops stop taking jobs
     let stop = CancellationToken::new();
+    let registry_stop = CancellationToken::new();
+    let registry = tokio::spawn(crate::registry::run(
+        context.bus.clone(),
+        registry_entry,
+        running_count.clone(),
+        count_changed.clone(),
+        registry_stop.clone(),
+    ));
     let builds = Arc::new(tokio::sync::Mutex::new(JoinSet::new()));
     let mut loops = JoinSet::new();
-    for tag in tags {
+    for tag in &tags {
         let consumer = context.bus.job_consumer(tag).await?;
+        let running_count = running_count.clone();
+        let count_changed = count_changed.clone();
         let context = context.clone();
         let permits = permits.clone();
         let stop = stop.clone();
@@ -57,8 +73,14 @@ pub(crate) async fn run(
                         let mut running = builds.lock().await;
                         // forget builds that are done, so the set does not grow forever
                         while running.try_join_next().is_some() {}
+                        let running_count = running_count.clone();
+                        let count_changed = count_changed.clone();
+                        running_count.fetch_add(1, Ordering::SeqCst);
+                        count_changed.notify_one();
                         running.spawn(async move {
                             handle_job(&context, job).await;
+                            running_count.fetch_sub(1, Ordering::SeqCst);
+                            count_changed.notify_one();
                             drop(permit);
                         });
                     }
@@ -87,6 +109,8 @@ pub(crate) async fn run(
         );
         running.shutdown().await;
     }
+    registry_stop.cancel();
+    let _ = registry.await;
     Ok(())
 }
 

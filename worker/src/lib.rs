@@ -8,12 +8,14 @@
 //! - `executor`: where scripts run: `docker` (bollard) or `host`.
 //! - `event_sink`: numbers events, publishes them, batches lines into Postgres.
 //! - `lines`: splits output chunks into lines.
+//! - `registry`: this worker's entry in the worker registry (NATS KV), kept fresh.
 
 mod build_runner;
 mod event_sink;
 mod executor;
 mod job_loop;
 mod lines;
+mod registry;
 
 use anyhow::Context;
 use clap::Parser;
@@ -155,9 +157,27 @@ pub async fn run(
     };
     tracing::info!(worker_id = %context.worker_id, tags = ?settings.tags,
         concurrency = settings.concurrency, executor = ?settings.executor, "worker started");
+    let now = ocelot_core::model::unix_ms(std::time::SystemTime::now());
+    let registry_entry = ocelot_core::queue::WorkerInfo {
+        id: context.worker_id.clone(),
+        tags: settings.tags.clone(),
+        capacity: u32::try_from(settings.concurrency).unwrap_or(u32::MAX),
+        running: 0,
+        executor: match settings.executor {
+            ExecutorKind::Docker => "docker",
+            ExecutorKind::Host => "host",
+        }
+        .to_string(),
+        host: std::fs::read_to_string("/etc/hostname")
+            .map(|h| h.trim().to_string())
+            .unwrap_or_default(),
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        started_at_ms: now,
+        seen_at_ms: now,
+    };
     job_loop::run(
         context,
-        &settings.tags,
+        registry_entry,
         settings.concurrency,
         settings.shutdown_grace,
         shutdown,

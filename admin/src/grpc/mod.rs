@@ -131,6 +131,34 @@ impl ocelot_proto::v1::admin_server::Admin for AdminApi {
         repos::remove(&self.state, request.into_inner()).await
     }
 
+    async fn list_workers(
+        &self,
+        request: tonic::Request<ocelot_proto::v1::ListWorkersRequest>,
+    ) -> Result<tonic::Response<ocelot_proto::v1::ListWorkersResponse>, tonic::Status> {
+        crate::auth::authorize(&self.state, &request, TokenScope::Read).await?;
+        let workers = self.state.bus.list_workers().await.map_err(|error| {
+            tonic::Status::unavailable(format!("cannot read the worker registry: {error}"))
+        })?;
+        Ok(tonic::Response::new(
+            ocelot_proto::v1::ListWorkersResponse {
+                workers: workers
+                    .into_iter()
+                    .map(|w| ocelot_proto::v1::Worker {
+                        id: w.id,
+                        tags: w.tags,
+                        capacity: w.capacity,
+                        running: w.running,
+                        executor: w.executor,
+                        host: w.host,
+                        version: w.version,
+                        started_at_ms: w.started_at_ms,
+                        seen_at_ms: w.seen_at_ms,
+                    })
+                    .collect(),
+            },
+        ))
+    }
+
     async fn set_repo_options(
         &self,
         request: tonic::Request<ocelot_proto::v1::SetRepoOptionsRequest>,

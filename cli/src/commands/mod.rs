@@ -8,6 +8,7 @@ mod status;
 mod token;
 mod validate;
 mod watch;
+mod workers;
 
 use crate::args::{Args, Command};
 use crate::client::{AdminTarget, CliError};
@@ -27,6 +28,7 @@ pub(crate) async fn dispatch(args: Args) -> ExitStatus {
         Command::Poll(poll_command) => poll::run(&admin, poll_command).await,
         Command::Creds(creds_command) => creds::run(&admin, creds_command).await,
         Command::Token(token_command) => token::run(&admin, token_command).await,
+        Command::Workers { json } => workers::run(&admin, json).await,
     };
     match result {
         Ok(status) => status,

@@ -1,14 +1,17 @@
 //! NATS JetStream: the job work-queue (one subject per routing tag, `jobs.<tag>`) and the log
 //! bus (one subject per build, `logs.<build id>`, replayable from its first event). Both
-//! streams are created at start-up, idempotently.
+//! streams are created at start-up, idempotently. The worker registry is a KV bucket with a
+//! TTL (`workers`).
 
 mod jobs;
 mod log_bus;
+mod workers;
 
 /// Resolves when JetStream stored a published event.
 pub use async_nats::jetstream::context::PublishAckFuture;
 pub use jobs::{JobConsumer, JobMessage, validate_tag};
 pub use log_bus::EventSubscription;
+pub use workers::{HEARTBEAT_EVERY, WORKER_TTL, WORKERS_BUCKET, WorkerInfo};
 
 use async_nats::jetstream::{self, stream};
 use std::time::Duration;

@@ -13,6 +13,7 @@ mod secrets;
 mod store;
 mod watch;
 mod webhooks;
+mod workers;
 
 use ocelot_tests::cluster::{CliOutput, Cluster};
 

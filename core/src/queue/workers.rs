@@ -1,0 +1,125 @@
+//! The worker registry: a NATS KV bucket where each worker keeps an entry about itself
+//! (tags, capacity, builds running) fresh with a heartbeat. Entries expire with the bucket's
+//! TTL, so a worker that dies vanishes from `ocelot workers` within [`WORKER_TTL`].
+
+use super::{Bus, QueueError};
+use async_nats::jetstream::kv;
+use futures::TryStreamExt;
+use std::time::Duration;
+
+pub const WORKERS_BUCKET: &str = "OCELOT_WORKERS";
+/// How long a worker's entry outlives its last heartbeat.
+pub const WORKER_TTL: Duration = Duration::from_secs(30);
+/// How often a worker refreshes its entry.
+pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(10);
+
+/// What a worker says about itself.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct WorkerInfo {
+    pub id: String,
+    pub tags: Vec<String>,
+    /// Builds it runs at once (`--concurrency`).
+    pub capacity: u32,
+    /// Builds it runs now.
+    pub running: u32,
+    /// `docker` or `host`.
+    pub executor: String,
+    pub host: String,
+    pub version: String,
+    pub started_at_ms: i64,
+    /// When the entry was last written.
+    pub seen_at_ms: i64,
+}
+
+/// A KV key for a worker id: its characters outside `[-_=.a-zA-Z0-9]` become `_`.
+fn key(worker_id: &str) -> String {
+    worker_id
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '=' | '.') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+impl Bus {
+    async fn workers_bucket(&self) -> Result<kv::Store, QueueError> {
+        if let Ok(store) = self.jetstream.get_key_value(WORKERS_BUCKET).await {
+            return Ok(store);
+        }
+        self.jetstream
+            .create_key_value(kv::Config {
+                bucket: WORKERS_BUCKET.to_string(),
+                description: "Ocelot workers: one entry per live worker".to_string(),
+                history: 1,
+                max_age: WORKER_TTL,
+                storage: async_nats::jetstream::stream::StorageType::Memory,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| QueueError::Setup(format!("bucket {WORKERS_BUCKET}: {e}")))
+    }
+
+    /// Writes (or refreshes) a worker's entry.
+    pub async fn announce_worker(&self, info: &WorkerInfo) -> Result<(), QueueError> {
+        let bucket = self.workers_bucket().await?;
+        let value = serde_json::to_vec(info).map_err(|e| QueueError::Publish(e.to_string()))?;
+        bucket
+            .put(key(&info.id), value.into())
+            .await
+            .map_err(|e| QueueError::Publish(format!("worker entry: {e}")))?;
+        Ok(())
+    }
+
+    /// Removes a worker's entry (at a clean shutdown).
+    pub async fn withdraw_worker(&self, worker_id: &str) -> Result<(), QueueError> {
+        let bucket = self.workers_bucket().await?;
+        bucket
+            .purge(key(worker_id))
+            .await
+            .map_err(|e| QueueError::Publish(format!("worker entry: {e}")))?;
+        Ok(())
+    }
+
+    /// The live workers, by id.
+    pub async fn list_workers(&self) -> Result<Vec<WorkerInfo>, QueueError> {
+        let bucket = self.workers_bucket().await?;
+        let keys: Vec<String> = bucket
+            .keys()
+            .await
+            .map_err(|e| QueueError::Consume(format!("worker entries: {e}")))?
+            .try_collect()
+            .await
+            .map_err(|e| QueueError::Consume(format!("worker entries: {e}")))?;
+        let mut workers = Vec::with_capacity(keys.len());
+        for name in keys {
+            let entry = bucket
+                .get(&name)
+                .await
+                .map_err(|e| QueueError::Consume(format!("worker entry {name}: {e}")))?;
+            let Some(bytes) = entry else { continue };
+            match serde_json::from_slice::<WorkerInfo>(&bytes) {
+                Ok(info) => workers.push(info),
+                Err(error) => {
+                    tracing::warn!(key = %name, %error, "skipping a malformed worker entry")
+                }
+            }
+        }
+        workers.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(workers)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::key;
+
+    #[test]
+    fn worker_ids_become_valid_keys() {
+        assert_eq!(key("ci-host-1a2b3c4d"), "ci-host-1a2b3c4d");
+        assert_eq!(key("host one/w:2"), "host_one_w_2");
+    }
+}
