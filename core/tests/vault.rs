@@ -294,8 +294,8 @@ async fn approle_logs_in_again_before_its_token_expires() {
         .await
         .unwrap();
     assert!(vault.list().await.unwrap().is_empty());
-    // the 1 s lease is renewed half-way through
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    // the 4 s lease is renewed half-way through (the margin is 30 s, at most half the lease)
+    tokio::time::sleep(Duration::from_millis(2300)).await;
     assert!(vault.list().await.unwrap().is_empty());
     assert_eq!(
         replay.served(),
