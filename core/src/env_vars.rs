@@ -38,3 +38,28 @@ pub const OCELOT_WORKER_ID: &str = "OCELOT_WORKER_ID";
 pub const OCELOT_LOG_FORMAT: &str = "OCELOT_LOG_FORMAT";
 /// Disables colours in the CLI when set (https://no-color.org).
 pub const NO_COLOR: &str = "NO_COLOR";
+/// Which credential store services use: `postgres` (default) or `vault`.
+pub const OCELOT_SECRET_STORE: &str = "OCELOT_SECRET_STORE";
+/// Vault's address (`https://vault.example:8200`), as the Vault CLI reads it.
+pub const VAULT_ADDR: &str = "VAULT_ADDR";
+/// A Vault token, as the Vault CLI reads it (used when no AppRole is configured).
+pub const VAULT_TOKEN: &str = "VAULT_TOKEN";
+/// The AppRole role id Ocelot logs in to Vault with.
+pub const OCELOT_VAULT_ROLE_ID: &str = "OCELOT_VAULT_ROLE_ID";
+/// The AppRole secret id (prefer the `_FILE` variant).
+pub const OCELOT_VAULT_SECRET_ID: &str = "OCELOT_VAULT_SECRET_ID";
+/// File holding the AppRole secret id.
+pub const OCELOT_VAULT_SECRET_ID_FILE: &str = "OCELOT_VAULT_SECRET_ID_FILE";
+/// Mount path of the AppRole auth method (default `approle`).
+pub const OCELOT_VAULT_APPROLE_MOUNT: &str = "OCELOT_VAULT_APPROLE_MOUNT";
+/// Mount path of the KV v2 secrets engine holding credentials (default `secret`).
+pub const OCELOT_VAULT_MOUNT: &str = "OCELOT_VAULT_MOUNT";
+/// Path under the mount where Ocelot keeps its credentials (default `ocelot`).
+pub const OCELOT_VAULT_PREFIX: &str = "OCELOT_VAULT_PREFIX";
+/// Consul agent's HTTP address (`http://127.0.0.1:8500`), as the Consul CLI reads it; when set,
+/// services register themselves there.
+pub const CONSUL_HTTP_ADDR: &str = "CONSUL_HTTP_ADDR";
+/// Consul ACL token, as the Consul CLI reads it.
+pub const CONSUL_HTTP_TOKEN: &str = "CONSUL_HTTP_TOKEN";
+/// File holding the Consul ACL token, as the Consul CLI reads it.
+pub const CONSUL_HTTP_TOKEN_FILE: &str = "CONSUL_HTTP_TOKEN_FILE";

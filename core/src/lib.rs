@@ -12,12 +12,15 @@
 //! - [`queue`]: NATS JetStream: the job work-queue (subject per tag) and the per-build log bus.
 //! - [`git`]: ls-remote, a mirror cache, reading a file at a commit, checking a commit out.
 //! - [`schedule`]: when polls are due (interval or cron), with jitter and back-off.
-//! - [`secrets`]: credentials sealed at rest under a master key, and log masking.
+//! - [`secrets`]: credentials sealed at rest under a master key, and log masking; or kept in
+//!   Vault KV v2.
+//! - [`discovery`]: registration in Consul with a TTL check, and finding a service there.
 //! - [`trigger`]: the one function that queues a build (CLI, and later webhooks and polls).
 //! - [`settings`], [`env_vars`], [`telemetry`], [`shutdown`]: what every binary needs.
 
 pub mod auth;
 pub mod build_state;
+pub mod discovery;
 pub mod env_vars;
 pub mod events;
 pub mod git;

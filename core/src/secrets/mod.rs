@@ -10,6 +10,8 @@
 
 pub mod cipher;
 pub mod mask;
+pub mod select;
+pub mod vault;
 
 use crate::store::{Store, StoreError, StoredCredential};
 use cipher::{CipherError, MasterKey, Sealed};
@@ -185,6 +187,9 @@ pub enum SecretError {
     Cipher(#[from] CipherError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// An external secret store (Vault) failed or refused; says which and why.
+    #[error("{0}")]
+    Backend(String),
 }
 
 /// Where credentials live (Postgres by default, or Vault), behind one interface. Every
