@@ -15,10 +15,11 @@ mod watch;
 
 use anyhow::Context;
 use clap::Parser;
+use ocelot_core::discovery::consul::{ConsulArgs, ServiceDefinition, deregister};
 use ocelot_core::env_vars;
 use ocelot_core::git::MirrorCache;
 use ocelot_core::queue::Bus;
-use ocelot_core::secrets::PostgresSecrets;
+use ocelot_core::secrets::select::{SecretStoreArgs, Secrets};
 use ocelot_core::settings::{DatabaseArgs, LogArgs, NatsArgs, SecretsArgs};
 use ocelot_core::store::Store;
 use std::future::Future;
@@ -39,6 +40,10 @@ pub struct Settings {
     pub log: LogArgs,
     #[command(flatten)]
     pub secrets: SecretsArgs,
+    #[command(flatten)]
+    pub secret_store: SecretStoreArgs,
+    #[command(flatten)]
+    pub consul: ConsulArgs,
     /// Address to serve the gRPC API on
     #[arg(long, env = env_vars::OCELOT_ADMIN_LISTEN, default_value = "127.0.0.1:50051")]
     pub listen: SocketAddr,
@@ -75,6 +80,10 @@ pub enum AdminCommand {
 /// Runs `rotate-key`.
 pub async fn rotate_key(settings: &Settings, new_key_file: &std::path::Path) -> anyhow::Result<()> {
     use ocelot_core::secrets::cipher::MasterKey;
+    anyhow::ensure!(
+        settings.secret_store.secret_store == ocelot_core::secrets::select::SecretBackend::Postgres,
+        "rotate-key re-encrypts the Postgres credential store; Vault keeps its own encryption keys (`vault operator rotate`)"
+    );
     let old = settings
         .secrets
         .load()
@@ -150,7 +159,7 @@ pub(crate) struct AppState {
     pub(crate) store: Store,
     pub(crate) bus: Bus,
     pub(crate) mirrors: Arc<MirrorCache>,
-    pub(crate) secrets: PostgresSecrets,
+    pub(crate) secrets: Secrets,
 }
 
 /// Connects to Postgres (applying migrations) and NATS (creating the streams), then serves
@@ -160,14 +169,13 @@ pub async fn run(
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let master_key = settings.secrets.load().context("loading the master key")?;
     let tls = grpc::tls_identity(settings.tls_cert.as_deref(), settings.tls_key.as_deref())?;
     let store = Store::connect(&settings.database.database_url)
         .await
         .context("connecting to Postgres")?;
-    let secrets = PostgresSecrets::new(store.clone(), master_key)
+    let secrets = Secrets::open(&settings.secret_store, &settings.secrets, store.clone())
         .await
-        .context("checking the master key")?;
+        .context("opening the credential store")?;
     let bus = Bus::connect(&settings.nats.nats_url)
         .await
         .context("connecting to NATS")?;
@@ -186,7 +194,13 @@ pub async fn run(
     tracing::info!(%address, "admin listening");
     let sweeper_stop = CancellationToken::new();
     let sweeper = tokio::spawn(sweeper::run(state.clone(), sweeper_stop.clone()));
+    let registration = settings
+        .consul
+        .register(ServiceDefinition::listening("ocelot-admin", address))
+        .await
+        .context("registering in Consul")?;
     let served = grpc::serve(state, listener, tls, shutdown).await;
+    deregister(registration).await;
     sweeper_stop.cancel();
     let _ = sweeper.await;
     served

@@ -12,13 +12,17 @@ use std::path::PathBuf;
     propagate_version = true
 )]
 pub struct Args {
-    /// Admin server address
+    /// Admin server address: http(s)://host:port, host:port, or consul://SERVICE (a healthy
+    /// instance of the service from Consul; https when --tls-ca is given)
     #[arg(long, global = true, env = env_vars::OCELOT_ADMIN, default_value = "http://127.0.0.1:50051")]
     pub admin: String,
     /// PEM CA certificate that signed the admin's TLS certificate (for an `https://` admin
     /// whose certificate the system's roots do not vouch for)
     #[arg(long, global = true, env = env_vars::OCELOT_TLS_CA)]
     pub tls_ca: Option<PathBuf>,
+    /// The Consul agent that `--admin consul://SERVICE` asks (default: the local agent)
+    #[command(flatten)]
+    pub consul: ocelot_core::discovery::consul::ConsulArgs,
     #[command(subcommand)]
     pub command: Command,
 }

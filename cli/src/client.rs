@@ -1,6 +1,7 @@
 //! Connecting to the admin, and turning gRPC failures into messages and exit codes.
 
 use crate::exit::ExitStatus;
+use ocelot_core::discovery::consul::{ConsulArgs, consul_service_name};
 use ocelot_core::env_vars;
 use ocelot_proto::v1::admin_client::AdminClient;
 use std::path::PathBuf;
@@ -105,6 +106,30 @@ pub(crate) struct AdminTarget {
     pub(crate) address: String,
     /// A CA certificate (PEM) for an `https://` admin.
     pub(crate) tls_ca: Option<PathBuf>,
+    /// The Consul agent for `consul://SERVICE` addresses.
+    pub(crate) consul: ConsulArgs,
+}
+
+/// The admin's URL: `consul://SERVICE` is looked up in Consul (a healthy instance).
+async fn admin_url(admin: &AdminTarget) -> Result<String, CliError> {
+    let Some(service) = consul_service_name(&admin.address) else {
+        return Ok(endpoint_url(&admin.address));
+    };
+    let client = admin
+        .consul
+        .client_or_default()
+        .map_err(|e| CliError::new(ExitStatus::Usage, e.to_string()))?;
+    let found = client.resolve(service).await.map_err(|e| {
+        CliError::new(
+            ExitStatus::Unreachable,
+            format!("cannot find the admin `{service}` through Consul: {e}"),
+        )
+    })?;
+    Ok(found.url(if admin.tls_ca.is_some() {
+        "https"
+    } else {
+        "http"
+    }))
 }
 
 /// Normalises an address: `host:port` becomes `http://host:port`.
@@ -151,7 +176,7 @@ fn tls_config(
 
 pub(crate) async fn connect(admin: &AdminTarget) -> Result<Client, CliError> {
     let token = load_token()?;
-    let url = endpoint_url(&admin.address);
+    let url = admin_url(admin).await?;
     let tls = tls_config(&url, admin.tls_ca.as_deref())?;
     let unreachable = |detail: String| {
         CliError::new(

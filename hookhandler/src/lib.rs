@@ -20,9 +20,11 @@ mod trigger;
 
 use anyhow::Context;
 use clap::Parser;
+use ocelot_core::discovery::consul::{ConsulArgs, ServiceDefinition, deregister};
 use ocelot_core::env_vars;
 use ocelot_core::git::MirrorCache;
 use ocelot_core::queue::Bus;
+use ocelot_core::secrets::select::{SecretStoreArgs, Secrets};
 use ocelot_core::settings::{DatabaseArgs, LogArgs, NatsArgs, SecretsArgs};
 use ocelot_core::store::Store;
 use std::future::Future;
@@ -53,6 +55,10 @@ pub struct Settings {
     /// The master key: reading ocelot.yml from private repos needs their credentials
     #[command(flatten)]
     pub secrets: SecretsArgs,
+    #[command(flatten)]
+    pub secret_store: SecretStoreArgs,
+    #[command(flatten)]
+    pub consul: ConsulArgs,
     /// Address to serve webhooks on
     #[arg(long, env = env_vars::OCELOT_HOOKS_LISTEN, default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
@@ -111,9 +117,7 @@ pub async fn run(
     let store = Store::connect(&settings.database.database_url)
         .await
         .context("connecting to Postgres")?;
-    let secrets = settings
-        .secrets
-        .open(store.clone())
+    let secrets = Secrets::open(&settings.secret_store, &settings.secrets, store.clone())
         .await
         .context("opening the credential store")?;
     let bus = Bus::connect(&settings.nats.nats_url)
@@ -150,6 +154,11 @@ pub async fn run(
         .local_addr()
         .context("reading the listener's address")?;
     tracing::info!(%address, "hookhandler listening");
+    let registration = settings
+        .consul
+        .register(ServiceDefinition::listening("ocelot-hookhandler", address))
+        .await
+        .context("registering in Consul")?;
     let router =
         app(state, settings.max_body_bytes).into_make_service_with_connect_info::<SocketAddr>();
     let served = axum::serve(listener, router)
@@ -158,5 +167,6 @@ pub async fn run(
         .context("serving webhooks");
     stop.cancel();
     while processors.join_next().await.is_some() {}
+    deregister(registration).await;
     served
 }

@@ -23,7 +23,7 @@ pub(crate) struct Processor {
     pub(crate) store: Store,
     pub(crate) bus: Bus,
     pub(crate) mirrors: Arc<MirrorCache>,
-    pub(crate) secrets: ocelot_core::secrets::PostgresSecrets,
+    pub(crate) secrets: ocelot_core::secrets::select::Secrets,
     pub(crate) recorded: Arc<Notify>,
 }
 

@@ -10,10 +10,11 @@ mod poll_loop;
 
 use anyhow::Context;
 use clap::Parser;
+use ocelot_core::discovery::consul::{ConsulArgs, ServiceDefinition, deregister};
 use ocelot_core::env_vars;
 use ocelot_core::git::MirrorCache;
 use ocelot_core::queue::Bus;
-use ocelot_core::secrets::PostgresSecrets;
+use ocelot_core::secrets::select::{SecretStoreArgs, Secrets};
 use ocelot_core::settings::{DatabaseArgs, LogArgs, NatsArgs, SecretsArgs};
 use ocelot_core::store::Store;
 use std::future::Future;
@@ -34,6 +35,10 @@ pub struct Settings {
     /// The master key: reading ocelot.yml from private repos needs their credentials
     #[command(flatten)]
     pub secrets: SecretsArgs,
+    #[command(flatten)]
+    pub secret_store: SecretStoreArgs,
+    #[command(flatten)]
+    pub consul: ConsulArgs,
     /// Directory of the git mirrors used to read ocelot.yml (default: under the temp dir)
     #[arg(long, env = env_vars::OCELOT_CACHE_DIR)]
     pub cache_dir: Option<PathBuf>,
@@ -55,7 +60,7 @@ pub(crate) struct PollerContext {
     pub(crate) store: Store,
     pub(crate) bus: Bus,
     pub(crate) mirrors: Arc<MirrorCache>,
-    pub(crate) secrets: PostgresSecrets,
+    pub(crate) secrets: Secrets,
 }
 
 /// Connects to Postgres and NATS, then polls until `shutdown` resolves.
@@ -67,9 +72,7 @@ pub async fn run(
     let store = Store::connect(&settings.database.database_url)
         .await
         .context("connecting to Postgres")?;
-    let secrets = settings
-        .secrets
-        .open(store.clone())
+    let secrets = Secrets::open(&settings.secret_store, &settings.secrets, store.clone())
         .await
         .context("opening the credential store")?;
     let bus = Bus::connect(&settings.nats.nats_url)
@@ -86,6 +89,15 @@ pub async fn run(
         secrets,
     };
     tracing::info!(concurrency = settings.concurrency, "poller started");
+    let registration = settings
+        .consul
+        .register(ServiceDefinition::new(
+            "ocelot-poller",
+            &format!("ocelot-poller-{}", std::process::id()),
+        ))
+        .await
+        .context("registering in Consul")?;
     poll_loop::run(context, settings.concurrency, settings.tick, shutdown).await;
+    deregister(registration).await;
     Ok(())
 }

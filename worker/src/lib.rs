@@ -19,10 +19,11 @@ mod registry;
 
 use anyhow::Context;
 use clap::Parser;
+use ocelot_core::discovery::consul::{ConsulArgs, ServiceDefinition, deregister};
 use ocelot_core::env_vars;
 use ocelot_core::git::MirrorCache;
 use ocelot_core::queue::{self, Bus};
-use ocelot_core::secrets::PostgresSecrets;
+use ocelot_core::secrets::select::{SecretStoreArgs, Secrets};
 use ocelot_core::settings::{DatabaseArgs, LogArgs, NatsArgs, SecretsArgs};
 use ocelot_core::store::Store;
 use std::future::Future;
@@ -52,6 +53,10 @@ pub struct Settings {
     pub log: LogArgs,
     #[command(flatten)]
     pub secrets: SecretsArgs,
+    #[command(flatten)]
+    pub secret_store: SecretStoreArgs,
+    #[command(flatten)]
+    pub consul: ConsulArgs,
     /// Builds run at once
     #[arg(long, env = env_vars::OCELOT_WORKER_CONCURRENCY, default_value_t = 2)]
     pub concurrency: usize,
@@ -95,7 +100,7 @@ pub(crate) struct WorkerContext {
     pub(crate) executor: ExecutorKind,
     pub(crate) max_attempts: i32,
     pub(crate) pull_timeout: Duration,
-    pub(crate) secrets: PostgresSecrets,
+    pub(crate) secrets: Secrets,
 }
 
 fn default_worker_id() -> String {
@@ -117,13 +122,12 @@ pub async fn run(
         queue::validate_tag(tag)?;
     }
     anyhow::ensure!(settings.concurrency > 0, "--concurrency must be at least 1");
-    let master_key = settings.secrets.load().context("loading the master key")?;
     let store = Store::connect(&settings.database.database_url)
         .await
         .context("connecting to Postgres")?;
-    let secrets = PostgresSecrets::new(store.clone(), master_key)
+    let secrets = Secrets::open(&settings.secret_store, &settings.secrets, store.clone())
         .await
-        .context("checking the master key")?;
+        .context("opening the credential store")?;
     let bus = Bus::connect(&settings.nats.nats_url)
         .await
         .context("connecting to NATS")?;
@@ -175,12 +179,19 @@ pub async fn run(
         started_at_ms: now,
         seen_at_ms: now,
     };
-    job_loop::run(
+    let registration = settings
+        .consul
+        .register(ServiceDefinition::new("ocelot-worker", &context.worker_id))
+        .await
+        .context("registering in Consul")?;
+    let ran = job_loop::run(
         context,
         registry_entry,
         settings.concurrency,
         settings.shutdown_grace,
         shutdown,
     )
-    .await
+    .await;
+    deregister(registration).await;
+    ran
 }

@@ -49,6 +49,7 @@ fn secret_status(error: SecretError) -> Status {
             Status::failed_precondition(error.to_string())
         }
         SecretError::Store(store) => AdminError::Store(store).into(),
+        SecretError::Backend(message) => Status::unavailable(message),
         SecretError::Cipher(cipher) => {
             tracing::error!(error = %cipher, "credential cipher error");
             Status::internal(cipher.to_string())

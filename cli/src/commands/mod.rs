@@ -18,6 +18,7 @@ pub(crate) async fn dispatch(args: Args) -> ExitStatus {
     let admin = AdminTarget {
         address: args.admin,
         tls_ca: args.tls_ca,
+        consul: args.consul,
     };
     let result = match args.command {
         Command::Build(build_args) => build::run(&admin, build_args).await,

@@ -656,6 +656,31 @@ async fn heartbeat(
     }
 }
 
+impl ConsulArgs {
+    /// Registers `definition` when a Consul agent is configured; `None` when not.
+    pub async fn register(
+        &self,
+        definition: ServiceDefinition,
+    ) -> Result<Option<ServiceRegistration>, ConsulError> {
+        match self.client()? {
+            Some(client) => ServiceRegistration::register(client, definition)
+                .await
+                .map(Some),
+            None => Ok(None),
+        }
+    }
+}
+
+/// Deregisters a service at shutdown, if it registered; a failure is only logged (the agent
+/// removes the instance itself once its check stays critical).
+pub async fn deregister(registration: Option<ServiceRegistration>) {
+    if let Some(registration) = registration
+        && let Err(error) = registration.deregister().await
+    {
+        tracing::warn!(%error, "cannot deregister from Consul");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

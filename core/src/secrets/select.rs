@@ -12,16 +12,17 @@ use crate::settings::SecretsArgs;
 use crate::store::Store;
 
 /// The kinds of credential store.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum SecretBackend {
     /// The `credentials` table, sealed under the master key.
+    #[default]
     Postgres,
     /// Vault's KV version 2 secrets engine.
     Vault,
 }
 
 /// Where credentials live, for the services that read or manage them.
-#[derive(Debug, Clone, clap::Args)]
+#[derive(Debug, Clone, Default, clap::Args)]
 pub struct SecretStoreArgs {
     /// Where credentials live: `postgres` (sealed under the master key) or `vault` (Vault KV
     /// version 2; see --vault-addr)

@@ -173,6 +173,20 @@ pub struct VaultArgs {
     pub vault_prefix: String,
 }
 
+impl Default for VaultArgs {
+    /// No Vault: what the flags' defaults give when nothing is set.
+    fn default() -> Self {
+        VaultArgs {
+            vault_addr: None,
+            vault_role_id: None,
+            vault_secret_id_file: None,
+            vault_approle_mount: DEFAULT_APPROLE_MOUNT.to_string(),
+            vault_mount: DEFAULT_MOUNT.to_string(),
+            vault_prefix: DEFAULT_PREFIX.to_string(),
+        }
+    }
+}
+
 impl VaultArgs {
     /// The configuration these arguments describe, with the token (`VAULT_TOKEN`) or the
     /// AppRole secret id (its file, else `OCELOT_VAULT_SECRET_ID`) read from where they live.

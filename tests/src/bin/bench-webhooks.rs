@@ -49,6 +49,8 @@ async fn main() -> anyhow::Result<()> {
         secrets: ocelot_core::settings::SecretsArgs {
             master_key_file: None,
         },
+        secret_store: Default::default(),
+        consul: Default::default(),
         listen: address,
         cache_dir: None,
         max_body_bytes: 5 * 1024 * 1024,
