@@ -4,7 +4,7 @@
 //! wrong one; an image in a private registry (registry API v2 behind Basic authentication)
 //! is pulled with the `registry` login. Credential values never appear in any output.
 
-use ocelot_tests::cluster::Cluster;
+use ocelot_tests::cluster::{CliOutput, Cluster};
 use ocelot_tests::git_http::PrivateHttpGit;
 use ocelot_tests::registry::PrivateRegistry;
 use ocelot_tests::sshd::SshGitServer;
@@ -116,6 +116,36 @@ async fn a_private_http_repo_builds_with_its_token_and_only_with_it() {
     }
 }
 
+/// Stores the ssh credential `deploy-key` (key file, known_hosts file), then builds
+/// `private-ssh`: the `creds add` and `build` outputs.
+async fn add_key_and_build(
+    cluster: &Cluster,
+    key_file: &str,
+    known_hosts_file: &str,
+) -> (CliOutput, CliOutput) {
+    let added = cluster
+        .ocelot(&[
+            "creds",
+            "add",
+            "ssh",
+            "deploy-key",
+            "-r",
+            "private-ssh",
+            "--from-file",
+            key_file,
+            "--known-hosts-file",
+            known_hosts_file,
+        ])
+        .await
+        .unwrap();
+    assert_eq!(added.code, 0, "{}", added.both());
+    let built = cluster
+        .ocelot(&["build", "-r", "private-ssh"])
+        .await
+        .unwrap();
+    (added, built)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_private_ssh_repo_builds_with_its_key_and_checks_the_host_key() {
     let cluster = Cluster::start().await.unwrap();
@@ -150,26 +180,7 @@ async fn a_private_ssh_repo_builds_with_its_key_and_checks_the_host_key() {
     std::fs::write(&other_hosts, &other.known_hosts).unwrap();
     let key_arg = key_file.display().to_string();
     let other_arg = other_hosts.display().to_string();
-    let added = cluster
-        .ocelot(&[
-            "creds",
-            "add",
-            "ssh",
-            "deploy-key",
-            "-r",
-            "private-ssh",
-            "--from-file",
-            &key_arg,
-            "--known-hosts-file",
-            &other_arg,
-        ])
-        .await
-        .unwrap();
-    assert_eq!(added.code, 0, "{}", added.both());
-    let refused = cluster
-        .ocelot(&["build", "-r", "private-ssh"])
-        .await
-        .unwrap();
+    let (_, refused) = add_key_and_build(&cluster, &key_arg, &other_arg).await;
     assert_eq!(refused.code, 6, "{}", refused.both());
     assert!(
         refused
@@ -183,26 +194,7 @@ async fn a_private_ssh_repo_builds_with_its_key_and_checks_the_host_key() {
     let hosts = dir.path().join("known_hosts");
     std::fs::write(&hosts, &server.known_hosts).unwrap();
     let hosts_arg = hosts.display().to_string();
-    let added = cluster
-        .ocelot(&[
-            "creds",
-            "add",
-            "ssh",
-            "deploy-key",
-            "-r",
-            "private-ssh",
-            "--from-file",
-            &key_arg,
-            "--known-hosts-file",
-            &hosts_arg,
-        ])
-        .await
-        .unwrap();
-    assert_eq!(added.code, 0, "{}", added.both());
-    let built = cluster
-        .ocelot(&["build", "-r", "private-ssh"])
-        .await
-        .unwrap();
+    let (added, built) = add_key_and_build(&cluster, &key_arg, &hosts_arg).await;
     assert_eq!(built.code, 0, "{}", built.both());
     assert!(built.stdout.contains(NOTES), "{}", built.both());
     let listed = cluster.ocelot(&["creds", "list"]).await.unwrap();
