@@ -27,4 +27,4 @@ step "cargo build --bins"
 cargo build --workspace --bins --locked
 
 step "cargo test"
-cargo test --workspace --locked -- --test-threads "${OCELOT_TEST_THREADS:-4}"
+cargo test --workspace --locked -- --test-threads "${OCELOT_TEST_THREADS:-2}"
