@@ -3,6 +3,7 @@
 use crate::{queued_build_id, repo_with, status_json};
 use ocelot_tests::cluster::{Cluster, WorkerSpec};
 use ocelot_worker::ExecutorKind;
+use std::time::Duration;
 
 const PASSING: &str = r#"image: ocelot/busybox
 env: ["GREETING=hello"]
@@ -232,10 +233,41 @@ async fn builds_without_an_image_run_on_a_host_worker_of_their_tag() {
     ])
     .await
     .unwrap();
-    let yml = "machineTag: bare-metal\nstages:\n  - name: native\n    script:\n      - echo \"host workspace $WORKSPACE\"\n      - test -f ocelot.yml\n      - test -z \"$OCELOT_DATABASE_URL\"\n      - sleep 600 &\n";
+    let yml = "machineTag: bare-metal\nstages:\n  - name: native\n    script:\n      - echo \"host workspace $WORKSPACE\"\n      - test -f ocelot.yml\n      - test -z \"$OCELOT_DATABASE_URL\"\n      - sleep 600 & echo \"background $!\"\n";
     repo_with(&cluster, "native", yml, &[]).await;
+    // a process of nobody's build: ending the stage's process group must not touch it
+    let mut bystander = tokio::process::Command::new("sleep")
+        .arg("300")
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
     let output = cluster.ocelot(&["build", "-r", "native"]).await.unwrap();
     assert_eq!(output.code, 0, "{}", output.both());
+    assert!(
+        bystander.try_wait().unwrap().is_none(),
+        "a process outside the build was killed"
+    );
+    // the stage's background process ended with its stage
+    let background: u32 = output
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("background "))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    ocelot_tests::wait_until(
+        "the stage's background sleep to end",
+        Duration::from_secs(10),
+        || async {
+            let stat =
+                std::fs::read_to_string(format!("/proc/{background}/stat")).unwrap_or_default();
+            // gone, or a zombie waiting to be reaped
+            (stat.is_empty() || stat.split_whitespace().nth(2) == Some("Z")).then_some(())
+        },
+    )
+    .await
+    .unwrap();
     let build_id = queued_build_id(&output);
     let status = status_json(&cluster, build_id).await;
     assert_eq!(status["tag"], "bare-metal");

@@ -168,13 +168,17 @@ async fn pump(
 
 /// Kills the script's whole process group (the shell may be gone, its group not), then
 /// reaps the shell.
+///
+/// A direct `killpg(2)`: never the `kill` command, whose procps-ng 4.0.2 (Debian 12) reads
+/// `kill -KILL -PGID` as `kill -KILL -1` and so killed every process on the machine.
 async fn kill_group(process_group: Option<u32>, child: &mut tokio::process::Child) {
-    if let Some(pid) = process_group {
-        let _ = tokio::process::Command::new("kill")
-            .arg("-KILL")
-            .arg(format!("-{pid}"))
-            .status()
-            .await;
+    let group = process_group
+        .and_then(|pid| i32::try_from(pid).ok())
+        .filter(|pid| *pid > 1)
+        .and_then(rustix::process::Pid::from_raw);
+    if let Some(group) = group {
+        // ESRCH (the group is gone) is the usual answer and fine
+        let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
     }
     let _ = child.kill().await;
 }
