@@ -5,11 +5,15 @@
 //! - `grpc`: the tonic adapters (one per RPC group) and the router.
 //! - `watch`: replays a build's log from its first line, then follows it live.
 //! - `sweeper`: re-publishes queued builds whose job never reached NATS.
+//! - `cancel`: `ocelot kill`: cancel a queued build, or stop a running one and wait for it.
+//! - `pending`: why a queued build waits (from the worker registry).
 //! - `error`: the one mapping from admin errors to gRPC statuses.
 
 mod auth;
+mod cancel;
 mod error;
 mod grpc;
+mod pending;
 mod sweeper;
 mod watch;
 

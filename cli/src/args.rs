@@ -49,6 +49,25 @@ pub enum Command {
     /// Manage API tokens (needs an admin token)
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Cancel a queued build, or stop a running one (returns once its container is gone)
+    Kill {
+        /// Build id
+        build: i64,
+        /// Print the outcome as JSON on stdout
+        #[arg(long)]
+        json: bool,
+    },
+    /// Queue a new build of a build's repo, branch and commit, and stream it
+    Rerun {
+        /// Build id
+        build: i64,
+        /// Print the new build id and return without following it
+        #[arg(long)]
+        no_follow: bool,
+        /// Print events as JSON lines on stdout
+        #[arg(long)]
+        json: bool,
+    },
     /// List the live workers: tags, builds running of capacity, last heartbeat
     Workers {
         /// Print JSON on stdout

@@ -95,16 +95,19 @@ pub enum StageState {
     Failed,
     Skipped,
     TimedOut,
+    /// Stopped by `ocelot kill`.
+    Cancelled,
 }
 
 impl StageState {
-    const ALL: [StageState; 6] = [
+    const ALL: [StageState; 7] = [
         StageState::Pending,
         StageState::Running,
         StageState::Passed,
         StageState::Failed,
         StageState::Skipped,
         StageState::TimedOut,
+        StageState::Cancelled,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -115,6 +118,7 @@ impl StageState {
             StageState::Failed => "failed",
             StageState::Skipped => "skipped",
             StageState::TimedOut => "timed_out",
+            StageState::Cancelled => "cancelled",
         }
     }
 }

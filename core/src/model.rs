@@ -91,6 +91,8 @@ pub struct Build {
     /// A pull request from a fork, and its repo does not give forks its secrets: the worker
     /// injects no `env` or `registry` credentials.
     pub withhold_secrets: bool,
+    /// Set by `ocelot kill` of a running build: who asked.
+    pub cancel_requested_by: Option<String>,
 }
 
 /// A repository's webhook secret (shown once, when set or generated).

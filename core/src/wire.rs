@@ -59,6 +59,7 @@ impl From<StageState> for pb::StageState {
             StageState::Failed => pb::StageState::Failed,
             StageState::Skipped => pb::StageState::Skipped,
             StageState::TimedOut => pb::StageState::TimedOut,
+            StageState::Cancelled => pb::StageState::Cancelled,
         }
     }
 }
@@ -71,6 +72,7 @@ pub fn stage_state_from_i32(value: i32) -> StageState {
         Ok(pb::StageState::Failed) => StageState::Failed,
         Ok(pb::StageState::Skipped) => StageState::Skipped,
         Ok(pb::StageState::TimedOut) => StageState::TimedOut,
+        Ok(pb::StageState::Cancelled) => StageState::Cancelled,
         _ => StageState::Pending,
     }
 }

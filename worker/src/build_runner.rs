@@ -18,6 +18,7 @@ use ocelot_core::secrets::mask::Masker;
 use ocelot_core::secrets::{BuildCredentials, RegistryLogin, SecretStore};
 use ocelot_core::store::ClaimOutcome;
 use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 /// How long fetching and checking out the commit may take.
@@ -26,10 +27,12 @@ const CHECKOUT_TIMEOUT: Duration = Duration::from_secs(600);
 /// The system lines before the first stage belong to this pseudo-stage.
 const SETUP_STAGE: &str = "setup";
 
-/// The secrets of a build: `NAME=value` for its environment, and what hides them in logs.
-struct BuildSecrets {
+/// What every stage of an attempt gets besides the pipeline: the secrets (`NAME=value` for
+/// its environment, and what hides them in logs) and the cancel signal.
+struct StageInputs {
     env: Vec<String>,
     masker: Masker,
+    cancel: CancellationToken,
 }
 
 /// How an attempt ended, before it is recorded.
@@ -116,7 +119,55 @@ enum Finished {
     NotRecorded,
 }
 
+/// Cancels `cancel` when `ocelot kill` asks for the build: a request on the bus, or one
+/// already recorded in Postgres (checked once the subscription is in place, so none is
+/// missed). The task ends with the returned guard.
+async fn watch_cancel(
+    context: &WorkerContext,
+    build_id: i64,
+    cancel: CancellationToken,
+) -> Option<tokio::task::AbortHandle> {
+    let requests = context.bus.cancel_requests(build_id).await;
+    let recorded = context
+        .store
+        .get_build(build_id)
+        .await
+        .ok()
+        .and_then(|b| b.cancel_requested_by);
+    if recorded.is_some() {
+        cancel.cancel();
+        return None;
+    }
+    match requests {
+        Ok(mut requests) => {
+            let task = tokio::spawn(async move {
+                if requests.next().await.is_some() {
+                    cancel.cancel();
+                }
+            });
+            Some(task.abort_handle())
+        }
+        Err(error) => {
+            tracing::warn!(build_id, %error, "cannot listen for cancel requests (they are checked between stages)");
+            None
+        }
+    }
+}
+
+/// Aborts the cancel watcher when the attempt ends.
+struct AbortOnDrop(Option<tokio::task::AbortHandle>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        if let Some(handle) = &self.0 {
+            handle.abort();
+        }
+    }
+}
+
 async fn attempt(context: &WorkerContext, build: &Build, sink: &mut EventSink) -> Verdict {
+    let cancel = CancellationToken::new();
+    let _watcher = AbortOnDrop(watch_cancel(context, build.id, cancel.clone()).await);
     let workspace = match tempfile::Builder::new()
         .prefix(&format!("build-{}-{}-", build.id, build.attempt))
         .tempdir_in(&context.workspaces)
@@ -172,12 +223,13 @@ async fn attempt(context: &WorkerContext, build: &Build, sink: &mut EventSink) -
         )
         .await;
     }
-    let secrets = BuildSecrets {
+    let inputs = StageInputs {
         env: secret_env
             .iter()
             .map(|(name, value)| format!("{name}={}", value.expose()))
             .collect(),
         masker,
+        cancel,
     };
     let registry_login = pipeline
         .image
@@ -204,7 +256,7 @@ async fn attempt(context: &WorkerContext, build: &Build, sink: &mut EventSink) -
         build,
         &pipeline,
         &commit_info,
-        &secrets,
+        &inputs,
         &mut environment,
         sink,
     )
@@ -411,7 +463,7 @@ async fn run_stages(
     build: &Build,
     pipeline: &Pipeline,
     commit: &CommitInfo,
-    secrets: &BuildSecrets,
+    inputs: &StageInputs,
     environment: &mut Environment,
     sink: &mut EventSink,
 ) -> Verdict {
@@ -431,13 +483,16 @@ async fn run_stages(
             .map(|e| format!("{}={}", e.key, e.value)),
     );
     // the secrets come after the file's env, before the stage's
-    base_env.extend(secrets.env.iter().cloned());
+    base_env.extend(inputs.env.iter().cloned());
     let trigger_context = TriggerContext {
         branch: &build.branch,
         commit_messages: &commit.messages,
         changed_paths: &commit.changed_paths,
     };
     for (index, stage) in pipeline.stages.iter().enumerate() {
+        if inputs.cancel.is_cancelled() {
+            return cancelled_verdict(context, build, sink).await;
+        }
         if sink.fenced_out() {
             tracing::warn!(
                 build_id = build.id,
@@ -498,7 +553,8 @@ async fn run_stages(
                     script: shell_script(&stage.script),
                     env,
                     deadline,
-                    masker: secrets.masker.clone(),
+                    masker: inputs.masker.clone(),
+                    cancel: inputs.cancel.clone(),
                 },
                 sink,
             )
@@ -547,6 +603,10 @@ async fn run_stages(
                     }),
                 )
             }
+            Ok(ScriptOutcome::Cancelled) => {
+                let verdict = cancelled_verdict(context, build, sink).await;
+                (StageState::Cancelled, None, Some(verdict))
+            }
             Err(error) => {
                 let reason = format!("stage `{}` could not run: {error}", stage.name);
                 sink.system(&stage.name, format!("error: {reason}")).await;
@@ -570,6 +630,27 @@ async fn run_stages(
     Verdict {
         state: BuildState::Passed,
         reason: None,
+    }
+}
+
+/// The verdict of a cancelled build, with a line saying who cancelled it.
+async fn cancelled_verdict(
+    context: &WorkerContext,
+    build: &Build,
+    sink: &mut EventSink,
+) -> Verdict {
+    let by = context
+        .store
+        .get_build(build.id)
+        .await
+        .ok()
+        .and_then(|b| b.cancel_requested_by)
+        .unwrap_or_else(|| "a user".to_string());
+    let reason = format!("cancelled by {by}");
+    sink.system(SETUP_STAGE, format!("{reason}: stopped")).await;
+    Verdict {
+        state: BuildState::Cancelled,
+        reason: Some(reason),
     }
 }
 

@@ -1,7 +1,9 @@
-//! Build RPCs: trigger, get, list.
+//! Build RPCs: trigger, get (with why a queued build waits), list, rerun.
 
 use crate::AppState;
 use crate::error::AdminError;
+use ocelot_core::BuildState;
+use ocelot_core::model::TriggerKind;
 use ocelot_core::store::BuildFilter;
 use ocelot_core::trigger::{TriggerRequest, queue_build};
 use ocelot_proto::v1 as pb;
@@ -43,9 +45,52 @@ pub(super) async fn get(
         .stages(build.id, build.attempt)
         .await
         .map_err(AdminError::from)?;
+    let pending_reason = if build.state == BuildState::Queued {
+        crate::pending::reason(state, &build.tag).await
+    } else {
+        String::new()
+    };
     Ok(Response::new(pb::BuildDetail {
         build: Some(pb::Build::from(&build)),
         stages: stages.iter().map(pb::Stage::from).collect(),
+        pending_reason,
+    }))
+}
+
+/// A new build of the same repo, branch and commit (and pull request or tag) as `build_id`.
+pub(super) async fn rerun(
+    state: &AppState,
+    request: pb::RerunBuildRequest,
+) -> Result<Response<pb::TriggerBuildResponse>, Status> {
+    let original = state
+        .store
+        .get_build(request.build_id)
+        .await
+        .map_err(AdminError::from)?;
+    let inserted = queue_build(
+        &state.store,
+        &state.bus,
+        &state.mirrors,
+        &state.secrets,
+        TriggerRequest {
+            repo: original.repo_name.clone(),
+            branch: Some(original.branch.clone()),
+            commit: Some(original.commit.clone()),
+            kind: TriggerKind::Manual,
+            previous_commit: original.previous_commit.clone(),
+            pull_request: original.pull_request.clone(),
+            git_tag: original.git_tag.clone(),
+        },
+    )
+    .await
+    .map_err(AdminError::from)?;
+    tracing::info!(
+        original = original.id,
+        build_id = inserted.build.id,
+        "build rerun"
+    );
+    Ok(Response::new(pb::TriggerBuildResponse {
+        build: Some(pb::Build::from(&inserted.build)),
     }))
 }
 

@@ -159,6 +159,22 @@ impl ocelot_proto::v1::admin_server::Admin for AdminApi {
         ))
     }
 
+    async fn cancel_build(
+        &self,
+        request: tonic::Request<ocelot_proto::v1::CancelBuildRequest>,
+    ) -> Result<tonic::Response<ocelot_proto::v1::CancelBuildResponse>, tonic::Status> {
+        let caller = crate::auth::authorize(&self.state, &request, TokenScope::Trigger).await?;
+        crate::cancel::cancel(&self.state, request.into_inner().build_id, &caller.name).await
+    }
+
+    async fn rerun_build(
+        &self,
+        request: tonic::Request<ocelot_proto::v1::RerunBuildRequest>,
+    ) -> Result<tonic::Response<ocelot_proto::v1::TriggerBuildResponse>, tonic::Status> {
+        crate::auth::authorize(&self.state, &request, TokenScope::Trigger).await?;
+        builds::rerun(&self.state, request.into_inner()).await
+    }
+
     async fn set_repo_options(
         &self,
         request: tonic::Request<ocelot_proto::v1::SetRepoOptionsRequest>,

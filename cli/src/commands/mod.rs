@@ -2,8 +2,10 @@
 
 mod build;
 mod creds;
+mod kill;
 mod poll;
 mod repos;
+mod rerun;
 mod status;
 mod token;
 mod validate;
@@ -30,6 +32,12 @@ pub(crate) async fn dispatch(args: Args) -> ExitStatus {
         Command::Creds(creds_command) => creds::run(&admin, creds_command).await,
         Command::Token(token_command) => token::run(&admin, token_command).await,
         Command::Workers { json } => workers::run(&admin, json).await,
+        Command::Kill { build, json } => kill::run(&admin, build, json).await,
+        Command::Rerun {
+            build,
+            no_follow,
+            json,
+        } => rerun::run(&admin, build, no_follow, json).await,
     };
     match result {
         Ok(status) => status,

@@ -74,6 +74,9 @@ pub(crate) async fn run(admin: &AdminTarget, args: StatusArgs) -> Result<ExitSta
                     })
                 })
                 .collect();
+            if !detail.pending_reason.is_empty() {
+                value["pending_reason"] = json!(detail.pending_reason);
+            }
             println!("{value}");
         } else {
             println!(
@@ -97,6 +100,9 @@ pub(crate) async fn run(admin: &AdminTarget, args: StatusArgs) -> Result<ExitSta
             println!("  duration {}", duration(&build));
             if !build.reason.is_empty() {
                 println!("  reason   {}", build.reason);
+            }
+            if !detail.pending_reason.is_empty() {
+                println!("  waiting  {}", detail.pending_reason);
             }
             for stage in &detail.stages {
                 let took = if stage.finished_at_ms > 0 && stage.started_at_ms > 0 {

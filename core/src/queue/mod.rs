@@ -3,12 +3,14 @@
 //! streams are created at start-up, idempotently. The worker registry is a KV bucket with a
 //! TTL (`workers`).
 
+mod cancel;
 mod jobs;
 mod log_bus;
 mod workers;
 
 /// Resolves when JetStream stored a published event.
 pub use async_nats::jetstream::context::PublishAckFuture;
+pub use cancel::CancelRequests;
 pub use jobs::{JobConsumer, JobMessage, validate_tag};
 pub use log_bus::EventSubscription;
 pub use workers::{HEARTBEAT_EVERY, WORKER_TTL, WORKERS_BUCKET, WorkerInfo};

@@ -11,7 +11,7 @@ const SELECT_BUILD: &str = "SELECT b.id, b.repo_id, r.name AS repo_name, r.url A
      b.commit_sha, b.branch, b.trigger, b.state, b.attempt, b.worker_id, b.tag, b.failure_reason, \
      b.queued_at, b.started_at, b.finished_at, b.line_count, b.log_sha256, \
      b.previous_commit, b.pr_number, b.base_branch, b.git_tag, b.from_fork, \
-     (b.from_fork AND NOT r.secrets_for_forks) AS withhold_secrets \
+     (b.from_fork AND NOT r.secrets_for_forks) AS withhold_secrets, b.cancel_requested_by \
      FROM builds b JOIN repos r ON r.id = b.repo_id";
 
 /// Reads a build on a connection (or transaction) the caller already holds: one connection
@@ -59,6 +59,7 @@ fn build_from_row(row: &Row) -> Result<Build, StoreError> {
             }),
         git_tag: row.get("git_tag"),
         withhold_secrets: row.get("withhold_secrets"),
+        cancel_requested_by: row.get("cancel_requested_by"),
     })
 }
 
@@ -175,6 +176,38 @@ impl Store {
             build,
             created: true,
         })
+    }
+
+    /// Cancels a build that no worker has started: `None` when it is not queued.
+    pub async fn cancel_queued_build(
+        &self,
+        id: i64,
+        reason: &str,
+    ) -> Result<Option<Build>, StoreError> {
+        let client = self.client().await?;
+        let updated = client
+            .execute(
+                "UPDATE builds SET state = 'cancelled', failure_reason = $2, finished_at = now()
+                 WHERE id = $1 AND state = 'queued'",
+                &[&id, &reason],
+            )
+            .await?;
+        if updated == 0 {
+            return Ok(None);
+        }
+        build_with(&client, id).await.map(Some)
+    }
+
+    /// Asks the worker running a build to stop it: `false` when it is not running.
+    pub async fn request_cancel(&self, id: i64, by: &str) -> Result<bool, StoreError> {
+        let client = self.client().await?;
+        let updated = client
+            .execute(
+                "UPDATE builds SET cancel_requested_by = $2 WHERE id = $1 AND state = 'running'",
+                &[&id, &by],
+            )
+            .await?;
+        Ok(updated > 0)
     }
 
     pub async fn mark_job_published(&self, build_id: i64) -> Result<(), StoreError> {

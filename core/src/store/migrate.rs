@@ -26,6 +26,7 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "credential_kinds_and_forks",
         include_str!("migrations/V5__credential_kinds_and_forks.sql"),
     ),
+    (6, "cancel", include_str!("migrations/V6__cancel.sql")),
 ];
 
 /// Arbitrary constant key of the advisory lock ("ocelot" in ASCII).

@@ -6,6 +6,7 @@
 
 mod auth;
 mod build;
+mod cancel;
 mod errors;
 mod poller;
 mod private_repos;

@@ -311,6 +311,7 @@ impl BuildContainer {
             let next = tokio::select! {
                 next = output.next() => next,
                 () = sleep_until_deadline(deadline) => return Ok(ScriptOutcome::TimedOut),
+                () = run.cancel.cancelled() => return Ok(ScriptOutcome::Cancelled),
                 _ = exit_check.tick(), if !exited => {
                     exited = self.exec_finished(&exec.id).await;
                     continue;

@@ -99,6 +99,10 @@ impl HostEnvironment {
                     kill_group(process_group, &mut child).await;
                     return Ok(ScriptOutcome::TimedOut);
                 }
+                () = run.cancel.cancelled() => {
+                    kill_group(process_group, &mut child).await;
+                    return Ok(ScriptOutcome::Cancelled);
+                }
             };
             let Some((stream, chunk)) = next else { break };
             let splitter = if stream == LogStream::Stderr {

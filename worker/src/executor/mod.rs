@@ -19,6 +19,8 @@ pub(crate) struct ScriptRun<'a> {
     pub(crate) deadline: Option<Instant>,
     /// Hides the build's secret values in its output.
     pub(crate) masker: Masker,
+    /// Cancelled by `ocelot kill`: the script is stopped.
+    pub(crate) cancel: tokio_util::sync::CancellationToken,
 }
 
 /// How a script ended.
@@ -27,6 +29,8 @@ pub(crate) enum ScriptOutcome {
     Exited(i32),
     /// The deadline passed; the script was stopped.
     TimedOut,
+    /// The build was cancelled; the script was stopped.
+    Cancelled,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -1,0 +1,98 @@
+//! `ocelot kill`: a queued build is cancelled at once; a running one is asked to stop (a
+//! flag in Postgres and a message on the bus) and the answer waits until its attempt has
+//! ended, which is after its container is gone; a finished build is left alone.
+
+use crate::AppState;
+use crate::error::AdminError;
+use ocelot_core::model::Build;
+use ocelot_proto::v1 as pb;
+use std::time::Duration;
+use tonic::{Response, Status};
+
+/// How long the answer waits for the worker to stop a running build.
+const STOP_WAIT: Duration = Duration::from_secs(15);
+
+fn answer(build: &Build, outcome: &str, message: String) -> Response<pb::CancelBuildResponse> {
+    Response::new(pb::CancelBuildResponse {
+        build: Some(pb::Build::from(build)),
+        outcome: outcome.to_string(),
+        message,
+    })
+}
+
+pub(crate) async fn cancel(
+    state: &AppState,
+    build_id: i64,
+    by: &str,
+) -> Result<Response<pb::CancelBuildResponse>, Status> {
+    let reason = format!("cancelled by {by}");
+    if let Some(build) = state
+        .store
+        .cancel_queued_build(build_id, &reason)
+        .await
+        .map_err(AdminError::from)?
+    {
+        tracing::info!(build_id, %by, "queued build cancelled");
+        return Ok(answer(
+            &build,
+            "cancelled",
+            format!("build {build_id} cancelled before it started"),
+        ));
+    }
+    if !state
+        .store
+        .request_cancel(build_id, by)
+        .await
+        .map_err(AdminError::from)?
+    {
+        let build = state
+            .store
+            .get_build(build_id)
+            .await
+            .map_err(AdminError::from)?;
+        return Ok(answer(
+            &build,
+            "already_final",
+            format!(
+                "build {build_id} already finished ({}): nothing to cancel",
+                build.state
+            ),
+        ));
+    }
+    if let Err(error) = state.bus.publish_cancel(build_id).await {
+        // the worker also sees the flag in Postgres between stages
+        tracing::warn!(build_id, %error, "cannot publish the cancel request");
+    }
+    tracing::info!(build_id, %by, "cancel of a running build requested");
+    let deadline = tokio::time::Instant::now() + STOP_WAIT;
+    loop {
+        let build = state
+            .store
+            .get_build(build_id)
+            .await
+            .map_err(AdminError::from)?;
+        if build.state.is_final() {
+            let message = if build.state == ocelot_core::BuildState::Cancelled {
+                format!("build {build_id} cancelled: its container is gone")
+            } else {
+                format!(
+                    "build {build_id} ended {} before the cancel reached it",
+                    build.state
+                )
+            };
+            return Ok(answer(&build, "cancelled", message));
+        }
+        if tokio::time::Instant::now() >= deadline {
+            let worker = build.worker.clone().unwrap_or_else(|| "its worker".into());
+            return Ok(answer(
+                &build,
+                "not_confirmed",
+                format!(
+                    "worker {worker} did not confirm within {} s (it may be unreachable); the cancel stays recorded and the build stops when that worker, or the one that takes it over, sees it",
+                    STOP_WAIT.as_secs()
+                ),
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -1,0 +1,39 @@
+//! `ocelot kill BUILD`: cancel a queued build, or stop a running one (returns once its
+//! container is gone, or says why not); a finished build is a no-op.
+
+use crate::client::{self, AdminTarget, CliError};
+use crate::exit::ExitStatus;
+use ocelot_proto::v1 as pb;
+use serde_json::json;
+
+pub(crate) async fn run(
+    admin: &AdminTarget,
+    build_id: i64,
+    json: bool,
+) -> Result<ExitStatus, CliError> {
+    let mut client = client::connect(admin).await?;
+    let answer = client
+        .cancel_build(pb::CancelBuildRequest { build_id })
+        .await
+        .map_err(client::from_status)?
+        .into_inner();
+    let state = answer
+        .build
+        .as_ref()
+        .map(|b| ocelot_core::wire::build_state_from_i32(b.state))
+        .and_then(Result::ok);
+    if json {
+        println!(
+            "{}",
+            json!({"build_id": build_id, "outcome": answer.outcome, "message": answer.message,
+                   "state": state.map(|s| s.as_str())})
+        );
+    } else {
+        eprintln!("{}", answer.message);
+    }
+    Ok(match answer.outcome.as_str() {
+        // the request did what was asked, or there was nothing to do
+        "cancelled" | "already_final" => ExitStatus::Passed,
+        _ => ExitStatus::Errored,
+    })
+}

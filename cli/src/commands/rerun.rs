@@ -1,0 +1,37 @@
+//! `ocelot rerun BUILD`: a new build of the same repo, branch and commit, streamed like
+//! `ocelot build`.
+
+use crate::client::{self, AdminTarget, CliError};
+use crate::exit::ExitStatus;
+use ocelot_proto::v1 as pb;
+
+pub(crate) async fn run(
+    admin: &AdminTarget,
+    build_id: i64,
+    no_follow: bool,
+    json: bool,
+) -> Result<ExitStatus, CliError> {
+    let mut client = client::connect(admin).await?;
+    let build = client
+        .rerun_build(pb::RerunBuildRequest { build_id })
+        .await
+        .map_err(client::from_status)?
+        .into_inner()
+        .build
+        .ok_or_else(|| CliError::new(ExitStatus::Errored, "the admin answered without a build"))?;
+    if no_follow {
+        println!("{}", build.id);
+        return Ok(ExitStatus::Passed);
+    }
+    if !json {
+        eprintln!(
+            "build {} queued: {} #{} ({} @ {}), a rerun of build {build_id}",
+            build.id,
+            build.repo,
+            build.number,
+            build.branch,
+            build.commit.get(..7).unwrap_or(&build.commit)
+        );
+    }
+    super::watch::follow(&mut client, build.id, json).await
+}
