@@ -409,6 +409,7 @@ async fn open_environment(
                     build_id: build.id,
                     attempt: build.attempt,
                     worker_id: &context.worker_id,
+                    instance: &context.instance,
                     workspace,
                     pull_timeout: context.pull_timeout,
                     registry_login,

@@ -8,6 +8,7 @@
 //! - `executor`: where scripts run: `docker` (bollard) or `host`.
 //! - `event_sink`: numbers events, publishes them, batches lines into Postgres.
 //! - `lines`: splits output chunks into lines.
+//! - `sweeper`: removes build containers no attempt owns (left by a dead worker).
 //! - `registry`: this worker's entry in the worker registry (NATS KV), kept fresh.
 
 mod build_runner;
@@ -16,6 +17,7 @@ mod executor;
 mod job_loop;
 mod lines;
 mod registry;
+mod sweeper;
 
 use anyhow::Context;
 use clap::Parser;
@@ -30,6 +32,7 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 
 /// Where a worker runs build scripts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -82,6 +85,10 @@ pub struct Settings {
     /// How long running builds may take to finish after a shutdown signal
     #[arg(long, value_parser = humantime_duration, default_value = "30s")]
     pub shutdown_grace: Duration,
+    /// How often build containers that no attempt owns (left by a dead worker) are removed
+    /// from this worker's Docker host
+    #[arg(long, value_parser = humantime_duration, default_value = "1m")]
+    pub sweep_every: Duration,
 }
 
 fn humantime_duration(text: &str) -> Result<Duration, String> {
@@ -92,6 +99,8 @@ fn humantime_duration(text: &str) -> Result<Duration, String> {
 #[derive(Debug, Clone)]
 pub(crate) struct WorkerContext {
     pub(crate) worker_id: String,
+    /// The installation's id (labels build containers).
+    pub(crate) instance: String,
     pub(crate) store: Store,
     pub(crate) bus: Bus,
     pub(crate) mirrors: Arc<MirrorCache>,
@@ -147,8 +156,13 @@ pub async fn run(
     let workspaces = cache_dir.join("workspaces");
     std::fs::create_dir_all(&workspaces)
         .with_context(|| format!("creating {}", workspaces.display()))?;
+    let instance = store
+        .instance_id()
+        .await
+        .context("reading the installation id")?;
     let context = WorkerContext {
         worker_id,
+        instance,
         store,
         bus,
         mirrors: Arc::new(MirrorCache::new(cache_dir.join("mirrors"))),
@@ -184,6 +198,16 @@ pub async fn run(
         .register(ServiceDefinition::new("ocelot-worker", &context.worker_id))
         .await
         .context("registering in Consul")?;
+    let sweep_stop = CancellationToken::new();
+    let sweeper = context.docker.clone().map(|docker| {
+        tokio::spawn(sweeper::run(
+            docker,
+            context.store.clone(),
+            context.instance.clone(),
+            settings.sweep_every,
+            sweep_stop.clone(),
+        ))
+    });
     let ran = job_loop::run(
         context,
         registry_entry,
@@ -192,6 +216,10 @@ pub async fn run(
         shutdown,
     )
     .await;
+    sweep_stop.cancel();
+    if let Some(sweeper) = sweeper {
+        let _ = sweeper.await;
+    }
     deregister(registration).await;
     ran
 }

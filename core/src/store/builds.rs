@@ -178,6 +178,15 @@ impl Store {
         })
     }
 
+    /// The id of this installation (one per database), as text.
+    pub async fn instance_id(&self) -> Result<String, StoreError> {
+        let client = self.client().await?;
+        let row = client
+            .query_one("SELECT id::text FROM ocelot_instance", &[])
+            .await?;
+        Ok(row.get(0))
+    }
+
     /// Cancels a build that no worker has started: `None` when it is not queued.
     pub async fn cancel_queued_build(
         &self,

@@ -27,6 +27,7 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         include_str!("migrations/V5__credential_kinds_and_forks.sql"),
     ),
     (6, "cancel", include_str!("migrations/V6__cancel.sql")),
+    (7, "instance", include_str!("migrations/V7__instance.sql")),
 ];
 
 /// Arbitrary constant key of the advisory lock ("ocelot" in ASCII).

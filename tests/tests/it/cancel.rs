@@ -1,7 +1,8 @@
 //! `ocelot kill`, `ocelot rerun` and why a queued build waits: a running build is stopped
 //! (container gone, later stages not run, a watching `ocelot build` exits 4), a queued one
 //! is cancelled before it starts, a finished one is a no-op; a rerun builds the same commit
-//! again; `ocelot status` says why a queued build waits.
+//! again; `ocelot status` says why a queued build waits; build containers that no attempt
+//! owns any more (a dead worker's) are swept, other installations' are not.
 
 use crate::{queued_build_id, repo_with, status_json};
 use ocelot_core::BuildState;
@@ -247,4 +248,81 @@ async fn rerun_builds_the_same_commit_again() {
     assert_eq!(build.number, 2);
     let missing = cluster.ocelot(&["rerun", "999999"]).await.unwrap();
     assert_eq!(missing.code, 6, "{}", missing.both());
+}
+
+/// Creates (not starts) a container with the labels a build container of `instance` has.
+async fn labelled_container(docker: &bollard::Docker, instance: &str, build_id: i64) -> String {
+    let labels = std::collections::HashMap::from([
+        ("io.ocelot.instance".to_string(), instance.to_string()),
+        ("io.ocelot.build-id".to_string(), build_id.to_string()),
+        ("io.ocelot.attempt".to_string(), "1".to_string()),
+        (
+            "io.ocelot.worker-id".to_string(),
+            "a-worker-that-died".to_string(),
+        ),
+    ]);
+    docker
+        .create_container(
+            None::<bollard::query_parameters::CreateContainerOptions>,
+            bollard::models::ContainerCreateBody {
+                image: Some("ocelot/busybox".into()),
+                cmd: Some(vec!["sleep".into(), "300".into()]),
+                labels: Some(labels),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap()
+        .id
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn containers_no_attempt_owns_are_swept_and_other_installations_are_not() {
+    let cluster = Cluster::start().await.unwrap();
+    repo_with(
+        &cluster,
+        "done",
+        "image: ocelot/busybox\nstages:\n  - name: a\n    script: [echo done]\n",
+        &[],
+    )
+    .await;
+    let built = cluster.ocelot(&["build", "-r", "done"]).await.unwrap();
+    assert_eq!(built.code, 0, "{}", built.both());
+    let finished = queued_build_id(&built);
+    let docker = bollard::Docker::connect_with_local_defaults().unwrap();
+    let instance = cluster.store.instance_id().await.unwrap();
+    // left by a worker that died: a finished build's container, and one of a build that
+    // does not exist
+    let left = labelled_container(&docker, &instance, finished).await;
+    let orphan = labelled_container(&docker, &instance, 999_999).await;
+    // another installation's container on the same Docker host
+    let foreign = labelled_container(&docker, "another-installation", finished).await;
+    wait_until(
+        "the leftovers to be swept",
+        Duration::from_secs(30),
+        || async {
+            let exists = |id: &str| {
+                let docker = docker.clone();
+                let id = id.to_string();
+                async move { docker.inspect_container(&id, None).await.is_ok() }
+            };
+            (!exists(&left).await && !exists(&orphan).await).then_some(())
+        },
+    )
+    .await
+    .unwrap();
+    assert!(
+        docker.inspect_container(&foreign, None).await.is_ok(),
+        "another installation's container was removed"
+    );
+    let _ = docker
+        .remove_container(
+            &foreign,
+            Some(
+                bollard::query_parameters::RemoveContainerOptionsBuilder::new()
+                    .force(true)
+                    .build(),
+            ),
+        )
+        .await;
 }

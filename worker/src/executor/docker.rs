@@ -41,6 +41,8 @@ async fn sleep_until_deadline(deadline: Option<tokio::time::Instant>) {
 pub(crate) const LABEL_BUILD: &str = "io.ocelot.build-id";
 pub(crate) const LABEL_ATTEMPT: &str = "io.ocelot.attempt";
 pub(crate) const LABEL_WORKER: &str = "io.ocelot.worker-id";
+/// The installation (database) the build belongs to: sweeps never touch another's.
+pub(crate) const LABEL_INSTANCE: &str = "io.ocelot.instance";
 
 /// Connects to the local Docker Engine (`DOCKER_HOST` or the default socket) and agrees on an
 /// API version with it.
@@ -92,6 +94,7 @@ pub(crate) struct ContainerSpec<'a> {
     pub(crate) build_id: i64,
     pub(crate) attempt: i32,
     pub(crate) worker_id: &'a str,
+    pub(crate) instance: &'a str,
     pub(crate) workspace: &'a Path,
     pub(crate) pull_timeout: Duration,
     /// The login for the image's registry, if the build has one.
@@ -202,6 +205,7 @@ impl BuildContainer {
             (LABEL_BUILD.to_string(), spec.build_id.to_string()),
             (LABEL_ATTEMPT.to_string(), spec.attempt.to_string()),
             (LABEL_WORKER.to_string(), spec.worker_id.to_string()),
+            (LABEL_INSTANCE.to_string(), spec.instance.to_string()),
         ]);
         let suffix = uuid::Uuid::new_v4().simple().to_string();
         let name = format!(

@@ -1,0 +1,94 @@
+//! Removes build containers that no attempt owns any more: left by a worker that died (or
+//! by this worker's previous incarnation), on this worker's Docker host. A container is kept
+//! only while its build is `running` in the very attempt its labels name; containers of
+//! other installations (another database) are never touched.
+
+use crate::executor::docker::{LABEL_ATTEMPT, LABEL_BUILD, LABEL_INSTANCE};
+use bollard::Docker;
+use bollard::query_parameters::{ListContainersOptionsBuilder, RemoveContainerOptionsBuilder};
+use ocelot_core::BuildState;
+use ocelot_core::store::{Store, StoreError};
+use std::collections::HashMap;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// Sweeps at start, then every `every`, until `stop`.
+pub(crate) async fn run(
+    docker: Docker,
+    store: Store,
+    instance: String,
+    every: Duration,
+    stop: CancellationToken,
+) {
+    loop {
+        match sweep(&docker, &store, &instance).await {
+            Ok(0) => {}
+            Ok(removed) => tracing::info!(removed, "removed build containers no attempt owns"),
+            Err(error) => tracing::warn!(%error, "sweeping leftover build containers failed"),
+        }
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(every) => {}
+        }
+    }
+}
+
+/// Whether the container of `build_id`'s `attempt` is still its running attempt's.
+async fn owned(store: &Store, build_id: i64, attempt: i32) -> Result<bool, StoreError> {
+    match store.get_build(build_id).await {
+        Ok(build) => Ok(build.state == BuildState::Running && build.attempt == attempt),
+        Err(StoreError::NotFound(_)) => Ok(false),
+        Err(error) => Err(error),
+    }
+}
+
+/// One sweep: how many containers were removed.
+pub(crate) async fn sweep(docker: &Docker, store: &Store, instance: &str) -> Result<usize, String> {
+    let filters = HashMap::from([(
+        "label".to_string(),
+        vec![format!("{LABEL_INSTANCE}={instance}")],
+    )]);
+    let containers = docker
+        .list_containers(Some(
+            ListContainersOptionsBuilder::new()
+                .all(true)
+                .filters(&filters)
+                .build(),
+        ))
+        .await
+        .map_err(|e| format!("listing containers: {e}"))?;
+    let mut removed = 0;
+    for container in containers {
+        let (Some(id), Some(labels)) = (container.id, container.labels) else {
+            continue;
+        };
+        let build_id = labels.get(LABEL_BUILD).and_then(|v| v.parse::<i64>().ok());
+        let attempt = labels
+            .get(LABEL_ATTEMPT)
+            .and_then(|v| v.parse::<i32>().ok());
+        let keep = match (build_id, attempt) {
+            (Some(build_id), Some(attempt)) => owned(store, build_id, attempt)
+                .await
+                .map_err(|e| format!("reading build {build_id}: {e}"))?,
+            // labelled by this installation but unreadable: not a build container we made
+            _ => true,
+        };
+        if keep {
+            continue;
+        }
+        let options = RemoveContainerOptionsBuilder::new()
+            .force(true)
+            .v(true)
+            .build();
+        match docker.remove_container(&id, Some(options)).await {
+            Ok(()) => {
+                tracing::info!(container = %id, build_id, attempt, "removed a leftover build container");
+                removed += 1;
+            }
+            Err(error) => {
+                tracing::warn!(container = %id, %error, "cannot remove a leftover build container")
+            }
+        }
+    }
+    Ok(removed)
+}
