@@ -448,7 +448,14 @@ impl PostgresSecrets {
             name: row.name.clone(),
             kind: row.kind.parse()?,
             scope: Scope::from_parts(&row.scope_kind, &row.scope),
-            details: serde_json::from_value(row.details.clone()).unwrap_or_default(),
+            // unreadable details fail closed: a lost known_hosts must not turn off the
+            // host key check
+            details: serde_json::from_value(row.details.clone()).map_err(|error| {
+                StoreError::Corrupt(format!(
+                    "details of credential {} `{}`: {error}",
+                    row.kind, row.name
+                ))
+            })?,
             created_at: row.created_at,
             updated_at: row.updated_at,
         })
@@ -574,6 +581,29 @@ mod tests {
     fn values_never_show_in_debug() {
         let value = SecretValue::new("hunter2-long".into());
         assert!(!format!("{value:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn unreadable_details_fail_closed() {
+        let row = StoredCredential {
+            name: "deploy".into(),
+            kind: "ssh".into(),
+            scope_kind: "repo".into(),
+            scope: "api".into(),
+            details: serde_json::json!({"known_hosts": 42}),
+            key_id: "k".into(),
+            nonce: Vec::new(),
+            ciphertext: Vec::new(),
+            created_at: SystemTime::UNIX_EPOCH,
+            updated_at: SystemTime::UNIX_EPOCH,
+        };
+        let error = PostgresSecrets::info(&row).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("details of credential ssh `deploy`"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -615,8 +615,10 @@ impl Inner {
                     })?;
                 client.set_token(&auth.client_token);
                 let lease = Duration::from_secs(auth.lease_duration);
+                // a lease too long to add to the clock is as good as none
                 let renew_at = (!lease.is_zero())
-                    .then(|| Instant::now() + lease - RELOGIN_MARGIN.min(lease / 2));
+                    .then(|| Instant::now().checked_add(lease - RELOGIN_MARGIN.min(lease / 2)))
+                    .flatten();
                 tracing::info!(
                     vault = config.address,
                     role_id,

@@ -175,7 +175,7 @@ async fn the_admin_serves_tls_and_the_cli_trusts_it_only_through_its_ca() {
         "{}",
         untrusted.both()
     );
-    // plain HTTP/2 to a TLS admin does not get an answer either
+    // a CA is only for an https:// admin: a plain address with one is a usage error
     let plain = cluster
         .ocelot(&[
             "repos",
@@ -185,5 +185,10 @@ async fn the_admin_serves_tls_and_the_cli_trusts_it_only_through_its_ca() {
         ])
         .await
         .unwrap();
-    assert_ne!(plain.code, 0, "{}", plain.both());
+    assert_eq!(plain.code, 2, "{}", plain.both());
+    assert!(
+        plain.stderr.contains("--tls-ca is for an https:// admin"),
+        "{}",
+        plain.both()
+    );
 }
