@@ -22,6 +22,7 @@ pub mod auth;
 pub mod build_state;
 pub mod discovery;
 pub mod env_vars;
+pub mod error_chain;
 pub mod events;
 pub mod git;
 pub mod model;

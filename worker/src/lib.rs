@@ -113,11 +113,7 @@ pub(crate) struct WorkerContext {
 }
 
 fn default_worker_id() -> String {
-    let host = std::fs::read_to_string("/etc/hostname")
-        .ok()
-        .map(|h| h.trim().to_string())
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "worker".to_string());
+    let host = ocelot_core::settings::host_name().unwrap_or_else(|| "worker".to_string());
     let suffix = uuid::Uuid::new_v4().simple().to_string();
     format!("{host}-{}", &suffix[..8])
 }
@@ -186,9 +182,7 @@ pub async fn run(
             ExecutorKind::Host => "host",
         }
         .to_string(),
-        host: std::fs::read_to_string("/etc/hostname")
-            .map(|h| h.trim().to_string())
-            .unwrap_or_default(),
+        host: ocelot_core::settings::host_name().unwrap_or_default(),
         version: env!("CARGO_PKG_VERSION").to_string(),
         started_at_ms: now,
         seen_at_ms: now,

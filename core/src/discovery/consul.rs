@@ -22,6 +22,7 @@
 //! a `Debug` output or a log line (and is cut out of any error text Consul sends back).
 
 use crate::env_vars;
+use crate::error_chain::error_chain;
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request};
 use http_body_util::combinators::BoxBody;
@@ -29,7 +30,7 @@ use http_body_util::{BodyExt, Empty, Full};
 use rs_consul::{Consul, ConsulBuilder, GetServiceNodesRequest, HttpsClient};
 use std::convert::Infallible;
 use std::fmt;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -148,6 +149,19 @@ impl ConsulArgs {
         let token = token.trim();
         Ok((!token.is_empty()).then(|| token.to_string()))
     }
+
+    /// Registers `definition` when a Consul agent is configured; `None` when not.
+    pub async fn register(
+        &self,
+        definition: ServiceDefinition,
+    ) -> Result<Option<ServiceRegistration>, ConsulError> {
+        match self.client()? {
+            Some(client) => ServiceRegistration::register(client, definition)
+                .await
+                .map(Some),
+            None => Ok(None),
+        }
+    }
 }
 
 /// The name in `consul://NAME` (an admin address to look up in Consul), or `None` for any
@@ -168,11 +182,7 @@ pub struct ServiceAddress {
 impl ServiceAddress {
     /// `scheme://host:port`, with an IPv6 host in brackets.
     pub fn url(&self, scheme: &str) -> String {
-        if self.host.parse::<std::net::Ipv6Addr>().is_ok() {
-            format!("{scheme}://[{}]:{}", self.host, self.port)
-        } else {
-            format!("{scheme}://{}:{}", self.host, self.port)
-        }
+        format!("{scheme}://{self}")
     }
 }
 
@@ -400,18 +410,6 @@ impl ConsulClient {
     }
 }
 
-/// An error and its sources, `: `-separated.
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
-
 fn normalize_address(address: &str) -> Result<String, ConsulError> {
     let trimmed = address.trim().trim_end_matches('/');
     let full = if trimmed.contains("://") {
@@ -452,11 +450,9 @@ fn go_duration(duration: Duration) -> String {
 
 /// This machine's host name (for instance ids), `localhost` when unknown.
 fn host_name() -> String {
-    std::fs::read_to_string("/etc/hostname")
-        .ok()
+    crate::settings::host_name()
         .map(|name| {
-            name.trim()
-                .chars()
+            name.chars()
                 .map(|c| {
                     if c.is_ascii_alphanumeric() || c == '-' {
                         c
@@ -514,10 +510,7 @@ impl ServiceDefinition {
         let mut definition =
             ServiceDefinition::new(name, &format!("{name}-{}-{}", host_name(), listen.port()));
         definition.port = listen.port();
-        definition.address = (!ip.is_unspecified()).then(|| match ip {
-            IpAddr::V4(v4) => v4.to_string(),
-            IpAddr::V6(v6) => v6.to_string(),
-        });
+        definition.address = (!ip.is_unspecified()).then(|| ip.to_string());
         definition
     }
 
@@ -597,10 +590,6 @@ impl ServiceRegistration {
         })
     }
 
-    pub fn definition(&self) -> &ServiceDefinition {
-        &self.definition
-    }
-
     /// Stops the heartbeat and removes the service (and its check) from the agent.
     pub async fn deregister(mut self) -> Result<(), ConsulError> {
         // the receiver may be gone if the task ended; then there is nothing to stop
@@ -652,21 +641,6 @@ async fn heartbeat(
                 }
             }
             Err(error) => tracing::warn!(%error, "cannot pass the Consul check"),
-        }
-    }
-}
-
-impl ConsulArgs {
-    /// Registers `definition` when a Consul agent is configured; `None` when not.
-    pub async fn register(
-        &self,
-        definition: ServiceDefinition,
-    ) -> Result<Option<ServiceRegistration>, ConsulError> {
-        match self.client()? {
-            Some(client) => ServiceRegistration::register(client, definition)
-                .await
-                .map(Some),
-            None => Ok(None),
         }
     }
 }

@@ -42,11 +42,13 @@ pub enum QueueError {
     Malformed { subject: String, message: String },
 }
 
-/// Connection to NATS with both streams set up; cheap to clone.
+/// Connection to NATS with both streams and the worker bucket set up; cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Bus {
     client: async_nats::Client,
     jetstream: jetstream::Context,
+    /// The worker registry's KV bucket, opened once at start-up.
+    workers: jetstream::kv::Store,
 }
 
 impl Bus {
@@ -63,46 +65,50 @@ impl Bus {
                 message: e.to_string(),
             })?;
         let jetstream = jetstream::new(client.clone());
-        let bus = Bus { client, jetstream };
         // the first request may race the connection: wait for it within the timeout
-        tokio::time::timeout(Duration::from_secs(15), bus.set_up())
+        let workers = tokio::time::timeout(Duration::from_secs(15), set_up(&jetstream))
             .await
             .map_err(|_| QueueError::Connect {
                 url: url.to_string(),
                 message: "no answer within 15 s (is the server running with JetStream, -js?)"
                     .into(),
             })??;
-        Ok(bus)
-    }
-
-    async fn set_up(&self) -> Result<(), QueueError> {
-        self.jetstream
-            .get_or_create_stream(stream::Config {
-                name: JOBS_STREAM.to_string(),
-                subjects: vec!["jobs.>".to_string()],
-                retention: stream::RetentionPolicy::WorkQueue,
-                storage: stream::StorageType::File,
-                duplicate_window: Duration::from_secs(120),
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| QueueError::Setup(format!("stream {JOBS_STREAM}: {e}")))?;
-        self.jetstream
-            .get_or_create_stream(stream::Config {
-                name: LOGS_STREAM.to_string(),
-                subjects: vec!["logs.>".to_string()],
-                retention: stream::RetentionPolicy::Limits,
-                storage: stream::StorageType::File,
-                max_age: Duration::from_secs(14 * 24 * 3600),
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| QueueError::Setup(format!("stream {LOGS_STREAM}: {e}")))?;
-        Ok(())
+        Ok(Bus {
+            client,
+            jetstream,
+            workers,
+        })
     }
 
     /// Whether the NATS connection is up.
     pub fn is_connected(&self) -> bool {
         self.client.connection_state() == async_nats::connection::State::Connected
     }
+}
+
+/// Creates the streams and the worker bucket when missing; returns the bucket.
+async fn set_up(jetstream: &jetstream::Context) -> Result<jetstream::kv::Store, QueueError> {
+    jetstream
+        .get_or_create_stream(stream::Config {
+            name: JOBS_STREAM.to_string(),
+            subjects: vec!["jobs.>".to_string()],
+            retention: stream::RetentionPolicy::WorkQueue,
+            storage: stream::StorageType::File,
+            duplicate_window: Duration::from_secs(120),
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| QueueError::Setup(format!("stream {JOBS_STREAM}: {e}")))?;
+    jetstream
+        .get_or_create_stream(stream::Config {
+            name: LOGS_STREAM.to_string(),
+            subjects: vec!["logs.>".to_string()],
+            retention: stream::RetentionPolicy::Limits,
+            storage: stream::StorageType::File,
+            max_age: Duration::from_secs(14 * 24 * 3600),
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| QueueError::Setup(format!("stream {LOGS_STREAM}: {e}")))?;
+    workers::open_bucket(jetstream).await
 }

@@ -45,30 +45,40 @@ fn key(worker_id: &str) -> String {
         .collect()
 }
 
-impl Bus {
-    async fn workers_bucket(&self) -> Result<kv::Store, QueueError> {
-        if let Ok(store) = self.jetstream.get_key_value(WORKERS_BUCKET).await {
-            return Ok(store);
-        }
-        self.jetstream
-            .create_key_value(kv::Config {
-                bucket: WORKERS_BUCKET.to_string(),
-                description: "Ocelot workers: one entry per live worker".to_string(),
-                history: 1,
-                max_age: WORKER_TTL,
-                storage: async_nats::jetstream::stream::StorageType::Memory,
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| QueueError::Setup(format!("bucket {WORKERS_BUCKET}: {e}")))
+/// Opens the worker bucket, creating it when missing.
+pub(super) async fn open_bucket(
+    jetstream: &async_nats::jetstream::Context,
+) -> Result<kv::Store, QueueError> {
+    if let Ok(store) = jetstream.get_key_value(WORKERS_BUCKET).await {
+        return Ok(store);
     }
+    jetstream
+        .create_key_value(kv::Config {
+            bucket: WORKERS_BUCKET.to_string(),
+            description: "Ocelot workers: one entry per live worker".to_string(),
+            history: 1,
+            max_age: WORKER_TTL,
+            storage: async_nats::jetstream::stream::StorageType::Memory,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| QueueError::Setup(format!("bucket {WORKERS_BUCKET}: {e}")))
+}
 
-    /// Writes (or refreshes) a worker's entry.
+impl Bus {
+    /// Writes (or refreshes) a worker's entry. The bucket is kept in memory by NATS: after
+    /// a NATS restart it is gone, so a failed write creates it again and retries once (the
+    /// other handles find it again by name).
     pub async fn announce_worker(&self, info: &WorkerInfo) -> Result<(), QueueError> {
-        let bucket = self.workers_bucket().await?;
-        let value = serde_json::to_vec(info).map_err(|e| QueueError::Publish(e.to_string()))?;
-        bucket
-            .put(key(&info.id), value.into())
+        let value: bytes::Bytes = serde_json::to_vec(info)
+            .map_err(|e| QueueError::Publish(e.to_string()))?
+            .into();
+        if self.workers.put(key(&info.id), value.clone()).await.is_ok() {
+            return Ok(());
+        }
+        open_bucket(&self.jetstream)
+            .await?
+            .put(key(&info.id), value)
             .await
             .map_err(|e| QueueError::Publish(format!("worker entry: {e}")))?;
         Ok(())
@@ -76,8 +86,7 @@ impl Bus {
 
     /// Removes a worker's entry (at a clean shutdown).
     pub async fn withdraw_worker(&self, worker_id: &str) -> Result<(), QueueError> {
-        let bucket = self.workers_bucket().await?;
-        bucket
+        self.workers
             .purge(key(worker_id))
             .await
             .map_err(|e| QueueError::Publish(format!("worker entry: {e}")))?;
@@ -86,8 +95,8 @@ impl Bus {
 
     /// The live workers, by id.
     pub async fn list_workers(&self) -> Result<Vec<WorkerInfo>, QueueError> {
-        let bucket = self.workers_bucket().await?;
-        let keys: Vec<String> = bucket
+        let keys: Vec<String> = self
+            .workers
             .keys()
             .await
             .map_err(|e| QueueError::Consume(format!("worker entries: {e}")))?
@@ -96,7 +105,8 @@ impl Bus {
             .map_err(|e| QueueError::Consume(format!("worker entries: {e}")))?;
         let mut workers = Vec::with_capacity(keys.len());
         for name in keys {
-            let entry = bucket
+            let entry = self
+                .workers
                 .get(&name)
                 .await
                 .map_err(|e| QueueError::Consume(format!("worker entry {name}: {e}")))?;

@@ -30,7 +30,7 @@ pub struct SecretStoreArgs {
         long = "secret-store",
         env = env_vars::OCELOT_SECRET_STORE,
         value_enum,
-        default_value = "postgres"
+        default_value_t = SecretBackend::Postgres
     )]
     pub secret_store: SecretBackend,
     #[command(flatten)]
@@ -64,14 +64,6 @@ impl Secrets {
         match self {
             Secrets::Postgres(_) => SecretBackend::Postgres,
             Secrets::Vault(_) => SecretBackend::Vault,
-        }
-    }
-
-    /// The Postgres store, for what only it does (`ocelot-admin rotate-key`).
-    pub fn postgres(&self) -> Option<&PostgresSecrets> {
-        match self {
-            Secrets::Postgres(postgres) => Some(postgres),
-            Secrets::Vault(_) => None,
         }
     }
 }

@@ -43,6 +43,7 @@ use super::{
     SecretValue, validate_credential,
 };
 use crate::env_vars;
+use crate::error_chain::error_chain;
 use crate::store::StoreError;
 use rustify::errors::ClientError as HttpError;
 use std::fmt;
@@ -367,18 +368,6 @@ fn parse_time(text: &str) -> Option<SystemTime> {
         .map(SystemTime::from)
 }
 
-/// An error and its sources, `: `-separated.
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
-
 /// Whether Vault answered "nothing there" (also for a deleted, not destroyed, version).
 fn is_not_found(error: &ClientError) -> bool {
     match error {
@@ -438,10 +427,6 @@ impl VaultSecrets {
                 session: RwLock::new(session),
             }),
         })
-    }
-
-    pub fn config(&self) -> &VaultConfig {
-        &self.inner.config
     }
 
     /// The client, after logging in again when the AppRole token is about to expire.
@@ -794,10 +779,7 @@ impl SecretStore for VaultSecrets {
         let path = self.path(&credential_key(kind, scope, name));
         let what = describe(kind, scope, name);
         if self.created_time(&session, &path, &what).await?.is_none() {
-            let (scope_kind, scope_value) = scope.parts();
-            return Err(SecretError::Store(StoreError::NotFound(format!(
-                "credential {kind} `{name}` ({scope_kind} {scope_value})"
-            ))));
+            return Err(SecretError::Store(StoreError::NotFound(what)));
         }
         vaultrs::kv2::delete_metadata(&session.client, &config.mount, &path)
             .await

@@ -27,6 +27,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct Recording {
     #[allow(dead_code)]
     description: String,
@@ -34,9 +35,14 @@ struct Recording {
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct Exchange {
     /// The documentation page the exchange is taken from.
     doc: String,
+    /// What the recording adds to the documentation's sample, and why.
+    #[serde(default)]
+    #[allow(dead_code)]
+    note: Option<String>,
     #[serde(default)]
     repeat: bool,
     request: RecordedRequest,
@@ -44,6 +50,7 @@ pub(crate) struct Exchange {
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RecordedRequest {
     method: String,
     path: String,
@@ -56,6 +63,7 @@ struct RecordedRequest {
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RecordedResponse {
     status: u16,
     #[serde(default)]
@@ -81,6 +89,17 @@ pub(crate) struct Replay {
     address: SocketAddr,
     tape: Arc<Mutex<Tape>>,
     server: tokio::task::JoinHandle<()>,
+    /// Set by `finish`: a replay dropped without it checked nothing.
+    finished: bool,
+}
+
+impl Drop for Replay {
+    fn drop(&mut self) {
+        self.server.abort();
+        if !self.finished && !std::thread::panicking() {
+            panic!("a replay was dropped without finish(): its exchanges were never checked");
+        }
+    }
 }
 
 /// The recording's exchanges (`tests/exchanges/<service>/<name>.json`).
@@ -122,6 +141,7 @@ impl Replay {
             address,
             tape,
             server,
+            finished: false,
         }
     }
 
@@ -136,7 +156,8 @@ impl Replay {
     }
 
     /// Fails unless every request matched and every exchange was asked for.
-    pub(crate) fn finish(self) {
+    pub(crate) fn finish(mut self) {
+        self.finished = true;
         self.server.abort();
         let tape = self.tape.lock().expect("tape");
         let mut failures = tape.failures.clone();
