@@ -18,6 +18,40 @@ stages:
 const NOTES: &str = "read from the private repository";
 const TOKEN: &str = "ghp_0123456789abcdefPrivateToken";
 
+/// `ocelot build -r REPO`, which must be refused for want of authentication to `url`.
+async fn build_refused(cluster: &Cluster, repo: &str, url: &str) -> CliOutput {
+    let refused = cluster.ocelot(&["build", "-r", repo]).await.unwrap();
+    assert_eq!(refused.code, 6, "{}", refused.both());
+    assert!(
+        refused
+            .stderr
+            .contains(&format!("authentication failed for {url}")),
+        "{}",
+        refused.both()
+    );
+    refused
+}
+
+/// Stores `value` as the vcs credential `host-token` of `private-http`, user `builder`.
+async fn add_token(cluster: &Cluster, value: &[u8]) -> CliOutput {
+    cluster
+        .ocelot_with_input(
+            &[
+                "creds",
+                "add",
+                "vcs",
+                "host-token",
+                "-r",
+                "private-http",
+                "--username",
+                "builder",
+            ],
+            value,
+        )
+        .await
+        .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_private_http_repo_builds_with_its_token_and_only_with_it() {
     let cluster = Cluster::start().await.unwrap();
@@ -32,15 +66,11 @@ async fn a_private_http_repo_builds_with_its_token_and_only_with_it() {
     cluster.add_repo("private-http", &url).await.unwrap();
 
     // no credential: refused, naming the repository
-    let refused = cluster
-        .ocelot(&["build", "-r", "private-http"])
-        .await
-        .unwrap();
-    assert_eq!(refused.code, 6, "{}", refused.both());
+    let refused = build_refused(&cluster, "private-http", &url).await;
     assert!(
         refused
             .stderr
-            .contains(&format!("authentication failed for {url}")),
+            .contains("none is configured for this repository"),
         "{}",
         refused.both()
     );
@@ -49,33 +79,12 @@ async fn a_private_http_repo_builds_with_its_token_and_only_with_it() {
         "the server did not ask for credentials"
     );
 
-    // a wrong token: refused too
-    let wrong = cluster
-        .ocelot_with_input(
-            &[
-                "creds",
-                "add",
-                "vcs",
-                "host-token",
-                "-r",
-                "private-http",
-                "--username",
-                "builder",
-            ],
-            b"not-the-token",
-        )
-        .await
-        .unwrap();
+    // a wrong token: offered, and refused by the server
+    let wrong = add_token(&cluster, b"not-the-token").await;
     assert_eq!(wrong.code, 0, "{}", wrong.both());
-    let refused = cluster
-        .ocelot(&["build", "-r", "private-http"])
-        .await
-        .unwrap();
-    assert_eq!(refused.code, 6, "{}", refused.both());
+    let refused = build_refused(&cluster, "private-http", &url).await;
     assert!(
-        refused
-            .stderr
-            .contains(&format!("authentication failed for {url}")),
+        refused.stderr.contains("the server refused the credential"),
         "{}",
         refused.both()
     );
@@ -86,22 +95,7 @@ async fn a_private_http_repo_builds_with_its_token_and_only_with_it() {
     );
 
     // the right token (replacing the wrong one): the admin resolves, the worker clones
-    let added = cluster
-        .ocelot_with_input(
-            &[
-                "creds",
-                "add",
-                "vcs",
-                "host-token",
-                "-r",
-                "private-http",
-                "--username",
-                "builder",
-            ],
-            format!("{TOKEN}\n").as_bytes(),
-        )
-        .await
-        .unwrap();
+    let added = add_token(&cluster, format!("{TOKEN}\n").as_bytes()).await;
     assert_eq!(added.code, 0, "{}", added.both());
     let built = cluster
         .ocelot(&["build", "-r", "private-http"])
@@ -159,18 +153,7 @@ async fn a_private_ssh_repo_builds_with_its_key_and_checks_the_host_key() {
     let dir = tempfile::tempdir().unwrap();
 
     // no key: refused, naming the repository
-    let refused = cluster
-        .ocelot(&["build", "-r", "private-ssh"])
-        .await
-        .unwrap();
-    assert_eq!(refused.code, 6, "{}", refused.both());
-    assert!(
-        refused
-            .stderr
-            .contains(&format!("authentication failed for {url}")),
-        "{}",
-        refused.both()
-    );
+    build_refused(&cluster, "private-ssh", &url).await;
 
     // the key, but a known_hosts entry of another server: the host key check refuses it
     let key_file = dir.path().join("id_ed25519");
