@@ -1,6 +1,8 @@
 //! WatchBuild: a finished build is replayed from Postgres; a queued or running one is
 //! replayed from the first event of its log subject, then followed live until its result.
 //! A spawned producer feeds an mpsc channel; a failed send means the client left.
+//! A client that lost its stream passes the last event it received ([`Position`]): the new
+//! stream starts right after it.
 
 use crate::AppState;
 use crate::error::AdminError;
@@ -19,10 +21,35 @@ pub(crate) type EventStream =
 
 /// How long the live view waits for an event before it checks the build in Postgres.
 const IDLE_CHECK: Duration = Duration::from_secs(2);
+/// How long events missing from the bus are waited for in Postgres.
+const GAP_WAIT: Duration = Duration::from_secs(5);
+
+/// Where in a build's events a stream is: attempt and sequence number of the last event
+/// sent. `(0, 0)` is before the first event.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct Position {
+    pub(crate) attempt: u32,
+    pub(crate) seq: u64,
+}
+
+impl Position {
+    fn of(event: &BuildEvent) -> Position {
+        Position {
+            attempt: event.attempt,
+            seq: event.seq,
+        }
+    }
+
+    /// Whether `event` comes after this position (a later attempt, or later in this one).
+    fn is_before(self, event: &BuildEvent) -> bool {
+        Position::of(event) > self
+    }
+}
 
 pub(crate) async fn watch(
     state: &AppState,
     build_id: i64,
+    resume_after: Position,
 ) -> Result<Response<EventStream>, Status> {
     let build = state
         .store
@@ -33,9 +60,9 @@ pub(crate) async fn watch(
     let state = state.clone();
     tokio::spawn(async move {
         let outcome = if build.state.is_final() {
-            replay_from_store(&state.store, &build, &sender).await
+            replay_from_store(&state.store, &build, resume_after, &sender).await
         } else {
-            follow_live(&state, &build, &sender).await
+            follow_live(&state, &build, resume_after, &sender).await
         };
         if let Err(status) = outcome {
             let _ = sender.send(Err(status)).await;
@@ -58,6 +85,7 @@ async fn send(
 async fn follow_live(
     state: &AppState,
     build: &Build,
+    resume_after: Position,
     sender: &mpsc::Sender<Result<pb::BuildEvent, Status>>,
 ) -> Result<(), Status> {
     let mut subscription = state
@@ -65,8 +93,8 @@ async fn follow_live(
         .subscribe_events(build.id)
         .await
         .map_err(|e| Status::unavailable(e.to_string()))?;
-    // the newest attempt seen and the last event sent of it
-    let mut last: Option<(u32, u64)> = None;
+    // the last event sent (or, resuming, received by the client before)
+    let mut last = resume_after;
     let mut final_in_store = false;
     loop {
         let next = tokio::select! {
@@ -76,11 +104,25 @@ async fn follow_live(
         };
         match next {
             Ok(Some(Ok(event))) => {
-                // events of an attempt that a newer one replaced are not part of the log
-                if last.is_some_and(|(attempt, _)| event.attempt < attempt) {
+                // events of an attempt that a newer one replaced are not part of the log,
+                // and what the client has is not sent again
+                if !last.is_before(&event) {
                     continue;
                 }
-                last = Some((event.attempt, event.seq));
+                // events the bus lost (published while NATS was away) come from Postgres
+                let first_of_attempt = if event.attempt == last.attempt {
+                    last.seq + 1
+                } else {
+                    1
+                };
+                if event.seq > first_of_attempt {
+                    for missed in fill_gap(&state.store, build, last, &event).await? {
+                        if send(sender, &missed).await.is_err() {
+                            return Ok(());
+                        }
+                    }
+                }
+                last = Position::of(&event);
                 let is_result = event.is_result();
                 if send(sender, &event).await.is_err() || is_result {
                     return Ok(());
@@ -115,35 +157,15 @@ async fn follow_live(
 async fn finish_from_store(
     store: &Store,
     build: &Build,
-    last: Option<(u32, u64)>,
+    last: Position,
     sender: &mpsc::Sender<Result<pb::BuildEvent, Status>>,
 ) -> Result<(), Status> {
     let attempt = u32::try_from(build.attempt).unwrap_or(0);
-    let (seen_attempt, seen_seq) = last.unwrap_or((0, 0));
-    let after = if seen_attempt == attempt { seen_seq } else { 0 };
+    let after = if last.attempt == attempt { last.seq } else { 0 };
     let mut next_seq = after + 1;
     if attempt > 0 {
-        let lines = store
-            .lines(build.id, build.attempt)
-            .await
-            .map_err(AdminError::from)?;
-        for line in lines
-            .into_iter()
-            .filter(|l| u64::try_from(l.seq).unwrap_or(0) > after)
-        {
-            let seq = u64::try_from(line.seq).unwrap_or(0);
-            next_seq = next_seq.max(seq + 1);
-            let event = BuildEvent {
-                build_id: build.id,
-                attempt,
-                seq,
-                at_ms: unix_ms(line.at),
-                kind: EventKind::Line {
-                    stage: line.stage,
-                    stream: line.stream,
-                    text: line.text,
-                },
-            };
+        for event in stored_events(store, build, attempt, after, None).await? {
+            next_seq = next_seq.max(event.seq + 1);
             if send(sender, &event).await.is_err() {
                 return Ok(());
             }
@@ -180,19 +202,48 @@ fn result_event(build: &Build, attempt: u32, seq: u64) -> BuildEvent {
 async fn replay_from_store(
     store: &Store,
     build: &Build,
+    resume_after: Position,
     sender: &mpsc::Sender<Result<pb::BuildEvent, Status>>,
 ) -> Result<(), Status> {
     let attempt = u32::try_from(build.attempt).unwrap_or(0);
     if attempt == 0 {
-        let _ = send(sender, &result_event(build, 0, 1)).await;
+        let result = result_event(build, 0, 1);
+        if resume_after.is_before(&result) {
+            let _ = send(sender, &result).await;
+        }
         return Ok(());
     }
+    let events = stored_events(store, build, attempt, 0, None).await?;
+    let last_seq = events.last().map(|e| e.seq).unwrap_or(0);
+    for event in events.iter().filter(|e| resume_after.is_before(e)) {
+        if send(sender, event).await.is_err() {
+            return Ok(());
+        }
+    }
+    let result = result_event(build, attempt, last_seq + 1);
+    if resume_after.is_before(&result) {
+        let _ = send(sender, &result).await;
+    }
+    Ok(())
+}
+
+/// The events of `attempt` after `after` (and before `before`, when given) rebuilt from
+/// Postgres, in sequence order: the attempt's start, its stages' starts and ends, its lines.
+/// The result is not among them (it is the build row's).
+async fn stored_events(
+    store: &Store,
+    build: &Build,
+    attempt: u32,
+    after: u64,
+    before: Option<u64>,
+) -> Result<Vec<BuildEvent>, Status> {
+    let attempt_i32 = i32::try_from(attempt).unwrap_or(i32::MAX);
     let stages = store
-        .stages(build.id, build.attempt)
+        .stages(build.id, attempt_i32)
         .await
         .map_err(AdminError::from)?;
     let lines = store
-        .lines(build.id, build.attempt)
+        .lines(build.id, attempt_i32)
         .await
         .map_err(AdminError::from)?;
     let event = |seq: i64, at: Option<SystemTime>, kind: EventKind| BuildEvent {
@@ -253,13 +304,41 @@ async fn replay_from_store(
             },
         ));
     }
+    events.retain(|e| e.seq > after && before.is_none_or(|before| e.seq < before));
     events.sort_by_key(|e| e.seq);
-    let last_seq = events.last().map(|e| e.seq).unwrap_or(0);
-    for event in &events {
-        if send(sender, event).await.is_err() {
-            return Ok(());
+    Ok(events)
+}
+
+/// The events between `last` and `next` that the bus lost (published while NATS was away),
+/// from Postgres. The worker stores lines a moment after it publishes them, so a gap is
+/// waited for up to [`GAP_WAIT`]; what is still missing then stays missing (the CLI's log
+/// check reports it).
+async fn fill_gap(
+    store: &Store,
+    build: &Build,
+    last: Position,
+    next: &BuildEvent,
+) -> Result<Vec<BuildEvent>, Status> {
+    let after = if last.attempt == next.attempt {
+        last.seq
+    } else {
+        0
+    };
+    let missing = usize::try_from(next.seq.saturating_sub(after + 1)).unwrap_or(usize::MAX);
+    let deadline = tokio::time::Instant::now() + GAP_WAIT;
+    loop {
+        let events = stored_events(store, build, next.attempt, after, Some(next.seq)).await?;
+        if events.len() >= missing || tokio::time::Instant::now() >= deadline {
+            if events.len() < missing {
+                tracing::warn!(
+                    build_id = build.id,
+                    attempt = next.attempt,
+                    missing = missing - events.len(),
+                    "events lost from the log bus are not in Postgres either"
+                );
+            }
+            return Ok(events);
         }
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let _ = send(sender, &result_event(build, attempt, last_seq + 1)).await;
-    Ok(())
 }

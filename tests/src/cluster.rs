@@ -233,6 +233,7 @@ impl Cluster {
                 max_attempts: 3,
                 pull_timeout: Duration::from_secs(60),
                 shutdown_grace: Duration::from_secs(5),
+                job_ack_wait: Duration::from_secs(60),
                 sweep_every: Duration::from_millis(500),
             };
             tasks.push(tokio::spawn(ocelot_worker::run(

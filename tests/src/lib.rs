@@ -10,6 +10,8 @@
 //! - [`sshd`]: `SshGitServer`, `sshd` on a loopback port running `git-shell` for one key.
 //! - [`tls`]: a throwaway CA and a certificate for 127.0.0.1 (the admin over TLS).
 //! - [`http`]: a minimal HTTP/1.1 client for webhook requests.
+//! - [`pg_server`]: `PostgresServer`, a Postgres of a test's own that it can stop and restart.
+//! - [`services`]: `ServiceProcess`, a service binary run as a process (kill, SIGTERM, restart).
 //! - [`cluster`]: `Cluster` — admin + workers + the CLI, and `wait_until`.
 
 pub mod cluster;
@@ -17,8 +19,10 @@ pub mod git;
 pub mod git_http;
 pub mod http;
 pub mod nats;
+pub mod pg_server;
 pub mod postgres;
 pub mod registry;
+pub mod services;
 pub mod sshd;
 pub mod tls;
 

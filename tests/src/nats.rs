@@ -7,8 +7,8 @@ use std::time::Duration;
 pub struct NatsServer {
     pub url: String,
     pub port: u16,
-    _child: tokio::process::Child,
-    _dir: tempfile::TempDir,
+    child: Option<tokio::process::Child>,
+    dir: tempfile::TempDir,
 }
 
 fn binary() -> String {
@@ -23,32 +23,51 @@ fn binary() -> String {
     "nats-server".to_string()
 }
 
+fn spawn(port: u16, dir: &std::path::Path) -> anyhow::Result<tokio::process::Child> {
+    tokio::process::Command::new(binary())
+        .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
+        .arg(dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .context("starting nats-server (scripts/setup.sh installs it; or set OCELOT_NATS_SERVER)")
+}
+
 impl NatsServer {
     pub async fn start() -> anyhow::Result<NatsServer> {
         let mut last_error = None;
         for _ in 0..3 {
             let dir = tempfile::tempdir()?;
             let port = crate::free_port()?;
-            let child = tokio::process::Command::new(binary())
-                .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
-                .arg(dir.path())
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .kill_on_drop(true)
-                .spawn()
-                .context("starting nats-server (scripts/setup.sh installs it; or set OCELOT_NATS_SERVER)")?;
+            let child = spawn(port, dir.path())?;
             match crate::wait_for_port(port, Duration::from_secs(10)).await {
                 Ok(()) => {
                     return Ok(NatsServer {
                         url: format!("nats://127.0.0.1:{port}"),
                         port,
-                        _child: child,
-                        _dir: dir,
+                        child: Some(child),
+                        dir,
                     });
                 }
                 Err(error) => last_error = Some(error),
             }
         }
         Err(last_error.unwrap_or_else(|| anyhow::anyhow!("nats-server did not start")))
+    }
+
+    /// Kills the server (SIGKILL: nothing is flushed on the way out).
+    pub async fn kill(&mut self) -> anyhow::Result<()> {
+        if let Some(mut child) = self.child.take() {
+            child.kill().await?;
+        }
+        Ok(())
+    }
+
+    /// Starts the server again on the same port and storage (streams and consumers kept).
+    pub async fn start_again(&mut self) -> anyhow::Result<()> {
+        anyhow::ensure!(self.child.is_none(), "nats-server is running");
+        self.child = Some(spawn(self.port, self.dir.path())?);
+        crate::wait_for_port(self.port, Duration::from_secs(20)).await
     }
 }

@@ -5,7 +5,7 @@
 
 use crate::ExecutorKind;
 use crate::WorkerContext;
-use crate::event_sink::EventSink;
+use crate::event_sink::{EventSink, STORE_OUTAGE_BUDGET};
 use crate::executor::docker::{BuildContainer, ContainerSpec};
 use crate::executor::host::HostEnvironment;
 use crate::executor::{Environment, ScriptOutcome, ScriptRun, shell_script};
@@ -40,13 +40,20 @@ struct StageInputs {
 struct Verdict {
     state: BuildState,
     reason: Option<String>,
+    /// The worker stopped the build to shut down: nothing is recorded, the job goes back.
+    handed_back: bool,
 }
 
 impl Verdict {
     fn errored(reason: impl Into<String>) -> Self {
+        Verdict::new(BuildState::Errored, Some(reason.into()))
+    }
+
+    fn new(state: BuildState, reason: Option<String>) -> Self {
         Verdict {
-            state: BuildState::Errored,
-            reason: Some(reason.into()),
+            state,
+            reason,
+            handed_back: false,
         }
     }
 }
@@ -58,6 +65,8 @@ pub(crate) enum JobDisposition {
     Done,
     /// The claim could not be made (e.g. Postgres down): hand the job back.
     Retry,
+    /// The worker is shutting down and stopped the build: another worker runs it now.
+    HandBack,
 }
 
 /// Claims `build_id` and runs it to a final state.
@@ -99,6 +108,11 @@ pub(crate) async fn run_build(context: &WorkerContext, build_id: i64) -> JobDisp
             claimed.attempt,
         );
         let verdict = attempt(context, &claimed, &mut sink).await;
+        if verdict.handed_back {
+            sink.flush().await;
+            tracing::info!("build stopped by the worker's shutdown: job handed back");
+            return JobDisposition::HandBack;
+        }
         match finish(context, &claimed, &mut sink, verdict, started).await {
             Finished::Recorded | Finished::FencedOut => JobDisposition::Done,
             // the build is still `running` in Postgres: the job must come back
@@ -166,7 +180,8 @@ impl Drop for AbortOnDrop {
 }
 
 async fn attempt(context: &WorkerContext, build: &Build, sink: &mut EventSink) -> Verdict {
-    let cancel = CancellationToken::new();
+    // the worker's shutdown stops the build too (and hands it back)
+    let cancel = context.hand_back.child_token();
     let _watcher = AbortOnDrop(watch_cancel(context, build.id, cancel.clone()).await);
     let workspace = match tempfile::Builder::new()
         .prefix(&format!("build-{}-{}-", build.id, build.attempt))
@@ -527,16 +542,17 @@ async fn run_stages(
                 name: stage.name.clone(),
             })
             .await;
-        if let Err(error) = context
-            .store
-            .stage_started(
-                build.id,
-                build.attempt,
-                index_i32,
-                i64::try_from(seq).unwrap_or(0),
-            )
-            .await
-        {
+        let recorded =
+            ocelot_core::store::retrying("recording a stage start", STORE_OUTAGE_BUDGET, || {
+                context.store.stage_started(
+                    build.id,
+                    build.attempt,
+                    index_i32,
+                    i64::try_from(seq).unwrap_or(0),
+                )
+            })
+            .await;
+        if let Err(error) = recorded {
             tracing::warn!(build_id = build.id, %error, "recording the stage start failed");
         }
         let stage_started = Instant::now();
@@ -573,10 +589,7 @@ async fn run_stages(
                 (
                     StageState::Failed,
                     Some(code),
-                    Some(Verdict {
-                        state: BuildState::Failed,
-                        reason: Some(reason),
-                    }),
+                    Some(Verdict::new(BuildState::Failed, Some(reason))),
                 )
             }
             Ok(ScriptOutcome::TimedOut) => {
@@ -598,10 +611,7 @@ async fn run_stages(
                 (
                     StageState::TimedOut,
                     None,
-                    Some(Verdict {
-                        state: BuildState::TimedOut,
-                        reason: Some(reason),
-                    }),
+                    Some(Verdict::new(BuildState::TimedOut, Some(reason))),
                 )
             }
             Ok(ScriptOutcome::Cancelled) => {
@@ -628,31 +638,40 @@ async fn run_stages(
             return verdict;
         }
     }
-    Verdict {
-        state: BuildState::Passed,
-        reason: None,
-    }
+    Verdict::new(BuildState::Passed, None)
 }
 
-/// The verdict of a cancelled build, with a line saying who cancelled it.
+/// The verdict of a cancelled build, with a line saying who cancelled it; or, when the
+/// worker's shutdown stopped it, a hand-back.
 async fn cancelled_verdict(
     context: &WorkerContext,
     build: &Build,
     sink: &mut EventSink,
 ) -> Verdict {
-    let by = context
+    let requested_by = context
         .store
         .get_build(build.id)
         .await
         .ok()
-        .and_then(|b| b.cancel_requested_by)
-        .unwrap_or_else(|| "a user".to_string());
+        .and_then(|b| b.cancel_requested_by);
+    if requested_by.is_none() && context.hand_back.is_cancelled() {
+        sink.system(
+            SETUP_STAGE,
+            format!(
+                "worker {} is shutting down: build stopped and handed back to the queue (another worker runs it)",
+                context.worker_id
+            ),
+        )
+        .await;
+        return Verdict {
+            handed_back: true,
+            ..Verdict::new(BuildState::Cancelled, None)
+        };
+    }
+    let by = requested_by.unwrap_or_else(|| "a user".to_string());
     let reason = format!("cancelled by {by}");
     sink.system(SETUP_STAGE, format!("{reason}: stopped")).await;
-    Verdict {
-        state: BuildState::Cancelled,
-        reason: Some(reason),
-    }
+    Verdict::new(BuildState::Cancelled, Some(reason))
 }
 
 async fn record_stage_finished(
@@ -664,11 +683,14 @@ async fn record_stage_finished(
     seq: u64,
 ) {
     let seq = i64::try_from(seq).unwrap_or(0);
-    if let Err(error) = context
-        .store
-        .stage_finished(build.id, build.attempt, index, state, exit_code, seq)
-        .await
-    {
+    let recorded =
+        ocelot_core::store::retrying("recording a stage result", STORE_OUTAGE_BUDGET, || {
+            context
+                .store
+                .stage_finished(build.id, build.attempt, index, state, exit_code, seq)
+        })
+        .await;
+    if let Err(error) = recorded {
         tracing::warn!(build_id = build.id, %error, "recording the stage result failed");
     }
 }
@@ -684,12 +706,9 @@ async fn finish(
     sink.flush().await;
     let line_count = sink.digest().count();
     let log_sha256 = sink.digest().hex();
-    let mut delay = Duration::from_millis(200);
-    let mut recorded = false;
-    for attempt_no in 1..=10 {
-        match context
-            .store
-            .finish_build(
+    let recorded =
+        ocelot_core::store::retrying("recording the result", STORE_OUTAGE_BUDGET, || {
+            context.store.finish_build(
                 build.id,
                 build.attempt,
                 verdict.state,
@@ -697,32 +716,22 @@ async fn finish(
                 i64::try_from(line_count).unwrap_or(i64::MAX),
                 &log_sha256,
             )
-            .await
-        {
-            Ok(true) => {
-                recorded = true;
-                break;
-            }
-            Ok(false) => {
-                tracing::warn!(
-                    build_id = build.id,
-                    attempt = build.attempt,
-                    "the build is no longer this attempt's (a newer attempt, or it was ended): result dropped"
-                );
-                return Finished::FencedOut;
-            }
-            Err(error) if attempt_no < 10 => {
-                tracing::warn!(build_id = build.id, %error, "recording the result failed, retrying");
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(5));
-            }
-            Err(error) => {
-                tracing::error!(build_id = build.id, %error, "the result could not be recorded")
-            }
+        })
+        .await;
+    match recorded {
+        Ok(true) => {}
+        Ok(false) => {
+            tracing::warn!(
+                build_id = build.id,
+                attempt = build.attempt,
+                "the build is no longer this attempt's (a newer attempt, or it was ended): result dropped"
+            );
+            return Finished::FencedOut;
         }
-    }
-    if !recorded {
-        return Finished::NotRecorded;
+        Err(error) => {
+            tracing::error!(build_id = build.id, %error, "the result could not be recorded");
+            return Finished::NotRecorded;
+        }
     }
     if sink.fenced_out() {
         return Finished::FencedOut;

@@ -15,6 +15,8 @@ const FLUSH_EVERY: Duration = Duration::from_millis(250);
 const MAX_PENDING_ACKS: usize = 1000;
 /// How long a flush waits for JetStream to acknowledge what it was sent.
 const ACK_DEADLINE: Duration = Duration::from_secs(10);
+/// How long lines wait for Postgres to come back (a restart) before they are given up.
+pub(crate) const STORE_OUTAGE_BUDGET: Duration = Duration::from_secs(60);
 
 pub(crate) struct EventSink {
     bus: Bus,
@@ -147,32 +149,24 @@ impl EventSink {
         self.last_flush = Instant::now();
         if !self.pending_lines.is_empty() && !self.fenced_out {
             let lines = std::mem::take(&mut self.pending_lines);
-            let mut delay = Duration::from_millis(100);
-            // retry a few times: a dropped connection must not lose lines
-            for attempt_no in 1..=5 {
-                match self
-                    .store
-                    .append_lines(self.build_id, self.attempt, &lines)
-                    .await
-                {
-                    Ok(true) => break,
-                    Ok(false) => {
-                        tracing::warn!(
-                            build_id = self.build_id,
-                            attempt = self.attempt,
-                            "a newer attempt owns the build: this attempt stops writing"
-                        );
-                        self.fenced_out = true;
-                        break;
-                    }
-                    Err(error) if attempt_no < 5 => {
-                        tracing::warn!(build_id = self.build_id, %error, "storing log lines failed, retrying");
-                        tokio::time::sleep(delay).await;
-                        delay *= 2;
-                    }
-                    Err(error) => {
-                        tracing::error!(build_id = self.build_id, %error, lines = lines.len(), "log lines lost from Postgres (they stay on the log bus)");
-                    }
+            // a restart of Postgres must not lose lines: the output waits meanwhile
+            let stored =
+                ocelot_core::store::retrying("storing log lines", STORE_OUTAGE_BUDGET, || {
+                    self.store.append_lines(self.build_id, self.attempt, &lines)
+                })
+                .await;
+            match stored {
+                Ok(true) => {}
+                Ok(false) => {
+                    tracing::warn!(
+                        build_id = self.build_id,
+                        attempt = self.attempt,
+                        "a newer attempt owns the build: this attempt stops writing"
+                    );
+                    self.fenced_out = true;
+                }
+                Err(error) => {
+                    tracing::error!(build_id = self.build_id, %error, lines = lines.len(), "log lines lost from Postgres (they stay on the log bus)");
                 }
             }
         }

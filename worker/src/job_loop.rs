@@ -1,12 +1,13 @@
 //! Pulls jobs: one loop per tag, all sharing a semaphore of `--concurrency` permits, so a
 //! worker never runs more builds than it may. A running build's job gets an in-progress ack
-//! every [`PROGRESS_EVERY`]; a final build acks its job. On shutdown the loops stop pulling
-//! and running builds get a grace period; jobs of builds cut off are delivered again later.
+//! every quarter of the ack wait; a final build acks its job. On shutdown the loops stop
+//! pulling and running builds get a grace period; builds still running then are stopped and
+//! their jobs handed back (nak) so that another worker runs them at once.
 
 use crate::WorkerContext;
 use crate::build_runner::{JobDisposition, run_build};
+use ocelot_core::queue::JobMessage;
 use ocelot_core::queue::WorkerInfo;
-use ocelot_core::queue::{JOB_ACK_WAIT, JobMessage};
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -15,9 +16,19 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-const PROGRESS_EVERY: Duration = Duration::from_secs(JOB_ACK_WAIT.as_secs() / 4);
-/// How long a job handed back waits before it is delivered again.
+/// How long a job handed back after a failed claim waits before it is delivered again.
 const RETRY_DELAY: Duration = Duration::from_secs(5);
+/// How long builds stopped after the grace period may take to clean up and hand back.
+const HAND_BACK_WAIT: Duration = Duration::from_secs(30);
+
+/// The job loop's clocks.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Timing {
+    /// How long running builds may take to finish after a shutdown signal.
+    pub(crate) grace: Duration,
+    /// The job consumer's ack wait.
+    pub(crate) ack_wait: Duration,
+}
 /// How long one pull waits for a job before the loop checks for shutdown.
 const PULL_WAIT: Duration = Duration::from_secs(2);
 
@@ -25,7 +36,7 @@ pub(crate) async fn run(
     context: WorkerContext,
     registry_entry: WorkerInfo,
     concurrency: usize,
-    grace: Duration,
+    timing: Timing,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let tags = registry_entry.tags.clone();
@@ -47,7 +58,8 @@ pub(crate) async fn run(
     let builds = Arc::new(tokio::sync::Mutex::new(JoinSet::new()));
     let mut loops = JoinSet::new();
     for tag in &tags {
-        let consumer = context.bus.job_consumer(tag).await?;
+        let consumer = context.bus.job_consumer(tag, timing.ack_wait).await?;
+        let progress_every = timing.ack_wait / 4;
         let running_count = running_count.clone();
         let count_changed = count_changed.clone();
         let context = context.clone();
@@ -78,7 +90,7 @@ pub(crate) async fn run(
                         running_count.fetch_add(1, Ordering::SeqCst);
                         count_changed.notify_one();
                         running.spawn(async move {
-                            handle_job(&context, job).await;
+                            handle_job(&context, job, progress_every).await;
                             running_count.fetch_sub(1, Ordering::SeqCst);
                             count_changed.notify_one();
                             drop(permit);
@@ -98,23 +110,34 @@ pub(crate) async fn run(
     stop.cancel();
     while loops.join_next().await.is_some() {}
     let mut running = std::mem::take(&mut *builds.lock().await);
-    let drained = tokio::time::timeout(grace, async {
+    let drained = tokio::time::timeout(timing.grace, async {
         while running.join_next().await.is_some() {}
     })
     .await;
     if drained.is_err() {
         tracing::warn!(
             left = running.len(),
-            "grace period over: builds cut off (their jobs will be delivered again)"
+            "grace period over: stopping the builds still running and handing their jobs back"
         );
-        running.shutdown().await;
+        context.hand_back.cancel();
+        let handed_back = tokio::time::timeout(HAND_BACK_WAIT, async {
+            while running.join_next().await.is_some() {}
+        })
+        .await;
+        if handed_back.is_err() {
+            tracing::warn!(
+                left = running.len(),
+                "builds did not stop in time: cut off (their jobs are delivered again after the ack wait)"
+            );
+            running.shutdown().await;
+        }
     }
     registry_stop.cancel();
     let _ = registry.await;
     Ok(())
 }
 
-async fn handle_job(context: &WorkerContext, job: JobMessage) {
+async fn handle_job(context: &WorkerContext, job: JobMessage, progress_every: Duration) {
     let build_id = job.job.build_id;
     let keep_alive = CancellationToken::new();
     let ticker = {
@@ -124,7 +147,7 @@ async fn handle_job(context: &WorkerContext, job: JobMessage) {
             loop {
                 tokio::select! {
                     () = keep_alive.cancelled() => return,
-                    () = tokio::time::sleep(PROGRESS_EVERY) => {
+                    () = tokio::time::sleep(progress_every) => {
                         if let Err(error) = job.in_progress().await {
                             tracing::warn!(build_id, %error, "in-progress ack failed");
                         }
@@ -142,6 +165,7 @@ async fn handle_job(context: &WorkerContext, job: JobMessage) {
     let acked = match disposition {
         JobDisposition::Done => job.ack().await,
         JobDisposition::Retry => job.nak(RETRY_DELAY).await,
+        JobDisposition::HandBack => job.nak(Duration::ZERO).await,
     };
     if let Err(error) = acked {
         tracing::warn!(build_id, %error, "acknowledging the job failed (it may run again; the claim fences it)");

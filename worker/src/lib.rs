@@ -82,11 +82,17 @@ pub struct Settings {
     /// How long an image pull may take
     #[arg(long, value_parser = humantime_duration, default_value = "10m")]
     pub pull_timeout: Duration,
-    /// How long running builds may take to finish after a shutdown signal
+    /// How long running builds may take to finish after a shutdown signal; builds still
+    /// running then are stopped and handed back to the queue for another worker
     #[arg(long, value_parser = humantime_duration, default_value = "30s")]
     pub shutdown_grace: Duration,
-    /// How often build containers that no attempt owns (left by a dead worker) are removed
-    /// from this worker's Docker host
+    /// How long a job stays with a worker that gives no sign of life (a crashed or cut-off
+    /// worker) before it is delivered again; running builds renew it every quarter of it.
+    /// Set by the first worker that creates a tag's consumer: keep it equal on all workers
+    #[arg(long, value_parser = humantime_duration, default_value = "60s")]
+    pub job_ack_wait: Duration,
+    /// How often build containers and workspaces that no attempt owns (left by a dead
+    /// worker) are removed from this worker's host
     #[arg(long, value_parser = humantime_duration, default_value = "1m")]
     pub sweep_every: Duration,
 }
@@ -110,6 +116,9 @@ pub(crate) struct WorkerContext {
     pub(crate) max_attempts: i32,
     pub(crate) pull_timeout: Duration,
     pub(crate) secrets: Secrets,
+    /// Cancelled when the shutdown grace period is over: running builds stop and their jobs
+    /// go back to the queue.
+    pub(crate) hand_back: CancellationToken,
 }
 
 fn default_worker_id() -> String {
@@ -168,6 +177,7 @@ pub async fn run(
         max_attempts: settings.max_attempts,
         pull_timeout: settings.pull_timeout,
         secrets,
+        hand_back: CancellationToken::new(),
     };
     tracing::info!(worker_id = %context.worker_id, tags = ?settings.tags,
         concurrency = settings.concurrency, executor = ?settings.executor, "worker started");
@@ -193,27 +203,27 @@ pub async fn run(
         .await
         .context("registering in Consul")?;
     let sweep_stop = CancellationToken::new();
-    let sweeper = context.docker.clone().map(|docker| {
-        tokio::spawn(sweeper::run(
-            docker,
-            context.store.clone(),
-            context.instance.clone(),
-            settings.sweep_every,
-            sweep_stop.clone(),
-        ))
-    });
+    let sweeper = tokio::spawn(sweeper::run(
+        context.docker.clone(),
+        context.store.clone(),
+        context.instance.clone(),
+        context.workspaces.clone(),
+        settings.sweep_every,
+        sweep_stop.clone(),
+    ));
     let ran = job_loop::run(
         context,
         registry_entry,
         settings.concurrency,
-        settings.shutdown_grace,
+        job_loop::Timing {
+            grace: settings.shutdown_grace,
+            ack_wait: settings.job_ack_wait,
+        },
         shutdown,
     )
     .await;
     sweep_stop.cancel();
-    if let Some(sweeper) = sweeper {
-        let _ = sweeper.await;
-    }
+    let _ = sweeper.await;
     deregister(registration).await;
     ran
 }

@@ -1,7 +1,8 @@
 //! Removes build containers that no attempt owns any more: left by a worker that died (or
 //! by this worker's previous incarnation), on this worker's Docker host. A container is kept
 //! only while its build is `running` in the very attempt its labels name; containers of
-//! other installations (another database) are never touched.
+//! other installations (another database) are never touched. Workspaces under the worker's
+//! cache directory (`build-ID-ATTEMPT-…`) left by a killed worker go the same way.
 
 use crate::executor::docker::{LABEL_ATTEMPT, LABEL_BUILD, LABEL_INSTANCE};
 use bollard::Docker;
@@ -9,22 +10,31 @@ use bollard::query_parameters::{ListContainersOptionsBuilder, RemoveContainerOpt
 use ocelot_core::BuildState;
 use ocelot_core::store::{Store, StoreError};
 use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 /// Sweeps at start, then every `every`, until `stop`.
 pub(crate) async fn run(
-    docker: Docker,
+    docker: Option<Docker>,
     store: Store,
     instance: String,
+    workspaces: PathBuf,
     every: Duration,
     stop: CancellationToken,
 ) {
     loop {
-        match sweep(&docker, &store, &instance).await {
+        if let Some(docker) = &docker {
+            match sweep(docker, &store, &instance).await {
+                Ok(0) => {}
+                Ok(removed) => tracing::info!(removed, "removed build containers no attempt owns"),
+                Err(error) => tracing::warn!(%error, "sweeping leftover build containers failed"),
+            }
+        }
+        match sweep_workspaces(&store, &workspaces).await {
             Ok(0) => {}
-            Ok(removed) => tracing::info!(removed, "removed build containers no attempt owns"),
-            Err(error) => tracing::warn!(%error, "sweeping leftover build containers failed"),
+            Ok(removed) => tracing::info!(removed, "removed workspaces no attempt owns"),
+            Err(error) => tracing::warn!(%error, "sweeping leftover workspaces failed"),
         }
         tokio::select! {
             () = stop.cancelled() => return,
@@ -40,6 +50,46 @@ async fn owned(store: &Store, build_id: i64, attempt: i32) -> Result<bool, Store
         Err(StoreError::NotFound(_)) => Ok(false),
         Err(error) => Err(error),
     }
+}
+
+/// The build and attempt a workspace directory (`build-ID-ATTEMPT-RANDOM`) belongs to.
+fn workspace_owner(name: &str) -> Option<(i64, i32)> {
+    let mut parts = name.strip_prefix("build-")?.splitn(3, '-');
+    let build_id = parts.next()?.parse().ok()?;
+    let attempt = parts.next()?.parse().ok()?;
+    parts.next()?;
+    Some((build_id, attempt))
+}
+
+/// Removes the workspaces under `dir` whose attempt is over; how many were removed.
+pub(crate) async fn sweep_workspaces(store: &Store, dir: &Path) -> Result<usize, String> {
+    let entries = std::fs::read_dir(dir).map_err(|e| format!("reading {}: {e}", dir.display()))?;
+    let mut removed = 0;
+    for entry in entries.filter_map(Result::ok) {
+        let name = entry.file_name();
+        let Some((build_id, attempt)) = name.to_str().and_then(workspace_owner) else {
+            continue;
+        };
+        if owned(store, build_id, attempt)
+            .await
+            .map_err(|e| format!("reading build {build_id}: {e}"))?
+        {
+            continue;
+        }
+        let path = entry.path();
+        match tokio::fs::remove_dir_all(&path).await {
+            Ok(()) => {
+                tracing::info!(workspace = %path.display(), build_id, attempt, "removed a leftover workspace");
+                removed += 1;
+            }
+            // its attempt ended meanwhile and removed it
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+            Err(error) => {
+                tracing::warn!(workspace = %path.display(), %error, "cannot remove a leftover workspace")
+            }
+        }
+    }
+    Ok(removed)
 }
 
 /// One sweep: how many containers were removed.
@@ -91,4 +141,17 @@ pub(crate) async fn sweep(docker: &Docker, store: &Store, instance: &str) -> Res
         }
     }
     Ok(removed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::workspace_owner;
+
+    #[test]
+    fn workspace_names_name_their_attempt() {
+        assert_eq!(workspace_owner("build-12-3-a1B2c3"), Some((12, 3)));
+        assert_eq!(workspace_owner("build-12-3"), None);
+        assert_eq!(workspace_owner("mirror"), None);
+        assert_eq!(workspace_owner("build-x-3-abc"), None);
+    }
 }

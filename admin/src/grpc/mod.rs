@@ -88,7 +88,12 @@ impl ocelot_proto::v1::admin_server::Admin for AdminApi {
         request: tonic::Request<ocelot_proto::v1::WatchBuildRequest>,
     ) -> Result<tonic::Response<Self::WatchBuildStream>, tonic::Status> {
         crate::auth::authorize(&self.state, &request, TokenScope::Read).await?;
-        crate::watch::watch(&self.state, request.into_inner().id).await
+        let request = request.into_inner();
+        let resume_after = crate::watch::Position {
+            attempt: request.after_attempt,
+            seq: request.after_seq,
+        };
+        crate::watch::watch(&self.state, request.id, resume_after).await
     }
 
     async fn get_build(

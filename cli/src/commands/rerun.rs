@@ -33,5 +33,5 @@ pub(crate) async fn run(
             build.commit.get(..7).unwrap_or(&build.commit)
         );
     }
-    super::watch::follow(&mut client, build.id, json).await
+    super::watch::follow(admin, client, build.id, json).await
 }

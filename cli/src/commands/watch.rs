@@ -1,48 +1,166 @@
-//! `ocelot watch BUILD`: the whole log from line 1, live until the result.
+//! `ocelot watch BUILD`: the whole log from line 1, live until the result. A stream that
+//! breaks (the admin restarted, the connection dropped) is resumed after the last event
+//! received, from this admin or another one, so no line is shown twice or skipped.
 
 use crate::args::WatchArgs;
 use crate::client::{self, AdminTarget, CliError};
 use crate::exit::ExitStatus;
 use crate::render::Renderer;
-use ocelot_proto::v1::WatchBuildRequest;
+use backon::BackoffBuilder;
+use ocelot_proto::v1::{BuildEvent, WatchBuildRequest};
+use std::time::{Duration, Instant};
+
+/// How long a broken stream is retried before `ocelot watch` gives up.
+const RECONNECT_FOR: Duration = Duration::from_secs(300);
 
 pub(crate) async fn run(admin: &AdminTarget, args: WatchArgs) -> Result<ExitStatus, CliError> {
-    let mut client = client::connect(admin).await?;
-    follow(&mut client, args.build, args.json).await
+    let client = client::connect(admin).await?;
+    follow(admin, client, args.build, args.json).await
+}
+
+/// The last event received: attempt and sequence number.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
+struct Position {
+    attempt: u32,
+    seq: u64,
+}
+
+impl Position {
+    fn of(event: &BuildEvent) -> Position {
+        Position {
+            attempt: event.attempt,
+            seq: event.seq,
+        }
+    }
+}
+
+/// Why a stream stopped before the build's result.
+enum Broken {
+    /// Worth another try: the admin or the connection went away.
+    Retry(String),
+    /// The admin refused: retrying cannot help.
+    Fatal(CliError),
+}
+
+/// Whether a failed call may succeed when made again (another admin, or this one back).
+fn is_transient(status: &tonic::Status) -> bool {
+    use tonic::Code;
+    matches!(
+        status.code(),
+        Code::Unavailable
+            | Code::Unknown
+            | Code::Cancelled
+            | Code::Aborted
+            | Code::Internal
+            | Code::DeadlineExceeded
+            | Code::ResourceExhausted
+    )
+}
+
+fn broken(status: tonic::Status) -> Broken {
+    if is_transient(&status) {
+        Broken::Retry(client::from_status(status).message)
+    } else {
+        Broken::Fatal(client::from_status(status))
+    }
 }
 
 /// Streams the build's events through a renderer; the exit status reports its result.
+/// A broken stream is resumed after the last event received for up to [`RECONNECT_FOR`].
 pub(crate) async fn follow(
-    client: &mut client::Client,
+    admin: &AdminTarget,
+    client: client::Client,
     build_id: i64,
     json: bool,
 ) -> Result<ExitStatus, CliError> {
-    let mut stream = client
-        .watch_build(WatchBuildRequest { id: build_id })
-        .await
-        .map_err(client::from_status)?
-        .into_inner();
     let mut renderer = Renderer::new(json, build_id);
+    let mut last = Position::default();
+    let mut client = Some(client);
+    // when the current outage began, and the delays between tries
+    let mut outage: Option<Instant> = None;
+    let mut delays = reconnect_delays();
     loop {
-        match stream.message().await {
-            Ok(Some(event)) => {
-                if let Some(state) = renderer.event(&event) {
-                    return Ok(ExitStatus::of_build(state));
+        let stream_client = match client.take() {
+            Some(client) => Ok(client),
+            None => client::connect(admin).await,
+        };
+        let stopped = match stream_client {
+            Ok(mut stream_client) => {
+                let request = WatchBuildRequest {
+                    id: build_id,
+                    after_attempt: last.attempt,
+                    after_seq: last.seq,
+                };
+                match stream_client.watch_build(request).await {
+                    Ok(response) => {
+                        let mut stream = response.into_inner();
+                        loop {
+                            match stream.message().await {
+                                Ok(Some(event)) => {
+                                    // a resumed stream starts after `last`; never show a line twice
+                                    if Position::of(&event) <= last {
+                                        continue;
+                                    }
+                                    last = Position::of(&event);
+                                    if outage.take().is_some() {
+                                        delays = reconnect_delays();
+                                        eprintln!(
+                                            "ocelot: reconnected: the log of build {build_id} goes on"
+                                        );
+                                    }
+                                    if let Some(state) = renderer.event(&event) {
+                                        return Ok(ExitStatus::of_build(state));
+                                    }
+                                }
+                                Ok(None) => {
+                                    break Broken::Retry(
+                                        "the log stream ended before the result".into(),
+                                    );
+                                }
+                                Err(status) => break broken(status),
+                            }
+                        }
+                    }
+                    Err(status) => broken(status),
                 }
             }
-            Ok(None) => {
+            // connecting failed: the admin is down, or another is not yet found
+            Err(error) if error.status == ExitStatus::Unreachable => Broken::Retry(error.message),
+            Err(error) => Broken::Fatal(error),
+        };
+        let reason = match stopped {
+            Broken::Fatal(error) => {
                 renderer.interrupted();
-                return Err(CliError::new(
-                    ExitStatus::Unreachable,
-                    format!(
-                        "the log stream of build {build_id} ended before its result; `ocelot watch {build_id}` resumes it"
-                    ),
-                ));
+                return Err(error);
             }
-            Err(status) => {
-                renderer.interrupted();
-                return Err(client::from_status(status));
-            }
+            Broken::Retry(reason) => reason,
+        };
+        let began = *outage.get_or_insert_with(|| {
+            renderer.interrupted();
+            eprintln!("ocelot: the log stream of build {build_id} broke ({reason}): reconnecting");
+            Instant::now()
+        });
+        let delay = delays.next().unwrap_or(Duration::from_secs(5));
+        if began.elapsed() + delay > RECONNECT_FOR {
+            return Err(CliError::new(
+                ExitStatus::Unreachable,
+                format!(
+                    "the log stream of build {build_id} broke and the admin was not reachable for {} s ({reason}); \
+                     `ocelot watch {build_id}` resumes it",
+                    RECONNECT_FOR.as_secs()
+                ),
+            ));
         }
+        tokio::time::sleep(delay).await;
     }
+}
+
+/// 200 ms, doubling with jitter, at most 5 s apart.
+fn reconnect_delays() -> impl Iterator<Item = Duration> {
+    backon::ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(200))
+        .with_max_delay(Duration::from_secs(5))
+        .with_jitter()
+        .without_max_times()
+        .build()
 }

@@ -1,7 +1,7 @@
 //! The job work-queue: publish a build's job to `jobs.<tag>`, pull jobs of the tags a worker
 //! serves, keep a long build's job with in-progress acks, ack when the build is final.
 
-use super::{Bus, JOB_ACK_WAIT, JOBS_STREAM, QueueError};
+use super::{Bus, JOBS_STREAM, QueueError};
 use crate::model::Job;
 use async_nats::jetstream::{self, AckKind, consumer::pull};
 use futures::StreamExt;
@@ -38,8 +38,14 @@ impl Bus {
         Ok(())
     }
 
-    /// The durable consumer shared by every worker of `tag`.
-    pub async fn job_consumer(&self, tag: &str) -> Result<JobConsumer, QueueError> {
+    /// The durable consumer shared by every worker of `tag`. A job not acknowledged (nor
+    /// marked in progress) within `ack_wait` is delivered again; the worker that creates the
+    /// consumer sets it, and a worker asking for another value is told so in its log.
+    pub async fn job_consumer(
+        &self,
+        tag: &str,
+        ack_wait: Duration,
+    ) -> Result<JobConsumer, QueueError> {
         validate_tag(tag)?;
         let stream = self
             .jetstream
@@ -47,19 +53,29 @@ impl Bus {
             .await
             .map_err(|e| QueueError::Setup(e.to_string()))?;
         let name = format!("jobs-{tag}");
-        let consumer = stream
+        let mut consumer: jetstream::consumer::Consumer<pull::Config> = stream
             .get_or_create_consumer(
                 &name,
                 pull::Config {
                     durable_name: Some(name.clone()),
                     filter_subject: format!("jobs.{tag}"),
                     ack_policy: jetstream::consumer::AckPolicy::Explicit,
-                    ack_wait: JOB_ACK_WAIT,
+                    ack_wait,
                     ..Default::default()
                 },
             )
             .await
             .map_err(|e| QueueError::Setup(format!("consumer {name}: {e}")))?;
+        let current = consumer
+            .info()
+            .await
+            .map_err(|e| QueueError::Setup(format!("consumer {name}: {e}")))?
+            .config
+            .ack_wait;
+        if current != ack_wait {
+            tracing::warn!(consumer = %name, current = ?current, wanted = ?ack_wait,
+                "the job consumer keeps the ack wait it was created with");
+        }
         Ok(JobConsumer {
             tag: tag.to_string(),
             consumer,

@@ -23,7 +23,7 @@ pub const LOGS_STREAM: &str = "OCELOT_LOGS";
 /// The tag of jobs whose `ocelot.yml` names no `machineTag`.
 pub const DEFAULT_TAG: &str = "default";
 /// How long a job stays with a worker that sends no sign of life before it is delivered again.
-pub const JOB_ACK_WAIT: Duration = Duration::from_secs(60);
+pub const DEFAULT_JOB_ACK_WAIT: Duration = Duration::from_secs(60);
 
 /// What went wrong talking to NATS.
 #[derive(Debug, thiserror::Error)]

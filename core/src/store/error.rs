@@ -24,9 +24,35 @@ impl From<deadpool_postgres::PoolError> for StoreError {
     }
 }
 
+impl StoreError {
+    /// Whether the same call may succeed later: the server or the connection was away.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, StoreError::Unavailable(_))
+    }
+}
+
+/// SQLSTATE classes of a server going away: 08 connection exception, 57 operator
+/// intervention (shutdown, restart, "the database system is starting up").
+fn is_outage(state: &tokio_postgres::error::SqlState) -> bool {
+    let code = state.code();
+    code.starts_with("08") || code.starts_with("57")
+}
+
 impl From<tokio_postgres::Error> for StoreError {
     fn from(error: tokio_postgres::Error) -> Self {
+        let io_failure = std::error::Error::source(&error)
+            .is_some_and(|source| source.downcast_ref::<std::io::Error>().is_some());
+        if error.is_closed() || io_failure {
+            return StoreError::Unavailable(error.to_string());
+        }
         if let Some(db_error) = error.as_db_error() {
+            if is_outage(db_error.code()) {
+                return StoreError::Unavailable(format!(
+                    "{}: {}",
+                    db_error.code().code(),
+                    db_error.message()
+                ));
+            }
             if db_error.code() == &tokio_postgres::error::SqlState::UNIQUE_VIOLATION {
                 return StoreError::Conflict(
                     db_error.detail().unwrap_or(db_error.message()).to_string(),
@@ -38,9 +64,33 @@ impl From<tokio_postgres::Error> for StoreError {
                 db_error.message()
             ));
         }
-        if error.is_closed() {
-            return StoreError::Unavailable(error.to_string());
-        }
         StoreError::Query(format!("{error:#}"))
     }
+}
+
+/// Runs a store call again while Postgres is away (a restart, a dropped connection), with
+/// growing delays, for up to `budget`; other errors and the last outage error are returned.
+pub async fn retrying<T, F, Fut>(
+    what: &str,
+    budget: std::time::Duration,
+    call: F,
+) -> Result<T, StoreError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, StoreError>>,
+{
+    use backon::Retryable;
+    let delays = backon::ExponentialBuilder::default()
+        .with_min_delay(std::time::Duration::from_millis(100))
+        .with_max_delay(std::time::Duration::from_secs(2))
+        .with_jitter()
+        .with_total_delay(Some(budget))
+        .without_max_times();
+    call.retry(delays)
+        .sleep(tokio::time::sleep)
+        .when(StoreError::is_transient)
+        .notify(|error, delay| {
+            tracing::warn!(%error, ?delay, "{what}: Postgres unavailable, retrying");
+        })
+        .await
 }

@@ -16,7 +16,7 @@ pub use api_tokens::ApiToken;
 pub use builds::{BuildFilter, ClaimOutcome, Inserted, NewBuild};
 pub use credentials::StoredCredential;
 pub use deliveries::{Delivery, NewDelivery, Recorded};
-pub use error::StoreError;
+pub use error::{StoreError, retrying};
 pub use polls::{ClaimedPoll, PollOutcome};
 pub use repos::normalize_url;
 

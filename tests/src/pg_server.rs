@@ -1,0 +1,150 @@
+//! A Postgres server of a test's own (initdb in a temp directory, a free port), for tests
+//! that stop and restart the database under running services. As root, the server runs as
+//! the `postgres` user (Postgres refuses root).
+
+use anyhow::Context;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+#[derive(Debug)]
+pub struct PostgresServer {
+    pub port: u16,
+    bin: PathBuf,
+    data: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+fn is_root() -> bool {
+    rustix::process::geteuid().is_root()
+}
+
+/// The newest `/usr/lib/postgresql/*/bin` (Debian's layout), or `OCELOT_PG_BIN`.
+fn bin_dir() -> anyhow::Result<PathBuf> {
+    if let Ok(dir) = std::env::var("OCELOT_PG_BIN") {
+        return Ok(PathBuf::from(dir));
+    }
+    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .context("no /usr/lib/postgresql: scripts/setup.sh installs PostgreSQL")?
+        .filter_map(Result::ok)
+        .filter_map(|entry| {
+            let version = entry.file_name().to_str()?.parse().ok()?;
+            Some((version, entry.path().join("bin")))
+        })
+        .collect();
+    versions.sort();
+    versions
+        .pop()
+        .map(|(_, bin)| bin)
+        .context("no PostgreSQL version under /usr/lib/postgresql")
+}
+
+/// Runs a Postgres program, as `postgres` when this is root.
+fn run_pg(bin: &Path, program: &str, args: &[&str]) -> anyhow::Result<()> {
+    let path = bin.join(program);
+    let mut command = if is_root() {
+        let mut command = Command::new("runuser");
+        command.args(["-u", "postgres", "--"]).arg(&path);
+        command
+    } else {
+        Command::new(&path)
+    };
+    let output = command
+        .args(args)
+        .output()
+        .with_context(|| format!("running {}", path.display()))?;
+    anyhow::ensure!(
+        output.status.success(),
+        "{program} {args:?} failed: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Ok(())
+}
+
+impl PostgresServer {
+    /// Creates a cluster (user `ocelot`, trust authentication on loopback) and starts it.
+    pub fn start() -> anyhow::Result<PostgresServer> {
+        let bin = bin_dir()?;
+        let dir = tempfile::tempdir()?;
+        let data = dir.path().join("data");
+        std::fs::create_dir(&data)?;
+        if is_root() {
+            let status = Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(dir.path())
+                .status()?;
+            anyhow::ensure!(status.success(), "chown of {} failed", dir.path().display());
+        }
+        let data_arg = data.to_string_lossy().to_string();
+        run_pg(
+            &bin,
+            "initdb",
+            &[
+                "-D",
+                &data_arg,
+                "-U",
+                "ocelot",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--no-sync",
+            ],
+        )?;
+        let server = PostgresServer {
+            port: crate::free_port()?,
+            bin,
+            data,
+            _dir: dir,
+        };
+        server.start_again()?;
+        Ok(server)
+    }
+
+    /// `postgres://ocelot@127.0.0.1:PORT/DATABASE`.
+    pub fn url(&self, database: &str) -> String {
+        format!("postgres://ocelot@127.0.0.1:{}/{database}", self.port)
+    }
+
+    /// Starts the stopped server on the same port and data.
+    pub fn start_again(&self) -> anyhow::Result<()> {
+        let data = self.data.to_string_lossy().to_string();
+        let options = format!("-h 127.0.0.1 -p {} -k {data} -F", self.port);
+        let log = self.data.join("server.log").to_string_lossy().to_string();
+        run_pg(
+            &self.bin,
+            "pg_ctl",
+            &[
+                "-D", &data, "-l", &log, "-o", &options, "-w", "-t", "60", "start",
+            ],
+        )
+    }
+
+    /// Stops the server: `fast` ends sessions and shuts down cleanly, `immediate` is a crash.
+    pub fn stop(&self, mode: &str) -> anyhow::Result<()> {
+        let data = self.data.to_string_lossy().to_string();
+        run_pg(
+            &self.bin,
+            "pg_ctl",
+            &["-D", &data, "-m", mode, "-w", "stop"],
+        )
+    }
+
+    /// Creates a database.
+    pub async fn create_database(&self, name: &str) -> anyhow::Result<String> {
+        let (client, connection) =
+            tokio_postgres::connect(&self.url("postgres"), tokio_postgres::NoTls).await?;
+        let connection = tokio::spawn(connection);
+        client
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await?;
+        drop(client);
+        let _ = connection.await;
+        Ok(self.url(name))
+    }
+}
+
+impl Drop for PostgresServer {
+    fn drop(&mut self) {
+        let _ = self.stop("immediate");
+    }
+}
