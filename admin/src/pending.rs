@@ -23,6 +23,23 @@ fn explain(workers: &[WorkerInfo], tag: &str) -> String {
             workers.len()
         );
     }
+    let taking: Vec<&WorkerInfo> = serving
+        .iter()
+        .copied()
+        .filter(|w| w.paused.is_none())
+        .collect();
+    if taking.is_empty() {
+        let reasons: Vec<String> = serving
+            .iter()
+            .map(|w| format!("{}: {}", w.id, w.paused.as_deref().unwrap_or_default()))
+            .collect();
+        return format!(
+            "all {} worker(s) with tag `{tag}` take no jobs now ({})",
+            serving.len(),
+            reasons.join("; ")
+        );
+    }
+    let serving = taking;
     let capacity: u32 = serving.iter().map(|w| w.capacity).sum();
     let running: u32 = serving.iter().map(|w| w.running).sum();
     if running >= capacity {
@@ -54,6 +71,7 @@ mod tests {
             version: "0".into(),
             started_at_ms: 0,
             seen_at_ms: 0,
+            paused: None,
         }
     }
 
@@ -67,5 +85,11 @@ mod tests {
         );
         assert!(explain(&workers, "gpu").contains("1 free slot"));
         assert!(explain(&[], "default").contains("0 other live worker"));
+        let mut low_disk = worker("c", &["small"], 2, 0);
+        low_disk.paused = Some("free disk 10 MiB under 1024 MiB at /cache".into());
+        assert_eq!(
+            explain(&[low_disk], "small"),
+            "all 1 worker(s) with tag `small` take no jobs now (c: free disk 10 MiB under 1024 MiB at /cache)"
+        );
     }
 }

@@ -18,6 +18,8 @@ pub struct WorkerSpec {
     pub tags: Vec<String>,
     pub executor: ExecutorKind,
     pub concurrency: usize,
+    /// Free disk under which the worker takes no job (`--min-free-disk-mib`).
+    pub min_free_disk_mib: u64,
 }
 
 impl Default for WorkerSpec {
@@ -26,6 +28,7 @@ impl Default for WorkerSpec {
             tags: vec!["default".to_string()],
             executor: ExecutorKind::Docker,
             concurrency: 2,
+            min_free_disk_mib: 1,
         }
     }
 }
@@ -234,6 +237,9 @@ impl Cluster {
                 pull_timeout: Duration::from_secs(60),
                 shutdown_grace: Duration::from_secs(5),
                 job_ack_wait: Duration::from_secs(60),
+                max_log_mib: 4,
+                min_free_disk_mib: spec.min_free_disk_mib,
+                check_every: Duration::from_millis(500),
                 sweep_every: Duration::from_millis(500),
             };
             tasks.push(tokio::spawn(ocelot_worker::run(

@@ -136,6 +136,10 @@ impl Chaos {
                 "2s",
                 "--sweep-every",
                 "1s",
+                "--check-every",
+                "500ms",
+                "--min-free-disk-mib",
+                "1",
             ]
             .iter()
             .map(|s| s.to_string())
@@ -383,10 +387,36 @@ async fn builds_survive_killed_workers_restarted_servers_and_a_restarted_admin()
 
     tokio::time::sleep(Duration::from_secs(3)).await;
     eprintln!("chaos: Postgres restart");
+    let registry = ocelot_core::queue::Bus::connect(&chaos.nats.url)
+        .await
+        .unwrap();
     chaos.postgres.stop("fast").unwrap();
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // back-pressure: the workers take no jobs meanwhile and say why
+    let paused = wait_until(
+        "a worker to pause for Postgres",
+        Duration::from_secs(10),
+        || async {
+            let workers = registry.list_workers().await.ok()?;
+            workers
+                .into_iter()
+                .find_map(|w| w.paused.filter(|p| p.contains("Postgres")))
+        },
+    )
+    .await
+    .unwrap();
+    eprintln!("chaos: a worker says: {paused}");
     chaos.postgres.start_again().unwrap();
     eprintln!("chaos: Postgres back");
+    wait_until(
+        "every worker to take jobs again",
+        Duration::from_secs(30),
+        || async {
+            let workers = registry.list_workers().await.ok()?;
+            (workers.len() == WORKERS && workers.iter().all(|w| w.paused.is_none())).then_some(())
+        },
+    )
+    .await
+    .unwrap();
 
     tokio::time::sleep(Duration::from_secs(2)).await;
     eprintln!("chaos: admin-1 killed and restarted under its watchers");

@@ -25,7 +25,7 @@ use tracing::Instrument;
 const CHECKOUT_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// The system lines before the first stage belong to this pseudo-stage.
-const SETUP_STAGE: &str = "setup";
+pub(crate) const SETUP_STAGE: &str = "setup";
 
 /// What every stage of an attempt gets besides the pipeline: the secrets (`NAME=value` for
 /// its environment, and what hides them in logs) and the cancel signal.
@@ -106,6 +106,7 @@ pub(crate) async fn run_build(context: &WorkerContext, build_id: i64) -> JobDisp
             context.store.clone(),
             build_id,
             claimed.attempt,
+            context.max_log_bytes,
         );
         let verdict = attempt(context, &claimed, &mut sink).await;
         if verdict.handed_back {
@@ -703,6 +704,7 @@ async fn finish(
     verdict: Verdict,
     started: Instant,
 ) -> Finished {
+    sink.report_truncation().await;
     sink.flush().await;
     let line_count = sink.digest().count();
     let log_sha256 = sink.digest().hex();

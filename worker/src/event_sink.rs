@@ -1,6 +1,8 @@
 //! Numbers the events of one build attempt, publishes each to the log bus at once, and
 //! batches the lines into Postgres (every [`FLUSH_LINES`] lines or [`FLUSH_EVERY`]). It also
-//! keeps the log digest that the result event carries.
+//! keeps the log digest that the result event carries. A build's output is kept up to
+//! `max_log_bytes`: past it, one marker line says so and the rest is counted, not kept (nor
+//! held), while the build goes on; Ocelot's own lines are always kept.
 
 use ocelot_core::events::{BuildEvent, EventKind, LogDigest};
 use ocelot_core::model::{LogStream, StoredLine, unix_ms};
@@ -32,6 +34,11 @@ pub(crate) struct EventSink {
     fenced_out: bool,
     /// Hides the build's secret values in every line before it leaves the worker.
     masker: Masker,
+    /// The output this build may keep, and how much it kept and dropped.
+    max_log_bytes: u64,
+    kept_bytes: u64,
+    dropped_bytes: u64,
+    truncated: bool,
 }
 
 impl std::fmt::Debug for EventSink {
@@ -45,7 +52,13 @@ impl std::fmt::Debug for EventSink {
 }
 
 impl EventSink {
-    pub(crate) fn new(bus: Bus, store: Store, build_id: i64, attempt: i32) -> Self {
+    pub(crate) fn new(
+        bus: Bus,
+        store: Store,
+        build_id: i64,
+        attempt: i32,
+        max_log_bytes: u64,
+    ) -> Self {
         EventSink {
             bus,
             store,
@@ -58,7 +71,58 @@ impl EventSink {
             last_flush: Instant::now(),
             fenced_out: false,
             masker: Masker::default(),
+            max_log_bytes,
+            kept_bytes: 0,
+            dropped_bytes: 0,
+            truncated: false,
         }
+    }
+
+    /// Whether the build's output is past its limit: output is only counted now.
+    pub(crate) fn log_full(&self) -> bool {
+        self.truncated
+    }
+
+    /// Counts output that was not kept (read past the limit).
+    pub(crate) fn output_dropped(&mut self, bytes: usize) {
+        self.dropped_bytes += u64::try_from(bytes).unwrap_or(u64::MAX);
+    }
+
+    /// Says, at the end of the build, how much output was not kept.
+    pub(crate) async fn report_truncation(&mut self) {
+        if self.dropped_bytes > 0 {
+            let text = format!(
+                "[ocelot: {} bytes of output past the log limit of {} were not kept]",
+                self.dropped_bytes,
+                human_bytes(self.max_log_bytes)
+            );
+            self.system(crate::build_runner::SETUP_STAGE, text).await;
+        }
+    }
+
+    /// Whether an output line is kept: past the limit, it is counted instead (and the
+    /// first one past it is replaced by a marker).
+    async fn within_limit(&mut self, stage: &str, text: &str) -> bool {
+        let bytes = u64::try_from(text.len()).unwrap_or(u64::MAX) + 1;
+        if !self.truncated && self.kept_bytes + bytes <= self.max_log_bytes {
+            self.kept_bytes += bytes;
+            return true;
+        }
+        self.dropped_bytes += bytes;
+        if !self.truncated {
+            self.truncated = true;
+            let marker = format!(
+                "[ocelot: log truncated: this build printed more than {}; the rest of its output is not kept (the build goes on)]",
+                human_bytes(self.max_log_bytes)
+            );
+            self.emit(EventKind::Line {
+                stage: stage.to_string(),
+                stream: LogStream::System,
+                text: marker,
+            })
+            .await;
+        }
+        false
     }
 
     /// From now on, lines are masked with `masker`.
@@ -131,6 +195,9 @@ impl EventSink {
 
     /// A line of output or of Ocelot's own.
     pub(crate) async fn line(&mut self, stage: &str, stream: LogStream, text: String) {
+        if stream != LogStream::System && !self.within_limit(stage, &text).await {
+            return;
+        }
         self.emit(EventKind::Line {
             stage: stage.to_string(),
             stream,
@@ -194,5 +261,17 @@ impl EventSink {
                 );
             }
         }
+    }
+}
+
+/// `64 MiB`, `512 KiB`, `100 bytes`.
+fn human_bytes(bytes: u64) -> String {
+    const MIB: u64 = 1024 * 1024;
+    if bytes >= MIB && bytes.is_multiple_of(MIB) {
+        format!("{} MiB", bytes / MIB)
+    } else if bytes >= 1024 && bytes.is_multiple_of(1024) {
+        format!("{} KiB", bytes / 1024)
+    } else {
+        format!("{bytes} bytes")
     }
 }

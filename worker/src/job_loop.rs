@@ -37,6 +37,7 @@ pub(crate) async fn run(
     registry_entry: WorkerInfo,
     concurrency: usize,
     timing: Timing,
+    paused: tokio::sync::watch::Receiver<Option<String>>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let tags = registry_entry.tags.clone();
@@ -53,6 +54,7 @@ pub(crate) async fn run(
         registry_entry,
         running_count.clone(),
         count_changed.clone(),
+        paused.clone(),
         registry_stop.clone(),
     ));
     let builds = Arc::new(tokio::sync::Mutex::new(JoinSet::new()));
@@ -66,8 +68,16 @@ pub(crate) async fn run(
         let permits = permits.clone();
         let stop = stop.clone();
         let builds = builds.clone();
+        let mut paused = paused.clone();
         loops.spawn(async move {
             loop {
+                // back-pressure: no job while a check fails (low disk, a dependency down)
+                tokio::select! {
+                    () = stop.cancelled() => return,
+                    unpaused = paused.wait_for(Option::is_none) => if unpaused.is_err() {
+                        return;
+                    },
+                }
                 let permit = tokio::select! {
                     () = stop.cancelled() => return,
                     permit = permits.clone().acquire_owned() => match permit {

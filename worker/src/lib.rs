@@ -16,6 +16,7 @@ mod event_sink;
 mod executor;
 mod job_loop;
 mod lines;
+mod pressure;
 mod registry;
 mod sweeper;
 
@@ -91,6 +92,17 @@ pub struct Settings {
     /// Set by the first worker that creates a tag's consumer: keep it equal on all workers
     #[arg(long, value_parser = humantime_duration, default_value = "60s")]
     pub job_ack_wait: Duration,
+    /// The output a build keeps, in MiB: past it, a marker line says so and the rest is
+    /// counted, not kept (the build goes on). Lines keep at most 64 KiB each
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_log_mib: u64,
+    /// Free disk (MiB) under the cache directory below which the worker takes no new jobs
+    #[arg(long, default_value_t = 1024)]
+    pub min_free_disk_mib: u64,
+    /// How often the worker checks its disk and dependencies (Postgres, NATS, Docker); while
+    /// a check fails it takes no new jobs and says why in `ocelot workers`
+    #[arg(long, value_parser = humantime_duration, default_value = "5s")]
+    pub check_every: Duration,
     /// How often build containers and workspaces that no attempt owns (left by a dead
     /// worker) are removed from this worker's host
     #[arg(long, value_parser = humantime_duration, default_value = "1m")]
@@ -119,6 +131,8 @@ pub(crate) struct WorkerContext {
     /// Cancelled when the shutdown grace period is over: running builds stop and their jobs
     /// go back to the queue.
     pub(crate) hand_back: CancellationToken,
+    /// The output a build keeps (bytes).
+    pub(crate) max_log_bytes: u64,
 }
 
 fn default_worker_id() -> String {
@@ -178,6 +192,7 @@ pub async fn run(
         pull_timeout: settings.pull_timeout,
         secrets,
         hand_back: CancellationToken::new(),
+        max_log_bytes: settings.max_log_mib.saturating_mul(1024 * 1024),
     };
     tracing::info!(worker_id = %context.worker_id, tags = ?settings.tags,
         concurrency = settings.concurrency, executor = ?settings.executor, "worker started");
@@ -196,6 +211,7 @@ pub async fn run(
         version: env!("CARGO_PKG_VERSION").to_string(),
         started_at_ms: now,
         seen_at_ms: now,
+        paused: None,
     };
     let registration = settings
         .consul
@@ -211,6 +227,23 @@ pub async fn run(
         settings.sweep_every,
         sweep_stop.clone(),
     ));
+    let (paused_sender, paused) = tokio::sync::watch::channel(None);
+    let checks = tokio::spawn(pressure::run(
+        pressure::Checks {
+            store: context.store.clone(),
+            bus: context.bus.clone(),
+            docker: match settings.executor {
+                ExecutorKind::Docker => context.docker.clone(),
+                ExecutorKind::Host => None,
+            },
+            cache_dir: cache_dir.clone(),
+            min_free_disk_bytes: settings.min_free_disk_mib.saturating_mul(1024 * 1024),
+            timeout: settings.check_every.max(Duration::from_secs(2)),
+        },
+        settings.check_every,
+        paused_sender,
+        sweep_stop.clone(),
+    ));
     let ran = job_loop::run(
         context,
         registry_entry,
@@ -219,11 +252,13 @@ pub async fn run(
             grace: settings.shutdown_grace,
             ack_wait: settings.job_ack_wait,
         },
+        paused,
         shutdown,
     )
     .await;
     sweep_stop.cancel();
     let _ = sweeper.await;
+    let _ = checks.await;
     deregister(registration).await;
     ran
 }

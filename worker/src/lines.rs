@@ -1,43 +1,58 @@
 //! Splits a stream of output chunks into lines: `\n` ends a line, a trailing `\r` is dropped,
-//! invalid UTF-8 is replaced, and a line longer than [`MAX_LINE_BYTES`] is cut into pieces so
-//! that one endless line cannot exhaust memory.
+//! invalid UTF-8 is replaced, and a line longer than [`MAX_LINE_BYTES`] keeps its first
+//! [`MAX_LINE_BYTES`] and a marker saying how much was cut, so that one endless line cannot
+//! exhaust memory (what is cut is never held).
 
-/// The longest line kept in one piece.
+/// The longest line kept whole.
 pub(crate) const MAX_LINE_BYTES: usize = 64 * 1024;
 
 #[derive(Debug, Default)]
 pub(crate) struct LineSplitter {
     partial: Vec<u8>,
+    /// Bytes of the current line beyond [`MAX_LINE_BYTES`], counted, not kept.
+    cut: usize,
 }
 
 impl LineSplitter {
     /// Adds a chunk; returns the lines it completed.
     pub(crate) fn push(&mut self, chunk: &[u8]) -> Vec<String> {
         let mut lines = Vec::new();
-        for &byte in chunk {
-            if byte == b'\n' {
-                lines.push(self.take());
-            } else {
-                self.partial.push(byte);
-                if self.partial.len() >= MAX_LINE_BYTES {
-                    lines.push(self.take());
-                }
-            }
+        let mut rest = chunk;
+        while let Some(end) = memchr::memchr(b'\n', rest) {
+            self.keep(&rest[..end]);
+            lines.push(self.take());
+            rest = &rest[end + 1..];
         }
+        self.keep(rest);
         lines
     }
 
     /// The last, unterminated line, if any.
     pub(crate) fn finish(&mut self) -> Option<String> {
-        (!self.partial.is_empty()).then(|| self.take())
+        (!self.partial.is_empty() || self.cut > 0).then(|| self.take())
+    }
+
+    fn keep(&mut self, bytes: &[u8]) {
+        let room = MAX_LINE_BYTES - self.partial.len();
+        let kept = room.min(bytes.len());
+        self.partial.extend_from_slice(&bytes[..kept]);
+        self.cut += bytes.len() - kept;
     }
 
     fn take(&mut self) -> String {
         let mut bytes = std::mem::take(&mut self.partial);
-        if bytes.last() == Some(&b'\r') {
+        let cut = std::mem::take(&mut self.cut);
+        if cut == 0 && bytes.last() == Some(&b'\r') {
             bytes.pop();
         }
-        String::from_utf8_lossy(&bytes).into_owned()
+        let mut line = String::from_utf8_lossy(&bytes).into_owned();
+        if cut > 0 {
+            line.push_str(&format!(
+                " [ocelot: line truncated: {cut} more bytes not kept (lines keep at most {} KiB)]",
+                MAX_LINE_BYTES / 1024
+            ));
+        }
+        line
     }
 }
 
@@ -57,12 +72,28 @@ mod tests {
     }
 
     #[test]
-    fn endless_lines_are_cut() {
+    fn endless_lines_keep_their_start_and_say_what_was_cut() {
         let mut splitter = LineSplitter::default();
-        let lines = splitter.push(&vec![b'x'; MAX_LINE_BYTES * 2 + 5]);
+        assert!(splitter.push(&vec![b'x'; MAX_LINE_BYTES * 2]).is_empty());
+        let lines = splitter.push(b"yyyyy\nnext\n");
         assert_eq!(lines.len(), 2);
-        assert!(lines.iter().all(|l| l.len() == MAX_LINE_BYTES));
-        assert_eq!(splitter.finish().map(|l| l.len()), Some(5));
+        assert!(lines[0].starts_with(&"x".repeat(MAX_LINE_BYTES)));
+        assert!(
+            lines[0].ends_with(&format!(
+                " [ocelot: line truncated: {} more bytes not kept (lines keep at most 64 KiB)]",
+                MAX_LINE_BYTES + 5
+            )),
+            "{}",
+            &lines[0][MAX_LINE_BYTES..]
+        );
+        assert_eq!(lines[1], "next");
+        // an unterminated endless line is cut the same way
+        splitter.push(&vec![b'z'; MAX_LINE_BYTES + 1]);
+        assert!(
+            splitter
+                .finish()
+                .is_some_and(|l| l.contains("1 more bytes not kept"))
+        );
     }
 
     #[test]

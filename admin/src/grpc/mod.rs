@@ -158,6 +158,7 @@ impl ocelot_proto::v1::admin_server::Admin for AdminApi {
                         version: w.version,
                         started_at_ms: w.started_at_ms,
                         seen_at_ms: w.seen_at_ms,
+                        paused: w.paused.unwrap_or_default(),
                     })
                     .collect(),
             },

@@ -28,7 +28,8 @@ pub(crate) async fn run(admin: &AdminTarget, json: bool) -> Result<ExitStatus, C
             .map(|w| {
                 json!({"id": w.id, "tags": w.tags, "capacity": w.capacity, "running": w.running,
                        "executor": w.executor, "host": w.host, "version": w.version,
-                       "started_at_ms": w.started_at_ms, "seen_at_ms": w.seen_at_ms})
+                       "started_at_ms": w.started_at_ms, "seen_at_ms": w.seen_at_ms,
+                       "paused": (!w.paused.is_empty()).then_some(&w.paused)})
             })
             .collect();
         println!("{}", serde_json::Value::Array(list));
@@ -38,17 +39,22 @@ pub(crate) async fn run(admin: &AdminTarget, json: bool) -> Result<ExitStatus, C
         );
     } else {
         println!(
-            "{:<28} {:<20} {:<8} {:<9} SEEN",
-            "ID", "TAGS", "RUNNING", "EXECUTOR"
+            "{:<28} {:<20} {:<8} {:<9} {:<8} STATE",
+            "ID", "TAGS", "RUNNING", "EXECUTOR", "SEEN"
         );
         for worker in &workers {
+            let state = if worker.paused.is_empty() {
+                "taking jobs".to_string()
+            } else {
+                format!("paused: {}", worker.paused)
+            };
             println!(
-                "{:<28} {:<20} {:<8} {:<9} {}s ago",
+                "{:<28} {:<20} {:<8} {:<9} {:<8} {state}",
                 worker.id,
                 worker.tags.join(","),
                 format!("{}/{}", worker.running, worker.capacity),
                 worker.executor,
-                seconds_ago(worker.seen_at_ms)
+                format!("{}s ago", seconds_ago(worker.seen_at_ms))
             );
         }
     }

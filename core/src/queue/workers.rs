@@ -29,6 +29,9 @@ pub struct WorkerInfo {
     pub started_at_ms: i64,
     /// When the entry was last written.
     pub seen_at_ms: i64,
+    /// Why the worker takes no new jobs now (low disk, a dependency down); `None` when it does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paused: Option<String>,
 }
 
 /// A KV key for a worker id: its characters outside `[-_=.a-zA-Z0-9]` become `_`.

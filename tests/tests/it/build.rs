@@ -229,6 +229,7 @@ async fn builds_without_an_image_run_on_a_host_worker_of_their_tag() {
             tags: vec!["bare-metal".into()],
             executor: ExecutorKind::Host,
             concurrency: 1,
+            ..WorkerSpec::default()
         },
     ])
     .await

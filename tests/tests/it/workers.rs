@@ -1,7 +1,8 @@
 //! The worker registry: every running worker keeps an entry in a NATS KV bucket with a TTL;
-//! `ocelot workers` lists them with their tags, capacity and the builds they run now.
+//! `ocelot workers` lists them with their tags, capacity and the builds they run now, and
+//! why a worker takes no jobs (back-pressure: low disk, a dependency down).
 
-use crate::repo_with;
+use crate::{repo_with, status_json};
 use ocelot_tests::cluster::{Cluster, WorkerSpec};
 use ocelot_tests::wait_until;
 use std::time::Duration;
@@ -87,4 +88,59 @@ async fn ocelot_workers_lists_live_workers_and_their_running_builds() {
     let human = cluster.ocelot(&["workers"]).await.unwrap();
     assert!(human.stdout.contains("gpu,arm64"), "{}", human.both());
     assert!(human.stdout.contains("0/3"), "{}", human.both());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_short_of_disk_takes_no_job_and_says_why() {
+    // no file system has an exbibyte free: this worker is always short of disk
+    let cluster = Cluster::start_with(vec![WorkerSpec {
+        tags: vec!["small-disk".to_string()],
+        min_free_disk_mib: 1 << 40,
+        ..WorkerSpec::default()
+    }])
+    .await
+    .unwrap();
+    let paused = wait_until(
+        "the worker to report low disk",
+        Duration::from_secs(20),
+        || async {
+            let workers = workers_json(&cluster).await;
+            workers.first()?["paused"].as_str().map(str::to_string)
+        },
+    )
+    .await
+    .unwrap();
+    assert!(
+        paused.starts_with("free disk ") && paused.contains(" MiB under 1099511627776 MiB at "),
+        "{paused}"
+    );
+    let human = cluster.ocelot(&["workers"]).await.unwrap();
+    assert!(
+        human.stdout.contains("paused: free disk"),
+        "{}",
+        human.both()
+    );
+
+    repo_with(
+        &cluster,
+        "tiny",
+        "image: ocelot/busybox\nmachineTag: small-disk\nstages:\n  - name: a\n    script: [echo hi]\n",
+        &[],
+    )
+    .await;
+    let queued = cluster
+        .ocelot(&["build", "-r", "tiny", "--no-follow"])
+        .await
+        .unwrap();
+    assert_eq!(queued.code, 0, "{}", queued.both());
+    let build_id: i64 = queued.stdout.trim().parse().unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let status = status_json(&cluster, build_id).await;
+    assert_eq!(status["state"], "queued", "{status}");
+    let reason = status["pending_reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.starts_with("all 1 worker(s) with tag `small-disk` take no jobs now (")
+            && reason.contains("free disk"),
+        "{reason}"
+    );
 }

@@ -329,6 +329,15 @@ impl BuildContainer {
                         "reading the output: {error}"
                     )));
                 }
+                // past the build's log limit, output is counted, not split or kept
+                Some(Ok(
+                    LogOutput::StdErr { message }
+                    | LogOutput::StdOut { message }
+                    | LogOutput::Console { message },
+                )) if sink.log_full() => {
+                    sink.output_dropped(message.len());
+                    continue;
+                }
                 Some(Ok(LogOutput::StdErr { message })) => {
                     (LogStream::Stderr, stderr.push(&message))
                 }

@@ -105,6 +105,11 @@ impl HostEnvironment {
                 }
             };
             let Some((stream, chunk)) = next else { break };
+            // past the build's log limit, output is counted, not split or kept
+            if sink.log_full() {
+                sink.output_dropped(chunk.len());
+                continue;
+            }
             let splitter = if stream == LogStream::Stderr {
                 &mut stderr
             } else {
