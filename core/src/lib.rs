@@ -25,6 +25,7 @@ pub mod env_vars;
 pub mod error_chain;
 pub mod events;
 pub mod git;
+pub mod health;
 pub mod model;
 pub mod pipeline;
 pub mod queue;

@@ -84,9 +84,29 @@ pub struct Settings {
 #[derive(Debug, Clone)]
 pub(crate) struct AppState {
     pub(crate) store: Store,
+    /// For readiness only (`/readyz`).
+    pub(crate) bus: Bus,
     pub(crate) limiter: Arc<rate_limit::SourceLimiter>,
     /// Wakes the processors when a delivery was recorded.
     pub(crate) recorded: Arc<Notify>,
+}
+
+/// `/readyz`: 200 while Postgres and NATS answer, else 503 naming what is down (a load
+/// balancer stops sending deliveries; providers retry them later).
+async fn ready(
+    axum::extract::State(state): axum::extract::State<AppState>,
+) -> (http::StatusCode, String) {
+    let problems =
+        ocelot_core::health::dependency_problems(&state.store, &state.bus, Duration::from_secs(2))
+            .await;
+    if problems.is_empty() {
+        (http::StatusCode::OK, "ready\n".to_string())
+    } else {
+        (
+            http::StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: {}\n", problems.join("; ")),
+        )
+    }
 }
 
 /// The axum router for `state`.
@@ -99,6 +119,7 @@ pub(crate) fn app(state: AppState, max_body_bytes: usize) -> axum::Router {
             rate_limit::limit,
         ))
         .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(ready))
         .layer(axum::extract::DefaultBodyLimit::max(max_body_bytes))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             http::StatusCode::REQUEST_TIMEOUT,
@@ -129,6 +150,7 @@ pub async fn run(
         .unwrap_or_else(|| std::env::temp_dir().join("ocelot-hookhandler-mirrors"));
     let state = AppState {
         store: store.clone(),
+        bus: bus.clone(),
         limiter: Arc::new(rate_limit::SourceLimiter::new(
             settings.rate_limit,
             settings.rate_burst,

@@ -29,6 +29,20 @@ pub async fn post(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> anyhow::Result<HttpResponse> {
+    request("POST", url, headers, body).await
+}
+
+/// GETs `url` (`http://host:port/path`).
+pub async fn get(url: &str) -> anyhow::Result<HttpResponse> {
+    request("GET", url, &[], b"").await
+}
+
+async fn request(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> anyhow::Result<HttpResponse> {
     let rest = url.strip_prefix("http://").context("only http:// URLs")?;
     let (host, path) = rest
         .split_once('/')
@@ -36,7 +50,7 @@ pub async fn post(
         .unwrap_or((rest, "/".into()));
     let mut stream = tokio::net::TcpStream::connect(host).await?;
     let mut request = format!(
-        "POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n",
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n",
         body.len()
     );
     for (name, value) in headers {

@@ -49,14 +49,9 @@ impl Checks {
             Ok(_) => {}
             Err(error) => problems.push(error),
         }
-        match tokio::time::timeout(self.timeout, self.store.ping()).await {
-            Ok(Ok(())) => {}
-            Ok(Err(error)) => problems.push(format!("Postgres unreachable: {error}")),
-            Err(_) => problems.push("Postgres does not answer".to_string()),
-        }
-        if !self.bus.is_connected() {
-            problems.push("NATS disconnected".to_string());
-        }
+        problems.extend(
+            ocelot_core::health::dependency_problems(&self.store, &self.bus, self.timeout).await,
+        );
         if let Some(docker) = &self.docker {
             match tokio::time::timeout(self.timeout, docker.ping()).await {
                 Ok(Ok(_)) => {}

@@ -56,6 +56,8 @@ pub(crate) async fn serve(
 ) -> anyhow::Result<()> {
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter.set_serving::<AdminServer<AdminApi>>().await;
+    // NOT_SERVING while Postgres or NATS is down (the API answers, but cannot do its work)
+    let readiness = tokio::spawn(report_readiness(state.clone(), health_reporter));
     let mut server = tonic::transport::Server::builder();
     if let Some(identity) = tls {
         tracing::info!("serving the API over TLS");
@@ -63,12 +65,46 @@ pub(crate) async fn serve(
             .tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))
             .context("configuring TLS")?;
     }
-    server
+    let served = server
         .add_service(health_service)
         .add_service(AdminServer::new(AdminApi { state }))
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
-        .await
-        .context("serving gRPC")
+        .await;
+    readiness.abort();
+    served.context("serving gRPC")
+}
+
+/// How often the admin checks its dependencies for the health service.
+const READINESS_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Keeps the health service's status (overall and `ocelot.v1.Admin`) in line with whether
+/// Postgres and NATS answer.
+async fn report_readiness(state: AppState, reporter: tonic_health::server::HealthReporter) {
+    let mut ready = true;
+    loop {
+        tokio::time::sleep(READINESS_EVERY).await;
+        let problems =
+            ocelot_core::health::dependency_problems(&state.store, &state.bus, READINESS_EVERY)
+                .await;
+        let now_ready = problems.is_empty();
+        if now_ready == ready {
+            continue;
+        }
+        ready = now_ready;
+        let status = if ready {
+            tracing::info!("dependencies answer again: serving");
+            tonic_health::ServingStatus::Serving
+        } else {
+            tracing::warn!(problems = %problems.join("; "), "health: not serving");
+            tonic_health::ServingStatus::NotServing
+        };
+        reporter.set_service_status("", status).await;
+        if ready {
+            reporter.set_serving::<AdminServer<AdminApi>>().await;
+        } else {
+            reporter.set_not_serving::<AdminServer<AdminApi>>().await;
+        }
+    }
 }
 
 #[tonic::async_trait]

@@ -8,6 +8,7 @@ mod auth;
 mod build;
 mod cancel;
 mod errors;
+mod health;
 mod limits;
 mod poller;
 mod private_repos;
