@@ -8,6 +8,8 @@ use std::time::Duration;
 #[derive(Debug)]
 pub struct GitServer {
     pub port: u16,
+    /// The address it listens on (127.0.0.1 unless started with [`GitServer::start_on`]).
+    pub ip: String,
     root: PathBuf,
     _child: tokio::process::Child,
 }
@@ -33,6 +35,11 @@ fn git(dir: &Path, args: &[&str]) -> anyhow::Result<String> {
 impl GitServer {
     /// Serves every repository under `root` on git://127.0.0.1:PORT/NAME.git.
     pub async fn start(root: &Path) -> anyhow::Result<GitServer> {
+        GitServer::start_on(root, "127.0.0.1").await
+    }
+
+    /// Serves on git://IP:PORT/NAME.git (e.g. a Docker network's gateway, for containers).
+    pub async fn start_on(root: &Path, ip: &str) -> anyhow::Result<GitServer> {
         std::fs::create_dir_all(root)?;
         let port = crate::free_port()?;
         let child = tokio::process::Command::new("git")
@@ -40,7 +47,7 @@ impl GitServer {
             .arg("--reuseaddr")
             .arg("--export-all")
             .arg(format!("--base-path={}", root.display()))
-            .arg("--listen=127.0.0.1")
+            .arg(format!("--listen={ip}"))
             .arg(format!("--port={port}"))
             .arg(root)
             .stdout(std::process::Stdio::null())
@@ -48,9 +55,10 @@ impl GitServer {
             .kill_on_drop(true)
             .spawn()
             .context("starting git daemon")?;
-        crate::wait_for_port(port, Duration::from_secs(10)).await?;
+        crate::wait_for_address(ip, port, Duration::from_secs(10)).await?;
         Ok(GitServer {
             port,
+            ip: ip.to_string(),
             root: root.to_path_buf(),
             _child: child,
         })
@@ -71,7 +79,7 @@ impl GitServer {
         std::fs::create_dir_all(&work)?;
         git(&work, &["init", "-q", "-b", "main"])?;
         let repo = TestRepo {
-            url: format!("git://127.0.0.1:{}/{name}.git", self.port),
+            url: format!("git://{}:{}/{name}.git", self.ip, self.port),
             bare,
             work,
         };

@@ -54,11 +54,16 @@ where
 
 /// Waits until something accepts connections on 127.0.0.1:`port`.
 pub async fn wait_for_port(port: u16, timeout: Duration) -> anyhow::Result<()> {
+    wait_for_address("127.0.0.1", port, timeout).await
+}
+
+/// Waits until something accepts connections on `ip`:`port`.
+pub async fn wait_for_address(ip: &str, port: u16, timeout: Duration) -> anyhow::Result<()> {
     wait_until(
-        &format!("127.0.0.1:{port} to accept connections"),
+        &format!("{ip}:{port} to accept connections"),
         timeout,
         || async move {
-            tokio::net::TcpStream::connect(("127.0.0.1", port))
+            tokio::net::TcpStream::connect((ip, port))
                 .await
                 .ok()
                 .map(|_| ())

@@ -7,6 +7,7 @@ use std::time::Duration;
 pub struct NatsServer {
     pub url: String,
     pub port: u16,
+    ip: String,
     child: Option<tokio::process::Child>,
     dir: tempfile::TempDir,
 }
@@ -23,9 +24,9 @@ fn binary() -> String {
     "nats-server".to_string()
 }
 
-fn spawn(port: u16, dir: &std::path::Path) -> anyhow::Result<tokio::process::Child> {
+fn spawn(ip: &str, port: u16, dir: &std::path::Path) -> anyhow::Result<tokio::process::Child> {
     tokio::process::Command::new(binary())
-        .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
+        .args(["-a", ip, "-p", &port.to_string(), "-js", "-sd"])
         .arg(dir)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
@@ -36,16 +37,22 @@ fn spawn(port: u16, dir: &std::path::Path) -> anyhow::Result<tokio::process::Chi
 
 impl NatsServer {
     pub async fn start() -> anyhow::Result<NatsServer> {
+        NatsServer::start_on("127.0.0.1").await
+    }
+
+    /// A server listening on `ip` (e.g. a Docker network's gateway, for containers).
+    pub async fn start_on(ip: &str) -> anyhow::Result<NatsServer> {
         let mut last_error = None;
         for _ in 0..3 {
             let dir = tempfile::tempdir()?;
             let port = crate::free_port()?;
-            let child = spawn(port, dir.path())?;
-            match crate::wait_for_port(port, Duration::from_secs(10)).await {
+            let child = spawn(ip, port, dir.path())?;
+            match crate::wait_for_address(ip, port, Duration::from_secs(10)).await {
                 Ok(()) => {
                     return Ok(NatsServer {
-                        url: format!("nats://127.0.0.1:{port}"),
+                        url: format!("nats://{ip}:{port}"),
                         port,
+                        ip: ip.to_string(),
                         child: Some(child),
                         dir,
                     });
@@ -67,7 +74,7 @@ impl NatsServer {
     /// Starts the server again on the same port and storage (streams and consumers kept).
     pub async fn start_again(&mut self) -> anyhow::Result<()> {
         anyhow::ensure!(self.child.is_none(), "nats-server is running");
-        self.child = Some(spawn(self.port, self.dir.path())?);
-        crate::wait_for_port(self.port, Duration::from_secs(20)).await
+        self.child = Some(spawn(&self.ip, self.port, self.dir.path())?);
+        crate::wait_for_address(&self.ip, self.port, Duration::from_secs(20)).await
     }
 }

@@ -9,6 +9,8 @@ use std::process::Command;
 #[derive(Debug)]
 pub struct PostgresServer {
     pub port: u16,
+    /// The address it listens on besides 127.0.0.1.
+    pub ip: String,
     bin: PathBuf,
     data: PathBuf,
     _dir: tempfile::TempDir,
@@ -64,6 +66,12 @@ fn run_pg(bin: &Path, program: &str, args: &[&str]) -> anyhow::Result<()> {
 impl PostgresServer {
     /// Creates a cluster (user `ocelot`, trust authentication on loopback) and starts it.
     pub fn start() -> anyhow::Result<PostgresServer> {
+        PostgresServer::start_on("127.0.0.1", None)
+    }
+
+    /// A server listening on 127.0.0.1 and `ip`, also trusting clients from `clients` (a
+    /// CIDR subnet, e.g. a Docker network's, for containers).
+    pub fn start_on(ip: &str, clients: Option<&str>) -> anyhow::Result<PostgresServer> {
         let bin = bin_dir()?;
         let dir = tempfile::tempdir()?;
         let data = dir.path().join("data");
@@ -90,7 +98,15 @@ impl PostgresServer {
                 "--no-sync",
             ],
         )?;
+        if let Some(subnet) = clients {
+            use std::io::Write;
+            let mut hba = std::fs::OpenOptions::new()
+                .append(true)
+                .open(data.join("pg_hba.conf"))?;
+            writeln!(hba, "host all all {subnet} trust")?;
+        }
         let server = PostgresServer {
+            ip: ip.to_string(),
             port: crate::free_port()?,
             bin,
             data,
@@ -105,10 +121,20 @@ impl PostgresServer {
         format!("postgres://ocelot@127.0.0.1:{}/{database}", self.port)
     }
 
+    /// `postgres://ocelot@IP:PORT/DATABASE`: the URL for clients that reach it on `ip`.
+    pub fn url_at(&self, database: &str) -> String {
+        format!("postgres://ocelot@{}:{}/{database}", self.ip, self.port)
+    }
+
     /// Starts the stopped server on the same port and data.
     pub fn start_again(&self) -> anyhow::Result<()> {
         let data = self.data.to_string_lossy().to_string();
-        let options = format!("-h 127.0.0.1 -p {} -k {data} -F", self.port);
+        let listen = if self.ip == "127.0.0.1" {
+            self.ip.clone()
+        } else {
+            format!("127.0.0.1,{}", self.ip)
+        };
+        let options = format!("-h {listen} -p {} -k {data} -F", self.port);
         let log = self.data.join("server.log").to_string_lossy().to_string();
         run_pg(
             &self.bin,
