@@ -46,9 +46,12 @@ impl Position {
     }
 }
 
+/// Streams `build_id`'s events after `resume_after`: of its current attempt, or of the
+/// earlier `attempt` when one is asked for (not 0).
 pub(crate) async fn watch(
     state: &AppState,
     build_id: i64,
+    attempt: u32,
     resume_after: Position,
 ) -> Result<Response<EventStream>, Status> {
     let build = state
@@ -56,10 +59,19 @@ pub(crate) async fn watch(
         .get_build(build_id)
         .await
         .map_err(AdminError::from)?;
+    let current = u32::try_from(build.attempt).unwrap_or(0);
+    if attempt > current {
+        return Err(Status::not_found(format!(
+            "build {build_id} has no attempt {attempt} (it had {current})"
+        )));
+    }
+    let earlier = attempt != 0 && attempt < current;
     let (sender, receiver) = mpsc::channel::<Result<pb::BuildEvent, Status>>(256);
     let state = state.clone();
     tokio::spawn(async move {
-        let outcome = if build.state.is_final() {
+        let outcome = if earlier {
+            replay_earlier_attempt(&state.store, &build, attempt, resume_after, &sender).await
+        } else if build.state.is_final() {
             replay_from_store(&state.store, &build, resume_after, &sender).await
         } else {
             follow_live(&state, &build, resume_after, &sender).await
@@ -223,6 +235,43 @@ async fn replay_from_store(
     let result = result_event(build, attempt, last_seq + 1);
     if resume_after.is_before(&result) {
         let _ = send(sender, &result).await;
+    }
+    Ok(())
+}
+
+/// Replays an attempt that a later one replaced, then a result saying it was replaced.
+async fn replay_earlier_attempt(
+    store: &Store,
+    build: &Build,
+    attempt: u32,
+    resume_after: Position,
+    sender: &mpsc::Sender<Result<pb::BuildEvent, Status>>,
+) -> Result<(), Status> {
+    let events = stored_events(store, build, attempt, 0, None).await?;
+    let last_seq = events.last().map(|e| e.seq).unwrap_or(0);
+    for event in events.iter().filter(|e| resume_after.is_before(e)) {
+        if send(sender, event).await.is_err() {
+            return Ok(());
+        }
+    }
+    let ended = BuildEvent {
+        build_id: build.id,
+        attempt,
+        seq: last_seq + 1,
+        at_ms: events.last().map(|e| e.at_ms).unwrap_or(0),
+        kind: EventKind::Result {
+            state: ocelot_core::BuildState::Errored,
+            reason: format!(
+                "attempt {attempt} ended without a result (its worker was lost or handed the build back); attempt {} followed",
+                attempt + 1
+            ),
+            duration_ms: 0,
+            line_count: 0,
+            log_sha256: String::new(),
+        },
+    };
+    if resume_after.is_before(&ended) {
+        let _ = send(sender, &ended).await;
     }
     Ok(())
 }

@@ -206,6 +206,10 @@ pub struct WatchArgs {
     /// Print events as JSON lines on stdout
     #[arg(long)]
     pub json: bool,
+    /// Replay an earlier attempt's log (one whose worker was lost or handed the build back);
+    /// `ocelot status BUILD` shows how many attempts a build had
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub attempt: Option<u32>,
 }
 
 #[derive(Debug, clap::Args)]

@@ -296,6 +296,39 @@ async fn a_worker_cut_off_mid_build_is_fenced_and_the_build_completes_once_elsew
             .all(|s| matches!(s.state, StageState::Pending | StageState::Running)),
         "the cut-off worker recorded a stage result after its fence moved: {stages:?}"
     );
+    // the lost attempt's log stays readable
+    let replay = Command::new(bin.join("ocelot"))
+        .args(["watch", &build_id.to_string(), "--attempt", "1", "--json"])
+        .env("OCELOT_ADMIN", format!("http://{admin_address}"))
+        .env("OCELOT_TOKEN", &token)
+        .output()
+        .unwrap();
+    let events: Vec<ocelot_core::events::BuildEvent> = String::from_utf8_lossy(&replay.stdout)
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    let replayed: Vec<String> = events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            ocelot_core::events::EventKind::Line { text, .. } => Some(text.clone()),
+            _ => None,
+        })
+        .collect();
+    let stored: Vec<String> = store
+        .lines(build_id, 1)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|l| l.text)
+        .collect();
+    assert_eq!(replayed, stored);
+    assert!(events.iter().all(|e| e.attempt == 1));
+    assert!(
+        matches!(&events.last().unwrap().kind, ocelot_core::events::EventKind::Result { reason, .. }
+            if reason.starts_with("attempt 1 ended without a result")),
+        "{:?}",
+        events.last()
+    );
     let final_build = store.get_build(build_id).await.unwrap();
     assert_eq!(
         (final_build.state, final_build.attempt),

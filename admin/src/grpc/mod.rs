@@ -129,7 +129,7 @@ impl ocelot_proto::v1::admin_server::Admin for AdminApi {
             attempt: request.after_attempt,
             seq: request.after_seq,
         };
-        crate::watch::watch(&self.state, request.id, resume_after).await
+        crate::watch::watch(&self.state, request.id, request.attempt, resume_after).await
     }
 
     async fn get_build(

@@ -104,6 +104,13 @@ pub(crate) async fn run(admin: &AdminTarget, args: StatusArgs) -> Result<ExitSta
             if !detail.pending_reason.is_empty() {
                 println!("  waiting  {}", detail.pending_reason);
             }
+            if build.attempt > 1 {
+                println!(
+                    "  earlier  attempts 1..{} were lost or handed back: `ocelot watch {} --attempt N` shows their logs",
+                    build.attempt - 1,
+                    build.id
+                );
+            }
             for stage in &detail.stages {
                 let took = if stage.finished_at_ms > 0 && stage.started_at_ms > 0 {
                     format!(

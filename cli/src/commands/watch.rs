@@ -15,7 +15,14 @@ const RECONNECT_FOR: Duration = Duration::from_secs(300);
 
 pub(crate) async fn run(admin: &AdminTarget, args: WatchArgs) -> Result<ExitStatus, CliError> {
     let client = client::connect(admin).await?;
-    follow(admin, client, args.build, args.json).await
+    follow_attempt(
+        admin,
+        client,
+        args.build,
+        args.attempt.unwrap_or(0),
+        args.json,
+    )
+    .await
 }
 
 /// The last event received: attempt and sequence number.
@@ -73,6 +80,17 @@ pub(crate) async fn follow(
     build_id: i64,
     json: bool,
 ) -> Result<ExitStatus, CliError> {
+    follow_attempt(admin, client, build_id, 0, json).await
+}
+
+/// [`follow`] of one attempt (`0`: the build's current one).
+async fn follow_attempt(
+    admin: &AdminTarget,
+    client: client::Client,
+    build_id: i64,
+    attempt: u32,
+    json: bool,
+) -> Result<ExitStatus, CliError> {
     let mut renderer = Renderer::new(json, build_id);
     let mut last = Position::default();
     let mut client = Some(client);
@@ -90,6 +108,7 @@ pub(crate) async fn follow(
                     id: build_id,
                     after_attempt: last.attempt,
                     after_seq: last.seq,
+                    attempt,
                 };
                 match stream_client.watch_build(request).await {
                     Ok(response) => {
