@@ -227,16 +227,27 @@ async fn replay_from_store(
     }
     let events = stored_events(store, build, attempt, 0, None).await?;
     let last_seq = events.last().map(|e| e.seq).unwrap_or(0);
-    for event in events.iter().filter(|e| resume_after.is_before(e)) {
+    let result = result_event(build, attempt, last_seq + 1);
+    send_replay(sender, &events, &result, resume_after).await;
+    Ok(())
+}
+
+/// Sends `events`, then `end`, leaving out what the client has (up to `resume_after`).
+async fn send_replay(
+    sender: &mpsc::Sender<Result<pb::BuildEvent, Status>>,
+    events: &[BuildEvent],
+    end: &BuildEvent,
+    resume_after: Position,
+) {
+    for event in events
+        .iter()
+        .chain(std::iter::once(end))
+        .filter(|e| resume_after.is_before(e))
+    {
         if send(sender, event).await.is_err() {
-            return Ok(());
+            return;
         }
     }
-    let result = result_event(build, attempt, last_seq + 1);
-    if resume_after.is_before(&result) {
-        let _ = send(sender, &result).await;
-    }
-    Ok(())
 }
 
 /// Replays an attempt that a later one replaced, then a result saying it was replaced.
@@ -249,11 +260,6 @@ async fn replay_earlier_attempt(
 ) -> Result<(), Status> {
     let events = stored_events(store, build, attempt, 0, None).await?;
     let last_seq = events.last().map(|e| e.seq).unwrap_or(0);
-    for event in events.iter().filter(|e| resume_after.is_before(e)) {
-        if send(sender, event).await.is_err() {
-            return Ok(());
-        }
-    }
     let ended = BuildEvent {
         build_id: build.id,
         attempt,
@@ -270,9 +276,7 @@ async fn replay_earlier_attempt(
             log_sha256: String::new(),
         },
     };
-    if resume_after.is_before(&ended) {
-        let _ = send(sender, &ended).await;
-    }
+    send_replay(sender, &events, &ended, resume_after).await;
     Ok(())
 }
 

@@ -120,21 +120,13 @@ pub(crate) async fn run(
     stop.cancel();
     while loops.join_next().await.is_some() {}
     let mut running = std::mem::take(&mut *builds.lock().await);
-    let drained = tokio::time::timeout(timing.grace, async {
-        while running.join_next().await.is_some() {}
-    })
-    .await;
-    if drained.is_err() {
+    if !all_end_within(&mut running, timing.grace).await {
         tracing::warn!(
             left = running.len(),
             "grace period over: stopping the builds still running and handing their jobs back"
         );
         context.hand_back.cancel();
-        let handed_back = tokio::time::timeout(HAND_BACK_WAIT, async {
-            while running.join_next().await.is_some() {}
-        })
-        .await;
-        if handed_back.is_err() {
+        if !all_end_within(&mut running, HAND_BACK_WAIT).await {
             tracing::warn!(
                 left = running.len(),
                 "builds did not stop in time: cut off (their jobs are delivered again after the ack wait)"
@@ -145,6 +137,13 @@ pub(crate) async fn run(
     registry_stop.cancel();
     let _ = registry.await;
     Ok(())
+}
+
+/// Waits up to `limit` for every task of `tasks` to end; whether they all did.
+async fn all_end_within(tasks: &mut JoinSet<()>, limit: Duration) -> bool {
+    tokio::time::timeout(limit, async { while tasks.join_next().await.is_some() {} })
+        .await
+        .is_ok()
 }
 
 async fn handle_job(context: &WorkerContext, job: JobMessage, progress_every: Duration) {

@@ -94,3 +94,44 @@ where
         })
         .await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{StoreError, retrying};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn outages_are_retried_and_other_errors_are_not() {
+        let calls = AtomicUsize::new(0);
+        let answer = retrying("test", Duration::from_secs(10), || async {
+            if calls.fetch_add(1, Ordering::SeqCst) < 2 {
+                Err(StoreError::Unavailable("restarting".into()))
+            } else {
+                Ok(7)
+            }
+        })
+        .await;
+        assert_eq!(answer.unwrap(), 7);
+        assert_eq!(calls.load(Ordering::SeqCst), 3);
+
+        let calls = AtomicUsize::new(0);
+        let answer: Result<(), _> = retrying("test", Duration::from_secs(10), || async {
+            calls.fetch_add(1, Ordering::SeqCst);
+            Err(StoreError::Query("42P01: no such table".into()))
+        })
+        .await;
+        assert!(matches!(answer, Err(StoreError::Query(_))));
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn an_outage_longer_than_the_budget_gives_up() {
+        // returns (the test would hang otherwise) with the outage's error
+        let answer: Result<(), _> = retrying("test", Duration::from_millis(300), || async {
+            Err(StoreError::Unavailable("down".into()))
+        })
+        .await;
+        assert!(matches!(answer, Err(StoreError::Unavailable(_))));
+    }
+}
