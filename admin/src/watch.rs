@@ -226,10 +226,21 @@ async fn replay_from_store(
         return Ok(());
     }
     let events = stored_events(store, build, attempt, 0, None).await?;
-    let last_seq = events.last().map(|e| e.seq).unwrap_or(0);
-    let result = result_event(build, attempt, last_seq + 1);
+    let result = result_event(build, attempt, end_seq(&events, attempt, resume_after));
     send_replay(sender, &events, &result, resume_after).await;
     Ok(())
+}
+
+/// The sequence number of an attempt's closing result: after its last stored event, and
+/// after whatever the client already has of it (it may have seen events Postgres lost).
+fn end_seq(events: &[BuildEvent], attempt: u32, resume_after: Position) -> u64 {
+    let stored = events.last().map(|e| e.seq).unwrap_or(0);
+    let seen = if resume_after.attempt == attempt {
+        resume_after.seq
+    } else {
+        0
+    };
+    stored.max(seen) + 1
 }
 
 /// Sends `events`, then `end`, leaving out what the client has (up to `resume_after`).
@@ -259,11 +270,10 @@ async fn replay_earlier_attempt(
     sender: &mpsc::Sender<Result<pb::BuildEvent, Status>>,
 ) -> Result<(), Status> {
     let events = stored_events(store, build, attempt, 0, None).await?;
-    let last_seq = events.last().map(|e| e.seq).unwrap_or(0);
     let ended = BuildEvent {
         build_id: build.id,
         attempt,
-        seq: last_seq + 1,
+        seq: end_seq(&events, attempt, resume_after),
         at_ms: events.last().map(|e| e.at_ms).unwrap_or(0),
         kind: EventKind::Result {
             state: ocelot_core::BuildState::Errored,
@@ -295,10 +305,21 @@ async fn stored_events(
         .stages(build.id, attempt_i32)
         .await
         .map_err(AdminError::from)?;
+    let after_i64 = i64::try_from(after).unwrap_or(i64::MAX);
+    let before_i64 = before.map_or(i64::MAX, |b| i64::try_from(b).unwrap_or(i64::MAX));
     let lines = store
-        .lines(build.id, attempt_i32)
+        .lines_between(build.id, attempt_i32, after_i64, before_i64)
         .await
         .map_err(AdminError::from)?;
+    // the build row knows only its current attempt's worker and start
+    let current = build.attempt == attempt_i32;
+    let started_at = if current {
+        build.started_at
+    } else {
+        let first_stage = stages.iter().filter_map(|s| s.started_at).min();
+        let first_line = lines.first().map(|l| l.at);
+        first_stage.into_iter().chain(first_line).min()
+    };
     let event = |seq: i64, at: Option<SystemTime>, kind: EventKind| BuildEvent {
         build_id: build.id,
         attempt,
@@ -308,9 +329,13 @@ async fn stored_events(
     };
     let mut events = vec![event(
         1,
-        build.started_at,
+        started_at,
         EventKind::AttemptStarted {
-            worker: build.worker.clone().unwrap_or_default(),
+            worker: if current {
+                build.worker.clone().unwrap_or_default()
+            } else {
+                String::new()
+            },
             commit: build.commit.clone(),
             branch: build.branch.clone(),
             stages: stages.iter().map(|s| s.name.clone()).collect(),
@@ -379,8 +404,10 @@ async fn fill_gap(
     };
     let missing = usize::try_from(next.seq.saturating_sub(after + 1)).unwrap_or(usize::MAX);
     let deadline = tokio::time::Instant::now() + GAP_WAIT;
+    // the build as it is now: its worker and start are the gap's attempt's
+    let build = store.get_build(build.id).await.map_err(AdminError::from)?;
     loop {
-        let events = stored_events(store, build, next.attempt, after, Some(next.seq)).await?;
+        let events = stored_events(store, &build, next.attempt, after, Some(next.seq)).await?;
         if events.len() >= missing || tokio::time::Instant::now() >= deadline {
             if events.len() < missing {
                 tracing::warn!(

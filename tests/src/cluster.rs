@@ -490,13 +490,22 @@ impl Cluster {
     pub fn leftover_workspaces(&self) -> anyhow::Result<Vec<PathBuf>> {
         let mut left = Vec::new();
         for entry in std::fs::read_dir(self.dir.path())? {
-            let workspaces = entry?.path().join("workspaces");
-            if workspaces.is_dir() {
-                for ws in std::fs::read_dir(&workspaces)? {
-                    left.push(ws?.path());
-                }
-            }
+            left.extend(workspaces_in(&entry?.path()));
         }
         Ok(left)
     }
+}
+
+/// The build workspaces under a worker's cache directory (`workspaces/INSTANCE/build-…`).
+pub fn workspaces_in(cache_dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let Ok(instances) = std::fs::read_dir(cache_dir.join("workspaces")) else {
+        return found;
+    };
+    for instance in instances.filter_map(Result::ok) {
+        if let Ok(entries) = std::fs::read_dir(instance.path()) {
+            found.extend(entries.filter_map(Result::ok).map(|e| e.path()));
+        }
+    }
+    found
 }

@@ -13,7 +13,7 @@ use ocelot_core::build_state::StageState;
 use ocelot_core::events::{BuildEvent, EventKind};
 use ocelot_core::model::Build;
 use ocelot_core::store::Store;
-use ocelot_tests::cluster::bin_dir;
+use ocelot_tests::cluster::{bin_dir, workspaces_in};
 use ocelot_tests::git::GitServer;
 use ocelot_tests::nats::NatsServer;
 use ocelot_tests::pg_server::PostgresServer;
@@ -285,13 +285,75 @@ async fn attempt_span(
 fn leftover_workspaces(root: &Path) -> Vec<PathBuf> {
     let mut left = Vec::new();
     for index in 0..WORKERS {
-        let dir = root.join(format!("worker-{index}")).join("workspaces");
-        if let Ok(entries) = std::fs::read_dir(dir) {
-            left.extend(entries.filter_map(Result::ok).map(|e| e.path()));
-        }
+        left.extend(workspaces_in(&root.join(format!("worker-{index}"))));
     }
     left
 }
+
+/// Follows `docker events` for the installation's build containers until `stop`, then
+/// returns, per `(build id, attempt)`, when its container started and died (Docker's clock,
+/// nanoseconds). Followed live: Docker keeps few past events.
+fn follow_container_lifetimes(
+    instance: &str,
+    stop: tokio_util::sync::CancellationToken,
+) -> tokio::task::JoinHandle<Lifetimes> {
+    use tokio::io::AsyncBufReadExt;
+    let mut child = tokio::process::Command::new("docker")
+        .args([
+            "events",
+            "--filter",
+            "type=container",
+            "--filter",
+            "event=start",
+            "--filter",
+            "event=die",
+            "--filter",
+            &format!("label=io.ocelot.instance={instance}"),
+            "--format",
+            "{{json .}}",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    tokio::spawn(async move {
+        let _child = child;
+        let mut lines = tokio::io::BufReader::new(stdout).lines();
+        let mut lifetimes = Lifetimes::new();
+        loop {
+            let line = tokio::select! {
+                () = stop.cancelled() => break,
+                line = lines.next_line() => match line {
+                    Ok(Some(line)) => line,
+                    _ => break,
+                },
+            };
+            let event: serde_json::Value = serde_json::from_str(&line).unwrap();
+            let labels = &event["Actor"]["Attributes"];
+            let (Some(build), Some(attempt)) = (
+                labels["io.ocelot.build-id"]
+                    .as_str()
+                    .and_then(|v| v.parse().ok()),
+                labels["io.ocelot.attempt"]
+                    .as_str()
+                    .and_then(|v| v.parse().ok()),
+            ) else {
+                continue;
+            };
+            let at = event["timeNano"].as_i64().unwrap();
+            let entry = lifetimes.entry((build, attempt)).or_default();
+            match event["Action"].as_str() {
+                Some("start") => entry.0 = Some(at),
+                Some("die") => entry.1 = Some(at),
+                _ => {}
+            }
+        }
+        lifetimes
+    })
+}
+
+type Lifetimes = BTreeMap<(i64, i32), (Option<i64>, Option<i64>)>;
 
 async fn leftover_containers(instance: &str) -> Vec<String> {
     let docker = bollard::Docker::connect_with_local_defaults()
@@ -321,6 +383,9 @@ async fn leftover_containers(instance: &str) -> Vec<String> {
 async fn builds_survive_killed_workers_restarted_servers_and_a_restarted_admin() {
     let began = Instant::now();
     let mut chaos = Chaos::start().await;
+    let instance = chaos.store.instance_id().await.unwrap();
+    let events_stop = tokio_util::sync::CancellationToken::new();
+    let events = follow_container_lifetimes(&instance, events_stop.clone());
     let repo = chaos
         .git
         .create_repo("chaos", &[("ocelot.yml", CHAOS_YML)])
@@ -419,7 +484,21 @@ async fn builds_survive_killed_workers_restarted_servers_and_a_restarted_admin()
     .unwrap();
 
     tokio::time::sleep(Duration::from_secs(2)).await;
-    eprintln!("chaos: admin-1 killed and restarted under its watchers");
+    let watched_ids: Vec<i64> = watchers.iter().map(|w| w.build_id).collect();
+    let watched_unfinished = chaos
+        .builds()
+        .await
+        .unwrap_or_default()
+        .iter()
+        .filter(|b| watched_ids.contains(&b.id) && !b.state.is_final())
+        .count();
+    eprintln!(
+        "chaos: admin-1 killed and restarted under its watchers ({watched_unfinished} of their builds not finished)"
+    );
+    assert!(
+        watched_unfinished > 0,
+        "every watched build ended before the admin restart: the restart tests nothing"
+    );
     chaos.admins[1].0.kill().await.unwrap();
     tokio::time::sleep(Duration::from_secs(1)).await;
     chaos.admins[1].0.start_again().unwrap();
@@ -508,7 +587,35 @@ async fn builds_survive_killed_workers_restarted_servers_and_a_restarted_admin()
         );
     }
 
-    // no two attempts of one build at the same time
+    // no two attempts of one build ran at the same time: by their containers' lifetimes
+    // (Docker's events) and by what they recorded (Postgres)
+    // the last containers die when their builds end: give the events a moment
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    events_stop.cancel();
+    let lifetimes = events.await.unwrap();
+    assert!(
+        lifetimes.len() >= finals.len(),
+        "docker events saw {} containers",
+        lifetimes.len()
+    );
+    let mut pairs_checked = 0;
+    for build in finals.iter().filter(|b| b.attempt > 1) {
+        for attempt in 1..build.attempt {
+            let (Some((_, Some(died))), Some((Some(next_started), _))) = (
+                lifetimes.get(&(build.id, attempt)),
+                lifetimes.get(&(build.id, attempt + 1)),
+            ) else {
+                continue;
+            };
+            pairs_checked += 1;
+            assert!(
+                died <= next_started,
+                "build {}: attempt {}'s container started while attempt {attempt}'s still ran",
+                build.id,
+                attempt + 1
+            );
+        }
+    }
     let mut retried = 0;
     let mut handed_back = 0;
     for build in finals.iter().filter(|b| b.attempt > 1) {
@@ -622,7 +729,6 @@ async fn builds_survive_killed_workers_restarted_servers_and_a_restarted_admin()
     }
 
     // nothing left behind
-    let instance = chaos.store.instance_id().await.unwrap();
     wait_until("no container left", Duration::from_secs(30), || async {
         leftover_containers(&instance)
             .await
@@ -656,13 +762,18 @@ async fn builds_survive_killed_workers_restarted_servers_and_a_restarted_admin()
     let completed = finals.iter().filter(|b| b.state.is_final()).count();
     eprintln!(
         "chaos figures: submitted {}, completed {completed}, retried {retried} (attempts handed back at SIGTERM: {handed_back}), \
-         lost {lost}, duplicates {duplicates}, watched {WATCHED} (resumed after the admin restart: {reconnected}), took {:.1} s",
+         lost {lost}, duplicates {duplicates}, attempts overlapping 0 (of {pairs_checked} consecutive pairs with containers), \
+         watched {WATCHED} (resumed after the admin restart: {reconnected}), took {:.1} s",
         submitted.len(),
         began.elapsed().as_secs_f64()
     );
     assert_eq!(lost, 0, "builds lost or ended wrongly");
     assert_eq!(duplicates, 0, "builds whose work ran twice or partly");
     assert!(retried > 0, "the killed worker's builds were retried");
+    assert!(
+        pairs_checked > 0,
+        "no retried build had containers for two attempts: the overlap check saw nothing"
+    );
     assert!(
         reconnected > 0,
         "watchers resumed after their admin restarted"

@@ -111,6 +111,13 @@ pub(crate) async fn run_build(context: &WorkerContext, build_id: i64) -> JobDisp
         let verdict = attempt(context, &claimed, &mut sink).await;
         if verdict.handed_back {
             sink.flush().await;
+            let recorded = ocelot_core::store::retrying("recording the hand-back", STORE_OUTAGE_BUDGET, || {
+                context.store.hand_back(build_id, claimed.attempt)
+            })
+            .await;
+            if let Err(error) = recorded {
+                tracing::warn!(%error, "the hand-back was not recorded: it counts as a lost attempt");
+            }
             tracing::info!("build stopped by the worker's shutdown: job handed back");
             return JobDisposition::HandBack;
         }
@@ -418,6 +425,15 @@ async fn open_environment(
                     context.worker_id
                 ));
             };
+            // a lost attempt's container may still run its script on this Docker host: it
+            // goes before this attempt's starts, so two attempts never run at once here
+            crate::sweeper::remove_earlier_attempts(
+                docker,
+                &context.instance,
+                build.id,
+                build.attempt,
+            )
+            .await;
             let container = BuildContainer::start(
                 docker,
                 ContainerSpec {

@@ -61,7 +61,8 @@ pub(crate) async fn run(
     let mut loops = JoinSet::new();
     for tag in &tags {
         let consumer = context.bus.job_consumer(tag, timing.ack_wait).await?;
-        let progress_every = timing.ack_wait / 4;
+        // renewed well within the consumer's real ack wait, whatever this worker asked for
+        let progress_every = consumer.ack_wait() / 4;
         let running_count = running_count.clone();
         let count_changed = count_changed.clone();
         let context = context.clone();
@@ -75,6 +76,7 @@ pub(crate) async fn run(
                 tokio::select! {
                     () = stop.cancelled() => return,
                     unpaused = paused.wait_for(Option::is_none) => if unpaused.is_err() {
+                        tracing::error!(tag = consumer.tag(), "the health checks stopped: this tag takes no more jobs");
                         return;
                     },
                 }
@@ -85,6 +87,11 @@ pub(crate) async fn run(
                         Err(_) => return,
                     },
                 };
+                // the worker may have paused while it waited for a free slot
+                if paused.borrow().is_some() {
+                    drop(permit);
+                    continue;
+                }
                 let pulled = tokio::select! {
                     () = stop.cancelled() => return,
                     pulled = consumer.next(PULL_WAIT) => pulled,

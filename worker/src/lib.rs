@@ -172,13 +172,15 @@ pub async fn run(
         .cache_dir
         .clone()
         .unwrap_or_else(|| std::env::temp_dir().join("ocelot-worker"));
-    let workspaces = cache_dir.join("workspaces");
-    std::fs::create_dir_all(&workspaces)
-        .with_context(|| format!("creating {}", workspaces.display()))?;
     let instance = store
         .instance_id()
         .await
         .context("reading the installation id")?;
+    // one directory per installation: workers of another installation sharing the cache
+    // directory never sweep this one's workspaces
+    let workspaces = cache_dir.join("workspaces").join(&instance);
+    std::fs::create_dir_all(&workspaces)
+        .with_context(|| format!("creating {}", workspaces.display()))?;
     let context = WorkerContext {
         worker_id,
         instance,

@@ -11,6 +11,8 @@ pub(crate) struct LineSplitter {
     partial: Vec<u8>,
     /// Bytes of the current line beyond [`MAX_LINE_BYTES`], counted, not kept.
     cut: usize,
+    /// Whether the last byte cut was a `\r` (a CRLF line of exactly the limit cuts only it).
+    cut_ends_with_cr: bool,
 }
 
 impl LineSplitter {
@@ -36,14 +38,30 @@ impl LineSplitter {
         let room = MAX_LINE_BYTES - self.partial.len();
         let kept = room.min(bytes.len());
         self.partial.extend_from_slice(&bytes[..kept]);
-        self.cut += bytes.len() - kept;
+        if kept < bytes.len() {
+            self.cut += bytes.len() - kept;
+            self.cut_ends_with_cr = bytes.last() == Some(&b'\r');
+        }
     }
 
     fn take(&mut self) -> String {
         let mut bytes = std::mem::take(&mut self.partial);
-        let cut = std::mem::take(&mut self.cut);
+        let mut cut = std::mem::take(&mut self.cut);
+        if std::mem::take(&mut self.cut_ends_with_cr) && cut == 1 {
+            // only the `\r` of a CRLF line was past the limit: nothing was lost
+            cut = 0;
+        }
         if cut == 0 && bytes.last() == Some(&b'\r') {
             bytes.pop();
+        }
+        if cut > 0 {
+            // the limit may fall inside a character: keep only whole ones
+            if let Err(error) = std::str::from_utf8(&bytes)
+                && error.error_len().is_none()
+            {
+                cut += bytes.len() - error.valid_up_to();
+                bytes.truncate(error.valid_up_to());
+            }
         }
         let mut line = String::from_utf8_lossy(&bytes).into_owned();
         if cut > 0 {
@@ -94,6 +112,28 @@ mod tests {
                 .finish()
                 .is_some_and(|l| l.contains("1 more bytes not kept"))
         );
+    }
+
+    #[test]
+    fn the_limit_neither_splits_a_character_nor_counts_a_crlf() {
+        let mut splitter = LineSplitter::default();
+        let mut line = vec![b'a'; MAX_LINE_BYTES - 1];
+        line.extend_from_slice("é and more\n".as_bytes());
+        let lines = splitter.push(&line);
+        // `é` straddles the limit: its first byte goes too (2 + 9 bytes not kept)
+        assert!(
+            lines[0].starts_with(&format!(
+                "{} [ocelot: line truncated: 11 more bytes",
+                "a".repeat(MAX_LINE_BYTES - 1)
+            )),
+            "{}",
+            &lines[0][MAX_LINE_BYTES - 2..]
+        );
+        assert!(!lines[0].contains('\u{fffd}'));
+
+        let mut exact = vec![b'b'; MAX_LINE_BYTES];
+        exact.extend_from_slice(b"\r\n");
+        assert_eq!(splitter.push(&exact), vec!["b".repeat(MAX_LINE_BYTES)]);
     }
 
     #[test]

@@ -92,6 +92,63 @@ pub(crate) async fn sweep_workspaces(store: &Store, dir: &Path) -> Result<usize,
     Ok(removed)
 }
 
+/// Removes the containers of `build_id`'s attempts before `attempt` on this Docker host.
+pub(crate) async fn remove_earlier_attempts(
+    docker: &Docker,
+    instance: &str,
+    build_id: i64,
+    attempt: i32,
+) {
+    if attempt <= 1 {
+        return;
+    }
+    let filters = HashMap::from([(
+        "label".to_string(),
+        vec![
+            format!("{LABEL_INSTANCE}={instance}"),
+            format!("{LABEL_BUILD}={build_id}"),
+        ],
+    )]);
+    let listed = docker
+        .list_containers(Some(
+            ListContainersOptionsBuilder::new()
+                .all(true)
+                .filters(&filters)
+                .build(),
+        ))
+        .await;
+    let containers = match listed {
+        Ok(containers) => containers,
+        Err(error) => {
+            tracing::warn!(build_id, %error, "cannot list earlier attempts' containers");
+            return;
+        }
+    };
+    for container in containers {
+        let earlier = container
+            .labels
+            .as_ref()
+            .and_then(|labels| labels.get(LABEL_ATTEMPT))
+            .and_then(|value| value.parse::<i32>().ok())
+            .is_some_and(|theirs| theirs < attempt);
+        let Some(id) = container.id.filter(|_| earlier) else {
+            continue;
+        };
+        let options = RemoveContainerOptionsBuilder::new()
+            .force(true)
+            .v(true)
+            .build();
+        match docker.remove_container(&id, Some(options)).await {
+            Ok(()) => {
+                tracing::info!(container = %id, build_id, "removed a lost attempt's container")
+            }
+            Err(error) => {
+                tracing::warn!(container = %id, build_id, %error, "cannot remove a lost attempt's container")
+            }
+        }
+    }
+}
+
 /// One sweep: how many containers were removed.
 pub(crate) async fn sweep(docker: &Docker, store: &Store, instance: &str) -> Result<usize, String> {
     let filters = HashMap::from([(

@@ -12,6 +12,11 @@ use std::time::{Duration, Instant};
 
 /// How long a broken stream is retried before `ocelot watch` gives up.
 const RECONNECT_FOR: Duration = Duration::from_secs(300);
+/// A stream open this long counts as a recovery, even if its build was quiet.
+const STABLE_AFTER: Duration = Duration::from_secs(10);
+/// `Internal` or `Unknown` answers in a row that are retried: a dropped connection shows
+/// as one, a server-side fault as many.
+const DOUBTFUL_TRIES: u32 = 5;
 
 pub(crate) async fn run(admin: &AdminTarget, args: WatchArgs) -> Result<ExitStatus, CliError> {
     let client = client::connect(admin).await?;
@@ -45,30 +50,22 @@ impl Position {
 enum Broken {
     /// Worth another try: the admin or the connection went away.
     Retry(String),
+    /// A dropped connection, or a fault of the admin's: worth a few tries.
+    Doubtful(CliError),
     /// The admin refused: retrying cannot help.
     Fatal(CliError),
 }
 
-/// Whether a failed call may succeed when made again (another admin, or this one back).
-fn is_transient(status: &tonic::Status) -> bool {
-    use tonic::Code;
-    matches!(
-        status.code(),
-        Code::Unavailable
-            | Code::Unknown
-            | Code::Cancelled
-            | Code::Aborted
-            | Code::Internal
-            | Code::DeadlineExceeded
-            | Code::ResourceExhausted
-    )
-}
-
 fn broken(status: tonic::Status) -> Broken {
-    if is_transient(&status) {
-        Broken::Retry(client::from_status(status).message)
-    } else {
-        Broken::Fatal(client::from_status(status))
+    use tonic::Code;
+    match status.code() {
+        Code::Unavailable
+        | Code::Cancelled
+        | Code::Aborted
+        | Code::DeadlineExceeded
+        | Code::ResourceExhausted => Broken::Retry(client::from_status(status).message),
+        Code::Unknown | Code::Internal => Broken::Doubtful(client::from_status(status)),
+        _ => Broken::Fatal(client::from_status(status)),
     }
 }
 
@@ -97,7 +94,9 @@ async fn follow_attempt(
     // when the current outage began, and the delays between tries
     let mut outage: Option<Instant> = None;
     let mut delays = reconnect_delays();
+    let mut doubtful_in_a_row = 0;
     loop {
+        let mut opened: Option<Instant> = None;
         let stream_client = match client.take() {
             Some(client) => Ok(client),
             None => client::connect(admin).await,
@@ -112,6 +111,7 @@ async fn follow_attempt(
                 };
                 match stream_client.watch_build(request).await {
                     Ok(response) => {
+                        opened = Some(Instant::now());
                         let mut stream = response.into_inner();
                         loop {
                             match stream.message().await {
@@ -121,6 +121,7 @@ async fn follow_attempt(
                                         continue;
                                     }
                                     last = Position::of(&event);
+                                    doubtful_in_a_row = 0;
                                     if outage.take().is_some() {
                                         delays = reconnect_delays();
                                         eprintln!(
@@ -147,10 +148,24 @@ async fn follow_attempt(
             Err(error) if error.status == ExitStatus::Unreachable => Broken::Retry(error.message),
             Err(error) => Broken::Fatal(error),
         };
+        // a stream that stayed open a while was a recovery, even without events
+        if opened.is_some_and(|at| at.elapsed() >= STABLE_AFTER) {
+            outage = None;
+            delays = reconnect_delays();
+            doubtful_in_a_row = 0;
+        }
         let reason = match stopped {
             Broken::Fatal(error) => {
                 renderer.interrupted();
                 return Err(error);
+            }
+            Broken::Doubtful(error) => {
+                doubtful_in_a_row += 1;
+                if doubtful_in_a_row > DOUBTFUL_TRIES {
+                    renderer.interrupted();
+                    return Err(error);
+                }
+                error.message
             }
             Broken::Retry(reason) => reason,
         };

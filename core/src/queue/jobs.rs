@@ -79,6 +79,7 @@ impl Bus {
         Ok(JobConsumer {
             tag: tag.to_string(),
             consumer,
+            ack_wait: current,
         })
     }
 }
@@ -88,11 +89,18 @@ impl Bus {
 pub struct JobConsumer {
     tag: String,
     consumer: jetstream::consumer::Consumer<pull::Config>,
+    /// The consumer's ack wait (set by whoever created it).
+    ack_wait: Duration,
 }
 
 impl JobConsumer {
     pub fn tag(&self) -> &str {
         &self.tag
+    }
+
+    /// How long a job may go without a sign of life before it is delivered again.
+    pub fn ack_wait(&self) -> Duration {
+        self.ack_wait
     }
 
     /// Waits up to `wait` for one job.

@@ -286,7 +286,7 @@ impl Store {
             .query_opt(
                 "UPDATE builds SET state = 'running', attempt = attempt + 1, worker_id = $2,
                         started_at = now(), job_published = true
-                 WHERE id = $1 AND state IN ('queued', 'running') AND attempt < $3
+                 WHERE id = $1 AND state IN ('queued', 'running') AND attempt - handed_back < $3
                  RETURNING id",
                 &[&build_id, &worker, &max_attempts],
             )
@@ -298,7 +298,14 @@ impl Store {
         if build.state.is_final() {
             return Ok(ClaimOutcome::AlreadyFinal(build));
         }
-        let reason = format!("worker lost {} times", build.attempt);
+        let lost: i32 = client
+            .query_one(
+                "SELECT attempt - handed_back FROM builds WHERE id = $1",
+                &[&build_id],
+            )
+            .await?
+            .get(0);
+        let reason = format!("worker lost {lost} times");
         client
             .execute(
                 "UPDATE builds SET state = 'errored', failure_reason = $2, finished_at = now(),
@@ -310,6 +317,20 @@ impl Store {
         Ok(ClaimOutcome::AttemptsExhausted(
             build_with(&client, build_id).await?,
         ))
+    }
+
+    /// Records that `attempt` was handed back by a worker shutting down, so that it does not
+    /// count against the attempt limit; false when the attempt no longer owns the build.
+    pub async fn hand_back(&self, build_id: i64, attempt: i32) -> Result<bool, StoreError> {
+        let client = self.client().await?;
+        let updated = client
+            .execute(
+                "UPDATE builds SET handed_back = handed_back + 1
+                 WHERE id = $1 AND attempt = $2 AND state = 'running'",
+                &[&build_id, &attempt],
+            )
+            .await?;
+        Ok(updated == 1)
     }
 
     /// Records the final state of `attempt`; false when a newer attempt owns the build.

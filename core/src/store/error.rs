@@ -20,7 +20,12 @@ pub enum StoreError {
 
 impl From<deadpool_postgres::PoolError> for StoreError {
     fn from(error: deadpool_postgres::PoolError) -> Self {
-        StoreError::Unavailable(error.to_string())
+        match error {
+            // the server answered the connection attempt: a wrong password or a missing
+            // database is not an outage
+            deadpool_postgres::PoolError::Backend(error) => StoreError::from(error),
+            other => StoreError::Unavailable(other.to_string()),
+        }
     }
 }
 
@@ -31,11 +36,17 @@ impl StoreError {
     }
 }
 
-/// SQLSTATE classes of a server going away: 08 connection exception, 57 operator
-/// intervention (shutdown, restart, "the database system is starting up").
+/// SQLSTATEs that pass: class 08 (connection exception), the shutdowns and restarts of
+/// class 57 (57P01 admin, 57P02 crash, 57P03 "the database system is starting up"), 53300
+/// too many connections (right after a restart), 40001 and 40P01 (serialization failure,
+/// deadlock: the transaction may simply be run again).
 fn is_outage(state: &tokio_postgres::error::SqlState) -> bool {
     let code = state.code();
-    code.starts_with("08") || code.starts_with("57")
+    code.starts_with("08")
+        || matches!(
+            code,
+            "57P01" | "57P02" | "57P03" | "53300" | "40001" | "40P01"
+        )
 }
 
 impl From<tokio_postgres::Error> for StoreError {
@@ -68,8 +79,13 @@ impl From<tokio_postgres::Error> for StoreError {
     }
 }
 
+/// How long one call may take before it counts as an outage (a half-open connection never
+/// answers).
+const CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
+
 /// Runs a store call again while Postgres is away (a restart, a dropped connection), with
-/// growing delays, for up to `budget`; other errors and the last outage error are returned.
+/// growing delays, until `budget` has passed (calls included); other errors and the last
+/// outage error are returned. A call that takes over [`CALL_TIMEOUT`] counts as an outage.
 pub async fn retrying<T, F, Fut>(
     what: &str,
     budget: std::time::Duration,
@@ -80,15 +96,29 @@ where
     Fut: std::future::Future<Output = Result<T, StoreError>>,
 {
     use backon::Retryable;
+    let deadline = tokio::time::Instant::now() + budget;
     let delays = backon::ExponentialBuilder::default()
         .with_min_delay(std::time::Duration::from_millis(100))
         .with_max_delay(std::time::Duration::from_secs(2))
         .with_jitter()
-        .with_total_delay(Some(budget))
         .without_max_times();
-    call.retry(delays)
+    let mut call = call;
+    let timed = || {
+        let attempt = call();
+        async move {
+            match tokio::time::timeout(CALL_TIMEOUT, attempt).await {
+                Ok(answer) => answer,
+                Err(_) => Err(StoreError::Unavailable(format!(
+                    "no answer within {} s",
+                    CALL_TIMEOUT.as_secs()
+                ))),
+            }
+        }
+    };
+    timed
+        .retry(delays)
         .sleep(tokio::time::sleep)
-        .when(StoreError::is_transient)
+        .when(|error: &StoreError| error.is_transient() && tokio::time::Instant::now() < deadline)
         .notify(|error, delay| {
             tracing::warn!(%error, ?delay, "{what}: Postgres unavailable, retrying");
         })

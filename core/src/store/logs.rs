@@ -45,12 +45,23 @@ impl Store {
 
     /// Every stored line of `attempt`, in order.
     pub async fn lines(&self, build_id: i64, attempt: i32) -> Result<Vec<StoredLine>, StoreError> {
+        self.lines_between(build_id, attempt, 0, i64::MAX).await
+    }
+
+    /// The stored lines of `attempt` with `after < seq < before`, in order.
+    pub async fn lines_between(
+        &self,
+        build_id: i64,
+        attempt: i32,
+        after: i64,
+        before: i64,
+    ) -> Result<Vec<StoredLine>, StoreError> {
         let client = self.client().await?;
         let rows = client
             .query(
                 "SELECT seq, stage, stream, text, at FROM log_lines
-                 WHERE build_id = $1 AND attempt = $2 ORDER BY seq",
-                &[&build_id, &attempt],
+                 WHERE build_id = $1 AND attempt = $2 AND seq > $3 AND seq < $4 ORDER BY seq",
+                &[&build_id, &attempt, &after, &before],
             )
             .await?;
         Ok(rows

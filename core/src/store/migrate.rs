@@ -28,6 +28,7 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
     ),
     (6, "cancel", include_str!("migrations/V6__cancel.sql")),
     (7, "instance", include_str!("migrations/V7__instance.sql")),
+    (8, "hand_back", include_str!("migrations/V8__hand_back.sql")),
 ];
 
 /// Arbitrary constant key of the advisory lock ("ocelot" in ASCII).

@@ -119,6 +119,27 @@ async fn a_newer_attempt_fences_out_every_write_of_an_older_one() {
     };
     assert_eq!(gone.state, BuildState::Errored);
     assert_eq!(gone.reason.as_deref(), Some("worker lost 3 times"));
+
+    // attempts handed back at a worker's shutdown do not count against the limit
+    let restarted = store.insert_build(&new_build(repo.id)).await.unwrap().build;
+    // attempts 1 and 2 handed back, 3, 4 and 5 lost
+    for (attempt, worker) in (1..).zip(["a", "b", "c", "d", "e"]) {
+        assert!(matches!(
+            store.claim_build(restarted.id, worker, 3).await.unwrap(),
+            ClaimOutcome::Claimed(_)
+        ));
+        if attempt <= 2 {
+            assert!(store.hand_back(restarted.id, attempt).await.unwrap());
+        }
+    }
+    // a stale attempt cannot record a hand-back
+    assert!(!store.hand_back(restarted.id, 1).await.unwrap());
+    let ClaimOutcome::AttemptsExhausted(gone) =
+        store.claim_build(restarted.id, "f", 3).await.unwrap()
+    else {
+        panic!("a fourth lost attempt was allowed");
+    };
+    assert_eq!(gone.reason.as_deref(), Some("worker lost 3 times"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
