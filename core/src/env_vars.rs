@@ -18,6 +18,8 @@ pub const OCELOT_TLS_CA: &str = "OCELOT_TLS_CA";
 pub const OCELOT_HOOKS_LISTEN: &str = "OCELOT_HOOKS_LISTEN";
 /// The hookhandler's public base URL, printed by `ocelot repos add` for webhook settings.
 pub const OCELOT_HOOKS_URL: &str = "OCELOT_HOOKS_URL";
+/// Address of a worker's or poller's `/healthz` and `/readyz`.
+pub const OCELOT_HEALTH_LISTEN: &str = "OCELOT_HEALTH_LISTEN";
 /// File holding the master key that seals credentials (64 hex characters, mode 0600).
 pub const OCELOT_MASTER_KEY_FILE: &str = "OCELOT_MASTER_KEY_FILE";
 /// The master key itself (64 hex characters), when no file is given.

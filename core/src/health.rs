@@ -18,3 +18,70 @@ pub async fn dependency_problems(store: &Store, bus: &Bus, timeout: Duration) ->
     }
     problems
 }
+
+/// What a service says about its readiness: the problems now (empty: ready).
+pub type Probe = std::sync::Arc<
+    dyn Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = Vec<String>> + Send>>
+        + Send
+        + Sync,
+>;
+
+/// `--health-listen`: where a service without an API of its own (worker, poller) serves
+/// `/healthz` (liveness: 200 while the process runs) and `/readyz` (200, or 503 naming what
+/// is wrong).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct HealthArgs {
+    /// Address of the health endpoints (`/healthz`, `/readyz`); none when not set
+    #[arg(long, env = crate::env_vars::OCELOT_HEALTH_LISTEN)]
+    pub health_listen: Option<std::net::SocketAddr>,
+}
+
+impl HealthArgs {
+    /// Binds the health address, when one is set, and serves it until `stop`.
+    pub async fn serve(
+        &self,
+        probe: Probe,
+        stop: tokio_util::sync::CancellationToken,
+    ) -> std::io::Result<Option<tokio::task::JoinHandle<()>>> {
+        let Some(address) = self.health_listen else {
+            return Ok(None);
+        };
+        let listener = tokio::net::TcpListener::bind(address).await?;
+        tracing::info!(%address, "health endpoints: /healthz, /readyz");
+        Ok(Some(tokio::spawn(serve(listener, probe, stop))))
+    }
+}
+
+/// Serves `/healthz` and `/readyz` on `listener` until `stop`.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    probe: Probe,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    use axum::routing::get;
+    let app = axum::Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route(
+            "/readyz",
+            get(move || {
+                let probe = probe.clone();
+                async move {
+                    let problems = probe().await;
+                    if problems.is_empty() {
+                        (http::StatusCode::OK, "ready\n".to_string())
+                    } else {
+                        (
+                            http::StatusCode::SERVICE_UNAVAILABLE,
+                            format!("not ready: {}\n", problems.join("; ")),
+                        )
+                    }
+                }
+            }),
+        );
+    let served = axum::serve(listener, app)
+        .with_graceful_shutdown(stop.cancelled_owned())
+        .await;
+    if let Err(error) = served {
+        tracing::warn!(%error, "the health endpoints stopped");
+    }
+}

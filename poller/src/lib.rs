@@ -40,6 +40,8 @@ pub struct Settings {
     #[command(flatten)]
     pub consul: ConsulArgs,
     /// Directory of the git mirrors used to read ocelot.yml (default: under the temp dir)
+    #[command(flatten)]
+    pub health: ocelot_core::health::HealthArgs,
     #[arg(long, env = env_vars::OCELOT_CACHE_DIR)]
     pub cache_dir: Option<PathBuf>,
     /// `git ls-remote`s (and builds being queued) at once
@@ -82,6 +84,22 @@ pub async fn run(
         .cache_dir
         .clone()
         .unwrap_or_else(|| std::env::temp_dir().join("ocelot-poller-mirrors"));
+    // /readyz: ready while Postgres and NATS answer
+    let health_stop = tokio_util::sync::CancellationToken::new();
+    let health = {
+        let (store, bus) = (store.clone(), bus.clone());
+        let probe: ocelot_core::health::Probe = Arc::new(move || {
+            let (store, bus) = (store.clone(), bus.clone());
+            Box::pin(async move {
+                ocelot_core::health::dependency_problems(&store, &bus, Duration::from_secs(2)).await
+            })
+        });
+        settings
+            .health
+            .serve(probe, health_stop.clone())
+            .await
+            .context("serving the health endpoints")?
+    };
     let context = PollerContext {
         store,
         bus,
@@ -98,6 +116,10 @@ pub async fn run(
         .await
         .context("registering in Consul")?;
     poll_loop::run(context, settings.concurrency, settings.tick, shutdown).await;
+    health_stop.cancel();
+    if let Some(health) = health {
+        let _ = health.await;
+    }
     deregister(registration).await;
     Ok(())
 }

@@ -59,6 +59,8 @@ pub struct ClusterSpec {
     pub pollers: usize,
     /// Serve the admin API over TLS (a throwaway CA; the CLI gets `OCELOT_TLS_CA`).
     pub tls: bool,
+    /// Workers and pollers serve `/healthz` and `/readyz` (see `Cluster::health_urls`).
+    pub health_endpoints: bool,
 }
 
 impl Default for ClusterSpec {
@@ -68,6 +70,7 @@ impl Default for ClusterSpec {
             hookhandler: None,
             pollers: 0,
             tls: false,
+            health_endpoints: false,
         }
     }
 }
@@ -105,6 +108,9 @@ pub struct Cluster {
     pub token: String,
     pub dir: tempfile::TempDir,
     pub worker_ids: Vec<String>,
+    /// `http://127.0.0.1:PORT` of each worker's and poller's health endpoints, with the
+    /// service's name, when the spec asked for them.
+    pub health_urls: Vec<(String, String)>,
     stop: CancellationToken,
     tasks: Vec<JoinHandle<anyhow::Result<()>>>,
 }
@@ -214,6 +220,18 @@ impl Cluster {
             stop.clone().cancelled_owned(),
         )));
 
+        let mut health_urls = Vec::new();
+        let mut health = |name: String| -> anyhow::Result<ocelot_core::health::HealthArgs> {
+            if !spec.health_endpoints {
+                return Ok(ocelot_core::health::HealthArgs::default());
+            }
+            let address: std::net::SocketAddr =
+                format!("127.0.0.1:{}", crate::free_port()?).parse()?;
+            health_urls.push((name, format!("http://{address}")));
+            Ok(ocelot_core::health::HealthArgs {
+                health_listen: Some(address),
+            })
+        };
         let mut worker_ids = Vec::new();
         for (index, spec) in workers.into_iter().enumerate() {
             let worker_id = format!(
@@ -228,6 +246,7 @@ impl Cluster {
                 secrets: secrets.clone(),
                 secret_store: Default::default(),
                 consul: Default::default(),
+                health: health(format!("worker-{index}"))?,
                 concurrency: spec.concurrency,
                 tags: spec.tags,
                 executor: spec.executor,
@@ -283,6 +302,7 @@ impl Cluster {
                 secrets: secrets.clone(),
                 secret_store: Default::default(),
                 consul: Default::default(),
+                health: health(format!("poller-{index}"))?,
                 cache_dir: Some(dir.path().join(format!("poller-{index}"))),
                 concurrency: 4,
                 tick: Duration::from_millis(200),
@@ -312,6 +332,7 @@ impl Cluster {
             token,
             dir,
             worker_ids,
+            health_urls,
             stop,
             tasks,
         };

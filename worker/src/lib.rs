@@ -61,6 +61,8 @@ pub struct Settings {
     pub secret_store: SecretStoreArgs,
     #[command(flatten)]
     pub consul: ConsulArgs,
+    #[command(flatten)]
+    pub health: ocelot_core::health::HealthArgs,
     /// Builds run at once
     #[arg(long, env = env_vars::OCELOT_WORKER_CONCURRENCY, default_value_t = 2)]
     pub concurrency: usize,
@@ -229,7 +231,20 @@ pub async fn run(
         settings.sweep_every,
         sweep_stop.clone(),
     ));
-    let (paused_sender, paused) = tokio::sync::watch::channel(None);
+    let (paused_sender, paused) = tokio::sync::watch::channel(None::<String>);
+    // /readyz: ready while the worker takes jobs
+    let health = {
+        let paused = paused.clone();
+        let probe: ocelot_core::health::Probe = Arc::new(move || {
+            let problem = paused.borrow().clone();
+            Box::pin(async move { problem.into_iter().collect() })
+        });
+        settings
+            .health
+            .serve(probe, sweep_stop.clone())
+            .await
+            .context("serving the health endpoints")?
+    };
     let checks = tokio::spawn(pressure::run(
         pressure::Checks {
             store: context.store.clone(),
@@ -261,6 +276,9 @@ pub async fn run(
     sweep_stop.cancel();
     let _ = sweeper.await;
     let _ = checks.await;
+    if let Some(health) = health {
+        let _ = health.await;
+    }
     deregister(registration).await;
     ran
 }

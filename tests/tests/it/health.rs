@@ -1,6 +1,7 @@
 //! Readiness while a dependency is down: the admin's gRPC health service says NOT_SERVING
-//! and the hookhandler's `/readyz` answers 503 naming NATS while NATS is away; both are
-//! ready again by themselves once it is back. `/healthz` (liveness) stays 200 throughout.
+//! and the `/readyz` of the hookhandler, the worker and the poller answer 503 naming NATS
+//! while NATS is away; all are ready again by themselves once it is back. `/healthz`
+//! (liveness) stays 200 throughout.
 
 use ocelot_tests::cluster::{Cluster, ClusterSpec, HookSpec};
 use ocelot_tests::wait_until;
@@ -20,22 +21,44 @@ async fn admin_status(cluster: &Cluster) -> Option<ServingStatus> {
     Some(answer.into_inner().status())
 }
 
-async fn readyz(cluster: &Cluster) -> Option<(u16, String)> {
-    let url = format!("{}/readyz", cluster.hooks_url.as_deref()?);
-    let answer = ocelot_tests::http::get(&url).await.ok()?;
-    Some((answer.status, answer.body))
+/// Every `/readyz` of the cluster: (service, status, body).
+async fn readyz(cluster: &Cluster) -> Vec<(String, u16, String)> {
+    let mut bases = cluster.health_urls.clone();
+    if let Some(hooks) = &cluster.hooks_url {
+        bases.push(("hookhandler".to_string(), hooks.clone()));
+    }
+    let mut answers = Vec::new();
+    for (name, base) in bases {
+        let (status, body) = match ocelot_tests::http::get(&format!("{base}/readyz")).await {
+            Ok(answer) => (answer.status, answer.body),
+            Err(error) => (0, error.to_string()),
+        };
+        answers.push((name, status, body));
+    }
+    answers
+}
+
+fn all_answer(answers: &[(String, u16, String)], status: u16) -> bool {
+    answers.len() == 3 && answers.iter().all(|(_, s, _)| *s == status)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn services_report_not_ready_while_nats_is_down_and_recover() {
     let mut cluster = Cluster::start_spec(ClusterSpec {
         hookhandler: Some(HookSpec::default()),
+        pollers: 1,
+        health_endpoints: true,
         ..ClusterSpec::default()
     })
     .await
     .unwrap();
     assert_eq!(admin_status(&cluster).await, Some(ServingStatus::Serving));
-    assert_eq!(readyz(&cluster).await, Some((200, "ready\n".to_string())));
+    let answers = readyz(&cluster).await;
+    assert!(all_answer(&answers, 200), "{answers:?}");
+    assert!(
+        answers.iter().all(|(_, _, body)| body == "ready\n"),
+        "{answers:?}"
+    );
 
     cluster.nats.kill().await.unwrap();
     wait_until(
@@ -47,16 +70,28 @@ async fn services_report_not_ready_while_nats_is_down_and_recover() {
     )
     .await
     .unwrap();
-    let (status, body) = readyz(&cluster).await.unwrap();
-    assert_eq!(status, 503, "{body}");
-    assert!(body.contains("not ready: NATS disconnected"), "{body}");
-    let healthz = ocelot_tests::http::get(&format!(
-        "{}/healthz",
-        cluster.hooks_url.as_deref().unwrap()
-    ))
+    let answers = wait_until(
+        "every /readyz to answer 503",
+        Duration::from_secs(20),
+        || async {
+            let answers = readyz(&cluster).await;
+            all_answer(&answers, 503).then_some(answers)
+        },
+    )
     .await
     .unwrap();
-    assert_eq!(healthz.status, 200);
+    for (name, _, body) in &answers {
+        assert!(
+            body.starts_with("not ready: ") && body.contains("NATS disconnected"),
+            "{name}: {body}"
+        );
+    }
+    for (name, base) in &cluster.health_urls {
+        let healthz = ocelot_tests::http::get(&format!("{base}/healthz"))
+            .await
+            .unwrap();
+        assert_eq!(healthz.status, 200, "{name}");
+    }
 
     cluster.nats.start_again().await.unwrap();
     wait_until(
@@ -67,9 +102,9 @@ async fn services_report_not_ready_while_nats_is_down_and_recover() {
     .await
     .unwrap();
     wait_until(
-        "/readyz to be 200 again",
+        "every /readyz to be 200 again",
         Duration::from_secs(30),
-        || async { (readyz(&cluster).await?.0 == 200).then_some(()) },
+        || async { all_answer(&readyz(&cluster).await, 200).then_some(()) },
     )
     .await
     .unwrap();
