@@ -53,8 +53,17 @@ async fn services_report_not_ready_while_nats_is_down_and_recover() {
     .await
     .unwrap();
     assert_eq!(admin_status(&cluster).await, Some(ServingStatus::Serving));
-    let answers = readyz(&cluster).await;
-    assert!(all_answer(&answers, 200), "{answers:?}");
+    // the workers and pollers start after the admin answers
+    let answers = wait_until(
+        "every /readyz to answer 200",
+        Duration::from_secs(30),
+        || async {
+            let answers = readyz(&cluster).await;
+            all_answer(&answers, 200).then_some(answers)
+        },
+    )
+    .await
+    .unwrap();
     assert!(
         answers.iter().all(|(_, _, body)| body == "ready\n"),
         "{answers:?}"
