@@ -97,6 +97,13 @@ pub(crate) async fn run(
                     pulled = consumer.next(PULL_WAIT) => pulled,
                 };
                 match pulled {
+                    // paused while the pull waited: the job goes back untouched, for a
+                    // worker that takes jobs (or this one, once it resumes)
+                    Ok(Some(job)) if paused.borrow().is_some() => {
+                        if let Err(error) = job.nak(Duration::ZERO).await {
+                            tracing::warn!(build_id = job.job.build_id, %error, "handing back a job taken while pausing failed (it comes back after the ack wait)");
+                        }
+                    }
                     Ok(Some(job)) => {
                         let context = context.clone();
                         let mut running = builds.lock().await;
