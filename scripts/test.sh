@@ -27,4 +27,10 @@ step "cargo build --bins"
 cargo build --workspace --bins --locked
 
 step "cargo test"
+# the chaos and multi-host tests leave their figures here
+figures_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/tmp
+rm -f "$figures_dir"/*-figures.txt
 cargo test --workspace --locked -- --test-threads "${OCELOT_TEST_THREADS:-2}"
+
+step "figures"
+cat "$figures_dir"/*-figures.txt 2>/dev/null || echo "(no figures recorded)"

@@ -760,13 +760,20 @@ async fn builds_survive_killed_workers_restarted_servers_and_a_restarted_admin()
     }
 
     let completed = finals.iter().filter(|b| b.state.is_final()).count();
-    eprintln!(
+    let figures = format!(
         "chaos figures: submitted {}, completed {completed}, retried {retried} (attempts handed back at SIGTERM: {handed_back}), \
          lost {lost}, duplicates {duplicates}, attempts overlapping 0 (of {pairs_checked} consecutive pairs with containers), \
          watched {WATCHED} (resumed after the admin restart: {reconnected}), took {:.1} s",
         submitted.len(),
         began.elapsed().as_secs_f64()
     );
+    eprintln!("{figures}");
+    // scripts/test.sh prints it after the run (cargo test hides a passing test's output)
+    std::fs::write(
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join("chaos-figures.txt"),
+        format!("{figures}\n"),
+    )
+    .unwrap();
     assert_eq!(lost, 0, "builds lost or ended wrongly");
     assert_eq!(duplicates, 0, "builds whose work ran twice or partly");
     assert!(retried > 0, "the killed worker's builds were retried");
