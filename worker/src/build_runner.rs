@@ -70,15 +70,29 @@ pub(crate) enum JobDisposition {
 }
 
 /// Claims `build_id` and runs it to a final state.
-pub(crate) async fn run_build(context: &WorkerContext, build_id: i64) -> JobDisposition {
+pub(crate) async fn run_build(
+    context: &WorkerContext,
+    build_id: i64,
+    redelivered: bool,
+) -> JobDisposition {
     let claimed = match context
         .store
-        .claim_build(build_id, &context.worker_id, context.max_attempts)
+        .claim_build(
+            build_id,
+            &context.worker_id,
+            context.max_attempts,
+            redelivered,
+        )
         .await
     {
         Ok(ClaimOutcome::Claimed(build)) => build,
         Ok(ClaimOutcome::AlreadyFinal(build)) => {
             tracing::info!(build_id, state = %build.state, "build already final: job dropped");
+            return JobDisposition::Done;
+        }
+        Ok(ClaimOutcome::HeldByAnother(build)) => {
+            tracing::warn!(build_id, attempt = build.attempt, worker = ?build.worker,
+                "duplicate job for a build another attempt runs: dropped");
             return JobDisposition::Done;
         }
         Ok(ClaimOutcome::AttemptsExhausted(build)) => {

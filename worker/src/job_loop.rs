@@ -180,7 +180,8 @@ async fn handle_job(context: &WorkerContext, job: JobMessage, progress_every: Du
         }
     };
     let run = async {
-        let disposition = run_build(context, build_id).await;
+        // a job delivered again may take over a running build; a first delivery may not
+        let disposition = run_build(context, build_id, job.delivered() > 1).await;
         keep_alive.cancel();
         disposition
     };

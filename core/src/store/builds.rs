@@ -106,6 +106,8 @@ pub enum ClaimOutcome {
     AlreadyFinal(Build),
     /// The build has used up its attempts and was marked errored.
     AttemptsExhausted(Build),
+    /// The build runs under another attempt whose job is alive: this job is a duplicate.
+    HeldByAnother(Build),
 }
 
 impl Store {
@@ -274,21 +276,25 @@ impl Store {
     }
 
     /// Claims a build for `worker`: a new attempt, which fences every write of older ones.
-    /// A build over `max_attempts` is marked errored instead.
+    /// A build over `max_attempts` is marked errored instead. A `running` build is taken
+    /// over only when `take_over_running` (its job came back: the worker holding it went
+    /// silent or handed it back); a first delivery for a running build is a duplicate job.
     pub async fn claim_build(
         &self,
         build_id: i64,
         worker: &str,
         max_attempts: i32,
+        take_over_running: bool,
     ) -> Result<ClaimOutcome, StoreError> {
         let client = self.client().await?;
         let claimed = client
             .query_opt(
                 "UPDATE builds SET state = 'running', attempt = attempt + 1, worker_id = $2,
                         started_at = now(), job_published = true
-                 WHERE id = $1 AND state IN ('queued', 'running') AND attempt - handed_back < $3
+                 WHERE id = $1 AND (state = 'queued' OR (state = 'running' AND $4))
+                   AND attempt - handed_back < $3
                  RETURNING id",
-                &[&build_id, &worker, &max_attempts],
+                &[&build_id, &worker, &max_attempts, &take_over_running],
             )
             .await?;
         if claimed.is_some() {
@@ -297,6 +303,9 @@ impl Store {
         let build = build_with(&client, build_id).await?;
         if build.state.is_final() {
             return Ok(ClaimOutcome::AlreadyFinal(build));
+        }
+        if build.state == BuildState::Running && !take_over_running {
+            return Ok(ClaimOutcome::HeldByAnother(build));
         }
         let lost: i32 = client
             .query_one(

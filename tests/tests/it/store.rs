@@ -61,10 +61,20 @@ async fn a_newer_attempt_fences_out_every_write_of_an_older_one() {
         .await
         .unwrap();
     let build = store.insert_build(&new_build(repo.id)).await.unwrap().build;
-    let ClaimOutcome::Claimed(one) = store.claim_build(build.id, "w1", 3).await.unwrap() else {
+    let ClaimOutcome::Claimed(one) = store.claim_build(build.id, "w1", 3, true).await.unwrap()
+    else {
         panic!("first claim refused");
     };
-    let ClaimOutcome::Claimed(two) = store.claim_build(build.id, "w2", 3).await.unwrap() else {
+    // a first delivery of a duplicate job does not take a running build over
+    let ClaimOutcome::HeldByAnother(held) =
+        store.claim_build(build.id, "dup", 3, false).await.unwrap()
+    else {
+        panic!("a duplicate job took a running build over");
+    };
+    assert_eq!((held.attempt, held.worker.as_deref()), (1, Some("w1")));
+    // a job delivered again (its worker went silent) does
+    let ClaimOutcome::Claimed(two) = store.claim_build(build.id, "w2", 3, true).await.unwrap()
+    else {
         panic!("second claim refused");
     };
     assert_eq!((one.attempt, two.attempt), (1, 2));
@@ -102,18 +112,19 @@ async fn a_newer_attempt_fences_out_every_write_of_an_older_one() {
         (BuildState::Failed, Some("w2"))
     );
     assert!(matches!(
-        store.claim_build(build.id, "w3", 3).await.unwrap(),
+        store.claim_build(build.id, "w3", 3, true).await.unwrap(),
         ClaimOutcome::AlreadyFinal(_)
     ));
 
     let lost = store.insert_build(&new_build(repo.id)).await.unwrap().build;
     for worker in ["a", "b", "c"] {
         assert!(matches!(
-            store.claim_build(lost.id, worker, 3).await.unwrap(),
+            store.claim_build(lost.id, worker, 3, true).await.unwrap(),
             ClaimOutcome::Claimed(_)
         ));
     }
-    let ClaimOutcome::AttemptsExhausted(gone) = store.claim_build(lost.id, "d", 3).await.unwrap()
+    let ClaimOutcome::AttemptsExhausted(gone) =
+        store.claim_build(lost.id, "d", 3, true).await.unwrap()
     else {
         panic!("a fourth attempt was allowed");
     };
@@ -125,7 +136,10 @@ async fn a_newer_attempt_fences_out_every_write_of_an_older_one() {
     // attempts 1 and 2 handed back, 3, 4 and 5 lost
     for (attempt, worker) in (1..).zip(["a", "b", "c", "d", "e"]) {
         assert!(matches!(
-            store.claim_build(restarted.id, worker, 3).await.unwrap(),
+            store
+                .claim_build(restarted.id, worker, 3, true)
+                .await
+                .unwrap(),
             ClaimOutcome::Claimed(_)
         ));
         if attempt <= 2 {
@@ -135,7 +149,7 @@ async fn a_newer_attempt_fences_out_every_write_of_an_older_one() {
     // a stale attempt cannot record a hand-back
     assert!(!store.hand_back(restarted.id, 1).await.unwrap());
     let ClaimOutcome::AttemptsExhausted(gone) =
-        store.claim_build(restarted.id, "f", 3).await.unwrap()
+        store.claim_build(restarted.id, "f", 3, true).await.unwrap()
     else {
         panic!("a fourth lost attempt was allowed");
     };
