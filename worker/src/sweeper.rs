@@ -92,6 +92,15 @@ pub(crate) async fn sweep_workspaces(store: &Store, dir: &Path) -> Result<usize,
     Ok(removed)
 }
 
+/// Removes a container, running or not, with its anonymous volumes.
+async fn force_remove(docker: &Docker, id: &str) -> Result<(), bollard::errors::Error> {
+    let options = RemoveContainerOptionsBuilder::new()
+        .force(true)
+        .v(true)
+        .build();
+    docker.remove_container(id, Some(options)).await
+}
+
 /// Removes the containers of `build_id`'s attempts before `attempt` on this Docker host.
 pub(crate) async fn remove_earlier_attempts(
     docker: &Docker,
@@ -134,11 +143,7 @@ pub(crate) async fn remove_earlier_attempts(
         let Some(id) = container.id.filter(|_| earlier) else {
             continue;
         };
-        let options = RemoveContainerOptionsBuilder::new()
-            .force(true)
-            .v(true)
-            .build();
-        match docker.remove_container(&id, Some(options)).await {
+        match force_remove(docker, &id).await {
             Ok(()) => {
                 tracing::info!(container = %id, build_id, "removed a lost attempt's container")
             }
@@ -183,11 +188,7 @@ pub(crate) async fn sweep(docker: &Docker, store: &Store, instance: &str) -> Res
         if keep {
             continue;
         }
-        let options = RemoveContainerOptionsBuilder::new()
-            .force(true)
-            .v(true)
-            .build();
-        match docker.remove_container(&id, Some(options)).await {
+        match force_remove(docker, &id).await {
             Ok(()) => {
                 tracing::info!(container = %id, build_id, attempt, "removed a leftover build container");
                 removed += 1;
