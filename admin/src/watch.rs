@@ -6,7 +6,7 @@
 
 use crate::AppState;
 use crate::error::AdminError;
-use ocelot_core::events::{BuildEvent, EventKind};
+use ocelot_core::events::{BuildEvent, EventKind, Position};
 use ocelot_core::model::{Build, unix_ms};
 use ocelot_core::store::Store;
 use ocelot_proto::v1 as pb;
@@ -24,26 +24,9 @@ const IDLE_CHECK: Duration = Duration::from_secs(2);
 /// How long events missing from the bus are waited for in Postgres.
 const GAP_WAIT: Duration = Duration::from_secs(5);
 
-/// Where in a build's events a stream is: attempt and sequence number of the last event
-/// sent. `(0, 0)` is before the first event.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
-pub(crate) struct Position {
-    pub(crate) attempt: u32,
-    pub(crate) seq: u64,
-}
-
-impl Position {
-    fn of(event: &BuildEvent) -> Position {
-        Position {
-            attempt: event.attempt,
-            seq: event.seq,
-        }
-    }
-
-    /// Whether `event` comes after this position (a later attempt, or later in this one).
-    fn is_before(self, event: &BuildEvent) -> bool {
-        Position::of(event) > self
-    }
+/// Whether `event` comes after `position` (a later attempt, or later in this one).
+fn comes_after(event: &BuildEvent, position: Position) -> bool {
+    event.position() > position
 }
 
 /// Streams `build_id`'s events after `resume_after`: of its current attempt, or of the
@@ -118,7 +101,7 @@ async fn follow_live(
             Ok(Some(Ok(event))) => {
                 // events of an attempt that a newer one replaced are not part of the log,
                 // and what the client has is not sent again
-                if !last.is_before(&event) {
+                if !comes_after(&event, last) {
                     continue;
                 }
                 // events the bus lost (published while NATS was away) come from Postgres
@@ -134,7 +117,7 @@ async fn follow_live(
                         }
                     }
                 }
-                last = Position::of(&event);
+                last = event.position();
                 let is_result = event.is_result();
                 if send(sender, &event).await.is_err() || is_result {
                     return Ok(());
@@ -220,7 +203,7 @@ async fn replay_from_store(
     let attempt = u32::try_from(build.attempt).unwrap_or(0);
     if attempt == 0 {
         let result = result_event(build, 0, 1);
-        if resume_after.is_before(&result) {
+        if comes_after(&result, resume_after) {
             let _ = send(sender, &result).await;
         }
         return Ok(());
@@ -253,7 +236,7 @@ async fn send_replay(
     for event in events
         .iter()
         .chain(std::iter::once(end))
-        .filter(|e| resume_after.is_before(e))
+        .filter(|e| comes_after(e, resume_after))
     {
         if send(sender, event).await.is_err() {
             return;

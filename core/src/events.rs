@@ -55,6 +55,22 @@ impl BuildEvent {
     pub fn is_result(&self) -> bool {
         matches!(self.kind, EventKind::Result { .. })
     }
+
+    pub fn position(&self) -> Position {
+        Position {
+            attempt: self.attempt,
+            seq: self.seq,
+        }
+    }
+}
+
+/// Where an event stands in a build's log: attempts in order, events in order within one.
+/// A watcher that lost its stream resumes after the position of the last event it got;
+/// `(0, 0)` is before the first event.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Position {
+    pub attempt: u32,
+    pub seq: u64,
 }
 
 /// Line count and SHA-256 of a log: each line's text followed by `\n`, in sequence order.

@@ -8,7 +8,9 @@
 //! - `executor`: where scripts run: `docker` (bollard) or `host`.
 //! - `event_sink`: numbers events, publishes them, batches lines into Postgres.
 //! - `lines`: splits output chunks into lines.
+//! - `output`: a stage's output to the log: split, masked, bounded (both executors).
 //! - `sweeper`: removes build containers no attempt owns (left by a dead worker).
+//! - `pressure`: back-pressure checks (disk, Postgres, NATS, Docker) that pause job pulls.
 //! - `registry`: this worker's entry in the worker registry (NATS KV), kept fresh.
 
 mod build_runner;
@@ -16,6 +18,7 @@ mod event_sink;
 mod executor;
 mod job_loop;
 mod lines;
+mod output;
 mod pressure;
 mod registry;
 mod sweeper;

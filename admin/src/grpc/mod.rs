@@ -125,7 +125,7 @@ impl ocelot_proto::v1::admin_server::Admin for AdminApi {
     ) -> Result<tonic::Response<Self::WatchBuildStream>, tonic::Status> {
         crate::auth::authorize(&self.state, &request, TokenScope::Read).await?;
         let request = request.into_inner();
-        let resume_after = crate::watch::Position {
+        let resume_after = ocelot_core::events::Position {
             attempt: request.after_attempt,
             seq: request.after_seq,
         };

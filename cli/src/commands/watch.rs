@@ -7,6 +7,7 @@ use crate::client::{self, AdminTarget, CliError};
 use crate::exit::ExitStatus;
 use crate::render::Renderer;
 use backon::BackoffBuilder;
+use ocelot_core::events::Position;
 use ocelot_proto::v1::{BuildEvent, WatchBuildRequest};
 use std::time::{Duration, Instant};
 
@@ -30,19 +31,11 @@ pub(crate) async fn run(admin: &AdminTarget, args: WatchArgs) -> Result<ExitStat
     .await
 }
 
-/// The last event received: attempt and sequence number.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
-struct Position {
-    attempt: u32,
-    seq: u64,
-}
-
-impl Position {
-    fn of(event: &BuildEvent) -> Position {
-        Position {
-            attempt: event.attempt,
-            seq: event.seq,
-        }
+/// Where a received event stands in the build's log.
+fn position(event: &BuildEvent) -> Position {
+    Position {
+        attempt: event.attempt,
+        seq: event.seq,
     }
 }
 
@@ -117,10 +110,10 @@ async fn follow_attempt(
                             match stream.message().await {
                                 Ok(Some(event)) => {
                                     // a resumed stream starts after `last`; never show a line twice
-                                    if Position::of(&event) <= last {
+                                    if position(&event) <= last {
                                         continue;
                                     }
-                                    last = Position::of(&event);
+                                    last = position(&event);
                                     doubtful_in_a_row = 0;
                                     if outage.take().is_some() {
                                         delays = reconnect_delays();

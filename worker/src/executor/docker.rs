@@ -4,7 +4,7 @@
 
 use super::{ExecutorError, ScriptOutcome, ScriptRun};
 use crate::event_sink::EventSink;
-use crate::lines::LineSplitter;
+use crate::output::ScriptOutput;
 use bollard::Docker;
 use bollard::auth::DockerCredentials;
 use bollard::container::LogOutput;
@@ -17,7 +17,6 @@ use bollard::query_parameters::{
 use futures::StreamExt;
 use ocelot_core::model::LogStream;
 use ocelot_core::secrets::RegistryLogin;
-use ocelot_core::secrets::mask::LineMasker;
 use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
@@ -301,11 +300,7 @@ impl BuildContainer {
         let StartExecResults::Attached { mut output, .. } = started else {
             return Err(ExecutorError::Docker("the exec started detached".into()));
         };
-        let mut stdout = LineSplitter::default();
-        let mut stderr = LineSplitter::default();
-        // a secret may arrive split over two lines: each stream masks across its lines
-        let mut stdout_mask = LineMasker::new(run.masker.clone());
-        let mut stderr_mask = LineMasker::new(run.masker.clone());
+        let mut output_lines = ScriptOutput::new(run.stage, &run.masker);
         // a script may leave a background process holding its output open: once the exec
         // has exited, the output is drained for a moment, then the stage is over
         let mut exited = false;
@@ -322,55 +317,22 @@ impl BuildContainer {
                 }
                 () = tokio::time::sleep(DRAIN_AFTER_EXIT), if exited => break,
             };
-            let (stream, lines) = match next {
+            let (stream, message) = match next {
                 None => break,
                 Some(Err(error)) => {
                     return Err(ExecutorError::Docker(format!(
                         "reading the output: {error}"
                     )));
                 }
-                // past the build's log limit, output is counted, not split or kept
-                Some(Ok(
-                    LogOutput::StdErr { message }
-                    | LogOutput::StdOut { message }
-                    | LogOutput::Console { message },
-                )) if sink.log_full() => {
-                    sink.output_dropped(message.len());
-                    continue;
-                }
-                Some(Ok(LogOutput::StdErr { message })) => {
-                    (LogStream::Stderr, stderr.push(&message))
-                }
+                Some(Ok(LogOutput::StdErr { message })) => (LogStream::Stderr, message),
                 Some(Ok(LogOutput::StdOut { message } | LogOutput::Console { message })) => {
-                    (LogStream::Stdout, stdout.push(&message))
+                    (LogStream::Stdout, message)
                 }
                 Some(Ok(LogOutput::StdIn { .. })) => continue,
             };
-            let masker = if stream == LogStream::Stderr {
-                &mut stderr_mask
-            } else {
-                &mut stdout_mask
-            };
-            for line in lines.into_iter().flat_map(|line| masker.push(line)) {
-                sink.line(run.stage, stream, line).await;
-            }
+            output_lines.chunk(sink, stream, &message).await;
         }
-        let mut stdout_rest: Vec<String> = stdout
-            .finish()
-            .map(|line| stdout_mask.push(line))
-            .unwrap_or_default();
-        stdout_rest.extend(stdout_mask.finish());
-        for line in stdout_rest {
-            sink.line(run.stage, LogStream::Stdout, line).await;
-        }
-        let mut stderr_rest: Vec<String> = stderr
-            .finish()
-            .map(|line| stderr_mask.push(line))
-            .unwrap_or_default();
-        stderr_rest.extend(stderr_mask.finish());
-        for line in stderr_rest {
-            sink.line(run.stage, LogStream::Stderr, line).await;
-        }
+        output_lines.finish(sink).await;
         self.exit_code(&exec.id).await.map(ScriptOutcome::Exited)
     }
 

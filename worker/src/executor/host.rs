@@ -4,9 +4,8 @@
 
 use super::{ExecutorError, ScriptOutcome, ScriptRun};
 use crate::event_sink::EventSink;
-use crate::lines::LineSplitter;
+use crate::output::ScriptOutput;
 use ocelot_core::model::LogStream;
-use ocelot_core::secrets::mask::LineMasker;
 use std::path::PathBuf;
 use std::process::Stdio;
 use tokio::io::AsyncReadExt;
@@ -78,11 +77,7 @@ impl HostEnvironment {
             tokio::spawn(pump(stderr, LogStream::Stderr, sender.clone()));
         }
         drop(sender);
-        let mut stdout = LineSplitter::default();
-        let mut stderr = LineSplitter::default();
-        // a secret may arrive split over two lines: each stream masks across its lines
-        let mut stdout_mask = LineMasker::new(run.masker.clone());
-        let mut stderr_mask = LineMasker::new(run.masker.clone());
+        let mut output_lines = ScriptOutput::new(run.stage, &run.masker);
         let deadline = run.deadline.map(tokio::time::Instant::from_std);
         // a script may leave a background process holding its output open: once the shell
         // has exited, the output is drained for a moment, then the stage is over
@@ -105,45 +100,9 @@ impl HostEnvironment {
                 }
             };
             let Some((stream, chunk)) = next else { break };
-            // past the build's log limit, output is counted, not split or kept
-            if sink.log_full() {
-                sink.output_dropped(chunk.len());
-                continue;
-            }
-            let splitter = if stream == LogStream::Stderr {
-                &mut stderr
-            } else {
-                &mut stdout
-            };
-            let masker = if stream == LogStream::Stderr {
-                &mut stderr_mask
-            } else {
-                &mut stdout_mask
-            };
-            for line in splitter
-                .push(&chunk)
-                .into_iter()
-                .flat_map(|line| masker.push(line))
-            {
-                sink.line(run.stage, stream, line).await;
-            }
+            output_lines.chunk(sink, stream, &chunk).await;
         }
-        let mut stdout_rest: Vec<String> = stdout
-            .finish()
-            .map(|line| stdout_mask.push(line))
-            .unwrap_or_default();
-        stdout_rest.extend(stdout_mask.finish());
-        for line in stdout_rest {
-            sink.line(run.stage, LogStream::Stdout, line).await;
-        }
-        let mut stderr_rest: Vec<String> = stderr
-            .finish()
-            .map(|line| stderr_mask.push(line))
-            .unwrap_or_default();
-        stderr_rest.extend(stderr_mask.finish());
-        for line in stderr_rest {
-            sink.line(run.stage, LogStream::Stderr, line).await;
-        }
+        output_lines.finish(sink).await;
         let status = match exit_status {
             Some(status) => status,
             None => child

@@ -1,0 +1,86 @@
+//! A stage's output on its way to the build log, the same for every executor: each stream's
+//! chunks are split into lines ([`LineSplitter`]), masked across lines ([`LineMasker`]: a
+//! secret may arrive split over two), and handed to the [`EventSink`]; past the build's log
+//! limit a chunk is only counted.
+
+use crate::event_sink::EventSink;
+use crate::lines::LineSplitter;
+use ocelot_core::model::LogStream;
+use ocelot_core::secrets::mask::{LineMasker, Masker};
+
+/// One output stream's splitter and masker.
+struct StreamLines {
+    splitter: LineSplitter,
+    masker: LineMasker,
+}
+
+impl StreamLines {
+    fn new(masker: &Masker) -> Self {
+        StreamLines {
+            splitter: LineSplitter::default(),
+            masker: LineMasker::new(masker.clone()),
+        }
+    }
+}
+
+/// The stdout and stderr of one stage's script.
+pub(crate) struct ScriptOutput<'a> {
+    stage: &'a str,
+    stdout: StreamLines,
+    stderr: StreamLines,
+}
+
+impl<'a> ScriptOutput<'a> {
+    pub(crate) fn new(stage: &'a str, masker: &Masker) -> Self {
+        ScriptOutput {
+            stage,
+            stdout: StreamLines::new(masker),
+            stderr: StreamLines::new(masker),
+        }
+    }
+
+    fn stream(&mut self, stream: LogStream) -> &mut StreamLines {
+        if stream == LogStream::Stderr {
+            &mut self.stderr
+        } else {
+            &mut self.stdout
+        }
+    }
+
+    /// A chunk of `stream`: its complete lines go to the log; past the build's log limit it
+    /// is counted, not split or kept.
+    pub(crate) async fn chunk(&mut self, sink: &mut EventSink, stream: LogStream, bytes: &[u8]) {
+        if sink.log_full() {
+            sink.output_dropped(bytes.len());
+            return;
+        }
+        let stage = self.stage;
+        let lines = self.stream(stream);
+        let masked: Vec<String> = lines
+            .splitter
+            .push(bytes)
+            .into_iter()
+            .flat_map(|line| lines.masker.push(line))
+            .collect();
+        for line in masked {
+            sink.line(stage, stream, line).await;
+        }
+    }
+
+    /// The script ended: each stream's unterminated last line and what masking held back.
+    pub(crate) async fn finish(&mut self, sink: &mut EventSink) {
+        for stream in [LogStream::Stdout, LogStream::Stderr] {
+            let stage = self.stage;
+            let lines = self.stream(stream);
+            let mut rest: Vec<String> = lines
+                .splitter
+                .finish()
+                .map(|line| lines.masker.push(line))
+                .unwrap_or_default();
+            rest.extend(lines.masker.finish());
+            for line in rest {
+                sink.line(stage, stream, line).await;
+            }
+        }
+    }
+}
