@@ -1,7 +1,7 @@
 //! Command-line arguments (clap derive); every flag that has an environment variable names it.
 
 use clap::{Parser, Subcommand};
-use ocelot_core::env_vars;
+use ocelot_domain::env_vars;
 use std::path::PathBuf;
 
 #[derive(Debug, Parser)]
@@ -22,7 +22,7 @@ pub struct Args {
     pub tls_ca: Option<PathBuf>,
     /// The Consul agent that `--admin consul://SERVICE` asks (default: the local agent)
     #[command(flatten)]
-    pub consul: ocelot_core::discovery::consul::ConsulArgs,
+    pub consul: ocelot_discovery::consul::ConsulArgs,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -224,7 +224,7 @@ pub struct StatusArgs {
     pub branch: Option<String>,
     /// Only builds in this state (queued, running, passed, failed, errored, cancelled, timed_out, skipped)
     #[arg(long)]
-    pub state: Option<ocelot_core::BuildState>,
+    pub state: Option<ocelot_domain::BuildState>,
     /// How many builds to list
     #[arg(long, default_value_t = 20)]
     pub limit: u32,

@@ -1,8 +1,8 @@
 //! Connecting to the admin, and turning gRPC failures into messages and exit codes.
 
 use crate::exit::ExitStatus;
-use ocelot_core::discovery::consul::{ConsulArgs, consul_service_name};
-use ocelot_core::env_vars;
+use ocelot_discovery::consul::{ConsulArgs, consul_service_name};
+use ocelot_domain::env_vars;
 use ocelot_proto::v1::admin_client::AdminClient;
 use std::path::PathBuf;
 use std::time::Duration;

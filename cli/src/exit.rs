@@ -1,6 +1,6 @@
 //! The exit codes of `ocelot`, one table (also in README.md).
 
-use ocelot_core::BuildState;
+use ocelot_domain::BuildState;
 use std::process::ExitCode;
 
 /// | code | meaning |

@@ -27,13 +27,7 @@ pub struct LogArgs {
     pub log_format: crate::telemetry::LogFormat,
 }
 
-/// This machine's host name (`/etc/hostname`), when it has one.
-pub fn host_name() -> Option<String> {
-    std::fs::read_to_string("/etc/hostname")
-        .ok()
-        .map(|name| name.trim().to_string())
-        .filter(|name| !name.is_empty())
-}
+pub use ocelot_discovery::host_name;
 
 /// Where the master key that seals credentials comes from.
 #[derive(Debug, Clone, Args)]

@@ -3,16 +3,14 @@
 //! request differs from the recording (method, path, token header, JSON body). No Vault
 //! server runs here.
 
-mod support;
-
 use ocelot_core::secrets::select::{SecretBackend, Secrets};
 use ocelot_core::secrets::vault::{VaultAuth, VaultConfig, VaultSecrets};
 use ocelot_core::secrets::{
     CredentialDetails, CredentialKind, Scope, SecretError, SecretStore, SecretValue,
 };
 use ocelot_core::store::StoreError;
+use ocelot_http_replay::{Exchange, Replay, recording};
 use std::time::{Duration, SystemTime};
-use support::replay::{self, Exchange, Replay};
 
 const TOKEN: &str = "hvs.CAESIOcelotTestTokenNotARealOne0000000";
 const ROLE_ID: &str = "59d6d1ca-47bb-4e7e-a40b-8be3bc5a0ba8";
@@ -22,7 +20,7 @@ const APPROLE_TOKEN: &str = "5b1a0318-679c-9c45-e5c6-d1b9a9035d49";
 fn recordings(names: &[&str]) -> Vec<Exchange> {
     names
         .iter()
-        .flat_map(|name| replay::load("vault", name))
+        .flat_map(|name| recording!("vault", name))
         .collect()
 }
 

@@ -23,10 +23,10 @@ pub(crate) async fn run(admin: &AdminTarget, args: BuildArgs) -> Result<ExitStat
                 ));
             };
             let repos = registered_repos(&mut client).await?;
-            let wanted = ocelot_core::store::normalize_url(url);
+            let wanted = ocelot_domain::repo_url::normalize_url(url);
             repos
                 .into_iter()
-                .find(|r| ocelot_core::store::normalize_url(&r.url) == wanted)
+                .find(|r| ocelot_domain::repo_url::normalize_url(&r.url) == wanted)
                 .map(|r| r.name)
                 .ok_or_else(|| {
                     CliError::new(
@@ -52,8 +52,8 @@ pub(crate) async fn run(admin: &AdminTarget, args: BuildArgs) -> Result<ExitStat
                 checkout
                     .remote_url
                     .as_deref()
-                    .map(ocelot_core::store::normalize_url)
-                    == Some(ocelot_core::store::normalize_url(url))
+                    .map(ocelot_domain::repo_url::normalize_url)
+                    == Some(ocelot_domain::repo_url::normalize_url(url))
             };
             repos
                 .iter()

@@ -20,7 +20,7 @@ pub(crate) async fn run(
     let state = answer
         .build
         .as_ref()
-        .map(|b| ocelot_core::wire::build_state_from_i32(b.state))
+        .map(|b| ocelot_domain::wire::build_state_from_i32(b.state))
         .and_then(Result::ok);
     if json {
         println!(

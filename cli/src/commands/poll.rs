@@ -10,7 +10,7 @@ fn when(ms: i64) -> String {
     if ms == 0 {
         return "never".to_string();
     }
-    let now = ocelot_core::model::unix_ms(std::time::SystemTime::now());
+    let now = ocelot_domain::model::unix_ms(std::time::SystemTime::now());
     let seconds = (ms - now) / 1000;
     match seconds {
         s if s >= 0 => format!("in {s}s"),

@@ -3,7 +3,7 @@
 use crate::args::StatusArgs;
 use crate::client::{self, AdminTarget, CliError};
 use crate::exit::ExitStatus;
-use ocelot_core::wire;
+use ocelot_domain::wire;
 use ocelot_proto::v1 as pb;
 use serde_json::json;
 
@@ -44,7 +44,7 @@ fn duration(build: &pb::Build) -> String {
 }
 
 fn now_ms() -> i64 {
-    ocelot_core::model::unix_ms(std::time::SystemTime::now())
+    ocelot_domain::model::unix_ms(std::time::SystemTime::now())
 }
 
 pub(crate) async fn run(admin: &AdminTarget, args: StatusArgs) -> Result<ExitStatus, CliError> {

@@ -9,7 +9,7 @@ pub(crate) fn run(args: ValidateArgs) -> Result<ExitStatus, CliError> {
     let path = args.file.display().to_string();
     let text = std::fs::read_to_string(&args.file)
         .map_err(|e| CliError::new(ExitStatus::Usage, format!("cannot read {path}: {e}")))?;
-    match ocelot_core::pipeline::parse(&text) {
+    match ocelot_domain::pipeline::parse(&text) {
         Ok(pipeline) => {
             if args.json {
                 println!(

@@ -7,7 +7,7 @@ use crate::client::{self, AdminTarget, CliError};
 use crate::exit::ExitStatus;
 use crate::render::Renderer;
 use backon::BackoffBuilder;
-use ocelot_core::events::Position;
+use ocelot_domain::events::Position;
 use ocelot_proto::v1::{BuildEvent, WatchBuildRequest};
 use std::time::{Duration, Instant};
 

@@ -4,9 +4,9 @@
 
 use super::IntegrityCheck;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use ocelot_core::BuildState;
-use ocelot_core::env_vars;
-use ocelot_core::wire;
+use ocelot_domain::BuildState;
+use ocelot_domain::env_vars;
+use ocelot_domain::wire;
 use ocelot_proto::v1 as pb;
 use pb::build_event::Kind;
 use std::io::{IsTerminal, Write};
@@ -107,15 +107,15 @@ impl HumanRenderer {
                 let state = wire::stage_state_from_i32(stage.state);
                 let took = seconds(stage.duration_ms);
                 let line = match state {
-                    ocelot_core::StageState::Passed => paint(
+                    ocelot_domain::StageState::Passed => paint(
                         self.color,
                         "32",
                         &format!("✔ {} passed ({took})", stage.name),
                     ),
-                    ocelot_core::StageState::Skipped => {
+                    ocelot_domain::StageState::Skipped => {
                         paint(self.color, "2", &format!("⊘ {} skipped", stage.name))
                     }
-                    ocelot_core::StageState::TimedOut => paint(
+                    ocelot_domain::StageState::TimedOut => paint(
                         self.color,
                         "31",
                         &format!("⏱ {} timed out ({took})", stage.name),

@@ -3,8 +3,8 @@
 //! "stage_finished" | "attempt_started" | "result", ...}}`.
 
 use super::IntegrityCheck;
-use ocelot_core::BuildState;
-use ocelot_core::events::EventKind;
+use ocelot_domain::BuildState;
+use ocelot_domain::events::EventKind;
 use ocelot_proto::v1 as pb;
 use std::io::Write;
 
@@ -24,7 +24,7 @@ impl JsonRenderer {
 
     pub(crate) fn event(&mut self, event: &pb::BuildEvent) -> Option<BuildState> {
         self.integrity.observe(event);
-        let domain = ocelot_core::wire::event_from_proto(self.build_id, event)?;
+        let domain = ocelot_domain::wire::event_from_proto(self.build_id, event)?;
         if let Ok(line) = serde_json::to_string(&domain) {
             let mut stdout = std::io::stdout().lock();
             let _ = writeln!(stdout, "{line}");

@@ -5,8 +5,8 @@
 mod human;
 mod json;
 
-use ocelot_core::BuildState;
-use ocelot_core::events::LogDigest;
+use ocelot_domain::BuildState;
+use ocelot_domain::events::LogDigest;
 use ocelot_proto::v1 as pb;
 use pb::build_event::Kind;
 

@@ -17,8 +17,8 @@ pub use builds::{BuildFilter, ClaimOutcome, Inserted, NewBuild};
 pub use credentials::StoredCredential;
 pub use deliveries::{Delivery, NewDelivery, Recorded};
 pub use error::{StoreError, retrying};
+pub use ocelot_domain::repo_url::normalize_url;
 pub use polls::{ClaimedPoll, PollOutcome};
-pub use repos::normalize_url;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use std::str::FromStr;

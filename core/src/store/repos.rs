@@ -2,6 +2,7 @@
 
 use super::{Store, StoreError};
 use crate::model::Repo;
+use ocelot_domain::repo_url::normalize_url;
 use tokio_postgres::Row;
 
 const COLUMNS: &str = "id, name, url, default_branch, secrets_for_forks, created_at";
@@ -15,12 +16,6 @@ fn repo_from_row(row: &Row) -> Repo {
         secrets_for_forks: row.get("secrets_for_forks"),
         created_at: row.get("created_at"),
     }
-}
-
-/// A URL reduced to what identifies a repository: no trailing `/` or `.git`.
-pub fn normalize_url(url: &str) -> &str {
-    let trimmed = url.trim().trim_end_matches('/');
-    trimmed.strip_suffix(".git").unwrap_or(trimmed)
 }
 
 impl Store {
@@ -152,17 +147,5 @@ impl Store {
             return Err(StoreError::NotFound(format!("repo `{name}`")));
         }
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::normalize_url;
-
-    #[test]
-    fn urls_compare_without_trailing_git_or_slash() {
-        assert_eq!(normalize_url("git://h/r.git"), "git://h/r");
-        assert_eq!(normalize_url("git://h/r/"), "git://h/r");
-        assert_eq!(normalize_url(" https://h/r "), "https://h/r");
     }
 }

@@ -2,14 +2,12 @@
 //! documentation (`tests/exchanges/consul/`), replayed by a loopback server that fails the
 //! test when a request differs from the recording. No Consul agent runs here.
 
-mod support;
-
-use ocelot_core::discovery::consul::{
+use ocelot_discovery::consul::{
     ConsulArgs, ConsulClient, ConsulError, ServiceAddress, ServiceDefinition, ServiceRegistration,
     consul_service_name,
 };
+use ocelot_http_replay::{Replay, recording};
 use std::time::Duration;
-use support::replay::{self, Replay};
 
 const TOKEN: &str = "6a1253d2-1785-24fd-91c2-f8e78c745511";
 
@@ -46,7 +44,7 @@ async fn wait_for(replay: &Replay, needle: &str, count: usize) {
 
 #[tokio::test]
 async fn registers_passes_its_ttl_check_periodically_and_deregisters() {
-    let replay = Replay::start(replay::load("consul", "register_pass_deregister")).await;
+    let replay = Replay::start(recording!("consul", "register_pass_deregister")).await;
     let client = ConsulClient::new(&replay.url(), Some(TOKEN.into())).unwrap();
     let registration = ServiceRegistration::register(client, admin_definition())
         .await
@@ -72,7 +70,7 @@ async fn registers_passes_its_ttl_check_periodically_and_deregisters() {
 
 #[tokio::test]
 async fn registers_again_when_the_agent_forgot_the_check() {
-    let replay = Replay::start(replay::load("consul", "reregister_after_agent_restart")).await;
+    let replay = Replay::start(recording!("consul", "reregister_after_agent_restart")).await;
     let client = ConsulClient::new(&replay.url(), None).unwrap();
     let mut definition = ServiceDefinition::new("ocelot-worker", "ocelot-worker-ci-1");
     definition.ttl = Duration::from_millis(300);
@@ -87,7 +85,7 @@ async fn registers_again_when_the_agent_forgot_the_check() {
 
 #[tokio::test]
 async fn a_refused_registration_says_why_without_the_token() {
-    let replay = Replay::start(replay::load("consul", "register_denied")).await;
+    let replay = Replay::start(recording!("consul", "register_denied")).await;
     let client = ConsulClient::new(&replay.url(), Some(TOKEN.into())).unwrap();
     let error = ServiceRegistration::register(client, admin_definition())
         .await
@@ -107,7 +105,7 @@ async fn a_refused_registration_says_why_without_the_token() {
 
 #[tokio::test]
 async fn resolves_a_healthy_instance_from_the_health_endpoint() {
-    let replay = Replay::start(replay::load("consul", "health_service")).await;
+    let replay = Replay::start(recording!("consul", "health_service")).await;
     let client = ConsulClient::new(&replay.url(), Some(TOKEN.into())).unwrap();
     let address = client.resolve("ocelot-admin").await.unwrap();
     assert_eq!(
@@ -123,7 +121,7 @@ async fn resolves_a_healthy_instance_from_the_health_endpoint() {
 
 #[tokio::test]
 async fn an_instance_without_an_address_resolves_to_its_node() {
-    let replay = Replay::start(replay::load("consul", "health_service_node_address")).await;
+    let replay = Replay::start(recording!("consul", "health_service_node_address")).await;
     // what the CLI does with `--admin consul://ocelot-admin` and CONSUL_HTTP_ADDR
     let args = ConsulArgs {
         consul_addr: Some(replay.url()),
@@ -142,7 +140,7 @@ async fn an_instance_without_an_address_resolves_to_its_node() {
 
 #[tokio::test]
 async fn no_healthy_instance_is_a_clear_error() {
-    let replay = Replay::start(replay::load("consul", "health_service_none")).await;
+    let replay = Replay::start(recording!("consul", "health_service_none")).await;
     let client = ConsulClient::new(&replay.url(), None).unwrap();
     let error = client.resolve("ocelot-admin").await.unwrap_err();
     assert!(
@@ -198,7 +196,7 @@ fn registration_is_off_without_an_address() {
 #[tokio::test]
 #[should_panic(expected = "body: expected")]
 async fn the_replay_fails_a_request_that_differs_from_the_recording() {
-    let replay = Replay::start(replay::load("consul", "register_pass_deregister")).await;
+    let replay = Replay::start(recording!("consul", "register_pass_deregister")).await;
     let client = ConsulClient::new(&replay.url(), Some(TOKEN.into())).unwrap();
     let mut definition = admin_definition();
     definition.ttl = Duration::from_secs(30);

@@ -1,4 +1,4 @@
-//! A loopback HTTP server that plays back recorded exchanges, in order, and fails the test
+//! Test support, for tests only: a loopback HTTP server that plays back recorded exchanges, in order, and fails the test
 //! when a request differs from the recording.
 //!
 //! A recording (`tests/exchanges/<service>/<name>.json`) is
@@ -36,7 +36,7 @@ struct Recording {
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct Exchange {
+pub struct Exchange {
     /// The documentation page the exchange is taken from.
     doc: String,
     /// What the recording adds to the documentation's sample, and why.
@@ -85,7 +85,7 @@ struct Tape {
 }
 
 /// A running replay server.
-pub(crate) struct Replay {
+pub struct Replay {
     address: SocketAddr,
     tape: Arc<Mutex<Tape>>,
     server: tokio::task::JoinHandle<()>,
@@ -102,12 +102,10 @@ impl Drop for Replay {
     }
 }
 
-/// The recording's exchanges (`tests/exchanges/<service>/<name>.json`).
-pub(crate) fn load(service: &str, name: &str) -> Vec<Exchange> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/exchanges")
-        .join(service)
-        .join(format!("{name}.json"));
+/// The recording's exchanges (`<dir>/<service>/<name>.json`; a crate passes its
+/// `tests/exchanges`).
+pub fn load(dir: &Path, service: &str, name: &str) -> Vec<Exchange> {
+    let path = dir.join(service).join(format!("{name}.json"));
     let text = std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
     let recording: Recording = serde_json::from_str(&text)
@@ -124,7 +122,7 @@ pub(crate) fn load(service: &str, name: &str) -> Vec<Exchange> {
 
 impl Replay {
     /// Serves `exchanges` on a free loopback port.
-    pub(crate) async fn start(exchanges: Vec<Exchange>) -> Replay {
+    pub async fn start(exchanges: Vec<Exchange>) -> Replay {
         let tape = Arc::new(Mutex::new(Tape {
             exchanges,
             ..Tape::default()
@@ -146,17 +144,17 @@ impl Replay {
     }
 
     /// `http://127.0.0.1:PORT`
-    pub(crate) fn url(&self) -> String {
+    pub fn url(&self) -> String {
         format!("http://{}", self.address)
     }
 
     /// `METHOD path` of every request served so far.
-    pub(crate) fn served(&self) -> Vec<String> {
+    pub fn served(&self) -> Vec<String> {
         self.tape.lock().expect("tape").served.clone()
     }
 
     /// Fails unless every request matched and every exchange was asked for.
-    pub(crate) fn finish(mut self) {
+    pub fn finish(mut self) {
         self.finished = true;
         self.server.abort();
         let tape = self.tape.lock().expect("tape");
@@ -308,4 +306,16 @@ fn mismatch(failure: String) -> Response {
     ));
     *response.status_mut() = StatusCode::from_u16(599).expect("599");
     response
+}
+
+/// The recording `tests/exchanges/<service>/<name>.json` of the crate whose test calls it.
+#[macro_export]
+macro_rules! recording {
+    ($service:expr, $name:expr) => {
+        $crate::load(
+            &::std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/exchanges"),
+            $service,
+            $name,
+        )
+    };
 }
