@@ -1,21 +1,102 @@
-//! Bearer-token authorisation of every RPC: the token (metadata `authorization: Bearer ...`)
-//! must exist, not be revoked, and have a scope that includes what the RPC needs.
+//! Bearer-token authorisation of every RPC, in one place: a tower layer in front of the
+//! `ocelot.v1.Admin` service that reads the method from the request's path, looks up the
+//! scope it needs ([`required_scope`]), and lets the call through only with a token (metadata
+//! `authorization: Bearer ...`) that exists, is not revoked and has that scope. The caller's
+//! token then travels in the request's extensions ([`caller`]). The health service is not
+//! behind it: load balancers call it without a token.
 
 use crate::AppState;
 use ocelot_core::auth::TokenScope;
 use ocelot_core::store::ApiToken;
-use tonic::{Request, Status};
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use tonic::Status;
+use tonic::body::Body;
+use tonic::server::NamedService;
 
 const HINT: &str = "set OCELOT_TOKEN (an admin makes one with `ocelot token create` or `ocelot-admin token create`)";
 
+/// The scope each RPC of `ocelot.v1.Admin` needs; a method not listed needs `admin`.
+pub(crate) fn required_scope(method: &str) -> TokenScope {
+    match method {
+        "WatchBuild" | "GetBuild" | "ListBuilds" | "ListRepos" | "ListWorkers" | "ListPolls" => {
+            TokenScope::Read
+        }
+        "TriggerBuild" | "CancelBuild" | "RerunBuild" => TokenScope::Trigger,
+        _ => TokenScope::Admin,
+    }
+}
+
+/// The token the authorisation layer accepted for this call.
+pub(crate) fn caller<T>(request: &tonic::Request<T>) -> Result<&ApiToken, Status> {
+    request
+        .extensions()
+        .get::<ApiToken>()
+        .ok_or_else(|| Status::internal("the call passed no authorisation"))
+}
+
+/// Wraps a gRPC service so that every call is authorised first.
+#[derive(Debug, Clone)]
+pub(crate) struct Authorized<S> {
+    inner: S,
+    state: AppState,
+}
+
+impl<S> Authorized<S> {
+    pub(crate) fn new(inner: S, state: AppState) -> Self {
+        Authorized { inner, state }
+    }
+}
+
+impl<S: NamedService> NamedService for Authorized<S> {
+    const NAME: &'static str = S::NAME;
+}
+
+impl<S, B> tower::Service<http::Request<B>> for Authorized<S>
+where
+    S: tower::Service<http::Request<B>, Response = http::Response<Body>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    B: Send + 'static,
+{
+    type Response = http::Response<Body>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
+        // the clone that was polled ready serves this call (tower's rule for cloned services)
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let state = self.state.clone();
+        Box::pin(async move {
+            let method = request.uri().path().rsplit('/').next().unwrap_or_default();
+            let needed = required_scope(method);
+            match authorize(&state, request.headers(), needed).await {
+                Ok(token) => {
+                    request.extensions_mut().insert(token);
+                    inner.call(request).await
+                }
+                Err(status) => Ok(status.into_http()),
+            }
+        })
+    }
+}
+
 /// The caller's token, if it allows `needed`.
-pub(crate) async fn authorize<T>(
+async fn authorize(
     state: &AppState,
-    request: &Request<T>,
+    headers: &http::HeaderMap,
     needed: TokenScope,
 ) -> Result<ApiToken, Status> {
-    let header = request
-        .metadata()
+    let header = headers
         .get("authorization")
         .ok_or_else(|| Status::unauthenticated(format!("unauthenticated: no API token; {HINT}")))?;
     let token = header
@@ -29,7 +110,7 @@ pub(crate) async fn authorize<T>(
         })?;
     let found = state.store.authenticate(token).await.map_err(|error| {
         tracing::warn!(%error, "cannot check an API token");
-        Status::unavailable("cannot check the API token: the database is unavailable")
+        crate::error::store_status(&error)
     })?;
     let Some(found) = found else {
         return Err(Status::unauthenticated(format!(
@@ -43,4 +124,21 @@ pub(crate) async fn authorize<T>(
         )));
     }
     Ok(found)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reading_needs_read_triggering_needs_trigger_the_rest_admin() {
+        assert_eq!(required_scope("WatchBuild"), TokenScope::Read);
+        assert_eq!(required_scope("ListWorkers"), TokenScope::Read);
+        assert_eq!(required_scope("CancelBuild"), TokenScope::Trigger);
+        assert_eq!(required_scope("AddCredential"), TokenScope::Admin);
+        assert_eq!(required_scope("ListCredentials"), TokenScope::Admin);
+        assert_eq!(required_scope("ListTokens"), TokenScope::Admin);
+        // a method this table does not know is never open to less than admin
+        assert_eq!(required_scope("SomethingNew"), TokenScope::Admin);
+    }
 }

@@ -4,6 +4,7 @@
 
 use crate::AppState;
 use crate::error::AdminError;
+use ocelot_core::cancel::CancelOutcome;
 use ocelot_core::model::Build;
 use ocelot_proto::v1 as pb;
 use std::time::Duration;
@@ -12,10 +13,14 @@ use tonic::{Response, Status};
 /// How long the answer waits for the worker to stop a running build.
 const STOP_WAIT: Duration = Duration::from_secs(15);
 
-fn answer(build: &Build, outcome: &str, message: String) -> Response<pb::CancelBuildResponse> {
+fn answer(
+    build: &Build,
+    outcome: CancelOutcome,
+    message: String,
+) -> Response<pb::CancelBuildResponse> {
     Response::new(pb::CancelBuildResponse {
         build: Some(pb::Build::from(build)),
-        outcome: outcome.to_string(),
+        outcome: pb::CancelOutcome::from(outcome).into(),
         message,
     })
 }
@@ -35,7 +40,7 @@ pub(crate) async fn cancel(
         tracing::info!(build_id, %by, "queued build cancelled");
         return Ok(answer(
             &build,
-            "cancelled",
+            CancelOutcome::Cancelled,
             format!("build {build_id} cancelled before it started"),
         ));
     }
@@ -52,7 +57,7 @@ pub(crate) async fn cancel(
             .map_err(AdminError::from)?;
         return Ok(answer(
             &build,
-            "already_final",
+            CancelOutcome::AlreadyFinal,
             format!(
                 "build {build_id} already finished ({}): nothing to cancel",
                 build.state
@@ -72,21 +77,28 @@ pub(crate) async fn cancel(
             .await
             .map_err(AdminError::from)?;
         if build.state.is_final() {
-            let message = if build.state == ocelot_core::BuildState::Cancelled {
-                format!("build {build_id} cancelled: its container is gone")
-            } else {
-                format!(
-                    "build {build_id} ended {} before the cancel reached it",
-                    build.state
+            return Ok(if build.state == ocelot_core::BuildState::Cancelled {
+                answer(
+                    &build,
+                    CancelOutcome::Cancelled,
+                    format!("build {build_id} cancelled: its container is gone"),
                 )
-            };
-            return Ok(answer(&build, "cancelled", message));
+            } else {
+                answer(
+                    &build,
+                    CancelOutcome::FinishedFirst,
+                    format!(
+                        "build {build_id} ended {} before the cancel reached it",
+                        build.state
+                    ),
+                )
+            });
         }
         if tokio::time::Instant::now() >= deadline {
             let worker = build.worker.clone().unwrap_or_else(|| "its worker".into());
             return Ok(answer(
                 &build,
-                "not_confirmed",
+                CancelOutcome::NotConfirmed,
                 format!(
                     "worker {worker} did not confirm within {} s (it may be unreachable); the cancel stays recorded and the build stops when that worker, or the one that takes it over, sees it",
                     STOP_WAIT.as_secs()

@@ -1,4 +1,5 @@
-//! WatchBuild: a finished build is replayed from Postgres; a queued or running one is
+//! WatchBuild: a finished build is replayed from Postgres (its stored events, page by page);
+//! a queued or running one is
 //! replayed from the first event of its log subject, then followed live until its result.
 //! A spawned producer feeds an mpsc channel; a failed send means the client left.
 //! A client that lost its stream passes the last event it received ([`Position`]): the new
@@ -23,6 +24,8 @@ pub(crate) type EventStream =
 const IDLE_CHECK: Duration = Duration::from_secs(2);
 /// How long events missing from the bus are waited for in Postgres.
 const GAP_WAIT: Duration = Duration::from_secs(5);
+/// How many stored events a replay reads at once.
+const REPLAY_PAGE: i64 = 1000;
 
 /// Whether `event` comes after `position` (a later attempt, or later in this one).
 fn comes_after(event: &BuildEvent, position: Position) -> bool {
@@ -55,7 +58,7 @@ pub(crate) async fn watch(
         let outcome = if earlier {
             replay_earlier_attempt(&state.store, &build, attempt, resume_after, &sender).await
         } else if build.state.is_final() {
-            replay_from_store(&state.store, &build, resume_after, &sender).await
+            replay_final(&state.store, &build, resume_after, &sender).await
         } else {
             follow_live(&state, &build, resume_after, &sender).await
         };
@@ -142,34 +145,45 @@ async fn follow_live(
                     final_in_store = true;
                     continue;
                 }
-                return finish_from_store(&state.store, &current, last, sender).await;
+                return replay_final(&state.store, &current, last, sender).await;
             }
         }
     }
 }
 
-/// Sends what the bus did not deliver of the final attempt (from Postgres), then its result.
-async fn finish_from_store(
+/// Sends what the client does not have of the final attempt, from Postgres, ending with its
+/// result: the stored one (a worker's), or the build row's when no worker recorded one (a
+/// build that ended before or without a worker: cancelled while queued, out of attempts).
+async fn replay_final(
     store: &Store,
     build: &Build,
-    last: Position,
+    resume_after: Position,
     sender: &mpsc::Sender<Result<pb::BuildEvent, Status>>,
 ) -> Result<(), Status> {
     let attempt = u32::try_from(build.attempt).unwrap_or(0);
-    let after = if last.attempt == attempt { last.seq } else { 0 };
-    let mut next_seq = after + 1;
-    if attempt > 0 {
-        for event in stored_events(store, build, attempt, after, None).await? {
-            next_seq = next_seq.max(event.seq + 1);
-            if send(sender, &event).await.is_err() {
-                return Ok(());
-            }
-        }
+    if resume_after.attempt > attempt {
+        return Ok(());
     }
-    let _ = send(sender, &result_event(build, attempt, next_seq)).await;
+    let after = if resume_after.attempt == attempt {
+        resume_after.seq
+    } else {
+        0
+    };
+    let sent = if attempt == 0 {
+        Sent::nothing(after)
+    } else {
+        match send_stored(store, build.id, attempt, after, sender).await? {
+            Some(sent) => sent,
+            None => return Ok(()),
+        }
+    };
+    if !sent.result {
+        let _ = send(sender, &result_event(build, attempt, sent.last_seq + 1)).await;
+    }
     Ok(())
 }
 
+/// The result of a build whose attempt stored none, from its row.
 fn result_event(build: &Build, attempt: u32, seq: u64) -> BuildEvent {
     let duration_ms = match (build.started_at, build.finished_at) {
         (Some(start), Some(end)) => unix_ms(end) - unix_ms(start),
@@ -193,53 +207,59 @@ fn result_event(build: &Build, attempt: u32, seq: u64) -> BuildEvent {
     }
 }
 
-/// Rebuilds the final attempt's events from Postgres, in sequence order.
-async fn replay_from_store(
-    store: &Store,
-    build: &Build,
-    resume_after: Position,
-    sender: &mpsc::Sender<Result<pb::BuildEvent, Status>>,
-) -> Result<(), Status> {
-    let attempt = u32::try_from(build.attempt).unwrap_or(0);
-    if attempt == 0 {
-        let result = result_event(build, 0, 1);
-        if comes_after(&result, resume_after) {
-            let _ = send(sender, &result).await;
+/// What [`send_stored`] sent.
+#[derive(Debug, Clone, Copy)]
+struct Sent {
+    /// The sequence number of the last event sent, or where sending started.
+    last_seq: u64,
+    last_at_ms: i64,
+    /// Whether the attempt's result was among them.
+    result: bool,
+}
+
+impl Sent {
+    fn nothing(after: u64) -> Self {
+        Sent {
+            last_seq: after,
+            last_at_ms: 0,
+            result: false,
         }
-        return Ok(());
     }
-    let events = stored_events(store, build, attempt, 0, None).await?;
-    let result = result_event(build, attempt, end_seq(&events, attempt, resume_after));
-    send_replay(sender, &events, &result, resume_after).await;
-    Ok(())
 }
 
-/// The sequence number of an attempt's closing result: after its last stored event, and
-/// after whatever the client already has of it (it may have seen events Postgres lost).
-fn end_seq(events: &[BuildEvent], attempt: u32, resume_after: Position) -> u64 {
-    let stored = events.last().map(|e| e.seq).unwrap_or(0);
-    let seen = if resume_after.attempt == attempt {
-        resume_after.seq
-    } else {
-        0
-    };
-    stored.max(seen) + 1
-}
-
-/// Sends `events`, then `end`, leaving out what the client has (up to `resume_after`).
-async fn send_replay(
+/// Sends the stored events of `attempt` after `after`, in order, one page at a time (never
+/// the whole log in memory). `None` when the client left.
+async fn send_stored(
+    store: &Store,
+    build_id: i64,
+    attempt: u32,
+    after: u64,
     sender: &mpsc::Sender<Result<pb::BuildEvent, Status>>,
-    events: &[BuildEvent],
-    end: &BuildEvent,
-    resume_after: Position,
-) {
-    for event in events
-        .iter()
-        .chain(std::iter::once(end))
-        .filter(|e| comes_after(e, resume_after))
-    {
-        if send(sender, event).await.is_err() {
-            return;
+) -> Result<Option<Sent>, Status> {
+    let attempt_i32 = i32::try_from(attempt).unwrap_or(i32::MAX);
+    let mut sent = Sent::nothing(after);
+    loop {
+        let page = store
+            .events(
+                build_id,
+                attempt_i32,
+                i64::try_from(sent.last_seq).unwrap_or(i64::MAX),
+                i64::MAX,
+                REPLAY_PAGE,
+            )
+            .await
+            .map_err(AdminError::from)?;
+        let full_page = i64::try_from(page.len()).unwrap_or(i64::MAX) >= REPLAY_PAGE;
+        for event in &page {
+            if send(sender, event).await.is_err() {
+                return Ok(None);
+            }
+            sent.last_seq = event.seq;
+            sent.last_at_ms = event.at_ms;
+            sent.result |= event.is_result();
+        }
+        if !full_page {
+            return Ok(Some(sent));
         }
     }
 }
@@ -252,12 +272,22 @@ async fn replay_earlier_attempt(
     resume_after: Position,
     sender: &mpsc::Sender<Result<pb::BuildEvent, Status>>,
 ) -> Result<(), Status> {
-    let events = stored_events(store, build, attempt, 0, None).await?;
+    if resume_after.attempt > attempt {
+        return Ok(());
+    }
+    let after = if resume_after.attempt == attempt {
+        resume_after.seq
+    } else {
+        0
+    };
+    let Some(sent) = send_stored(store, build.id, attempt, after, sender).await? else {
+        return Ok(());
+    };
     let ended = BuildEvent {
         build_id: build.id,
         attempt,
-        seq: end_seq(&events, attempt, resume_after),
-        at_ms: events.last().map(|e| e.at_ms).unwrap_or(0),
+        seq: sent.last_seq + 1,
+        at_ms: sent.last_at_ms,
         kind: EventKind::Result {
             state: ocelot_core::BuildState::Errored,
             reason: format!(
@@ -269,109 +299,12 @@ async fn replay_earlier_attempt(
             log_sha256: String::new(),
         },
     };
-    send_replay(sender, &events, &ended, resume_after).await;
+    let _ = send(sender, &ended).await;
     Ok(())
 }
 
-/// The events of `attempt` after `after` (and before `before`, when given) rebuilt from
-/// Postgres, in sequence order: the attempt's start, its stages' starts and ends, its lines.
-/// The result is not among them (it is the build row's).
-async fn stored_events(
-    store: &Store,
-    build: &Build,
-    attempt: u32,
-    after: u64,
-    before: Option<u64>,
-) -> Result<Vec<BuildEvent>, Status> {
-    let attempt_i32 = i32::try_from(attempt).unwrap_or(i32::MAX);
-    let stages = store
-        .stages(build.id, attempt_i32)
-        .await
-        .map_err(AdminError::from)?;
-    let after_i64 = i64::try_from(after).unwrap_or(i64::MAX);
-    let before_i64 = before.map_or(i64::MAX, |b| i64::try_from(b).unwrap_or(i64::MAX));
-    let lines = store
-        .lines_between(build.id, attempt_i32, after_i64, before_i64)
-        .await
-        .map_err(AdminError::from)?;
-    // the build row knows only its current attempt's worker and start
-    let current = build.attempt == attempt_i32;
-    let started_at = if current {
-        build.started_at
-    } else {
-        let first_stage = stages.iter().filter_map(|s| s.started_at).min();
-        let first_line = lines.first().map(|l| l.at);
-        first_stage.into_iter().chain(first_line).min()
-    };
-    let event = |seq: i64, at: Option<SystemTime>, kind: EventKind| BuildEvent {
-        build_id: build.id,
-        attempt,
-        seq: u64::try_from(seq).unwrap_or(0),
-        at_ms: at.map(unix_ms).unwrap_or(0),
-        kind,
-    };
-    let mut events = vec![event(
-        1,
-        started_at,
-        EventKind::AttemptStarted {
-            worker: if current {
-                build.worker.clone().unwrap_or_default()
-            } else {
-                String::new()
-            },
-            commit: build.commit.clone(),
-            branch: build.branch.clone(),
-            stages: stages.iter().map(|s| s.name.clone()).collect(),
-        },
-    )];
-    for stage in &stages {
-        let index = u32::try_from(stage.index).unwrap_or(0);
-        if let Some(seq) = stage.start_seq {
-            events.push(event(
-                seq,
-                stage.started_at,
-                EventKind::StageStarted {
-                    index,
-                    name: stage.name.clone(),
-                },
-            ));
-        }
-        if let Some(seq) = stage.end_seq {
-            let duration_ms = match (stage.started_at, stage.finished_at) {
-                (Some(start), Some(end)) => unix_ms(end) - unix_ms(start),
-                _ => 0,
-            };
-            events.push(event(
-                seq,
-                stage.finished_at,
-                EventKind::StageFinished {
-                    index,
-                    name: stage.name.clone(),
-                    state: stage.state,
-                    exit_code: stage.exit_code,
-                    duration_ms,
-                },
-            ));
-        }
-    }
-    for line in lines {
-        events.push(event(
-            line.seq,
-            Some(line.at),
-            EventKind::Line {
-                stage: line.stage,
-                stream: line.stream,
-                text: line.text,
-            },
-        ));
-    }
-    events.retain(|e| e.seq > after && before.is_none_or(|before| e.seq < before));
-    events.sort_by_key(|e| e.seq);
-    Ok(events)
-}
-
 /// The events between `last` and `next` that the bus lost (published while NATS was away),
-/// from Postgres. The worker stores lines a moment after it publishes them, so a gap is
+/// from Postgres. The worker stores events a moment after it publishes them, so a gap is
 /// waited for up to [`GAP_WAIT`]; what is still missing then stays missing (the CLI's log
 /// check reports it).
 async fn fill_gap(
@@ -385,18 +318,27 @@ async fn fill_gap(
     } else {
         0
     };
-    let missing = usize::try_from(next.seq.saturating_sub(after + 1)).unwrap_or(usize::MAX);
+    let missing = next.seq.saturating_sub(after + 1);
+    let attempt = i32::try_from(next.attempt).unwrap_or(i32::MAX);
     let deadline = tokio::time::Instant::now() + GAP_WAIT;
-    // the build as it is now: its worker and start are the gap's attempt's
-    let build = store.get_build(build.id).await.map_err(AdminError::from)?;
     loop {
-        let events = stored_events(store, &build, next.attempt, after, Some(next.seq)).await?;
-        if events.len() >= missing || tokio::time::Instant::now() >= deadline {
-            if events.len() < missing {
+        let events = store
+            .events(
+                build.id,
+                attempt,
+                i64::try_from(after).unwrap_or(i64::MAX),
+                i64::try_from(next.seq).unwrap_or(i64::MAX),
+                i64::try_from(missing).unwrap_or(i64::MAX),
+            )
+            .await
+            .map_err(AdminError::from)?;
+        let found = u64::try_from(events.len()).unwrap_or(u64::MAX);
+        if found >= missing || tokio::time::Instant::now() >= deadline {
+            if found < missing {
                 tracing::warn!(
                     build_id = build.id,
                     attempt = next.attempt,
-                    missing = missing - events.len(),
+                    missing = missing - found,
                     "events lost from the log bus are not in Postgres either"
                 );
             }

@@ -37,19 +37,34 @@ pub struct HealthArgs {
 }
 
 impl HealthArgs {
-    /// Binds the health address, when one is set, and serves it until `stop`.
-    pub async fn serve(
-        &self,
-        probe: Probe,
-        stop: tokio_util::sync::CancellationToken,
-    ) -> std::io::Result<Option<tokio::task::JoinHandle<()>>> {
+    /// Binds the health address, when one is set: the binaries bind it before the service
+    /// starts and hand the listener to its `run` (tests hand over one bound to port 0).
+    pub async fn bind(&self) -> std::io::Result<Option<tokio::net::TcpListener>> {
         let Some(address) = self.health_listen else {
             return Ok(None);
         };
-        let listener = tokio::net::TcpListener::bind(address).await?;
-        tracing::info!(%address, "health endpoints: /healthz, /readyz");
-        Ok(Some(tokio::spawn(serve(listener, probe, stop))))
+        match tokio::net::TcpListener::bind(address).await {
+            Ok(listener) => Ok(Some(listener)),
+            Err(error) => Err(std::io::Error::new(
+                error.kind(),
+                format!("cannot listen on {address} (--health-listen): {error}"),
+            )),
+        }
     }
+}
+
+/// Serves the health endpoints on `listener`, when there is one, until `stop`.
+pub fn spawn(
+    listener: Option<tokio::net::TcpListener>,
+    probe: Probe,
+    stop: tokio_util::sync::CancellationToken,
+) -> std::io::Result<Option<tokio::task::JoinHandle<()>>> {
+    let Some(listener) = listener else {
+        return Ok(None);
+    };
+    let address = listener.local_addr()?;
+    tracing::info!(%address, "health endpoints: /healthz, /readyz");
+    Ok(Some(tokio::spawn(serve(listener, probe, stop))))
 }
 
 /// Serves `/healthz` and `/readyz` on `listener` until `stop`.

@@ -61,8 +61,8 @@ pub enum TriggerError {
     Git(#[from] GitError),
     #[error("cannot read the repository's credentials: {0}")]
     Secrets(#[from] SecretError),
-    #[error("internal error: {0}")]
-    Internal(String),
+    #[error("the git task failed")]
+    GitTask(#[from] tokio::task::JoinError),
 }
 
 /// What the build's `ocelot.yml` and commit say before any worker reads them.
@@ -178,7 +178,7 @@ pub async fn queue_build(
             url: repo.url.clone(),
             message: format!("no answer within {} s", GIT_TIMEOUT.as_secs()),
         })?
-        .map_err(|e| TriggerError::Internal(format!("git task failed: {e}")))??;
+        .map_err(TriggerError::GitTask)??;
     // pushes and polls honour `[skip ci]`; explicit builds and pull requests do not
     let honours_marker = matches!(
         request.kind,

@@ -36,6 +36,36 @@ pub const OCELOT_WORKER_TAGS: &str = "OCELOT_WORKER_TAGS";
 pub const OCELOT_WORKER_EXECUTOR: &str = "OCELOT_WORKER_EXECUTOR";
 /// Worker: its id (default: hostname and a random suffix).
 pub const OCELOT_WORKER_ID: &str = "OCELOT_WORKER_ID";
+/// Worker: attempts a build gets before it ends errored.
+pub const OCELOT_MAX_ATTEMPTS: &str = "OCELOT_MAX_ATTEMPTS";
+/// Worker: how long an image pull may take (`10m`).
+pub const OCELOT_PULL_TIMEOUT: &str = "OCELOT_PULL_TIMEOUT";
+/// Worker: how long running builds may take to finish after a shutdown signal (`30s`).
+pub const OCELOT_SHUTDOWN_GRACE: &str = "OCELOT_SHUTDOWN_GRACE";
+/// Worker: how long a job stays with a silent worker before it is delivered again (`60s`);
+/// keep it equal on all workers.
+pub const OCELOT_JOB_ACK_WAIT: &str = "OCELOT_JOB_ACK_WAIT";
+/// Worker: the output a build keeps, in MiB.
+pub const OCELOT_MAX_LOG_MIB: &str = "OCELOT_MAX_LOG_MIB";
+pub const OCELOT_STORE_OUTAGE_BUDGET: &str = "OCELOT_STORE_OUTAGE_BUDGET";
+/// Worker: free disk (MiB) under the cache directory below which it takes no new jobs.
+pub const OCELOT_MIN_FREE_DISK_MIB: &str = "OCELOT_MIN_FREE_DISK_MIB";
+/// Worker: how often it checks its disk and dependencies (`5s`).
+pub const OCELOT_CHECK_EVERY: &str = "OCELOT_CHECK_EVERY";
+/// Worker: how often containers and workspaces no attempt owns are removed (`1m`).
+pub const OCELOT_SWEEP_EVERY: &str = "OCELOT_SWEEP_EVERY";
+/// Hookhandler: largest accepted request body in bytes.
+pub const OCELOT_MAX_BODY_BYTES: &str = "OCELOT_MAX_BODY_BYTES";
+/// Hookhandler: requests per second allowed from one source address.
+pub const OCELOT_RATE_LIMIT: &str = "OCELOT_RATE_LIMIT";
+/// Hookhandler: requests one source address may send in a burst.
+pub const OCELOT_RATE_BURST: &str = "OCELOT_RATE_BURST";
+/// Hookhandler: deliveries turned into builds at once (0: only record them).
+pub const OCELOT_PROCESSORS: &str = "OCELOT_PROCESSORS";
+/// Poller: `git ls-remote`s at once (not `OCELOT_WORKER_CONCURRENCY`, the worker's builds).
+pub const OCELOT_POLLER_CONCURRENCY: &str = "OCELOT_POLLER_CONCURRENCY";
+/// Poller: how often it looks for due polls (`1s`).
+pub const OCELOT_POLL_TICK: &str = "OCELOT_POLL_TICK";
 /// Log format of services: `plain` or `json`.
 pub const OCELOT_LOG_FORMAT: &str = "OCELOT_LOG_FORMAT";
 /// Disables colours in the CLI when set (https://no-color.org).

@@ -51,6 +51,19 @@ pub enum EventKind {
     },
 }
 
+impl EventKind {
+    /// The event's `type` tag, as in its JSON form (`line`, `stage_started`, ...).
+    pub fn name(&self) -> &'static str {
+        match self {
+            EventKind::AttemptStarted { .. } => "attempt_started",
+            EventKind::Line { .. } => "line",
+            EventKind::StageStarted { .. } => "stage_started",
+            EventKind::StageFinished { .. } => "stage_finished",
+            EventKind::Result { .. } => "result",
+        }
+    }
+}
+
 impl BuildEvent {
     pub fn is_result(&self) -> bool {
         matches!(self.kind, EventKind::Result { .. })

@@ -3,6 +3,7 @@
 //!
 //! - [`pipeline`]: the `ocelot.yml` model, parser and validator (original Ocelot format + timeouts).
 //! - [`build_state`]: build and stage states, their transitions and their one text form.
+//! - [`cancel`]: what a cancel request did.
 //! - [`model`]: plain domain structs (repos, builds, stages, stored log lines, jobs).
 //! - [`events`]: the events of a build's log (lines, stage transitions, result) and the
 //!   log digest that proves a log arrived whole.
@@ -14,6 +15,7 @@
 
 pub mod auth;
 pub mod build_state;
+pub mod cancel;
 pub mod env_vars;
 pub mod error_chain;
 pub mod events;

@@ -189,3 +189,8 @@ pub fn unix_ms(at: SystemTime) -> i64 {
         .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
         .unwrap_or(0)
 }
+
+/// The time `ms` milliseconds after the Unix epoch (the epoch itself for negative values).
+pub fn from_unix_ms(ms: i64) -> SystemTime {
+    SystemTime::UNIX_EPOCH + std::time::Duration::from_millis(u64::try_from(ms).unwrap_or(0))
+}

@@ -2,6 +2,7 @@
 //! that maps states and events to and from the wire.
 
 use crate::build_state::{BuildState, StageState};
+use crate::cancel::CancelOutcome;
 use crate::events::{BuildEvent, EventKind};
 use crate::model::{Build, LogStream, Poll, PollSchedule, Repo, StageRecord, unix_ms};
 use ocelot_proto::v1 as pb;
@@ -44,6 +45,29 @@ impl TryFrom<pb::BuildState> for BuildState {
 }
 
 /// Reads the `i32` of a proto enum field as a build state.
+impl From<CancelOutcome> for pb::CancelOutcome {
+    fn from(outcome: CancelOutcome) -> Self {
+        match outcome {
+            CancelOutcome::Cancelled => pb::CancelOutcome::Cancelled,
+            CancelOutcome::AlreadyFinal => pb::CancelOutcome::AlreadyFinal,
+            CancelOutcome::FinishedFirst => pb::CancelOutcome::FinishedFirst,
+            CancelOutcome::NotConfirmed => pb::CancelOutcome::NotConfirmed,
+        }
+    }
+}
+
+/// The outcome a `CancelBuildResponse` carries; `None` for a value this client does not
+/// know (a newer admin) or none at all.
+pub fn cancel_outcome_from_i32(value: i32) -> Option<CancelOutcome> {
+    match pb::CancelOutcome::try_from(value).ok()? {
+        pb::CancelOutcome::Unspecified => None,
+        pb::CancelOutcome::Cancelled => Some(CancelOutcome::Cancelled),
+        pb::CancelOutcome::AlreadyFinal => Some(CancelOutcome::AlreadyFinal),
+        pb::CancelOutcome::FinishedFirst => Some(CancelOutcome::FinishedFirst),
+        pb::CancelOutcome::NotConfirmed => Some(CancelOutcome::NotConfirmed),
+    }
+}
+
 pub fn build_state_from_i32(value: i32) -> Result<BuildState, UnspecifiedState> {
     pb::BuildState::try_from(value)
         .map_err(|_| UnspecifiedState(value))

@@ -5,7 +5,7 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(text) = std::str::from_utf8(data) {
-        if let Err(errors) = ocelot_core::pipeline::parse(text) {
+        if let Err(errors) = ocelot_domain::pipeline::parse(text) {
             for error in &errors.0 {
                 assert!(error.line >= 1, "an error without a line: {error:?}");
             }

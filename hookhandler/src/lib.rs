@@ -66,17 +66,17 @@ pub struct Settings {
     #[arg(long, env = env_vars::OCELOT_CACHE_DIR)]
     pub cache_dir: Option<PathBuf>,
     /// Largest accepted request body in bytes (larger: 413)
-    #[arg(long, default_value_t = 5 * 1024 * 1024)]
+    #[arg(long, env = env_vars::OCELOT_MAX_BODY_BYTES, default_value_t = 5 * 1024 * 1024)]
     pub max_body_bytes: usize,
     /// Requests per second allowed from one source address (more: 429 with Retry-After)
-    #[arg(long, default_value = "50")]
+    #[arg(long, env = env_vars::OCELOT_RATE_LIMIT, default_value = "50")]
     pub rate_limit: NonZeroU32,
     /// Requests one source may send in a burst
-    #[arg(long, default_value = "200")]
+    #[arg(long, env = env_vars::OCELOT_RATE_BURST, default_value = "200")]
     pub rate_burst: NonZeroU32,
     /// Deliveries turned into builds at once (0: only record deliveries, for an ingest-only
     /// node whose deliveries other hookhandlers process)
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, env = env_vars::OCELOT_PROCESSORS, default_value_t = 4)]
     pub processors: usize,
 }
 

@@ -39,16 +39,16 @@ pub struct Settings {
     pub secret_store: SecretStoreArgs,
     #[command(flatten)]
     pub consul: ConsulArgs,
-    /// Directory of the git mirrors used to read ocelot.yml (default: under the temp dir)
     #[command(flatten)]
     pub health: ocelot_core::health::HealthArgs,
+    /// Directory of the git mirrors used to read ocelot.yml (default: under the temp dir)
     #[arg(long, env = env_vars::OCELOT_CACHE_DIR)]
     pub cache_dir: Option<PathBuf>,
     /// `git ls-remote`s (and builds being queued) at once
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, env = env_vars::OCELOT_POLLER_CONCURRENCY, default_value_t = 16)]
     pub concurrency: usize,
     /// How often the poller looks for due polls
-    #[arg(long, value_parser = parse_duration, default_value = "1s")]
+    #[arg(long, env = env_vars::OCELOT_POLL_TICK, value_parser = parse_duration, default_value = "1s")]
     pub tick: Duration,
 }
 
@@ -65,9 +65,12 @@ pub(crate) struct PollerContext {
     pub(crate) secrets: Secrets,
 }
 
-/// Connects to Postgres and NATS, then polls until `shutdown` resolves.
+/// Connects to Postgres and NATS, then polls until `shutdown` resolves. `health`: where to
+/// serve `/healthz` and `/readyz`, bound (`--health-listen`, see
+/// [`ocelot_core::health::HealthArgs::bind`]); none when `None`.
 pub async fn run(
     settings: Settings,
+    health: Option<tokio::net::TcpListener>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     anyhow::ensure!(settings.concurrency > 0, "--concurrency must be at least 1");
@@ -94,10 +97,7 @@ pub async fn run(
                 ocelot_core::health::dependency_problems(&store, &bus, Duration::from_secs(2)).await
             })
         });
-        settings
-            .health
-            .serve(probe, health_stop.clone())
-            .await
+        ocelot_core::health::spawn(health, probe, health_stop.clone())
             .context("serving the health endpoints")?
     };
     let context = PollerContext {

@@ -3,6 +3,7 @@
 
 use crate::git::GitServer;
 use crate::nats::NatsServer;
+use crate::pg_server::PostgresServer;
 use crate::postgres::TestDatabase;
 use anyhow::Context;
 use ocelot_core::store::Store;
@@ -20,6 +21,8 @@ pub struct WorkerSpec {
     pub concurrency: usize,
     /// Free disk under which the worker takes no job (`--min-free-disk-mib`).
     pub min_free_disk_mib: u64,
+    /// How long its writes wait out a Postgres outage (`--store-outage-budget`).
+    pub store_outage_budget: Duration,
 }
 
 impl Default for WorkerSpec {
@@ -29,6 +32,7 @@ impl Default for WorkerSpec {
             executor: ExecutorKind::Docker,
             concurrency: 2,
             min_free_disk_mib: 1,
+            store_outage_budget: Duration::from_secs(60),
         }
     }
 }
@@ -61,6 +65,9 @@ pub struct ClusterSpec {
     pub tls: bool,
     /// Workers and pollers serve `/healthz` and `/readyz` (see `Cluster::health_urls`).
     pub health_endpoints: bool,
+    /// A PostgreSQL server of the cluster's own (`Cluster::postgres`), which a test may stop
+    /// and start; else a database on the shared server.
+    pub own_postgres: bool,
 }
 
 impl Default for ClusterSpec {
@@ -71,6 +78,7 @@ impl Default for ClusterSpec {
             pollers: 0,
             tls: false,
             health_endpoints: false,
+            own_postgres: false,
         }
     }
 }
@@ -96,6 +104,8 @@ impl CliOutput {
 #[derive(Debug)]
 pub struct Cluster {
     pub database: TestDatabase,
+    /// The cluster's own PostgreSQL server, when the spec asked for one.
+    pub postgres: Option<PostgresServer>,
     pub nats: NatsServer,
     pub git: GitServer,
     pub admin_url: String,
@@ -121,24 +131,96 @@ impl Drop for Cluster {
     }
 }
 
-/// The directory of the built binaries (`target/debug`), or `OCELOT_TEST_BIN_DIR`.
+/// The binaries the tests run (the CLI and the services, also inside the multi-host
+/// test's image).
+pub const BINARIES: [&str; 5] = [
+    "ocelot",
+    "ocelot-admin",
+    "ocelot-worker",
+    "ocelot-poller",
+    "ocelot-hookhandler",
+];
+
+/// The directory of the binaries under test: `OCELOT_TEST_BIN_DIR` as it is, or else the
+/// test binary's own profile directory (`target/debug`) once `cargo build --workspace --bins`
+/// (what `scripts/test.sh` runs) has brought them up to date there, so a stale binary is
+/// never tested. The build runs once per test process; the first caller waits for it.
 pub fn bin_dir() -> anyhow::Result<PathBuf> {
-    if let Ok(dir) = std::env::var("OCELOT_TEST_BIN_DIR") {
-        return Ok(PathBuf::from(dir));
+    static BUILT: std::sync::OnceLock<Result<PathBuf, String>> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| built_bin_dir().map_err(|error| format!("{error:#}")))
+        .clone()
+        .map_err(anyhow::Error::msg)
+}
+
+fn built_bin_dir() -> anyhow::Result<PathBuf> {
+    if let Some(dir) = std::env::var_os("OCELOT_TEST_BIN_DIR") {
+        let dir = PathBuf::from(dir);
+        missing_binaries(&dir).map_err(|missing| {
+            anyhow::anyhow!(
+                "OCELOT_TEST_BIN_DIR={} lacks {missing}: build them there, or unset it to let the tests build them",
+                dir.display()
+            )
+        })?;
+        return Ok(dir);
     }
     let exe = std::env::current_exe()?;
-    // target/debug/deps/it-HASH → target/debug
-    let dir = exe
+    // target/PROFILE/deps/it-HASH (a test) or target/PROFILE/NAME (a binary) → target/PROFILE
+    let mut dir = exe
         .parent()
-        .and_then(Path::parent)
-        .context("cannot find the target directory from the test binary's path")?
-        .to_path_buf();
+        .context("cannot find the target directory from the test binary's path")?;
+    if dir.file_name().is_some_and(|name| name == "deps") {
+        dir = dir.parent().context("no profile directory above deps/")?;
+    }
+    let profile = dir
+        .file_name()
+        .and_then(|name| name.to_str())
+        .context("the profile directory's name")?;
+    let target_dir = dir.parent().context("no target directory")?;
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut command = std::process::Command::new(&cargo);
+    command
+        .args(["build", "--workspace", "--bins", "--manifest-path"])
+        .arg(&manifest)
+        .arg("--target-dir")
+        .arg(target_dir)
+        .stdin(std::process::Stdio::null());
+    match profile {
+        "debug" => {}
+        "release" => {
+            command.arg("--release");
+        }
+        other => {
+            command.args(["--profile", other]);
+        }
+    }
+    let shown = format!("{command:?}");
+    let output = command
+        .output()
+        .with_context(|| format!("running {shown}"))?;
     anyhow::ensure!(
-        dir.join("ocelot").exists(),
-        "{} has no `ocelot` binary: run `cargo build --bins` first (scripts/test.sh does), or set OCELOT_TEST_BIN_DIR",
-        dir.display()
+        output.status.success(),
+        "building the binaries under test failed ({shown}):\n{}\n(or set OCELOT_TEST_BIN_DIR to a directory of built binaries)",
+        String::from_utf8_lossy(&output.stderr)
     );
+    let dir = dir.to_path_buf();
+    missing_binaries(&dir)
+        .map_err(|missing| anyhow::anyhow!("{shown} left no {missing} in {}", dir.display()))?;
     Ok(dir)
+}
+
+/// Ok when `dir` holds every one of [`BINARIES`], else the names of those it lacks.
+fn missing_binaries(dir: &Path) -> Result<(), String> {
+    let missing: Vec<&str> = BINARIES
+        .into_iter()
+        .filter(|name| !dir.join(name).is_file())
+        .collect();
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(missing.join(", "))
+    }
 }
 
 impl Cluster {
@@ -157,10 +239,18 @@ impl Cluster {
 
     pub async fn start_spec(spec: ClusterSpec) -> anyhow::Result<Cluster> {
         let workers = spec.workers;
+        // the binaries the test runs, built (once per test process) before anything starts
+        tokio::task::spawn_blocking(bin_dir).await??;
         if std::env::var_os("RUST_LOG").is_some() {
             ocelot_core::telemetry::init(ocelot_core::telemetry::LogFormat::Plain);
         }
-        let database = TestDatabase::create().await?;
+        let (database, postgres) = if spec.own_postgres {
+            let server = tokio::task::spawn_blocking(PostgresServer::start).await??;
+            let url = server.create_database("ocelot").await?;
+            (TestDatabase { url }, Some(server))
+        } else {
+            (TestDatabase::create().await?, None)
+        };
         let nats = NatsServer::start().await?;
         let dir = tempfile::tempdir()?;
         let git = GitServer::start(&dir.path().join("git")).await?;
@@ -220,18 +310,17 @@ impl Cluster {
             stop.clone().cancelled_owned(),
         )));
 
+        // the health endpoints' listeners, bound here and handed over (no port to race for)
         let mut health_urls = Vec::new();
-        let mut health = |name: String| -> anyhow::Result<ocelot_core::health::HealthArgs> {
-            if !spec.health_endpoints {
-                return Ok(ocelot_core::health::HealthArgs::default());
-            }
-            let address: std::net::SocketAddr =
-                format!("127.0.0.1:{}", crate::free_port()?).parse()?;
-            health_urls.push((name, format!("http://{address}")));
-            Ok(ocelot_core::health::HealthArgs {
-                health_listen: Some(address),
-            })
-        };
+        let mut health_listener =
+            async |name: String| -> anyhow::Result<Option<tokio::net::TcpListener>> {
+                if !spec.health_endpoints {
+                    return Ok(None);
+                }
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+                health_urls.push((name, format!("http://{}", listener.local_addr()?)));
+                Ok(Some(listener))
+            };
         let mut worker_ids = Vec::new();
         for (index, spec) in workers.into_iter().enumerate() {
             let worker_id = format!(
@@ -246,7 +335,7 @@ impl Cluster {
                 secrets: secrets.clone(),
                 secret_store: Default::default(),
                 consul: Default::default(),
-                health: health(format!("worker-{index}"))?,
+                health: Default::default(),
                 concurrency: spec.concurrency,
                 tags: spec.tags,
                 executor: spec.executor,
@@ -257,12 +346,15 @@ impl Cluster {
                 shutdown_grace: Duration::from_secs(5),
                 job_ack_wait: Duration::from_secs(60),
                 max_log_mib: 4,
+                store_outage_budget: spec.store_outage_budget,
                 min_free_disk_mib: spec.min_free_disk_mib,
                 check_every: Duration::from_millis(500),
                 sweep_every: Duration::from_millis(500),
             };
+            let health = health_listener(format!("worker-{index}")).await?;
             tasks.push(tokio::spawn(ocelot_worker::run(
                 settings,
+                health,
                 stop.clone().cancelled_owned(),
             )));
         }
@@ -302,13 +394,15 @@ impl Cluster {
                 secrets: secrets.clone(),
                 secret_store: Default::default(),
                 consul: Default::default(),
-                health: health(format!("poller-{index}"))?,
+                health: Default::default(),
                 cache_dir: Some(dir.path().join(format!("poller-{index}"))),
                 concurrency: 4,
                 tick: Duration::from_millis(200),
             };
+            let health = health_listener(format!("poller-{index}")).await?;
             tasks.push(tokio::spawn(ocelot_poller::run(
                 settings,
+                health,
                 stop.clone().cancelled_owned(),
             )));
         }
@@ -323,6 +417,7 @@ impl Cluster {
         };
         let cluster = Cluster {
             database,
+            postgres,
             nats,
             git,
             admin_url,

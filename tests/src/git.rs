@@ -1,8 +1,14 @@
 //! Git repositories served by a `git daemon` on a free loopback port.
+//!
+//! The `git-daemon` program is run directly (from `git --exec-path`), not through the `git`
+//! wrapper, whose `git-daemon` child would survive a kill of the wrapper; and it leads a
+//! process group of its own, which is killed with the connections it forked on drop.
 
+use crate::process::GroupChild;
 use anyhow::Context;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 #[derive(Debug)]
@@ -11,7 +17,26 @@ pub struct GitServer {
     /// The address it listens on (127.0.0.1 unless started with [`GitServer::start_on`]).
     pub ip: String,
     root: PathBuf,
-    _child: tokio::process::Child,
+    child: GroupChild,
+}
+
+/// `$(git --exec-path)/git-daemon`, looked up once.
+fn git_daemon() -> anyhow::Result<PathBuf> {
+    static FOUND: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    FOUND
+        .get_or_init(|| {
+            let exec_path = git(Path::new("/"), &["--exec-path"]).map_err(|e| format!("{e:#}"))?;
+            let daemon = Path::new(&exec_path).join("git-daemon");
+            if daemon.is_file() {
+                Ok(daemon)
+            } else {
+                Err(format!(
+                    "no git-daemon in `git --exec-path` ({exec_path}): Debian's `git` package ships it"
+                ))
+            }
+        })
+        .clone()
+        .map_err(anyhow::Error::msg)
 }
 
 fn git(dir: &Path, args: &[&str]) -> anyhow::Result<String> {
@@ -42,26 +67,30 @@ impl GitServer {
     pub async fn start_on(root: &Path, ip: &str) -> anyhow::Result<GitServer> {
         std::fs::create_dir_all(root)?;
         let port = crate::free_port()?;
-        let child = tokio::process::Command::new("git")
-            .arg("daemon")
-            .arg("--reuseaddr")
-            .arg("--export-all")
-            .arg(format!("--base-path={}", root.display()))
-            .arg(format!("--listen={ip}"))
-            .arg(format!("--port={port}"))
-            .arg(root)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .context("starting git daemon")?;
+        let child = GroupChild::spawn(
+            "git-daemon",
+            tokio::process::Command::new(git_daemon()?)
+                .arg("--reuseaddr")
+                .arg("--export-all")
+                .arg(format!("--base-path={}", root.display()))
+                .arg(format!("--listen={ip}"))
+                .arg(format!("--port={port}"))
+                .arg(root)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null()),
+        )?;
         crate::wait_for_address(ip, port, Duration::from_secs(10)).await?;
         Ok(GitServer {
             port,
             ip: ip.to_string(),
             root: root.to_path_buf(),
-            _child: child,
+            child,
         })
+    }
+
+    /// The pid of `git-daemon`, which leads the process group of everything it started.
+    pub fn pid(&self) -> i32 {
+        self.child.pid()
     }
 
     /// The directory the served repositories live in.

@@ -1,5 +1,7 @@
 //! A private git server over HTTP: `git http-backend` (smart HTTP, as CGI) behind a loopback
-//! server that requires HTTP Basic authentication with one user name and token.
+//! server that requires HTTP Basic authentication with one user name and token. Each
+//! request's `git http-backend` leads a process group of its own, killed and waited for
+//! when the request ends (or is dropped, as when the server is).
 
 use anyhow::Context;
 use axum::body::Body;
@@ -10,7 +12,7 @@ use base64::Engine;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[derive(Debug)]
 struct Backend {
@@ -125,18 +127,25 @@ async fn run_backend(root: &Path, request: Request) -> anyhow::Result<Response> 
         .env("REMOTE_ADDR", "127.0.0.1")
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true);
-    let mut child = command.spawn().context("starting git http-backend")?;
+        .stderr(std::process::Stdio::null());
+    let mut backend = crate::process::GroupChild::spawn("git http-backend", &mut command)?;
+    let child = backend.child_mut();
     let mut stdin = child.stdin.take().context("http-backend stdin")?;
+    let mut stdout = child.stdout.take().context("http-backend stdout")?;
     let feed = async move {
         stdin.write_all(&body).await?;
         stdin.shutdown().await
     };
-    let (fed, output) = tokio::join!(feed, child.wait_with_output());
+    let mut output = Vec::new();
+    let (fed, read) = tokio::join!(feed, stdout.read_to_end(&mut output));
     fed.context("writing the request body to http-backend")?;
-    let output = output.context("running http-backend")?;
-    parse_cgi(&output.stdout)
+    read.context("reading http-backend's output")?;
+    backend
+        .child_mut()
+        .wait()
+        .await
+        .context("running http-backend")?;
+    parse_cgi(&output)
 }
 
 /// A CGI program's output: headers (with an optional `Status:`), a blank line, the body.

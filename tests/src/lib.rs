@@ -12,6 +12,8 @@
 //! - [`http`]: a minimal HTTP/1.1 client for webhook requests.
 //! - [`pg_server`]: `PostgresServer`, a Postgres of a test's own that it can stop and restart.
 //! - [`services`]: `ServiceProcess`, a service binary run as a process (kill, SIGTERM, restart).
+//! - [`process`]: `GroupChild`, how every server above runs: in a process group of its own,
+//!   killed and waited for on drop, so that no process outlives its test.
 //! - [`cluster`]: `Cluster` — admin + workers + the CLI, and `wait_until`.
 
 pub mod cluster;
@@ -21,6 +23,7 @@ pub mod http;
 pub mod nats;
 pub mod pg_server;
 pub mod postgres;
+pub mod process;
 pub mod registry;
 pub mod services;
 pub mod sshd;

@@ -1,6 +1,7 @@
-//! A NATS server with JetStream per test: a free port and its own storage directory.
+//! A NATS server with JetStream per test: a free port and its own storage directory. It
+//! leads a process group of its own, killed and waited for on drop.
 
-use anyhow::Context;
+use crate::process::GroupChild;
 use std::time::Duration;
 
 #[derive(Debug)]
@@ -8,7 +9,7 @@ pub struct NatsServer {
     pub url: String,
     pub port: u16,
     ip: String,
-    child: Option<tokio::process::Child>,
+    child: Option<GroupChild>,
     dir: tempfile::TempDir,
 }
 
@@ -24,15 +25,15 @@ fn binary() -> String {
     "nats-server".to_string()
 }
 
-fn spawn(ip: &str, port: u16, dir: &std::path::Path) -> anyhow::Result<tokio::process::Child> {
-    tokio::process::Command::new(binary())
-        .args(["-a", ip, "-p", &port.to_string(), "-js", "-sd"])
-        .arg(dir)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .context("starting nats-server (scripts/setup.sh installs it; or set OCELOT_NATS_SERVER)")
+fn spawn(ip: &str, port: u16, dir: &std::path::Path) -> anyhow::Result<GroupChild> {
+    GroupChild::spawn(
+        "nats-server (scripts/setup.sh installs it; or set OCELOT_NATS_SERVER)",
+        tokio::process::Command::new(binary())
+            .args(["-a", ip, "-p", &port.to_string(), "-js", "-sd"])
+            .arg(dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null()),
+    )
 }
 
 impl NatsServer {
@@ -63,12 +64,18 @@ impl NatsServer {
         Err(last_error.unwrap_or_else(|| anyhow::anyhow!("nats-server did not start")))
     }
 
-    /// Kills the server (SIGKILL: nothing is flushed on the way out).
+    /// Kills the server (SIGKILL: nothing is flushed on the way out) and waits until it is
+    /// gone.
     pub async fn kill(&mut self) -> anyhow::Result<()> {
         if let Some(mut child) = self.child.take() {
-            child.kill().await?;
+            child.kill_all()?;
         }
         Ok(())
+    }
+
+    /// The server's pid (which leads its process group), while it runs.
+    pub fn pid(&self) -> Option<i32> {
+        self.child.as_ref().map(GroupChild::pid)
     }
 
     /// Starts the server again on the same port and storage (streams and consumers kept).

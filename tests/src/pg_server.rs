@@ -1,6 +1,8 @@
 //! A Postgres server of a test's own (initdb in a temp directory, a free port), for tests
 //! that stop and restart the database under running services. As root, the server runs as
-//! the `postgres` user (Postgres refuses root).
+//! the `postgres` user (Postgres refuses root). `pg_ctl` starts the postmaster in a session
+//! (and process group) of its own; on drop the server is stopped (`immediate`) and the
+//! harness checks that no process of that group or of its descendants is left.
 
 use anyhow::Context;
 use std::path::{Path, PathBuf};
@@ -155,6 +157,24 @@ impl PostgresServer {
         )
     }
 
+    /// The running postmaster's pid (the first line of `postmaster.pid`, when that process
+    /// is this server's: its command line names the data directory), which leads the
+    /// process group of the server's processes.
+    pub fn postmaster_pid(&self) -> Option<i32> {
+        let pid: i32 = std::fs::read_to_string(self.data.join("postmaster.pid"))
+            .ok()?
+            .lines()
+            .next()?
+            .trim()
+            .parse()
+            .ok()?;
+        let command_line = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+        let command_line = String::from_utf8_lossy(&command_line).replace('\0', " ");
+        command_line
+            .contains(self.data.to_string_lossy().as_ref())
+            .then_some(pid)
+    }
+
     /// Creates a database.
     pub async fn create_database(&self, name: &str) -> anyhow::Result<String> {
         let (client, connection) =
@@ -171,6 +191,13 @@ impl PostgresServer {
 
 impl Drop for PostgresServer {
     fn drop(&mut self) {
+        let postmaster = self.postmaster_pid();
         let _ = self.stop("immediate");
+        if let Some(pid) = postmaster
+            && let Err(error) =
+                crate::process::ensure_gone(&format!("postgres on port {}", self.port), pid)
+        {
+            crate::process::fail_in_drop(&error);
+        }
     }
 }

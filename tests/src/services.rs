@@ -1,7 +1,11 @@
 //! Ocelot's services as real processes (the built binaries), for tests that kill, stop and
 //! restart them: SIGKILL, SIGTERM, start again with the same arguments. Each service's
-//! output is appended to one log file across its restarts.
+//! output is appended to one log file across its restarts. Each start leads a process
+//! group of its own: [`ServiceProcess::kill`] ends the service alone (as a crash would),
+//! and dropping the `ServiceProcess` kills every group it started and waits until no
+//! process of them is left.
 
+use crate::process::GroupChild;
 use anyhow::Context;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -13,7 +17,9 @@ pub struct ServiceProcess {
     args: Vec<String>,
     env: Vec<(String, String)>,
     pub log: PathBuf,
-    child: Option<tokio::process::Child>,
+    child: Option<GroupChild>,
+    /// The process groups of earlier starts, whatever of them may still run (killed on drop).
+    earlier: Vec<GroupChild>,
 }
 
 impl ServiceProcess {
@@ -32,6 +38,7 @@ impl ServiceProcess {
             env: env.to_vec(),
             log: log.to_path_buf(),
             child: None,
+            earlier: Vec::new(),
         };
         service.start_again()?;
         Ok(service)
@@ -44,36 +51,40 @@ impl ServiceProcess {
             .create(true)
             .append(true)
             .open(&self.log)?;
-        let child = tokio::process::Command::new(&self.program)
-            .args(&self.args)
-            .envs(self.env.iter().cloned())
-            .env("OCELOT_LOG_FORMAT", "plain")
-            .stdin(std::process::Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .kill_on_drop(true)
-            .spawn()
-            .with_context(|| format!("starting {}", self.program.display()))?;
+        let child = GroupChild::spawn(
+            &self.program.display().to_string(),
+            tokio::process::Command::new(&self.program)
+                .args(&self.args)
+                .envs(self.env.iter().cloned())
+                .env("OCELOT_LOG_FORMAT", "plain")
+                .stdin(std::process::Stdio::null())
+                .stdout(log.try_clone()?)
+                .stderr(log),
+        )?;
         self.child = Some(child);
         Ok(())
     }
 
     fn signal(&self, signal: rustix::process::Signal) -> anyhow::Result<()> {
-        let child = self.child.as_ref().context("not running")?;
-        let pid = child
-            .id()
-            .and_then(|id| i32::try_from(id).ok())
-            .and_then(rustix::process::Pid::from_raw)
-            .context("no pid")?;
-        rustix::process::kill_process(pid, signal)?;
-        Ok(())
+        self.child
+            .as_ref()
+            .context("not running")?
+            .signal_leader(signal)
     }
 
-    /// SIGKILL: the service dies at once, mid-work.
+    /// The running service's pid (which leads its process group).
+    pub fn pid(&self) -> Option<i32> {
+        self.child.as_ref().map(GroupChild::pid)
+    }
+
+    /// SIGKILL: the service dies at once, mid-work. What it started keeps running, as after
+    /// a real crash, until this `ServiceProcess` is dropped.
     pub async fn kill(&mut self) -> anyhow::Result<()> {
         self.signal(rustix::process::Signal::KILL)?;
         if let Some(mut child) = self.child.take() {
-            child.wait().await?;
+            let waited = child.child_mut().wait().await;
+            self.earlier.push(child);
+            waited?;
         }
         Ok(())
     }
@@ -82,19 +93,25 @@ impl ServiceProcess {
     pub async fn terminate(&mut self, timeout: Duration) -> anyhow::Result<Option<i32>> {
         self.signal(rustix::process::Signal::TERM)?;
         let mut child = self.child.take().context("not running")?;
-        match tokio::time::timeout(timeout, child.wait()).await {
+        let waited = tokio::time::timeout(timeout, child.child_mut().wait()).await;
+        let outcome = match waited {
             Ok(status) => Ok(status?.code()),
             Err(_) => {
-                child.kill().await?;
-                anyhow::bail!("{} did not exit within {timeout:?} of SIGTERM", self.name)
+                child.kill_all()?;
+                Err(anyhow::anyhow!(
+                    "{} did not exit within {timeout:?} of SIGTERM",
+                    self.name
+                ))
             }
-        }
+        };
+        self.earlier.push(child);
+        outcome
     }
 
     /// Whether the process has exited (e.g. it failed to start).
     pub fn has_exited(&mut self) -> bool {
         match self.child.as_mut() {
-            Some(child) => child.try_wait().ok().flatten().is_some(),
+            Some(child) => child.child_mut().try_wait().ok().flatten().is_some(),
             None => true,
         }
     }

@@ -1,6 +1,8 @@
 //! A private git server over SSH: `sshd` on a free loopback port that accepts one key and
-//! runs only `git-shell` for it.
+//! runs only `git-shell` for it. `sshd` leads a process group of its own; on drop it is
+//! killed with that group and with its connections' processes (which leave the group).
 
+use crate::process::GroupChild;
 use anyhow::Context;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -16,8 +18,9 @@ pub struct SshGitServer {
     pub client_key: String,
     /// The server's `known_hosts` line.
     pub known_hosts: String,
+    // declared before the directory: the processes end before their files go
+    child: GroupChild,
     _dir: tempfile::TempDir,
-    _child: tokio::process::Child,
 }
 
 fn keygen(path: &Path) -> anyhow::Result<()> {
@@ -84,16 +87,16 @@ impl SshGitServer {
         )?;
         // sshd started by root wants its privilege-separation directory
         let _ = std::fs::create_dir_all("/run/sshd");
-        let child = tokio::process::Command::new(&sshd)
-            .arg("-D")
-            .arg("-e")
-            .arg("-f")
-            .arg(&config)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .with_context(|| format!("starting {}", sshd.display()))?;
+        let child = GroupChild::spawn(
+            &sshd.display().to_string(),
+            tokio::process::Command::new(&sshd)
+                .arg("-D")
+                .arg("-e")
+                .arg("-f")
+                .arg(&config)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null()),
+        )?;
         crate::wait_for_port(port, Duration::from_secs(10)).await?;
         let host_public = std::fs::read_to_string(host_key.with_extension("pub"))?;
         let host_public: Vec<&str> = host_public.split_whitespace().take(2).collect();
@@ -110,9 +113,14 @@ impl SshGitServer {
             user,
             client_key: std::fs::read_to_string(&client_key)?,
             known_hosts: format!("[127.0.0.1]:{port} {}\n", host_public.join(" ")),
+            child,
             _dir: dir,
-            _child: child,
         })
+    }
+
+    /// The pid of the listening `sshd`, which leads its process group.
+    pub fn pid(&self) -> i32 {
+        self.child.pid()
     }
 
     pub fn url(&self, name: &str) -> String {

@@ -6,22 +6,29 @@
 //! - `job_loop`: one pull loop per tag, bounded by `--concurrency`, in-progress acks.
 //! - `build_runner`: claim → checkout → ocelot.yml → environment → stages → result.
 //! - `executor`: where scripts run: `docker` (bollard) or `host`.
-//! - `event_sink`: numbers events, publishes them, batches lines into Postgres.
+//! - `attempt_log`: numbers an attempt's events, publishes them, stores them in batches.
+//! - `log_sink`, `log_limit`: what executors write output to, and how much a build keeps.
 //! - `lines`: splits output chunks into lines.
 //! - `output`: a stage's output to the log: split, masked, bounded (both executors).
 //! - `sweeper`: removes build containers no attempt owns (left by a dead worker).
 //! - `pressure`: back-pressure checks (disk, Postgres, NATS, Docker) that pause job pulls.
 //! - `registry`: this worker's entry in the worker registry (NATS KV), kept fresh.
 
+mod attempt_log;
 mod build_runner;
-mod event_sink;
 mod executor;
 mod job_loop;
 mod lines;
+mod log_limit;
+mod log_sink;
 mod output;
 mod pressure;
 mod registry;
 mod sweeper;
+
+/// How build containers are named and labelled (what the sweeper goes by), for tests that
+/// make containers like a worker's.
+pub use executor::docker::{container_labels, container_name};
 
 use anyhow::Context;
 use clap::Parser;
@@ -83,34 +90,39 @@ pub struct Settings {
     #[arg(long, env = env_vars::OCELOT_CACHE_DIR)]
     pub cache_dir: Option<PathBuf>,
     /// Attempts a build gets before it ends errored (a worker lost mid-build costs one)
-    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(i32).range(1..))]
+    #[arg(long, env = env_vars::OCELOT_MAX_ATTEMPTS, default_value_t = 3, value_parser = clap::value_parser!(i32).range(1..))]
     pub max_attempts: i32,
     /// How long an image pull may take
-    #[arg(long, value_parser = humantime_duration, default_value = "10m")]
+    #[arg(long, env = env_vars::OCELOT_PULL_TIMEOUT, value_parser = humantime_duration, default_value = "10m")]
     pub pull_timeout: Duration,
     /// How long running builds may take to finish after a shutdown signal; builds still
     /// running then are stopped and handed back to the queue for another worker
-    #[arg(long, value_parser = humantime_duration, default_value = "30s")]
+    #[arg(long, env = env_vars::OCELOT_SHUTDOWN_GRACE, value_parser = humantime_duration, default_value = "30s")]
     pub shutdown_grace: Duration,
     /// How long a job stays with a worker that gives no sign of life (a crashed or cut-off
     /// worker) before it is delivered again; running builds renew it every quarter of it.
     /// Set by the first worker that creates a tag's consumer: keep it equal on all workers
-    #[arg(long, value_parser = humantime_duration, default_value = "60s")]
+    #[arg(long, env = env_vars::OCELOT_JOB_ACK_WAIT, value_parser = humantime_duration, default_value = "60s")]
     pub job_ack_wait: Duration,
     /// The output a build keeps, in MiB: past it, a marker line says so and the rest is
     /// counted, not kept (the build goes on). Lines keep at most 64 KiB each
-    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, env = env_vars::OCELOT_MAX_LOG_MIB, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..))]
     pub max_log_mib: u64,
+    /// How long a build's Postgres writes wait out an outage (a restart): past it the build
+    /// goes on and its log waits in memory until Postgres is back; a result that cannot be
+    /// recorded within it sends the job back to the queue
+    #[arg(long, env = env_vars::OCELOT_STORE_OUTAGE_BUDGET, value_parser = humantime_duration, default_value = "60s")]
+    pub store_outage_budget: Duration,
     /// Free disk (MiB) under the cache directory below which the worker takes no new jobs
-    #[arg(long, default_value_t = 1024)]
+    #[arg(long, env = env_vars::OCELOT_MIN_FREE_DISK_MIB, default_value_t = 1024)]
     pub min_free_disk_mib: u64,
     /// How often the worker checks its disk and dependencies (Postgres, NATS, Docker); while
     /// a check fails it takes no new jobs and says why in `ocelot workers`
-    #[arg(long, value_parser = humantime_duration, default_value = "5s")]
+    #[arg(long, env = env_vars::OCELOT_CHECK_EVERY, value_parser = humantime_duration, default_value = "5s")]
     pub check_every: Duration,
     /// How often build containers and workspaces that no attempt owns (left by a dead
     /// worker) are removed from this worker's host
-    #[arg(long, value_parser = humantime_duration, default_value = "1m")]
+    #[arg(long, env = env_vars::OCELOT_SWEEP_EVERY, value_parser = humantime_duration, default_value = "1m")]
     pub sweep_every: Duration,
 }
 
@@ -138,6 +150,10 @@ pub(crate) struct WorkerContext {
     pub(crate) hand_back: CancellationToken,
     /// The output a build keeps (bytes).
     pub(crate) max_log_bytes: u64,
+    /// How long a build's writes wait out a Postgres outage before the build goes on
+    /// (its log then waits in memory; its result waits this long again, else the job goes
+    /// back to the queue).
+    pub(crate) store_outage_budget: Duration,
 }
 
 fn default_worker_id() -> String {
@@ -147,8 +163,11 @@ fn default_worker_id() -> String {
 }
 
 /// Connects to Postgres, NATS and Docker, then runs builds until `shutdown` resolves.
+/// `health`: where to serve `/healthz` and `/readyz`, bound (`--health-listen`, see
+/// [`ocelot_core::health::HealthArgs::bind`]); none when `None`.
 pub async fn run(
     settings: Settings,
+    health: Option<tokio::net::TcpListener>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     for tag in &settings.tags {
@@ -200,6 +219,7 @@ pub async fn run(
         secrets,
         hand_back: CancellationToken::new(),
         max_log_bytes: settings.max_log_mib.saturating_mul(1024 * 1024),
+        store_outage_budget: settings.store_outage_budget,
     };
     tracing::info!(worker_id = %context.worker_id, tags = ?settings.tags,
         concurrency = settings.concurrency, executor = ?settings.executor, "worker started");
@@ -242,10 +262,7 @@ pub async fn run(
             let problem = paused.borrow().clone();
             Box::pin(async move { problem.into_iter().collect() })
         });
-        settings
-            .health
-            .serve(probe, sweep_stop.clone())
-            .await
+        ocelot_core::health::spawn(health, probe, sweep_stop.clone())
             .context("serving the health endpoints")?
     };
     let checks = tokio::spawn(pressure::run(

@@ -13,7 +13,9 @@ fn main() -> anyhow::Result<()> {
 async fn serve() -> anyhow::Result<()> {
     let settings = Settings::parse();
     ocelot_core::telemetry::init(settings.log.log_format);
-    let result = ocelot_worker::run(settings, ocelot_core::shutdown::shutdown_signal()).await;
+    let health = settings.health.bind().await?;
+    let result =
+        ocelot_worker::run(settings, health, ocelot_core::shutdown::shutdown_signal()).await;
     if let Err(error) = &result {
         tracing::error!("{error:#}");
     }

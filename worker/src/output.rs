@@ -1,10 +1,10 @@
 //! A stage's output on its way to the build log, the same for every executor: each stream's
 //! chunks are split into lines ([`LineSplitter`]), masked across lines ([`LineMasker`]: a
-//! secret may arrive split over two), and handed to the [`EventSink`]; past the build's log
+//! secret may arrive split over two), and handed to the [`LogSink`]; past the build's log
 //! limit a chunk is only counted.
 
-use crate::event_sink::EventSink;
 use crate::lines::LineSplitter;
+use crate::log_sink::LogSink;
 use ocelot_core::model::LogStream;
 use ocelot_core::secrets::mask::{LineMasker, Masker};
 
@@ -49,7 +49,7 @@ impl<'a> ScriptOutput<'a> {
 
     /// A chunk of `stream`: its complete lines go to the log; past the build's log limit it
     /// is counted, not split or kept.
-    pub(crate) async fn chunk(&mut self, sink: &mut EventSink, stream: LogStream, bytes: &[u8]) {
+    pub(crate) async fn chunk(&mut self, sink: &mut impl LogSink, stream: LogStream, bytes: &[u8]) {
         if sink.log_full() {
             sink.output_dropped(bytes.len());
             return;
@@ -63,12 +63,12 @@ impl<'a> ScriptOutput<'a> {
             .flat_map(|line| lines.masker.push(line))
             .collect();
         for line in masked {
-            sink.line(stage, stream, line).await;
+            sink.output_line(stage, stream, line).await;
         }
     }
 
     /// The script ended: each stream's unterminated last line and what masking held back.
-    pub(crate) async fn finish(&mut self, sink: &mut EventSink) {
+    pub(crate) async fn finish(&mut self, sink: &mut impl LogSink) {
         for stream in [LogStream::Stdout, LogStream::Stderr] {
             let stage = self.stage;
             let lines = self.stream(stream);
@@ -79,7 +79,7 @@ impl<'a> ScriptOutput<'a> {
                 .unwrap_or_default();
             rest.extend(lines.masker.finish());
             for line in rest {
-                sink.line(stage, stream, line).await;
+                sink.output_line(stage, stream, line).await;
             }
         }
     }

@@ -43,18 +43,7 @@ fn to_wire(info: &CredentialInfo) -> pb::Credential {
 }
 
 fn secret_status(error: SecretError) -> Status {
-    match error {
-        SecretError::Invalid(message) => Status::invalid_argument(message),
-        SecretError::NoMasterKey | SecretError::WrongMasterKey { .. } => {
-            Status::failed_precondition(error.to_string())
-        }
-        SecretError::Store(store) => AdminError::Store(store).into(),
-        SecretError::Backend(message) => Status::unavailable(message),
-        SecretError::Cipher(cipher) => {
-            tracing::error!(error = %cipher, "credential cipher error");
-            Status::internal(cipher.to_string())
-        }
-    }
+    AdminError::from(error).into()
 }
 
 pub(super) async fn add(

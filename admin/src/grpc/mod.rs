@@ -8,7 +8,6 @@ mod tokens;
 
 use crate::AppState;
 use anyhow::Context;
-use ocelot_core::auth::TokenScope;
 use ocelot_proto::v1::admin_server::AdminServer;
 use std::future::Future;
 use tokio_stream::wrappers::TcpListenerStream;
@@ -67,7 +66,12 @@ pub(crate) async fn serve(
     }
     let served = server
         .add_service(health_service)
-        .add_service(AdminServer::new(AdminApi { state }))
+        .add_service(crate::auth::Authorized::new(
+            AdminServer::new(AdminApi {
+                state: state.clone(),
+            }),
+            state,
+        ))
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
         .await;
     readiness.abort();
@@ -113,7 +117,6 @@ impl ocelot_proto::v1::admin_server::Admin for AdminApi {
         &self,
         request: tonic::Request<ocelot_proto::v1::TriggerBuildRequest>,
     ) -> Result<tonic::Response<ocelot_proto::v1::TriggerBuildResponse>, tonic::Status> {
-        crate::auth::authorize(&self.state, &request, TokenScope::Trigger).await?;
         builds::trigger(&self.state, request.into_inner()).await
     }
 
@@ -123,7 +126,6 @@ impl ocelot_proto::v1::admin_server::Admin for AdminApi {
         &self,
         request: tonic::Request<ocelot_proto::v1::WatchBuildRequest>,
     ) -> Result<tonic::Response<Self::WatchBuildStream>, tonic::Status> {
-        crate::auth::authorize(&self.state, &request, TokenScope::Read).await?;
         let request = request.into_inner();
         let resume_after = ocelot_core::events::Position {
             attempt: request.after_attempt,
@@ -136,7 +138,6 @@ impl ocelot_proto::v1::admin_server::Admin for AdminApi {
         &self,
         request: tonic::Request<ocelot_proto::v1::GetBuildRequest>,
     ) -> Result<tonic::Response<ocelot_proto::v1::BuildDetail>, tonic::Status> {
-        crate::auth::authorize(&self.state, &request, TokenScope::Read).await?;
         builds::get(&self.state, request.into_inner()).await
     }
 
@@ -144,7 +145,6 @@ impl ocelot_proto::v1::admin_server::Admin for AdminApi {
         &self,
         request: tonic::Request<ocelot_proto::v1::ListBuildsRequest>,
     ) -> Result<tonic::Response<ocelot_proto::v1::ListBuildsResponse>, tonic::Status> {
-        crate::auth::authorize(&self.state, &request, TokenScope::Read).await?;
         builds::list(&self.state, request.into_inner()).await
     }
 
@@ -152,7 +152,6 @@ impl ocelot_proto::v1::admin_server::Admin for AdminApi {
         &self,
         request: tonic::Request<ocelot_proto::v1::AddRepoRequest>,
     ) -> Result<tonic::Response<ocelot_proto::v1::AddRepoResponse>, tonic::Status> {
-        crate::auth::authorize(&self.state, &request, TokenScope::Admin).await?;
         repos::add(&self.state, request.into_inner()).await
     }
 
@@ -160,7 +159,6 @@ impl ocelot_proto::v1::admin_server::Admin for AdminApi {
         &self,
         request: tonic::Request<ocelot_proto::v1::ListReposRequest>,
     ) -> Result<tonic::Response<ocelot_proto::v1::ListReposResponse>, tonic::Status> {
-        crate::auth::authorize(&self.state, &request, TokenScope::Read).await?;
         repos::list(&self.state, request.into_inner()).await
     }
 
@@ -168,15 +166,13 @@ impl ocelot_proto::v1::admin_server::Admin for AdminApi {
         &self,
         request: tonic::Request<ocelot_proto::v1::RemoveRepoRequest>,
     ) -> Result<tonic::Response<ocelot_proto::v1::RemoveRepoResponse>, tonic::Status> {
-        crate::auth::authorize(&self.state, &request, TokenScope::Admin).await?;
         repos::remove(&self.state, request.into_inner()).await
     }
 
     async fn list_workers(
         &self,
-        request: tonic::Request<ocelot_proto::v1::ListWorkersRequest>,
+        _request: tonic::Request<ocelot_proto::v1::ListWorkersRequest>,
     ) -> Result<tonic::Response<ocelot_proto::v1::ListWorkersResponse>, tonic::Status> {
-        crate::auth::authorize(&self.state, &request, TokenScope::Read).await?;
         let workers = self.state.bus.list_workers().await.map_err(|error| {
             tonic::Status::unavailable(format!("cannot read the worker registry: {error}"))
         })?;
@@ -205,15 +201,14 @@ impl ocelot_proto::v1::admin_server::Admin for AdminApi {
         &self,
         request: tonic::Request<ocelot_proto::v1::CancelBuildRequest>,
     ) -> Result<tonic::Response<ocelot_proto::v1::CancelBuildResponse>, tonic::Status> {
-        let caller = crate::auth::authorize(&self.state, &request, TokenScope::Trigger).await?;
-        crate::cancel::cancel(&self.state, request.into_inner().build_id, &caller.name).await
+        let caller = crate::auth::caller(&request)?.name.clone();
+        crate::cancel::cancel(&self.state, request.into_inner().build_id, &caller).await
     }
 
     async fn rerun_build(
         &self,
         request: tonic::Request<ocelot_proto::v1::RerunBuildRequest>,
     ) -> Result<tonic::Response<ocelot_proto::v1::TriggerBuildResponse>, tonic::Status> {
-        crate::auth::authorize(&self.state, &request, TokenScope::Trigger).await?;
         builds::rerun(&self.state, request.into_inner()).await
     }
 
@@ -221,7 +216,6 @@ impl ocelot_proto::v1::admin_server::Admin for AdminApi {
         &self,
         request: tonic::Request<ocelot_proto::v1::SetRepoOptionsRequest>,
     ) -> Result<tonic::Response<ocelot_proto::v1::Repo>, tonic::Status> {
-        crate::auth::authorize(&self.state, &request, TokenScope::Admin).await?;
         repos::set_options(&self.state, request.into_inner()).await
     }
 
@@ -229,15 +223,13 @@ impl ocelot_proto::v1::admin_server::Admin for AdminApi {
         &self,
         request: tonic::Request<ocelot_proto::v1::AddPollRequest>,
     ) -> Result<tonic::Response<ocelot_proto::v1::Poll>, tonic::Status> {
-        crate::auth::authorize(&self.state, &request, TokenScope::Admin).await?;
         polls::add(&self.state, request.into_inner()).await
     }
 
     async fn list_polls(
         &self,
-        request: tonic::Request<ocelot_proto::v1::ListPollsRequest>,
+        _request: tonic::Request<ocelot_proto::v1::ListPollsRequest>,
     ) -> Result<tonic::Response<ocelot_proto::v1::ListPollsResponse>, tonic::Status> {
-        crate::auth::authorize(&self.state, &request, TokenScope::Read).await?;
         polls::list(&self.state).await
     }
 
@@ -245,7 +237,6 @@ impl ocelot_proto::v1::admin_server::Admin for AdminApi {
         &self,
         request: tonic::Request<ocelot_proto::v1::RemovePollRequest>,
     ) -> Result<tonic::Response<ocelot_proto::v1::RemovePollResponse>, tonic::Status> {
-        crate::auth::authorize(&self.state, &request, TokenScope::Admin).await?;
         polls::remove(&self.state, request.into_inner()).await
     }
 
@@ -253,15 +244,13 @@ impl ocelot_proto::v1::admin_server::Admin for AdminApi {
         &self,
         request: tonic::Request<ocelot_proto::v1::AddCredentialRequest>,
     ) -> Result<tonic::Response<ocelot_proto::v1::Credential>, tonic::Status> {
-        crate::auth::authorize(&self.state, &request, TokenScope::Admin).await?;
         credentials::add(&self.state, request.into_inner()).await
     }
 
     async fn list_credentials(
         &self,
-        request: tonic::Request<ocelot_proto::v1::ListCredentialsRequest>,
+        _request: tonic::Request<ocelot_proto::v1::ListCredentialsRequest>,
     ) -> Result<tonic::Response<ocelot_proto::v1::ListCredentialsResponse>, tonic::Status> {
-        crate::auth::authorize(&self.state, &request, TokenScope::Admin).await?;
         credentials::list(&self.state).await
     }
 
@@ -269,7 +258,6 @@ impl ocelot_proto::v1::admin_server::Admin for AdminApi {
         &self,
         request: tonic::Request<ocelot_proto::v1::RemoveCredentialRequest>,
     ) -> Result<tonic::Response<ocelot_proto::v1::RemoveCredentialResponse>, tonic::Status> {
-        crate::auth::authorize(&self.state, &request, TokenScope::Admin).await?;
         credentials::remove(&self.state, request.into_inner()).await
     }
 
@@ -277,15 +265,13 @@ impl ocelot_proto::v1::admin_server::Admin for AdminApi {
         &self,
         request: tonic::Request<ocelot_proto::v1::CreateTokenRequest>,
     ) -> Result<tonic::Response<ocelot_proto::v1::CreateTokenResponse>, tonic::Status> {
-        crate::auth::authorize(&self.state, &request, TokenScope::Admin).await?;
         tokens::create(&self.state, request.into_inner()).await
     }
 
     async fn list_tokens(
         &self,
-        request: tonic::Request<ocelot_proto::v1::ListTokensRequest>,
+        _request: tonic::Request<ocelot_proto::v1::ListTokensRequest>,
     ) -> Result<tonic::Response<ocelot_proto::v1::ListTokensResponse>, tonic::Status> {
-        crate::auth::authorize(&self.state, &request, TokenScope::Admin).await?;
         tokens::list(&self.state).await
     }
 
@@ -293,7 +279,6 @@ impl ocelot_proto::v1::admin_server::Admin for AdminApi {
         &self,
         request: tonic::Request<ocelot_proto::v1::RevokeTokenRequest>,
     ) -> Result<tonic::Response<ocelot_proto::v1::RevokeTokenResponse>, tonic::Status> {
-        crate::auth::authorize(&self.state, &request, TokenScope::Admin).await?;
         tokens::revoke(&self.state, request.into_inner()).await
     }
 }

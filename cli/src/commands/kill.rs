@@ -22,18 +22,19 @@ pub(crate) async fn run(
         .as_ref()
         .map(|b| ocelot_domain::wire::build_state_from_i32(b.state))
         .and_then(Result::ok);
+    let outcome = ocelot_domain::wire::cancel_outcome_from_i32(answer.outcome);
     if json {
         println!(
             "{}",
-            json!({"build_id": build_id, "outcome": answer.outcome, "message": answer.message,
-                   "state": state.map(|s| s.as_str())})
+            json!({"build_id": build_id, "outcome": outcome.map(|o| o.as_str()),
+                   "message": answer.message, "state": state.map(|s| s.as_str())})
         );
     } else {
         eprintln!("{}", answer.message);
     }
-    Ok(match answer.outcome.as_str() {
+    Ok(match outcome {
         // the request did what was asked, or there was nothing to do
-        "cancelled" | "already_final" => ExitStatus::Passed,
+        Some(outcome) if outcome.is_settled() => ExitStatus::Passed,
         _ => ExitStatus::Errored,
     })
 }

@@ -342,35 +342,6 @@ impl Store {
         Ok(updated == 1)
     }
 
-    /// Records the final state of `attempt`; false when a newer attempt owns the build.
-    pub async fn finish_build(
-        &self,
-        build_id: i64,
-        attempt: i32,
-        state: BuildState,
-        reason: Option<&str>,
-        line_count: i64,
-        log_sha256: &str,
-    ) -> Result<bool, StoreError> {
-        let client = self.client().await?;
-        let updated = client
-            .execute(
-                "UPDATE builds SET state = $3, failure_reason = $4, finished_at = now(),
-                        line_count = $5, log_sha256 = $6
-                 WHERE id = $1 AND attempt = $2 AND state = 'running'",
-                &[
-                    &build_id,
-                    &attempt,
-                    &state.as_str(),
-                    &reason,
-                    &line_count,
-                    &log_sha256,
-                ],
-            )
-            .await?;
-        Ok(updated == 1)
-    }
-
     /// The commit of the latest passed build of `repo_id`'s `branch` before `build_id`.
     pub async fn previous_successful_commit(
         &self,

@@ -29,7 +29,21 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
     (6, "cancel", include_str!("migrations/V6__cancel.sql")),
     (7, "instance", include_str!("migrations/V7__instance.sql")),
     (8, "hand_back", include_str!("migrations/V8__hand_back.sql")),
+    (
+        9,
+        "build_events",
+        include_str!("migrations/V9__build_events.sql"),
+    ),
 ];
+
+/// The migrations older than `version`, `(version, SQL)` in order: what a database of an
+/// earlier release holds, for tests of a later migration against old data.
+pub fn migrations_before(version: i32) -> impl Iterator<Item = (i32, &'static str)> {
+    MIGRATIONS
+        .iter()
+        .filter(move |(v, _, _)| *v < version)
+        .map(|(v, _, sql)| (*v, *sql))
+}
 
 /// Arbitrary constant key of the advisory lock ("ocelot" in ASCII).
 const MIGRATION_LOCK_KEY: i64 = 0x6f63_656c_6f74;

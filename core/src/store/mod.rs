@@ -6,7 +6,7 @@ mod builds;
 mod credentials;
 mod deliveries;
 mod error;
-mod logs;
+mod events;
 mod migrate;
 mod polls;
 mod repos;
@@ -17,6 +17,8 @@ pub use builds::{BuildFilter, ClaimOutcome, Inserted, NewBuild};
 pub use credentials::StoredCredential;
 pub use deliveries::{Delivery, NewDelivery, Recorded};
 pub use error::{StoreError, retrying};
+pub use events::Appended;
+pub use migrate::migrations_before;
 pub use ocelot_domain::repo_url::normalize_url;
 pub use polls::{ClaimedPoll, PollOutcome};
 

@@ -1,81 +1,11 @@
-//! The `stages` table: one row per stage of each attempt, every write fenced by the attempt.
+//! The `stages` table: one row per stage of each attempt, written with the attempt's stage
+//! events (`events.rs`), read here.
 
 use super::{Store, StoreError};
-use crate::build_state::StageState;
 use crate::model::StageRecord;
 
-/// Condition shared by every fenced write: the attempt still owns the running build.
-const FENCE: &str =
-    "EXISTS (SELECT 1 FROM builds WHERE id = $1 AND attempt = $2 AND state = 'running')";
-
 impl Store {
-    /// Records the attempt's stages as pending.
-    pub async fn init_stages(
-        &self,
-        build_id: i64,
-        attempt: i32,
-        names: &[String],
-    ) -> Result<(), StoreError> {
-        let client = self.client().await?;
-        let indexes: Vec<i32> = (0..names.len())
-            .filter_map(|i| i32::try_from(i).ok())
-            .collect();
-        client
-            .execute(
-                &format!(
-                    "INSERT INTO stages (build_id, attempt, idx, name, state)
-                     SELECT $1, $2, idx, name, 'pending' FROM UNNEST($3::INT[], $4::TEXT[]) AS s(idx, name)
-                     WHERE {FENCE} ON CONFLICT DO NOTHING"
-                ),
-                &[&build_id, &attempt, &indexes, &names],
-            )
-            .await?;
-        Ok(())
-    }
-
-    pub async fn stage_started(
-        &self,
-        build_id: i64,
-        attempt: i32,
-        index: i32,
-        seq: i64,
-    ) -> Result<(), StoreError> {
-        let client = self.client().await?;
-        client
-            .execute(
-                &format!(
-                    "UPDATE stages SET state = 'running', started_at = now(), start_seq = $4
-                     WHERE build_id = $1 AND attempt = $2 AND idx = $3 AND {FENCE}"
-                ),
-                &[&build_id, &attempt, &index, &seq],
-            )
-            .await?;
-        Ok(())
-    }
-
-    pub async fn stage_finished(
-        &self,
-        build_id: i64,
-        attempt: i32,
-        index: i32,
-        state: StageState,
-        exit_code: Option<i32>,
-        seq: i64,
-    ) -> Result<(), StoreError> {
-        let client = self.client().await?;
-        client
-            .execute(
-                &format!(
-                    "UPDATE stages SET state = $4, exit_code = $5, finished_at = now(), end_seq = $6,
-                            started_at = COALESCE(started_at, now())
-                     WHERE build_id = $1 AND attempt = $2 AND idx = $3 AND {FENCE}"
-                ),
-                &[&build_id, &attempt, &index, &state.as_str(), &exit_code, &seq],
-            )
-            .await?;
-        Ok(())
-    }
-
+    /// The stages of `attempt`, in order (their rows follow the attempt's stored events).
     pub async fn stages(
         &self,
         build_id: i64,

@@ -250,20 +250,18 @@ async fn rerun_builds_the_same_commit_again() {
     assert_eq!(missing.code, 6, "{}", missing.both());
 }
 
-/// Creates (not starts) a container with the labels a build container of `instance` has.
+/// Creates (not starts) a container named and labelled as a worker names and labels the
+/// container of `build_id`'s first attempt in `instance` (the worker's own functions).
 async fn labelled_container(docker: &bollard::Docker, instance: &str, build_id: i64) -> String {
-    let labels = std::collections::HashMap::from([
-        ("io.ocelot.instance".to_string(), instance.to_string()),
-        ("io.ocelot.build-id".to_string(), build_id.to_string()),
-        ("io.ocelot.attempt".to_string(), "1".to_string()),
-        (
-            "io.ocelot.worker-id".to_string(),
-            "a-worker-that-died".to_string(),
-        ),
-    ]);
+    let labels = ocelot_worker::container_labels(build_id, 1, "a-worker-that-died", instance);
+    let name = ocelot_worker::container_name(build_id, 1);
     docker
         .create_container(
-            None::<bollard::query_parameters::CreateContainerOptions>,
+            Some(
+                bollard::query_parameters::CreateContainerOptionsBuilder::new()
+                    .name(&name)
+                    .build(),
+            ),
             bollard::models::ContainerCreateBody {
                 image: Some("ocelot/busybox".into()),
                 cmd: Some(vec!["sleep".into(), "300".into()]),

@@ -7,12 +7,16 @@
 mod auth;
 mod build;
 mod cancel;
+mod cli_output;
 mod errors;
+mod harness;
 mod health;
 mod limits;
+mod log_outage;
 mod poller;
 mod private_repos;
 mod secrets;
+mod settings;
 mod store;
 mod watch;
 mod webhooks;

@@ -1,11 +1,13 @@
 //! The poller against repos served by `git daemon`: new commits and new matching branches
 //! build once (also with two pollers, and with a webhook for the same push); an unreachable
-//! repo shows its error and never holds up the others.
+//! repo shows its error and never holds up the others. Where a test asserts that a poll
+//! queued nothing, it first waits until polls demonstrably ran (their `last_polled_at` in
+//! Postgres moved), never for a guessed while.
 
 use ocelot_tests::cluster::{Cluster, ClusterSpec, HookSpec};
 use ocelot_tests::wait_until;
 use serde_json::Value;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 const YML: &str =
     "image: ocelot/busybox\nstages:\n  - name: s\n    script: ['echo polled $GIT_BRANCH']\n";
@@ -33,6 +35,37 @@ async fn wait_polled(cluster: &Cluster, repo: &str) {
     )
     .await
     .unwrap();
+}
+
+/// The poll of `repo` as recorded in Postgres.
+async fn poll_of(cluster: &Cluster, repo: &str) -> Option<ocelot_core::model::Poll> {
+    cluster
+        .store
+        .list_polls()
+        .await
+        .ok()?
+        .into_iter()
+        .find(|p| p.repo_name == repo)
+}
+
+/// Waits until `count` more polls of `repo` were recorded (its `last_polled_at` moved
+/// `count` times). A poll queues its builds before it is recorded, so whatever those polls
+/// queued is in Postgres when this returns.
+async fn wait_for_polls(cluster: &Cluster, repo: &str, count: usize) {
+    let mut seen: Option<SystemTime> = poll_of(cluster, repo).await.and_then(|p| p.last_polled_at);
+    for done in 0..count {
+        let now = wait_until(
+            &format!("{} more poll(s) of {repo} to be recorded", count - done),
+            Duration::from_secs(30),
+            || async {
+                let polled = poll_of(cluster, repo).await?.last_polled_at?;
+                (Some(polled) > seen).then_some(polled)
+            },
+        )
+        .await
+        .unwrap();
+        seen = Some(now);
+    }
 }
 
 async fn builds_of(cluster: &Cluster, branch: &str) -> Vec<ocelot_core::model::Build> {
@@ -73,7 +106,8 @@ async fn new_commits_and_matching_branches_build_once_with_two_pollers() {
         .unwrap();
     assert_eq!(added.code, 0, "{}", added.both());
     wait_polled(&cluster, "polled").await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // polls after the first one, which saw the heads it recorded
+    wait_for_polls(&cluster, "polled", 2).await;
     assert!(
         cluster.builds().await.unwrap().is_empty(),
         "the first poll must only record the heads"
@@ -95,8 +129,8 @@ async fn new_commits_and_matching_branches_build_once_with_two_pollers() {
     })
     .await
     .unwrap();
-    // several more polls by both pollers: still one build per head
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    // several more polls (by either poller): still one build per head
+    wait_for_polls(&cluster, "polled", 3).await;
     let main = builds_of(&cluster, "main").await;
     assert_eq!(main.len(), 1, "{built:?}");
     assert_eq!(main[0].commit, new_head);
@@ -248,7 +282,14 @@ async fn a_push_seen_by_a_webhook_and_by_the_poller_is_one_build() {
     })
     .await
     .unwrap();
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // polls after the build: the poller saw the pushed head, and queued nothing more
+    wait_for_polls(&cluster, "both", 2).await;
+    let heads = poll_of(&cluster, "both").await.unwrap().heads.unwrap();
+    assert_eq!(
+        heads.get("main"),
+        Some(&after),
+        "the poller never saw the push"
+    );
     let builds = cluster.builds().await.unwrap();
     assert_eq!(builds.len(), 1, "{builds:?}");
 }

@@ -2,12 +2,14 @@
 //! fence, and the sweeper that publishes stranded jobs.
 
 use ocelot_core::BuildState;
-use ocelot_core::model::{LogStream, StoredLine};
-use ocelot_core::store::{ClaimOutcome, NewBuild, Store};
+use ocelot_core::StageState;
+use ocelot_core::events::{BuildEvent, EventKind};
+use ocelot_core::model::LogStream;
+use ocelot_core::store::{Appended, ClaimOutcome, NewBuild, Store};
 use ocelot_tests::cluster::Cluster;
 use ocelot_tests::postgres::TestDatabase;
 use ocelot_tests::wait_until;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 fn new_build(repo_id: i64) -> NewBuild {
     NewBuild {
@@ -78,31 +80,55 @@ async fn a_newer_attempt_fences_out_every_write_of_an_older_one() {
         panic!("second claim refused");
     };
     assert_eq!((one.attempt, two.attempt), (1, 2));
-    let line = StoredLine {
-        seq: 1,
-        stage: "s".into(),
-        stream: LogStream::Stdout,
-        text: "late".into(),
-        at: SystemTime::now(),
+    let line = |attempt: u32, seq: u64| BuildEvent {
+        build_id: build.id,
+        attempt,
+        seq,
+        at_ms: 1,
+        kind: EventKind::Line {
+            stage: "s".into(),
+            stream: LogStream::Stdout,
+            text: "late".into(),
+        },
     };
-    assert!(
-        !store
-            .append_lines(build.id, 1, std::slice::from_ref(&line))
-            .await
-            .unwrap()
-    );
-    assert!(
-        !store
-            .finish_build(build.id, 1, BuildState::Passed, None, 1, "x")
-            .await
-            .unwrap()
-    );
-    assert!(store.append_lines(build.id, 2, &[line]).await.unwrap());
-    assert!(
+    let result = |attempt: u32, seq: u64, state: BuildState| BuildEvent {
+        kind: EventKind::Result {
+            state,
+            reason: "r".into(),
+            duration_ms: 5,
+            line_count: 1,
+            log_sha256: "x".into(),
+        },
+        ..line(attempt, seq)
+    };
+    // the replaced attempt writes nothing, neither its log nor its result
+    assert_eq!(
         store
-            .finish_build(build.id, 2, BuildState::Failed, Some("r"), 1, "x")
+            .append_events(build.id, 1, &[line(1, 1)])
             .await
-            .unwrap()
+            .unwrap(),
+        Appended::FencedOut
+    );
+    assert_eq!(
+        store
+            .finish_attempt(build.id, 1, &[result(1, 2, BuildState::Passed)])
+            .await
+            .unwrap(),
+        Appended::FencedOut
+    );
+    assert_eq!(
+        store
+            .append_events(build.id, 2, &[line(2, 1)])
+            .await
+            .unwrap(),
+        Appended::Stored
+    );
+    assert_eq!(
+        store
+            .finish_attempt(build.id, 2, &[result(2, 2, BuildState::Failed)])
+            .await
+            .unwrap(),
+        Appended::Stored
     );
     assert!(store.lines(build.id, 1).await.unwrap().is_empty());
     assert_eq!(store.lines(build.id, 2).await.unwrap().len(), 1);
@@ -198,4 +224,225 @@ async fn the_sweeper_publishes_a_queued_build_whose_job_never_reached_nats() {
         .await
         .unwrap();
     assert!(lines.iter().any(|l| l.text == "swept"));
+}
+
+/// The one log: what the worker stores is what a replay reads back, page by page, and the
+/// stage rows follow the stage events in the same transaction.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stored_events_come_back_in_order_with_the_stages_they_imply() {
+    let database = TestDatabase::create().await.unwrap();
+    let store = Store::connect(&database.url).await.unwrap();
+    let repo = store
+        .add_repo("r", "git://h/r", "main", None)
+        .await
+        .unwrap();
+    let build = store.insert_build(&new_build(repo.id)).await.unwrap().build;
+    let ClaimOutcome::Claimed(claimed) = store.claim_build(build.id, "w1", 3, true).await.unwrap()
+    else {
+        panic!("claim refused");
+    };
+    let event = |seq: u64, kind: EventKind| BuildEvent {
+        build_id: build.id,
+        attempt: 1,
+        seq,
+        at_ms: 1_700_000_000_000 + i64::try_from(seq).unwrap(),
+        kind,
+    };
+    let mut events = vec![
+        event(
+            1,
+            EventKind::AttemptStarted {
+                worker: "w1".into(),
+                commit: claimed.commit.clone(),
+                branch: "main".into(),
+                stages: vec!["build".into(), "test".into()],
+            },
+        ),
+        event(
+            2,
+            EventKind::StageStarted {
+                index: 0,
+                name: "build".into(),
+            },
+        ),
+    ];
+    for seq in 3..=2502 {
+        events.push(event(
+            seq,
+            EventKind::Line {
+                stage: "build".into(),
+                stream: LogStream::Stdout,
+                text: format!("line {seq}"),
+            },
+        ));
+    }
+    assert_eq!(
+        store.append_events(build.id, 1, &events).await.unwrap(),
+        Appended::Stored
+    );
+    let stages = store.stages(build.id, 1).await.unwrap();
+    assert_eq!(
+        stages
+            .iter()
+            .map(|s| (s.name.as_str(), s.state))
+            .collect::<Vec<_>>(),
+        [
+            ("build", StageState::Running),
+            ("test", StageState::Pending)
+        ]
+    );
+    assert_eq!(stages[0].start_seq, Some(2));
+    // a batch sent again (a retried write) changes nothing
+    assert_eq!(
+        store
+            .append_events(build.id, 1, &events[..10])
+            .await
+            .unwrap(),
+        Appended::Stored
+    );
+    let finished = event(
+        2503,
+        EventKind::StageFinished {
+            index: 0,
+            name: "build".into(),
+            state: StageState::Failed,
+            exit_code: Some(2),
+            duration_ms: 7,
+        },
+    );
+    let result = event(
+        2504,
+        EventKind::Result {
+            state: BuildState::Failed,
+            reason: "stage `build` failed with exit code 2".into(),
+            duration_ms: 9,
+            line_count: 2500,
+            log_sha256: "digest".into(),
+        },
+    );
+    assert_eq!(
+        store
+            .finish_attempt(build.id, 1, &[finished.clone(), result.clone()])
+            .await
+            .unwrap(),
+        Appended::Stored
+    );
+    let done = store.get_build(build.id).await.unwrap();
+    assert_eq!(done.state, BuildState::Failed);
+    assert_eq!(done.line_count, Some(2500));
+    assert_eq!(done.log_sha256.as_deref(), Some("digest"));
+    assert_eq!(
+        done.reason.as_deref(),
+        Some("stage `build` failed with exit code 2")
+    );
+    let stages = store.stages(build.id, 1).await.unwrap();
+    assert_eq!(
+        (stages[0].state, stages[0].exit_code, stages[0].end_seq),
+        (StageState::Failed, Some(2), Some(2503))
+    );
+    // read back in pages, exactly as stored
+    let mut replayed = Vec::new();
+    let mut after = 0;
+    loop {
+        let page = store
+            .events(build.id, 1, after, i64::MAX, 1000)
+            .await
+            .unwrap();
+        let Some(last) = page.last() else { break };
+        after = i64::try_from(last.seq).unwrap();
+        replayed.extend(page);
+    }
+    events.push(finished);
+    events.push(result);
+    assert_eq!(replayed, events);
+    assert_eq!(store.lines(build.id, 1).await.unwrap().len(), 2500);
+    // a window of a gap, as the admin fills it
+    let gap = store.events(build.id, 1, 10, 14, 100).await.unwrap();
+    assert_eq!(gap.iter().map(|e| e.seq).collect::<Vec<_>>(), [11, 12, 13]);
+    // no result without the result event
+    assert!(
+        store
+            .finish_attempt(build.id, 1, &events[..1])
+            .await
+            .is_err()
+    );
+}
+
+/// Logs kept before the one event log (lines and stage rows only) are migrated into it:
+/// the attempt's start, its stages, its lines and its result, in sequence order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_of_the_old_shape_are_migrated_into_events() {
+    let database = TestDatabase::create().await.unwrap();
+    let (client, connection) = tokio_postgres::connect(&database.url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    // the schema as migration 8 left it, with one finished build in the old shape
+    client
+        .batch_execute(
+            "CREATE TABLE schema_migrations (version INT PRIMARY KEY, name TEXT NOT NULL,
+                 applied_at TIMESTAMPTZ NOT NULL DEFAULT now())",
+        )
+        .await
+        .unwrap();
+    for (version, sql) in ocelot_core::store::migrations_before(9) {
+        client.batch_execute(sql).await.unwrap();
+        client
+            .execute(
+                "INSERT INTO schema_migrations (version, name) VALUES ($1, 'old')",
+                &[&version],
+            )
+            .await
+            .unwrap();
+    }
+    client
+        .batch_execute(
+            "INSERT INTO repos (name, url) VALUES ('r', 'git://h/r');
+             INSERT INTO builds (repo_id, number, commit_sha, branch, trigger, state, attempt,
+                                 worker_id, tag, started_at, finished_at, line_count, log_sha256)
+             SELECT id, 1, 'abc', 'main', 'manual', 'passed', 1, 'w1', 'default',
+                    now() - interval '3 seconds', now(), 2, 'sha' FROM repos;
+             INSERT INTO stages (build_id, attempt, idx, name, state, exit_code, started_at,
+                                 finished_at, start_seq, end_seq)
+             SELECT id, 1, 0, 'build', 'passed', 0, now() - interval '2 seconds', now(), 3, 6
+             FROM builds;
+             INSERT INTO log_lines (build_id, attempt, seq, stage, stream, text, at)
+             SELECT id, 1, 2, 'setup', 3, 'build 1 of r', now() FROM builds
+             UNION ALL SELECT id, 1, 4, 'build', 1, 'compiling', now() FROM builds
+             UNION ALL SELECT id, 1, 5, 'build', 2, 'warning', now() FROM builds;",
+        )
+        .await
+        .unwrap();
+    let store = Store::connect(&database.url).await.unwrap();
+    let build = store
+        .list_builds(&Default::default())
+        .await
+        .unwrap()
+        .remove(0);
+    let events = store.events(build.id, 1, 0, i64::MAX, 100).await.unwrap();
+    let kinds: Vec<(u64, &str)> = events.iter().map(|e| (e.seq, e.kind.name())).collect();
+    assert_eq!(
+        kinds,
+        [
+            (1, "attempt_started"),
+            (2, "line"),
+            (3, "stage_started"),
+            (4, "line"),
+            (5, "line"),
+            (6, "stage_finished"),
+            (7, "result"),
+        ]
+    );
+    assert!(matches!(
+        &events[0].kind,
+        EventKind::AttemptStarted { worker, stages, .. } if worker == "w1" && stages == &["build"]
+    ));
+    assert!(matches!(
+        &events[4].kind,
+        EventKind::Line { stream: LogStream::Stderr, text, .. } if text == "warning"
+    ));
+    assert!(matches!(
+        &events[6].kind,
+        EventKind::Result { state: BuildState::Passed, line_count: 2, log_sha256, .. } if log_sha256 == "sha"
+    ));
 }

@@ -3,7 +3,7 @@
 //! copied in; each stage runs with `docker exec`; the container is always removed.
 
 use super::{ExecutorError, ScriptOutcome, ScriptRun};
-use crate::event_sink::EventSink;
+use crate::log_sink::LogSink;
 use crate::output::ScriptOutput;
 use bollard::Docker;
 use bollard::auth::DockerCredentials;
@@ -42,6 +42,29 @@ pub(crate) const LABEL_ATTEMPT: &str = "io.ocelot.attempt";
 pub(crate) const LABEL_WORKER: &str = "io.ocelot.worker-id";
 /// The installation (database) the build belongs to: sweeps never touch another's.
 pub(crate) const LABEL_INSTANCE: &str = "io.ocelot.instance";
+
+/// The labels of the container of `build_id`'s `attempt`, by which the sweeper finds it
+/// and tells whether an attempt still owns it.
+pub fn container_labels(
+    build_id: i64,
+    attempt: i32,
+    worker_id: &str,
+    instance: &str,
+) -> HashMap<String, String> {
+    HashMap::from([
+        (LABEL_BUILD.to_string(), build_id.to_string()),
+        (LABEL_ATTEMPT.to_string(), attempt.to_string()),
+        (LABEL_WORKER.to_string(), worker_id.to_string()),
+        (LABEL_INSTANCE.to_string(), instance.to_string()),
+    ])
+}
+
+/// The name of a container of `build_id`'s `attempt`: `ocelot-build-BUILD-ATTEMPT-RANDOM`
+/// (the random part keeps the containers of one attempt apart).
+pub fn container_name(build_id: i64, attempt: i32) -> String {
+    let suffix = uuid::Uuid::new_v4().simple().to_string();
+    format!("ocelot-build-{build_id}-{attempt}-{}", &suffix[..6])
+}
 
 /// Connects to the local Docker Engine (`DOCKER_HOST` or the default socket) and agrees on an
 /// API version with it.
@@ -200,19 +223,8 @@ impl BuildContainer {
         spec: ContainerSpec<'_>,
     ) -> Result<Self, ExecutorError> {
         ensure_image(docker, &spec).await?;
-        let labels = HashMap::from([
-            (LABEL_BUILD.to_string(), spec.build_id.to_string()),
-            (LABEL_ATTEMPT.to_string(), spec.attempt.to_string()),
-            (LABEL_WORKER.to_string(), spec.worker_id.to_string()),
-            (LABEL_INSTANCE.to_string(), spec.instance.to_string()),
-        ]);
-        let suffix = uuid::Uuid::new_v4().simple().to_string();
-        let name = format!(
-            "ocelot-build-{}-{}-{}",
-            spec.build_id,
-            spec.attempt,
-            &suffix[..6]
-        );
+        let labels = container_labels(spec.build_id, spec.attempt, spec.worker_id, spec.instance);
+        let name = container_name(spec.build_id, spec.attempt);
         let body = ContainerCreateBody {
             image: Some(spec.image.to_string()),
             entrypoint: Some(vec!["/bin/sh".into(), "-c".into()]),
@@ -268,7 +280,7 @@ impl BuildContainer {
     pub(crate) async fn run(
         &mut self,
         run: ScriptRun<'_>,
-        sink: &mut EventSink,
+        sink: &mut impl LogSink,
     ) -> Result<ScriptOutcome, ExecutorError> {
         let exec = self
             .docker

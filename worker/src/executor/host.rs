@@ -3,7 +3,7 @@
 //! temporary workspace, each in its own process group so that a timeout stops all of it.
 
 use super::{ExecutorError, ScriptOutcome, ScriptRun};
-use crate::event_sink::EventSink;
+use crate::log_sink::LogSink;
 use crate::output::ScriptOutput;
 use ocelot_core::model::LogStream;
 use std::path::PathBuf;
@@ -40,7 +40,7 @@ impl HostEnvironment {
     pub(crate) async fn run(
         &mut self,
         run: ScriptRun<'_>,
-        sink: &mut EventSink,
+        sink: &mut impl LogSink,
     ) -> Result<ScriptOutcome, ExecutorError> {
         let mut command = tokio::process::Command::new("/bin/sh");
         // the worker's own environment (database URL, ...) is not the build's business
@@ -149,4 +149,135 @@ async fn kill_group(process_group: Option<u32>, child: &mut tokio::process::Chil
         let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
     }
     let _ = child.kill().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::executor::shell_script;
+    use crate::log_sink::testing::VecSink;
+    use ocelot_core::secrets::mask::Masker;
+    use tokio_util::sync::CancellationToken;
+
+    fn run<'a>(
+        script: &[&str],
+        masker: Masker,
+        deadline: Option<std::time::Duration>,
+    ) -> ScriptRun<'a> {
+        let lines: Vec<String> = script.iter().map(|l| l.to_string()).collect();
+        ScriptRun {
+            stage: "test",
+            script: shell_script(&lines),
+            env: vec!["GREETING=hello".into()],
+            deadline: deadline.map(|d| std::time::Instant::now() + d),
+            masker,
+            cancel: CancellationToken::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_script_s_lines_reach_the_sink_in_order_with_their_streams() {
+        let workspace = tempfile::tempdir().unwrap();
+        let mut host = HostEnvironment::new(workspace.path().to_path_buf());
+        let mut sink = VecSink::new(1 << 20);
+        let outcome = host
+            .run(
+                run(
+                    &[
+                        "echo $GREETING",
+                        "echo oops >&2",
+                        "printf 'no newline'",
+                        "exit 3",
+                    ],
+                    Masker::default(),
+                    None,
+                ),
+                &mut sink,
+            )
+            .await
+            .unwrap();
+        assert_eq!(outcome, ScriptOutcome::Exited(3));
+        assert_eq!(sink.texts(), ["hello", "oops", "no newline"]);
+        assert_eq!(sink.lines[0].1, LogStream::Stdout);
+        assert_eq!(sink.lines[1].1, LogStream::Stderr);
+    }
+
+    #[tokio::test]
+    async fn secrets_are_masked_once_even_split_over_two_lines() {
+        let workspace = tempfile::tempdir().unwrap();
+        let mut host = HostEnvironment::new(workspace.path().to_path_buf());
+        let mut sink = VecSink::new(1 << 20);
+        let masker = Masker::new(["hunter2-secret", "line one\nline two"]);
+        host.run(
+            run(
+                &[
+                    "echo token=hunter2-secret",
+                    "printf 'line one\\nline two\\n'",
+                ],
+                masker,
+                None,
+            ),
+            &mut sink,
+        )
+        .await
+        .unwrap();
+        let all = sink.texts().join("\n");
+        assert!(
+            !all.contains("hunter2-secret") && !all.contains("line one"),
+            "{all}"
+        );
+        assert!(all.contains("token=***"), "{all}");
+    }
+
+    #[tokio::test]
+    async fn output_past_the_limit_is_cut_with_one_marker_while_the_script_goes_on() {
+        let workspace = tempfile::tempdir().unwrap();
+        let mut host = HostEnvironment::new(workspace.path().to_path_buf());
+        let mut sink = VecSink::new(1024);
+        let outcome = host
+            .run(
+                run(
+                    &["seq 1 10000", "echo done > finished"],
+                    Masker::default(),
+                    None,
+                ),
+                &mut sink,
+            )
+            .await
+            .unwrap();
+        assert_eq!(outcome, ScriptOutcome::Exited(0));
+        assert!(
+            workspace.path().join("finished").exists(),
+            "the script ran to its end"
+        );
+        let markers = sink
+            .lines
+            .iter()
+            .filter(|(_, stream, _)| *stream == LogStream::System)
+            .count();
+        assert_eq!(markers, 1);
+        let kept: usize = sink.texts().iter().map(|t| t.len() + 1).sum();
+        assert!(kept < 1024 + 200, "{kept} bytes kept");
+        assert!(sink.limit.report().is_some());
+    }
+
+    #[tokio::test]
+    async fn a_deadline_stops_the_script() {
+        let workspace = tempfile::tempdir().unwrap();
+        let mut host = HostEnvironment::new(workspace.path().to_path_buf());
+        let mut sink = VecSink::new(1 << 20);
+        let outcome = host
+            .run(
+                run(
+                    &["echo start", "sleep 30"],
+                    Masker::default(),
+                    Some(std::time::Duration::from_millis(300)),
+                ),
+                &mut sink,
+            )
+            .await
+            .unwrap();
+        assert_eq!(outcome, ScriptOutcome::TimedOut);
+        assert_eq!(sink.texts(), ["start"]);
+    }
 }

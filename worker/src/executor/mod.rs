@@ -4,7 +4,7 @@
 pub(crate) mod docker;
 pub(crate) mod host;
 
-use crate::event_sink::EventSink;
+use crate::log_sink::LogSink;
 use ocelot_core::secrets::mask::Masker;
 use std::time::Instant;
 
@@ -89,7 +89,7 @@ impl Environment {
     pub(crate) async fn run(
         &mut self,
         run: ScriptRun<'_>,
-        sink: &mut EventSink,
+        sink: &mut impl LogSink,
     ) -> Result<ScriptOutcome, ExecutorError> {
         match self {
             Environment::Container(container) => container.run(run, sink).await,

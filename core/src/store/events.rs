@@ -1,0 +1,275 @@
+//! The `build_events` table: every event of an attempt as the bus carries it (its kind and
+//! its JSON payload), in sequence order. The `stages` rows follow from the stage events, in
+//! the same transaction, so the two never disagree. Every write is fenced by the attempt.
+
+use super::{Store, StoreError};
+use crate::events::{BuildEvent, EventKind};
+use crate::model::{StoredLine, from_unix_ms, unix_ms};
+use deadpool_postgres::GenericClient;
+use std::time::SystemTime;
+use tokio_postgres::Row;
+
+/// How a finished attempt is recorded: its last events, the result among them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Appended {
+    /// Written (events already stored, same sequence number, are left as they were).
+    Stored,
+    /// A newer attempt owns the build, or it is no longer running: nothing was written.
+    FencedOut,
+}
+
+impl Store {
+    /// Appends events of `attempt` in one transaction, the `stages` rows following them.
+    pub async fn append_events(
+        &self,
+        build_id: i64,
+        attempt: i32,
+        events: &[BuildEvent],
+    ) -> Result<Appended, StoreError> {
+        if events.is_empty() {
+            return Ok(Appended::Stored);
+        }
+        let mut client = self.client().await?;
+        let transaction = client.transaction().await?;
+        if !owns_running_build(&transaction, build_id, attempt).await? {
+            return Ok(Appended::FencedOut);
+        }
+        write_events(&transaction, build_id, attempt, events).await?;
+        transaction.commit().await?;
+        Ok(Appended::Stored)
+    }
+
+    /// Appends the attempt's last events, which end with its result, and records the
+    /// result in the build row, in one transaction: a build is final exactly when its log is
+    /// stored whole.
+    pub async fn finish_attempt(
+        &self,
+        build_id: i64,
+        attempt: i32,
+        events: &[BuildEvent],
+    ) -> Result<Appended, StoreError> {
+        let Some(EventKind::Result {
+            state,
+            reason,
+            line_count,
+            log_sha256,
+            ..
+        }) = events.last().map(|event| &event.kind)
+        else {
+            return Err(StoreError::Query(format!(
+                "build {build_id} attempt {attempt}: an attempt finishes with its result event"
+            )));
+        };
+        let mut client = self.client().await?;
+        let transaction = client.transaction().await?;
+        if !owns_running_build(&transaction, build_id, attempt).await? {
+            return Ok(Appended::FencedOut);
+        }
+        write_events(&transaction, build_id, attempt, events).await?;
+        let reason = Some(reason.as_str()).filter(|r| !r.is_empty());
+        let line_count = i64::try_from(*line_count).unwrap_or(i64::MAX);
+        transaction
+            .execute(
+                "UPDATE builds SET state = $3, failure_reason = $4, finished_at = now(),
+                        line_count = $5, log_sha256 = $6
+                 WHERE id = $1 AND attempt = $2 AND state = 'running'",
+                &[
+                    &build_id,
+                    &attempt,
+                    &state.as_str(),
+                    &reason,
+                    &line_count,
+                    log_sha256,
+                ],
+            )
+            .await?;
+        transaction.commit().await?;
+        Ok(Appended::Stored)
+    }
+
+    /// Up to `limit` events of `attempt` with `after < seq < before`, in order: one page of
+    /// a replay.
+    pub async fn events(
+        &self,
+        build_id: i64,
+        attempt: i32,
+        after: i64,
+        before: i64,
+        limit: i64,
+    ) -> Result<Vec<BuildEvent>, StoreError> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT seq, payload, at FROM build_events
+                 WHERE build_id = $1 AND attempt = $2 AND seq > $3 AND seq < $4
+                 ORDER BY seq LIMIT $5",
+                &[&build_id, &attempt, &after, &before, &limit],
+            )
+            .await?;
+        rows.iter()
+            .map(|row| event_from_row(build_id, attempt, row))
+            .collect()
+    }
+
+    /// Every stored line of `attempt`, in order.
+    pub async fn lines(&self, build_id: i64, attempt: i32) -> Result<Vec<StoredLine>, StoreError> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT seq, payload, at FROM build_events
+                 WHERE build_id = $1 AND attempt = $2 AND kind = 'line' ORDER BY seq",
+                &[&build_id, &attempt],
+            )
+            .await?;
+        let mut lines = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let event = event_from_row(build_id, attempt, row)?;
+            if let EventKind::Line {
+                stage,
+                stream,
+                text,
+            } = event.kind
+            {
+                lines.push(StoredLine {
+                    seq: i64::try_from(event.seq).unwrap_or(i64::MAX),
+                    stage,
+                    stream,
+                    text,
+                    at: from_unix_ms(event.at_ms),
+                });
+            }
+        }
+        Ok(lines)
+    }
+}
+
+/// Whether `attempt` still owns the running build; the row stays locked (shared) until the
+/// transaction ends, so a new claim waits for this attempt's write instead of passing it.
+async fn owns_running_build(
+    client: &impl GenericClient,
+    build_id: i64,
+    attempt: i32,
+) -> Result<bool, StoreError> {
+    let owner = client
+        .query_opt(
+            "SELECT 1 FROM builds WHERE id = $1 AND attempt = $2 AND state = 'running' FOR SHARE",
+            &[&build_id, &attempt],
+        )
+        .await?;
+    Ok(owner.is_some())
+}
+
+/// Inserts `events` and moves the `stages` rows along with the stage events.
+async fn write_events(
+    client: &impl GenericClient,
+    build_id: i64,
+    attempt: i32,
+    events: &[BuildEvent],
+) -> Result<(), StoreError> {
+    let mut seqs = Vec::with_capacity(events.len());
+    let mut kinds = Vec::with_capacity(events.len());
+    let mut payloads = Vec::with_capacity(events.len());
+    let mut ats: Vec<SystemTime> = Vec::with_capacity(events.len());
+    for event in events {
+        seqs.push(i64::try_from(event.seq).unwrap_or(i64::MAX));
+        kinds.push(event.kind.name());
+        payloads.push(
+            serde_json::to_value(&event.kind)
+                .map_err(|e| StoreError::Query(format!("an event as JSON: {e}")))?,
+        );
+        ats.push(from_unix_ms(event.at_ms));
+    }
+    client
+        .execute(
+            "INSERT INTO build_events (build_id, attempt, seq, kind, payload, at)
+             SELECT $1, $2, * FROM UNNEST($3::BIGINT[], $4::TEXT[], $5::JSONB[], $6::TIMESTAMPTZ[])
+             ON CONFLICT DO NOTHING",
+            &[&build_id, &attempt, &seqs, &kinds, &payloads, &ats],
+        )
+        .await?;
+    for event in events {
+        update_stage(client, build_id, attempt, event).await?;
+    }
+    Ok(())
+}
+
+/// The `stages` row change an event makes, if any.
+async fn update_stage(
+    client: &impl GenericClient,
+    build_id: i64,
+    attempt: i32,
+    event: &BuildEvent,
+) -> Result<(), StoreError> {
+    let seq = i64::try_from(event.seq).unwrap_or(i64::MAX);
+    let at = from_unix_ms(event.at_ms);
+    match &event.kind {
+        EventKind::AttemptStarted { stages, .. } if !stages.is_empty() => {
+            let indexes: Vec<i32> = (0..stages.len())
+                .map(|i| i32::try_from(i).unwrap_or(i32::MAX))
+                .collect();
+            client
+                .execute(
+                    "INSERT INTO stages (build_id, attempt, idx, name, state)
+                     SELECT $1, $2, idx, name, 'pending'
+                     FROM UNNEST($3::INT[], $4::TEXT[]) AS s(idx, name)
+                     ON CONFLICT DO NOTHING",
+                    &[&build_id, &attempt, &indexes, stages],
+                )
+                .await?;
+        }
+        EventKind::StageStarted { index, .. } => {
+            let index = i32::try_from(*index).unwrap_or(i32::MAX);
+            client
+                .execute(
+                    "UPDATE stages SET state = 'running', started_at = $4, start_seq = $5
+                     WHERE build_id = $1 AND attempt = $2 AND idx = $3",
+                    &[&build_id, &attempt, &index, &at, &seq],
+                )
+                .await?;
+        }
+        EventKind::StageFinished {
+            index,
+            state,
+            exit_code,
+            ..
+        } => {
+            let index = i32::try_from(*index).unwrap_or(i32::MAX);
+            client
+                .execute(
+                    "UPDATE stages SET state = $4, exit_code = $5, finished_at = $6, end_seq = $7,
+                            started_at = COALESCE(started_at, $6)
+                     WHERE build_id = $1 AND attempt = $2 AND idx = $3",
+                    &[
+                        &build_id,
+                        &attempt,
+                        &index,
+                        &state.as_str(),
+                        exit_code,
+                        &at,
+                        &seq,
+                    ],
+                )
+                .await?;
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+fn event_from_row(build_id: i64, attempt: i32, row: &Row) -> Result<BuildEvent, StoreError> {
+    let seq: i64 = row.get("seq");
+    let at: SystemTime = row.get("at");
+    let payload: serde_json::Value = row.get("payload");
+    let kind: EventKind = serde_json::from_value(payload).map_err(|e| {
+        StoreError::Corrupt(format!(
+            "event {seq} of build {build_id} attempt {attempt}: {e}"
+        ))
+    })?;
+    Ok(BuildEvent {
+        build_id,
+        attempt: u32::try_from(attempt).unwrap_or(0),
+        seq: u64::try_from(seq).unwrap_or(0),
+        at_ms: unix_ms(at),
+        kind,
+    })
+}

@@ -1,0 +1,270 @@
+//! Runs one build attempt: claim (the attempt number fences every later write) → set-up
+//! ([`prepare`]: workspace, credentials, checkout of the exact commit, `ocelot.yml`,
+//! environment) → [`stages`] in order, stopping at the first failure and honouring timeouts →
+//! result ([`AttemptLog::finish`]). The environment and the workspace are removed whatever
+//! happened. What the build is told and given is in [`messages`], as pure functions.
+
+mod cancel;
+mod messages;
+mod prepare;
+mod stages;
+
+use crate::WorkerContext;
+use crate::attempt_log::{AttemptLog, Finished};
+use ocelot_core::build_state::BuildState;
+use ocelot_core::events::EventKind;
+use ocelot_core::model::Build;
+use ocelot_core::store::{ClaimOutcome, StoreError, retrying};
+use prepare::{Setup, SetupFailure};
+use stages::StageInputs;
+use std::time::Instant;
+use tracing::Instrument;
+
+/// The system lines before the first stage belong to this pseudo-stage.
+pub(crate) const SETUP_STAGE: &str = "setup";
+
+/// The final state of an attempt, and why, before it is recorded.
+#[derive(Debug)]
+struct Verdict {
+    state: BuildState,
+    reason: Option<String>,
+}
+
+impl Verdict {
+    fn errored(reason: impl Into<String>) -> Self {
+        Verdict::new(BuildState::Errored, Some(reason.into()))
+    }
+
+    fn new(state: BuildState, reason: Option<String>) -> Self {
+        Verdict { state, reason }
+    }
+}
+
+/// How an attempt ended.
+#[derive(Debug)]
+enum Outcome {
+    /// The build reached a final state, to be recorded.
+    Final(Verdict),
+    /// The worker stopped the build to shut down: nothing is recorded, the job goes back.
+    HandedBack,
+}
+
+/// What happened to a job, for the job loop.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum JobDisposition {
+    /// The build is final (now or before): acknowledge the job.
+    Done,
+    /// The claim could not be made (e.g. Postgres down): hand the job back.
+    Retry,
+    /// The worker is shutting down and stopped the build: another worker runs it now.
+    HandBack,
+}
+
+/// Claims `build_id` and runs it to a final state.
+pub(crate) async fn run_build(
+    context: &WorkerContext,
+    build_id: i64,
+    redelivered: bool,
+) -> JobDisposition {
+    let claimed = match context
+        .store
+        .claim_build(
+            build_id,
+            &context.worker_id,
+            context.max_attempts,
+            redelivered,
+        )
+        .await
+    {
+        Ok(ClaimOutcome::Claimed(build)) => build,
+        Ok(ClaimOutcome::AlreadyFinal(build)) => {
+            tracing::info!(build_id, state = %build.state, "build already final: job dropped");
+            return JobDisposition::Done;
+        }
+        Ok(ClaimOutcome::HeldByAnother(build)) => {
+            tracing::warn!(build_id, attempt = build.attempt, worker = ?build.worker,
+                "duplicate job for a build another attempt runs: dropped");
+            return JobDisposition::Done;
+        }
+        Ok(ClaimOutcome::AttemptsExhausted(build)) => {
+            tracing::warn!(build_id, reason = ?build.reason, "build out of attempts: errored");
+            return JobDisposition::Done;
+        }
+        Err(StoreError::NotFound(_)) => {
+            tracing::warn!(
+                build_id,
+                "job for an unknown build (repo removed?): dropped"
+            );
+            return JobDisposition::Done;
+        }
+        Err(error) => {
+            tracing::warn!(build_id, %error, "cannot claim the build: job handed back");
+            return JobDisposition::Retry;
+        }
+    };
+    let span = tracing::info_span!("build", build_id, attempt = claimed.attempt);
+    run_claimed(context, &claimed).instrument(span).await
+}
+
+async fn run_claimed(context: &WorkerContext, build: &Build) -> JobDisposition {
+    tracing::info!(repo = %build.repo_name, commit = %build.commit, "build claimed");
+    let started = Instant::now();
+    let mut log = AttemptLog::new(
+        context.bus.clone(),
+        context.store.clone(),
+        build.id,
+        build.attempt,
+        context.max_log_bytes,
+        context.store_outage_budget,
+    );
+    let verdict = match attempt(context, build, &mut log).await {
+        Outcome::Final(verdict) => verdict,
+        Outcome::HandedBack => {
+            log.flush().await;
+            let recorded = retrying(
+                "recording the hand-back",
+                context.store_outage_budget,
+                || context.store.hand_back(build.id, build.attempt),
+            )
+            .await;
+            if let Err(error) = recorded {
+                tracing::warn!(%error, "the hand-back was not recorded: it counts as a lost attempt");
+            }
+            tracing::info!("build stopped by the worker's shutdown: job handed back");
+            return JobDisposition::HandBack;
+        }
+    };
+    let duration_ms = i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX);
+    match log
+        .finish(verdict.state, verdict.reason.as_deref(), duration_ms)
+        .await
+    {
+        Finished::Recorded => {
+            tracing::info!(state = %verdict.state, duration_ms, "build finished");
+            JobDisposition::Done
+        }
+        Finished::FencedOut => JobDisposition::Done,
+        // the build is still `running` in Postgres: the job must come back
+        Finished::NotRecorded => JobDisposition::Retry,
+    }
+}
+
+async fn attempt(context: &WorkerContext, build: &Build, log: &mut AttemptLog) -> Outcome {
+    // the worker's shutdown stops the build too (and hands it back)
+    let cancel = context.hand_back.child_token();
+    let _watcher = cancel::watch(context, build.id, cancel.clone()).await;
+    let setup = match prepare::set_up(context, build, log).await {
+        Ok(setup) => setup,
+        Err(failure) => {
+            announce(context, build, log, Vec::new()).await;
+            return fail(log, failure).await;
+        }
+    };
+    let Setup {
+        workspace,
+        credentials,
+        masker,
+        pipeline,
+        commit,
+    } = setup;
+    let stage_names = pipeline.stages.iter().map(|s| s.name.clone()).collect();
+    announce(context, build, log, stage_names).await;
+    log.system(SETUP_STAGE, messages::banner(build, &context.worker_id))
+        .await;
+    let credentials = if build.withhold_secrets {
+        log.system(
+            SETUP_STAGE,
+            "pull request from a fork: build secrets withheld (the repo does not give forks its secrets)",
+        )
+        .await;
+        credentials.without_build_secrets()
+    } else {
+        credentials
+    };
+    let secret_env = credentials.env();
+    if !secret_env.is_empty() {
+        let names: Vec<&str> = secret_env.iter().map(|(name, _)| name.as_str()).collect();
+        log.system(
+            SETUP_STAGE,
+            format!("secrets in the environment: {}", names.join(", ")),
+        )
+        .await;
+    }
+    let registry_login = pipeline
+        .image
+        .as_deref()
+        .and_then(|image| credentials.registry_login(image));
+    let opened = prepare::open_environment(
+        context,
+        build,
+        &pipeline,
+        registry_login.as_ref(),
+        workspace.path(),
+    )
+    .await;
+    let mut environment = match opened {
+        Ok(environment) => environment,
+        Err(failure) => return fail(log, failure).await,
+    };
+    let previous = context
+        .store
+        .previous_successful_commit(build.repo_id, &build.branch, build.id)
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+    // Ocelot's variables, then the file's, then the secrets (a stage's own come last)
+    let mut env = messages::build_env(build, &environment.workspace(), &previous);
+    env.extend(
+        pipeline
+            .env
+            .iter()
+            .map(|e| format!("{}={}", e.key, e.value)),
+    );
+    env.extend(
+        secret_env
+            .iter()
+            .map(|(name, value)| format!("{name}={}", value.expose())),
+    );
+    let inputs = StageInputs {
+        env,
+        masker,
+        cancel,
+    };
+    let outcome = stages::run_stages(
+        context,
+        build,
+        &pipeline,
+        &commit,
+        &inputs,
+        &mut environment,
+        log,
+    )
+    .await;
+    environment.cleanup().await;
+    outcome
+}
+
+/// The attempt's first event: who runs it, and its stages (none when it cannot start).
+async fn announce(
+    context: &WorkerContext,
+    build: &Build,
+    log: &mut AttemptLog,
+    stages: Vec<String>,
+) {
+    log.emit(EventKind::AttemptStarted {
+        worker: context.worker_id.clone(),
+        commit: build.commit.clone(),
+        branch: build.branch.clone(),
+        stages,
+    })
+    .await;
+}
+
+/// A build that cannot start: its lines, then `errored` with its reason.
+async fn fail(log: &mut AttemptLog, failure: SetupFailure) -> Outcome {
+    for line in failure.lines {
+        log.system(SETUP_STAGE, line).await;
+    }
+    Outcome::Final(Verdict::errored(failure.reason))
+}

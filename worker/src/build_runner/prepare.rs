@@ -1,0 +1,194 @@
+//! Before the first stage: a workspace, the repo's credentials, the exact commit checked out,
+//! its `ocelot.yml` read and validated, and the environment (container or host) opened.
+
+use super::messages;
+use crate::ExecutorKind;
+use crate::WorkerContext;
+use crate::attempt_log::AttemptLog;
+use crate::executor::Environment;
+use crate::executor::docker::{BuildContainer, ContainerSpec};
+use crate::executor::host::HostEnvironment;
+use ocelot_core::git::CommitInfo;
+use ocelot_core::model::Build;
+use ocelot_core::pipeline::{self, Pipeline};
+use ocelot_core::secrets::mask::Masker;
+use ocelot_core::secrets::{BuildCredentials, RegistryLogin, SecretStore};
+use std::time::Duration;
+use tempfile::TempDir;
+
+/// How long fetching and checking out the commit may take.
+const CHECKOUT_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// Why a build could not start: its reason, and the log lines that say it.
+#[derive(Debug)]
+pub(super) struct SetupFailure {
+    pub(super) reason: String,
+    pub(super) lines: Vec<String>,
+}
+
+impl SetupFailure {
+    /// A failure told in one line, `error: REASON`.
+    pub(super) fn new(reason: String) -> Self {
+        SetupFailure {
+            lines: vec![format!("error: {reason}")],
+            reason,
+        }
+    }
+}
+
+/// What a build starts from.
+pub(super) struct Setup {
+    /// Removed (the directory and what is in it) when dropped, whatever happened.
+    pub(super) workspace: TempDir,
+    pub(super) credentials: BuildCredentials,
+    pub(super) masker: Masker,
+    pub(super) pipeline: Pipeline,
+    pub(super) commit: CommitInfo,
+}
+
+/// Creates the workspace, reads the credentials (from then on the log masks them), checks
+/// the commit out and reads its `ocelot.yml`.
+pub(super) async fn set_up(
+    context: &WorkerContext,
+    build: &Build,
+    log: &mut AttemptLog,
+) -> Result<Setup, SetupFailure> {
+    let workspace = tempfile::Builder::new()
+        .prefix(&format!("build-{}-{}-", build.id, build.attempt))
+        .tempdir_in(&context.workspaces)
+        .map_err(|error| {
+            SetupFailure::new(format!(
+                "cannot create a workspace in {}: {error}",
+                context.workspaces.display()
+            ))
+        })?;
+    let credentials = context
+        .secrets
+        .for_repo(&build.repo_name)
+        .await
+        .map(BuildCredentials::new)
+        .map_err(|error| {
+            SetupFailure::new(format!(
+                "cannot read the credentials of {}: {error}",
+                build.repo_name
+            ))
+        })?;
+    // every value is masked, also those this build does not get
+    let masker = Masker::new(credentials.all().iter().map(|c| c.value.expose()));
+    log.set_masker(masker.clone());
+    let commit = check_out(context, build, &credentials, &workspace).await?;
+    let pipeline = read_pipeline(build, &workspace).await?;
+    Ok(Setup {
+        workspace,
+        credentials,
+        masker,
+        pipeline,
+        commit,
+    })
+}
+
+async fn check_out(
+    context: &WorkerContext,
+    build: &Build,
+    credentials: &BuildCredentials,
+    workspace: &TempDir,
+) -> Result<CommitInfo, SetupFailure> {
+    let mirrors = context.mirrors.clone();
+    let url = build.repo_url.clone();
+    let commit = build.commit.clone();
+    let previous = build.previous_commit.clone();
+    let dest = workspace.path().to_path_buf();
+    let auth = credentials.git_auth(&url);
+    let checkout = tokio::time::timeout(
+        CHECKOUT_TIMEOUT,
+        tokio::task::spawn_blocking(move || {
+            mirrors.checkout(&url, auth.as_ref(), &commit, previous.as_deref(), &dest)
+        }),
+    )
+    .await;
+    match checkout {
+        Err(_) => Err(SetupFailure::new(format!(
+            "checkout failed: {} did not answer within {} s",
+            build.repo_url,
+            CHECKOUT_TIMEOUT.as_secs()
+        ))),
+        Ok(Ok(Ok(info))) => Ok(info),
+        Ok(Ok(Err(error))) => Err(SetupFailure::new(format!("checkout failed: {error}"))),
+        Ok(Err(error)) => Err(SetupFailure::new(format!("checkout task failed: {error}"))),
+    }
+}
+
+async fn read_pipeline(build: &Build, workspace: &TempDir) -> Result<Pipeline, SetupFailure> {
+    let text = match tokio::fs::read_to_string(workspace.path().join("ocelot.yml")).await {
+        Ok(text) => text,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            return Err(SetupFailure::new(format!(
+                "no ocelot.yml at the root of commit {}",
+                messages::short(&build.commit)
+            )));
+        }
+        Err(error) => {
+            return Err(SetupFailure::new(format!(
+                "cannot read ocelot.yml: {error}"
+            )));
+        }
+    };
+    pipeline::parse(&text).map_err(|errors| {
+        let (lines, reason) = messages::invalid_pipeline(&errors);
+        SetupFailure { reason, lines }
+    })
+}
+
+/// The container (or, on a host worker for a file naming no image, the host) the stages
+/// run in.
+pub(super) async fn open_environment(
+    context: &WorkerContext,
+    build: &Build,
+    pipeline: &Pipeline,
+    registry_login: Option<&RegistryLogin>,
+    workspace: &std::path::Path,
+) -> Result<Environment, SetupFailure> {
+    match (&pipeline.image, context.executor) {
+        (Some(image), _) => {
+            let Some(docker) = &context.docker else {
+                return Err(SetupFailure::new(format!(
+                    "ocelot.yml names the image `{image}` but worker {} has no Docker Engine",
+                    context.worker_id
+                )));
+            };
+            // a lost attempt's container may still run its script on this Docker host: it
+            // goes before this attempt's starts, so two attempts never run at once here
+            crate::sweeper::remove_earlier_attempts(
+                docker,
+                &context.instance,
+                build.id,
+                build.attempt,
+            )
+            .await;
+            let container = BuildContainer::start(
+                docker,
+                ContainerSpec {
+                    image,
+                    build_id: build.id,
+                    attempt: build.attempt,
+                    worker_id: &context.worker_id,
+                    instance: &context.instance,
+                    workspace,
+                    pull_timeout: context.pull_timeout,
+                    registry_login,
+                },
+            )
+            .await
+            .map_err(|e| SetupFailure::new(e.to_string()))?;
+            Ok(Environment::Container(container))
+        }
+        (None, ExecutorKind::Host) => Ok(Environment::Host(HostEnvironment::new(
+            workspace.to_path_buf(),
+        ))),
+        (None, ExecutorKind::Docker) => Err(SetupFailure::new(format!(
+            "ocelot.yml names no image: only a worker started with `--executor host` runs builds \
+             outside a container (this build was routed by machineTag `{}`)",
+            build.tag
+        ))),
+    }
+}

@@ -1,0 +1,72 @@
+//! What an executor needs of the build log: a place for a script's output lines, and the
+//! build's log limit. The attempt's log ([`crate::attempt_log::AttemptLog`]) is one; a test
+//! can use a plain vector, with no NATS or Postgres.
+
+use ocelot_core::model::LogStream;
+use std::future::Future;
+
+pub(crate) trait LogSink: Send {
+    /// Whether the build's output is past its limit: output is only counted now.
+    fn log_full(&self) -> bool;
+
+    /// Counts output that was not kept (read past the limit).
+    fn output_dropped(&mut self, bytes: usize);
+
+    /// One line of a script's output, already masked.
+    fn output_line(
+        &mut self,
+        stage: &str,
+        stream: LogStream,
+        text: String,
+    ) -> impl Future<Output = ()> + Send;
+}
+
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::LogSink;
+    use crate::log_limit::{Admission, LogLimit};
+    use ocelot_core::model::LogStream;
+
+    /// Keeps the lines it is given, under a log limit, in memory.
+    #[derive(Debug)]
+    pub(crate) struct VecSink {
+        pub(crate) lines: Vec<(String, LogStream, String)>,
+        pub(crate) limit: LogLimit,
+    }
+
+    impl VecSink {
+        pub(crate) fn new(max_bytes: u64) -> Self {
+            VecSink {
+                lines: Vec::new(),
+                limit: LogLimit::new(max_bytes),
+            }
+        }
+
+        pub(crate) fn texts(&self) -> Vec<&str> {
+            self.lines
+                .iter()
+                .map(|(_, _, text)| text.as_str())
+                .collect()
+        }
+    }
+
+    impl LogSink for VecSink {
+        fn log_full(&self) -> bool {
+            self.limit.is_full()
+        }
+
+        fn output_dropped(&mut self, bytes: usize) {
+            self.limit.count_dropped(bytes);
+        }
+
+        async fn output_line(&mut self, stage: &str, stream: LogStream, text: String) {
+            match self.limit.admit(&text) {
+                Admission::Keep => self.lines.push((stage.into(), stream, text)),
+                Admission::Marker(marker) => {
+                    self.lines.push((stage.into(), LogStream::System, marker))
+                }
+                Admission::Drop => {}
+            }
+        }
+    }
+}
