@@ -27,8 +27,12 @@ step "cargo build --bins"
 cargo build --workspace --bins --locked
 
 step "cargo test"
+target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
+# the binaries the end-to-end tests run are the ones just built (a plain `cargo test` builds
+# them itself first; here that would only rebuild them with the tests' feature set)
+export OCELOT_TEST_BIN_DIR=$target_dir/debug
 # the chaos and multi-host tests leave their figures here
-figures_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/tmp
+figures_dir=$target_dir/tmp
 rm -f "$figures_dir"/*-figures.txt
 cargo test --workspace --locked -- --test-threads "${OCELOT_TEST_THREADS:-2}"
 

@@ -5,7 +5,7 @@
 //! token then travels in the request's extensions ([`caller`]). The health service is not
 //! behind it: load balancers call it without a token.
 
-use crate::AppState;
+use crate::state::AppState;
 use ocelot_core::auth::TokenScope;
 use ocelot_core::store::ApiToken;
 use std::convert::Infallible;

@@ -2,8 +2,8 @@
 //! flag in Postgres and a message on the bus) and the answer waits until its attempt has
 //! ended, which is after its container is gone; a finished build is left alone.
 
-use crate::AppState;
 use crate::error::AdminError;
+use crate::state::AppState;
 use ocelot_core::cancel::CancelOutcome;
 use ocelot_core::model::Build;
 use ocelot_proto::v1 as pb;

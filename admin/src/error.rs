@@ -34,6 +34,7 @@ pub(crate) fn store_status(error: &StoreError) -> Status {
         StoreError::NotFound(_) => Status::not_found(error.to_string()),
         StoreError::Conflict(_) => Status::already_exists(error.to_string()),
         StoreError::Unavailable(_) => Status::unavailable(error.to_string()),
+        StoreError::Refused(_) => Status::failed_precondition(error.to_string()),
         _ => {
             tracing::error!(%error, "store error");
             Status::internal(error.to_string())

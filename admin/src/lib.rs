@@ -14,22 +14,22 @@ mod cancel;
 mod error;
 mod grpc;
 mod pending;
+mod state;
 mod sweeper;
 mod watch;
 
 use anyhow::Context;
 use clap::Parser;
+use ocelot_core::connect::{Connections, cache_dir, connect};
 use ocelot_core::discovery::consul::{ConsulArgs, ServiceDefinition, deregister};
 use ocelot_core::env_vars;
-use ocelot_core::git::MirrorCache;
-use ocelot_core::queue::Bus;
-use ocelot_core::secrets::select::{SecretStoreArgs, Secrets};
+use ocelot_core::secrets::select::SecretStoreArgs;
 use ocelot_core::settings::{DatabaseArgs, LogArgs, NatsArgs, SecretsArgs};
 use ocelot_core::store::Store;
+use state::AppState;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 /// The admin's configuration: flags, or the environment variables named in `--help`.
@@ -157,15 +157,6 @@ pub async fn token_command(settings: &Settings, command: &TokenCommand) -> anyho
     Ok(())
 }
 
-/// What the RPC handlers share.
-#[derive(Debug, Clone)]
-pub(crate) struct AppState {
-    pub(crate) store: Store,
-    pub(crate) bus: Bus,
-    pub(crate) mirrors: Arc<MirrorCache>,
-    pub(crate) secrets: Secrets,
-}
-
 /// Connects to Postgres (applying migrations) and NATS (creating the streams), then serves
 /// the API on `listener` until `shutdown` resolves.
 pub async fn run(
@@ -174,23 +165,24 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let tls = grpc::tls_identity(settings.tls_cert.as_deref(), settings.tls_key.as_deref())?;
-    let store = Store::connect(&settings.database.database_url)
-        .await
-        .context("connecting to Postgres")?;
-    let secrets = Secrets::open(&settings.secret_store, &settings.secrets, store.clone())
-        .await
-        .context("opening the credential store")?;
-    let bus = Bus::connect(&settings.nats.nats_url)
-        .await
-        .context("connecting to NATS")?;
-    let cache_dir = settings
-        .cache_dir
-        .unwrap_or_else(|| std::env::temp_dir().join("ocelot-admin-mirrors"));
+    let connections = connect(
+        &settings.database,
+        &settings.secrets,
+        &settings.secret_store,
+        &settings.nats,
+    )
+    .await?;
+    let trigger = connections.trigger(cache_dir(settings.cache_dir, "admin"));
+    let Connections {
+        store,
+        secrets,
+        bus,
+    } = connections;
     let state = AppState {
         store,
         bus,
-        mirrors: Arc::new(MirrorCache::new(cache_dir)),
         secrets,
+        trigger,
     };
     let address = listener
         .local_addr()

@@ -1,7 +1,7 @@
 //! Why a queued build waits, from the worker registry: no live worker serves its tag, every
 //! one that does is at capacity, or the queue cannot be read.
 
-use crate::AppState;
+use crate::state::AppState;
 use ocelot_core::queue::WorkerInfo;
 
 /// The reason shown for a queued build routed to `tag`.

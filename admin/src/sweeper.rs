@@ -1,7 +1,7 @@
 //! Re-publishes queued builds whose job never reached NATS (the publish failed or the admin
 //! died between the insert and the publish), so that no build is lost.
 
-use crate::AppState;
+use crate::state::AppState;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 

@@ -4,15 +4,25 @@
 //! A spawned producer feeds an mpsc channel; a failed send means the client left.
 //! A client that lost its stream passes the last event it received ([`Position`]): the new
 //! stream starts right after it.
+//!
+//! The decisions (which stream, where a replay starts, what is new to the client, which
+//! events a gap misses, the made-up results) are in `plan`, free of I/O; this module does
+//! the reading and sending.
 
-use crate::AppState;
+mod plan;
+
 use crate::error::AdminError;
-use ocelot_core::events::{BuildEvent, EventKind, Position};
-use ocelot_core::model::{Build, unix_ms};
+use crate::state::AppState;
+use ocelot_core::events::{BuildEvent, Position};
+use ocelot_core::model::Build;
 use ocelot_core::store::Store;
 use ocelot_proto::v1 as pb;
+use plan::{
+    Gap, GapFill, GapWait, QuietBus, REPLAY_PAGE, Sent, Stream, comes_after, more_pages,
+    replaced_result, replay_after, result_event, stream_for,
+};
 use std::pin::Pin;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Response, Status};
@@ -22,15 +32,6 @@ pub(crate) type EventStream =
 
 /// How long the live view waits for an event before it checks the build in Postgres.
 const IDLE_CHECK: Duration = Duration::from_secs(2);
-/// How long events missing from the bus are waited for in Postgres.
-const GAP_WAIT: Duration = Duration::from_secs(5);
-/// How many stored events a replay reads at once.
-const REPLAY_PAGE: i64 = 1000;
-
-/// Whether `event` comes after `position` (a later attempt, or later in this one).
-fn comes_after(event: &BuildEvent, position: Position) -> bool {
-    event.position() > position
-}
 
 /// Streams `build_id`'s events after `resume_after`: of its current attempt, or of the
 /// earlier `attempt` when one is asked for (not 0).
@@ -46,21 +47,16 @@ pub(crate) async fn watch(
         .await
         .map_err(AdminError::from)?;
     let current = u32::try_from(build.attempt).unwrap_or(0);
-    if attempt > current {
-        return Err(Status::not_found(format!(
-            "build {build_id} has no attempt {attempt} (it had {current})"
-        )));
-    }
-    let earlier = attempt != 0 && attempt < current;
+    let stream = stream_for(build_id, attempt, current, build.state.is_final())?;
     let (sender, receiver) = mpsc::channel::<Result<pb::BuildEvent, Status>>(256);
     let state = state.clone();
     tokio::spawn(async move {
-        let outcome = if earlier {
-            replay_earlier_attempt(&state.store, &build, attempt, resume_after, &sender).await
-        } else if build.state.is_final() {
-            replay_final(&state.store, &build, resume_after, &sender).await
-        } else {
-            follow_live(&state, &build, resume_after, &sender).await
+        let outcome = match stream {
+            Stream::Earlier => {
+                replay_earlier_attempt(&state.store, &build, attempt, resume_after, &sender).await
+            }
+            Stream::Final => replay_final(&state.store, &build, resume_after, &sender).await,
+            Stream::Live => follow_live(&state, &build, resume_after, &sender).await,
         };
         if let Err(status) = outcome {
             let _ = sender.send(Err(status)).await;
@@ -93,7 +89,7 @@ async fn follow_live(
         .map_err(|e| Status::unavailable(e.to_string()))?;
     // the last event sent (or, resuming, received by the client before)
     let mut last = resume_after;
-    let mut final_in_store = false;
+    let mut quiet = QuietBus::default();
     loop {
         let next = tokio::select! {
             // the client left: stop following
@@ -104,17 +100,12 @@ async fn follow_live(
             Ok(Some(Ok(event))) => {
                 // events of an attempt that a newer one replaced are not part of the log,
                 // and what the client has is not sent again
-                if !comes_after(&event, last) {
+                if !comes_after(event.position(), last) {
                     continue;
                 }
                 // events the bus lost (published while NATS was away) come from Postgres
-                let first_of_attempt = if event.attempt == last.attempt {
-                    last.seq + 1
-                } else {
-                    1
-                };
-                if event.seq > first_of_attempt {
-                    for missed in fill_gap(&state.store, build, last, &event).await? {
+                if let Some(gap) = Gap::between(last, event.position()) {
+                    for missed in fill_gap(&state.store, build.id, gap).await? {
                         if send(sender, &missed).await.is_err() {
                             return Ok(());
                         }
@@ -137,15 +128,9 @@ async fn follow_live(
                     .get_build(build.id)
                     .await
                     .map_err(AdminError::from)?;
-                if !current.state.is_final() {
-                    final_in_store = false;
-                    continue;
+                if quiet.answer_from_store(current.state.is_final()) {
+                    return replay_final(&state.store, &current, last, sender).await;
                 }
-                if !final_in_store {
-                    final_in_store = true;
-                    continue;
-                }
-                return replay_final(&state.store, &current, last, sender).await;
             }
         }
     }
@@ -161,13 +146,8 @@ async fn replay_final(
     sender: &mpsc::Sender<Result<pb::BuildEvent, Status>>,
 ) -> Result<(), Status> {
     let attempt = u32::try_from(build.attempt).unwrap_or(0);
-    if resume_after.attempt > attempt {
+    let Some(after) = replay_after(attempt, resume_after) else {
         return Ok(());
-    }
-    let after = if resume_after.attempt == attempt {
-        resume_after.seq
-    } else {
-        0
     };
     let sent = if attempt == 0 {
         Sent::nothing(after)
@@ -178,53 +158,9 @@ async fn replay_final(
         }
     };
     if !sent.result {
-        let _ = send(sender, &result_event(build, attempt, sent.last_seq + 1)).await;
+        let _ = send(sender, &result_event(build, attempt, sent.next_seq())).await;
     }
     Ok(())
-}
-
-/// The result of a build whose attempt stored none, from its row.
-fn result_event(build: &Build, attempt: u32, seq: u64) -> BuildEvent {
-    let duration_ms = match (build.started_at, build.finished_at) {
-        (Some(start), Some(end)) => unix_ms(end) - unix_ms(start),
-        _ => 0,
-    };
-    BuildEvent {
-        build_id: build.id,
-        attempt,
-        seq,
-        at_ms: unix_ms(build.finished_at.unwrap_or_else(SystemTime::now)),
-        kind: EventKind::Result {
-            state: build.state,
-            reason: build.reason.clone().unwrap_or_default(),
-            duration_ms,
-            line_count: build
-                .line_count
-                .and_then(|n| u64::try_from(n).ok())
-                .unwrap_or(0),
-            log_sha256: build.log_sha256.clone().unwrap_or_default(),
-        },
-    }
-}
-
-/// What [`send_stored`] sent.
-#[derive(Debug, Clone, Copy)]
-struct Sent {
-    /// The sequence number of the last event sent, or where sending started.
-    last_seq: u64,
-    last_at_ms: i64,
-    /// Whether the attempt's result was among them.
-    result: bool,
-}
-
-impl Sent {
-    fn nothing(after: u64) -> Self {
-        Sent {
-            last_seq: after,
-            last_at_ms: 0,
-            result: false,
-        }
-    }
 }
 
 /// Sends the stored events of `attempt` after `after`, in order, one page at a time (never
@@ -249,16 +185,13 @@ async fn send_stored(
             )
             .await
             .map_err(AdminError::from)?;
-        let full_page = i64::try_from(page.len()).unwrap_or(i64::MAX) >= REPLAY_PAGE;
         for event in &page {
             if send(sender, event).await.is_err() {
                 return Ok(None);
             }
-            sent.last_seq = event.seq;
-            sent.last_at_ms = event.at_ms;
-            sent.result |= event.is_result();
+            sent.record(event);
         }
-        if !full_page {
+        if !more_pages(page.len()) {
             return Ok(Some(sent));
         }
     }
@@ -272,78 +205,46 @@ async fn replay_earlier_attempt(
     resume_after: Position,
     sender: &mpsc::Sender<Result<pb::BuildEvent, Status>>,
 ) -> Result<(), Status> {
-    if resume_after.attempt > attempt {
+    let Some(after) = replay_after(attempt, resume_after) else {
         return Ok(());
-    }
-    let after = if resume_after.attempt == attempt {
-        resume_after.seq
-    } else {
-        0
     };
     let Some(sent) = send_stored(store, build.id, attempt, after, sender).await? else {
         return Ok(());
     };
-    let ended = BuildEvent {
-        build_id: build.id,
-        attempt,
-        seq: sent.last_seq + 1,
-        at_ms: sent.last_at_ms,
-        kind: EventKind::Result {
-            state: ocelot_core::BuildState::Errored,
-            reason: format!(
-                "attempt {attempt} ended without a result (its worker was lost or handed the build back); attempt {} followed",
-                attempt + 1
-            ),
-            duration_ms: 0,
-            line_count: 0,
-            log_sha256: String::new(),
-        },
-    };
-    let _ = send(sender, &ended).await;
+    let _ = send(sender, &replaced_result(build.id, attempt, &sent)).await;
     Ok(())
 }
 
-/// The events between `last` and `next` that the bus lost (published while NATS was away),
-/// from Postgres. The worker stores events a moment after it publishes them, so a gap is
-/// waited for up to [`GAP_WAIT`]; what is still missing then stays missing (the CLI's log
-/// check reports it).
-async fn fill_gap(
-    store: &Store,
-    build: &Build,
-    last: Position,
-    next: &BuildEvent,
-) -> Result<Vec<BuildEvent>, Status> {
-    let after = if last.attempt == next.attempt {
-        last.seq
-    } else {
-        0
-    };
-    let missing = next.seq.saturating_sub(after + 1);
-    let attempt = i32::try_from(next.attempt).unwrap_or(i32::MAX);
-    let deadline = tokio::time::Instant::now() + GAP_WAIT;
+/// The events of `gap` that the bus lost (published while NATS was away), from Postgres.
+/// The worker stores events a moment after it publishes them, so a gap is waited for up to
+/// [`plan::GAP_WAIT`]; what is still missing then stays missing (the CLI's log check
+/// reports it).
+async fn fill_gap(store: &Store, build_id: i64, gap: Gap) -> Result<Vec<BuildEvent>, Status> {
+    let attempt = i32::try_from(gap.attempt).unwrap_or(i32::MAX);
+    let wait = GapWait::start(&gap);
     loop {
         let events = store
             .events(
-                build.id,
+                build_id,
                 attempt,
-                i64::try_from(after).unwrap_or(i64::MAX),
-                i64::try_from(next.seq).unwrap_or(i64::MAX),
-                i64::try_from(missing).unwrap_or(i64::MAX),
+                i64::try_from(gap.after).unwrap_or(i64::MAX),
+                i64::try_from(gap.before).unwrap_or(i64::MAX),
+                i64::try_from(gap.missing).unwrap_or(i64::MAX),
             )
             .await
             .map_err(AdminError::from)?;
-        let found = u64::try_from(events.len()).unwrap_or(u64::MAX);
-        if found >= missing || tokio::time::Instant::now() >= deadline {
-            if found < missing {
+        match wait.check(events.len()) {
+            GapFill::Wait => tokio::time::sleep(plan::GAP_RETRY).await,
+            GapFill::Complete => return Ok(events),
+            GapFill::Incomplete { still_missing } => {
                 tracing::warn!(
-                    build_id = build.id,
-                    attempt = next.attempt,
-                    missing = missing - found,
+                    build_id,
+                    attempt = gap.attempt,
+                    missing = still_missing,
                     "events lost from the log bus are not in Postgres either"
                 );
+                return Ok(events);
             }
-            return Ok(events);
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }

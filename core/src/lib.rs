@@ -8,7 +8,8 @@
 //! - [`git`]: ls-remote, a mirror cache, reading a file at a commit, checking a commit out.
 //! - [`secrets`]: credentials sealed at rest under a master key, and log masking; or kept in
 //!   Vault KV v2.
-//! - [`trigger`]: the one function that queues a build (CLI, webhooks, polls, reruns).
+//! - [`trigger`]: the one way a build is queued (CLI, webhooks, polls, reruns).
+//! - [`connect`]: what every service connects to at start-up.
 //! - [`health`], [`settings`], [`telemetry`], [`shutdown`]: what every service binary needs.
 //!
 //! Consul lives in `ocelot-discovery` (re-exported as [`discovery`]).
@@ -19,6 +20,7 @@ pub use ocelot_domain::{
     pipeline, repo_url, schedule, wire,
 };
 
+pub mod connect;
 pub mod git;
 pub mod health;
 pub mod queue;

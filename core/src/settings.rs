@@ -29,36 +29,4 @@ pub struct LogArgs {
 
 pub use ocelot_discovery::host_name;
 
-/// Where the master key that seals credentials comes from.
-#[derive(Debug, Clone, Args)]
-pub struct SecretsArgs {
-    /// File holding the master key (64 hex characters; must not be readable by others)
-    #[arg(long = "master-key-file", env = env_vars::OCELOT_MASTER_KEY_FILE)]
-    pub master_key_file: Option<std::path::PathBuf>,
-}
-
-impl SecretsArgs {
-    /// The key from `--master-key-file`, else from `OCELOT_MASTER_KEY`; `None` when neither
-    /// is set (credentials then cannot be used).
-    pub fn load(
-        &self,
-    ) -> Result<Option<crate::secrets::cipher::MasterKey>, crate::secrets::cipher::CipherError>
-    {
-        use crate::secrets::cipher::MasterKey;
-        if let Some(path) = &self.master_key_file {
-            return MasterKey::from_file(path).map(Some);
-        }
-        match std::env::var(env_vars::OCELOT_MASTER_KEY) {
-            Ok(hex) if !hex.trim().is_empty() => MasterKey::from_hex(&hex).map(Some),
-            _ => Ok(None),
-        }
-    }
-
-    /// The credential store these settings describe, checked against what `store` holds.
-    pub async fn open(
-        &self,
-        store: crate::store::Store,
-    ) -> Result<crate::secrets::PostgresSecrets, crate::secrets::SecretError> {
-        crate::secrets::PostgresSecrets::new(store, self.load()?).await
-    }
-}
+pub use crate::secrets::select::SecretsArgs;

@@ -135,9 +135,47 @@ struct Resolved {
     message: String,
 }
 
-/// Queues a build as `request` says and returns it (queued, or skipped/errored when it
-/// cannot run); for an automatic trigger already seen, the existing build (`created: false`).
-pub async fn queue_build(
+/// The one way a build is queued: what a trigger needs (the store, the bus, the mirrors
+/// that resolve and read commits, the credentials that reach private repos). Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Trigger {
+    store: Store,
+    bus: Bus,
+    mirrors: Arc<MirrorCache>,
+    secrets: crate::secrets::select::Secrets,
+}
+
+impl Trigger {
+    pub fn new(
+        store: Store,
+        bus: Bus,
+        mirrors: Arc<MirrorCache>,
+        secrets: crate::secrets::select::Secrets,
+    ) -> Self {
+        Trigger {
+            store,
+            bus,
+            mirrors,
+            secrets,
+        }
+    }
+
+    /// Queues a build as `request` says and returns it (queued, or skipped/errored when it
+    /// cannot run); for an automatic trigger already seen, the existing build
+    /// (`created: false`).
+    pub async fn queue(&self, request: TriggerRequest) -> Result<Inserted, TriggerError> {
+        queue_build(
+            &self.store,
+            &self.bus,
+            &self.mirrors,
+            &self.secrets,
+            request,
+        )
+        .await
+    }
+}
+
+async fn queue_build(
     store: &Store,
     bus: &Bus,
     mirrors: &Arc<MirrorCache>,

@@ -3,9 +3,9 @@
 //! event: ping 200, not built 202, push or pull request: recorded once (a repeated delivery
 //! id: 200, nothing queued again) → 202. Never a 5xx for bad input, never a panic.
 
-use crate::AppState;
 use crate::processor::StoredRequest;
 use crate::providers::{self, HookError, HookEvent, Provider};
+use crate::state::AppState;
 use crate::trigger::StoredTrigger;
 use axum::Json;
 use axum::body::Bytes;

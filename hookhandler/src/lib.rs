@@ -16,17 +16,17 @@ mod handler;
 mod processor;
 pub mod providers;
 mod rate_limit;
+mod state;
 mod trigger;
 
 use anyhow::Context;
 use clap::Parser;
+use ocelot_core::connect::{Connections, cache_dir, connect};
 use ocelot_core::discovery::consul::{ConsulArgs, ServiceDefinition, deregister};
 use ocelot_core::env_vars;
-use ocelot_core::git::MirrorCache;
-use ocelot_core::queue::Bus;
-use ocelot_core::secrets::select::{SecretStoreArgs, Secrets};
+use ocelot_core::secrets::select::SecretStoreArgs;
 use ocelot_core::settings::{DatabaseArgs, LogArgs, NatsArgs, SecretsArgs};
-use ocelot_core::store::Store;
+use state::AppState;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
@@ -80,17 +80,6 @@ pub struct Settings {
     pub processors: usize,
 }
 
-/// What the request handlers and processors share.
-#[derive(Debug, Clone)]
-pub(crate) struct AppState {
-    pub(crate) store: Store,
-    /// For readiness only (`/readyz`).
-    pub(crate) bus: Bus,
-    pub(crate) limiter: Arc<rate_limit::SourceLimiter>,
-    /// Wakes the processors when a delivery was recorded.
-    pub(crate) recorded: Arc<Notify>,
-}
-
 /// `/readyz`: 200 while Postgres and NATS answer, else 503 naming what is down (a load
 /// balancer stops sending deliveries; providers retry them later).
 async fn ready(
@@ -135,19 +124,15 @@ pub async fn run(
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let store = Store::connect(&settings.database.database_url)
-        .await
-        .context("connecting to Postgres")?;
-    let secrets = Secrets::open(&settings.secret_store, &settings.secrets, store.clone())
-        .await
-        .context("opening the credential store")?;
-    let bus = Bus::connect(&settings.nats.nats_url)
-        .await
-        .context("connecting to NATS")?;
-    let cache_dir = settings
-        .cache_dir
-        .clone()
-        .unwrap_or_else(|| std::env::temp_dir().join("ocelot-hookhandler-mirrors"));
+    let connections = connect(
+        &settings.database,
+        &settings.secrets,
+        &settings.secret_store,
+        &settings.nats,
+    )
+    .await?;
+    let trigger = connections.trigger(cache_dir(settings.cache_dir.clone(), "hookhandler"));
+    let Connections { store, bus, .. } = connections;
     let state = AppState {
         store: store.clone(),
         bus: bus.clone(),
@@ -159,14 +144,11 @@ pub async fn run(
     };
     let stop = CancellationToken::new();
     let mut processors = tokio::task::JoinSet::new();
-    let mirrors = Arc::new(MirrorCache::new(cache_dir));
     for _ in 0..settings.processors {
         processors.spawn(processor::run(
             processor::Processor {
                 store: store.clone(),
-                bus: bus.clone(),
-                mirrors: mirrors.clone(),
-                secrets: secrets.clone(),
+                trigger: trigger.clone(),
                 recorded: state.recorded.clone(),
             },
             stop.clone(),

@@ -4,10 +4,8 @@
 //! on the delivery.
 
 use crate::trigger::StoredTrigger;
-use ocelot_core::git::MirrorCache;
-use ocelot_core::queue::Bus;
 use ocelot_core::store::{Delivery, Store};
-use ocelot_core::trigger::{TriggerError, queue_build};
+use ocelot_core::trigger::{Trigger, TriggerError};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Notify;
@@ -21,9 +19,7 @@ const IDLE_POLL: Duration = Duration::from_secs(1);
 #[derive(Debug, Clone)]
 pub(crate) struct Processor {
     pub(crate) store: Store,
-    pub(crate) bus: Bus,
-    pub(crate) mirrors: Arc<MirrorCache>,
-    pub(crate) secrets: ocelot_core::secrets::select::Secrets,
+    pub(crate) trigger: Trigger,
     pub(crate) recorded: Arc<Notify>,
 }
 
@@ -61,16 +57,12 @@ async fn process(processor: &Processor, delivery: Delivery) {
         return;
     }
     let outcome = match serde_json::from_value::<StoredRequest>(delivery.request.clone()) {
-        Ok(stored) => queue_build(
-            &processor.store,
-            &processor.bus,
-            &processor.mirrors,
-            &processor.secrets,
-            stored.trigger.into_request(stored.repo),
-        )
-        .await
-        .map(|inserted| inserted.build.id)
-        .map_err(|error| (retryable(&error), error.to_string())),
+        Ok(stored) => processor
+            .trigger
+            .queue(stored.trigger.into_request(stored.repo))
+            .await
+            .map(|inserted| inserted.build.id)
+            .map_err(|error| (retryable(&error), error.to_string())),
         Err(error) => Err((false, format!("unreadable stored trigger: {error}"))),
     };
     let recorded = match outcome {

@@ -1,6 +1,6 @@
 //! Per-source rate limits (governor's GCRA, keyed by the peer's IP address).
 
-use crate::AppState;
+use crate::state::AppState;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};

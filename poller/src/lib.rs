@@ -6,17 +6,17 @@
 //! - [`run`]: connect and poll until shutdown.
 //! - `poll_loop`: claiming due polls, bounded concurrency, one poll's work and its outcome.
 
+mod context;
 mod poll_loop;
 
 use anyhow::Context;
 use clap::Parser;
+use context::PollerContext;
+use ocelot_core::connect::{Connections, cache_dir, connect};
 use ocelot_core::discovery::consul::{ConsulArgs, ServiceDefinition, deregister};
 use ocelot_core::env_vars;
-use ocelot_core::git::MirrorCache;
-use ocelot_core::queue::Bus;
-use ocelot_core::secrets::select::{SecretStoreArgs, Secrets};
+use ocelot_core::secrets::select::SecretStoreArgs;
 use ocelot_core::settings::{DatabaseArgs, LogArgs, NatsArgs, SecretsArgs};
-use ocelot_core::store::Store;
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -56,15 +56,6 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
     ocelot_core::pipeline::parse_duration(text)
 }
 
-/// What every poll shares.
-#[derive(Debug, Clone)]
-pub(crate) struct PollerContext {
-    pub(crate) store: Store,
-    pub(crate) bus: Bus,
-    pub(crate) mirrors: Arc<MirrorCache>,
-    pub(crate) secrets: Secrets,
-}
-
 /// Connects to Postgres and NATS, then polls until `shutdown` resolves. `health`: where to
 /// serve `/healthz` and `/readyz`, bound (`--health-listen`, see
 /// [`ocelot_core::health::HealthArgs::bind`]); none when `None`.
@@ -74,19 +65,19 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     anyhow::ensure!(settings.concurrency > 0, "--concurrency must be at least 1");
-    let store = Store::connect(&settings.database.database_url)
-        .await
-        .context("connecting to Postgres")?;
-    let secrets = Secrets::open(&settings.secret_store, &settings.secrets, store.clone())
-        .await
-        .context("opening the credential store")?;
-    let bus = Bus::connect(&settings.nats.nats_url)
-        .await
-        .context("connecting to NATS")?;
-    let cache_dir = settings
-        .cache_dir
-        .clone()
-        .unwrap_or_else(|| std::env::temp_dir().join("ocelot-poller-mirrors"));
+    let connections = connect(
+        &settings.database,
+        &settings.secrets,
+        &settings.secret_store,
+        &settings.nats,
+    )
+    .await?;
+    let trigger = connections.trigger(cache_dir(settings.cache_dir.clone(), "poller"));
+    let Connections {
+        store,
+        secrets,
+        bus,
+    } = connections;
     // /readyz: ready while Postgres and NATS answer
     let health_stop = tokio_util::sync::CancellationToken::new();
     let health = {
@@ -102,9 +93,8 @@ pub async fn run(
     };
     let context = PollerContext {
         store,
-        bus,
-        mirrors: Arc::new(MirrorCache::new(cache_dir)),
         secrets,
+        trigger,
     };
     tracing::info!(concurrency = settings.concurrency, "poller started");
     let registration = settings

@@ -3,13 +3,13 @@
 //! that moved (new branches included), record the heads and when it is due next. A failing
 //! repo backs off and records its error; it never holds up the others.
 
-use crate::PollerContext;
+use crate::context::PollerContext;
 use ocelot_core::git::{GitAuth, RemoteRef};
 use ocelot_core::model::{Poll, TriggerKind};
 use ocelot_core::schedule::{self, BranchPatterns};
 use ocelot_core::secrets::{BuildCredentials, SecretStore};
 use ocelot_core::store::{ClaimedPoll, PollOutcome};
-use ocelot_core::trigger::{TriggerRequest, queue_build};
+use ocelot_core::trigger::TriggerRequest;
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
@@ -207,15 +207,7 @@ async fn queue_moved(
                 Some(commit.clone()),
             )
         };
-        match queue_build(
-            &context.store,
-            &context.bus,
-            &context.mirrors,
-            &context.secrets,
-            request,
-        )
-        .await
-        {
+        match context.trigger.queue(request).await {
             Ok(inserted) => {
                 tracing::info!(repo = %poll.repo_name, %branch, %commit, build_id = inserted.build.id,
                     created = inserted.created, "head moved: build queued");

@@ -18,6 +18,9 @@ use ocelot_core::secrets::mask::Masker;
 use ocelot_core::store::{Appended, Store, StoreError, retrying};
 use std::time::{Duration, Instant, SystemTime};
 
+/// The system lines before the first stage (and after the last) belong to this pseudo-stage.
+pub(crate) const SETUP_STAGE: &str = "setup";
+
 const FLUSH_EVENTS: usize = 500;
 const FLUSH_EVERY: Duration = Duration::from_millis(250);
 /// Publish acknowledgements awaited at once; more in flight wait for a flush.
@@ -150,7 +153,7 @@ impl AttemptLog {
         duration_ms: i64,
     ) -> Finished {
         if let Some(report) = self.limit.report() {
-            self.system(crate::build_runner::SETUP_STAGE, report).await;
+            self.system(SETUP_STAGE, report).await;
         }
         self.await_acks().await;
         if self.fenced_out {

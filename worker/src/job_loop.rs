@@ -4,8 +4,8 @@
 //! pulling and running builds get a grace period; builds still running then are stopped and
 //! their jobs handed back (nak) so that another worker runs them at once.
 
-use crate::WorkerContext;
 use crate::build_runner::{JobDisposition, run_build};
+use crate::context::WorkerContext;
 use ocelot_core::queue::JobMessage;
 use ocelot_core::queue::WorkerInfo;
 use std::future::Future;

@@ -16,6 +16,7 @@
 
 mod attempt_log;
 mod build_runner;
+mod context;
 mod executor;
 mod job_loop;
 mod lines;
@@ -26,34 +27,27 @@ mod pressure;
 mod registry;
 mod sweeper;
 
+use context::WorkerContext;
+pub use executor::ExecutorKind;
+
 /// How build containers are named and labelled (what the sweeper goes by), for tests that
 /// make containers like a worker's.
 pub use executor::docker::{container_labels, container_name};
 
 use anyhow::Context;
 use clap::Parser;
+use ocelot_core::connect::{Connections, connect};
 use ocelot_core::discovery::consul::{ConsulArgs, ServiceDefinition, deregister};
 use ocelot_core::env_vars;
 use ocelot_core::git::MirrorCache;
-use ocelot_core::queue::{self, Bus};
-use ocelot_core::secrets::select::{SecretStoreArgs, Secrets};
+use ocelot_core::queue;
+use ocelot_core::secrets::select::SecretStoreArgs;
 use ocelot_core::settings::{DatabaseArgs, LogArgs, NatsArgs, SecretsArgs};
-use ocelot_core::store::Store;
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
-
-/// Where a worker runs build scripts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum ExecutorKind {
-    /// In a fresh container from the build's `image` (the default).
-    Docker,
-    /// Builds that name no image run directly on this host in a temporary workspace;
-    /// builds with an image still run in a container.
-    Host,
-}
 
 /// The worker's configuration: flags, or the environment variables named in `--help`.
 #[derive(Debug, Clone, Parser)]
@@ -130,32 +124,6 @@ fn humantime_duration(text: &str) -> Result<Duration, String> {
     ocelot_core::pipeline::parse_duration(text)
 }
 
-/// What every build of this worker shares.
-#[derive(Debug, Clone)]
-pub(crate) struct WorkerContext {
-    pub(crate) worker_id: String,
-    /// The installation's id (labels build containers).
-    pub(crate) instance: String,
-    pub(crate) store: Store,
-    pub(crate) bus: Bus,
-    pub(crate) mirrors: Arc<MirrorCache>,
-    pub(crate) workspaces: PathBuf,
-    pub(crate) docker: Option<bollard::Docker>,
-    pub(crate) executor: ExecutorKind,
-    pub(crate) max_attempts: i32,
-    pub(crate) pull_timeout: Duration,
-    pub(crate) secrets: Secrets,
-    /// Cancelled when the shutdown grace period is over: running builds stop and their jobs
-    /// go back to the queue.
-    pub(crate) hand_back: CancellationToken,
-    /// The output a build keeps (bytes).
-    pub(crate) max_log_bytes: u64,
-    /// How long a build's writes wait out a Postgres outage before the build goes on
-    /// (its log then waits in memory; its result waits this long again, else the job goes
-    /// back to the queue).
-    pub(crate) store_outage_budget: Duration,
-}
-
 fn default_worker_id() -> String {
     let host = ocelot_core::settings::host_name().unwrap_or_else(|| "worker".to_string());
     let suffix = uuid::Uuid::new_v4().simple().to_string();
@@ -174,15 +142,17 @@ pub async fn run(
         queue::validate_tag(tag)?;
     }
     anyhow::ensure!(settings.concurrency > 0, "--concurrency must be at least 1");
-    let store = Store::connect(&settings.database.database_url)
-        .await
-        .context("connecting to Postgres")?;
-    let secrets = Secrets::open(&settings.secret_store, &settings.secrets, store.clone())
-        .await
-        .context("opening the credential store")?;
-    let bus = Bus::connect(&settings.nats.nats_url)
-        .await
-        .context("connecting to NATS")?;
+    let Connections {
+        store,
+        secrets,
+        bus,
+    } = connect(
+        &settings.database,
+        &settings.secrets,
+        &settings.secret_store,
+        &settings.nats,
+    )
+    .await?;
     let docker = match executor::docker::connect().await {
         Ok(docker) => Some(docker),
         Err(error) if settings.executor == ExecutorKind::Host => {
@@ -192,6 +162,7 @@ pub async fn run(
         Err(error) => return Err(error).context("connecting to the Docker Engine"),
     };
     let worker_id = settings.worker_id.clone().unwrap_or_else(default_worker_id);
+    // the worker keeps mirrors and workspaces under it
     let cache_dir = settings
         .cache_dir
         .clone()

@@ -1,5 +1,5 @@
 //! What an executor needs of the build log: a place for a script's output lines, and the
-//! build's log limit. The attempt's log ([`crate::attempt_log::AttemptLog`]) is one; a test
+//! build's log limit. The attempt's log (`AttemptLog`) is one; a test
 //! can use a plain vector, with no NATS or Postgres.
 
 use ocelot_core::model::LogStream;

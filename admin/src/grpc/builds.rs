@@ -1,11 +1,11 @@
 //! Build RPCs: trigger, get (with why a queued build waits), list, rerun.
 
-use crate::AppState;
 use crate::error::AdminError;
+use crate::state::AppState;
 use ocelot_core::BuildState;
 use ocelot_core::model::TriggerKind;
 use ocelot_core::store::BuildFilter;
-use ocelot_core::trigger::{TriggerRequest, queue_build};
+use ocelot_core::trigger::TriggerRequest;
 use ocelot_proto::v1 as pb;
 use tonic::{Response, Status};
 
@@ -17,15 +17,15 @@ pub(super) async fn trigger(
     if request.repo.trim().is_empty() {
         return Err(AdminError::Invalid("repo is required (a name or a URL)".into()).into());
     }
-    let inserted = queue_build(
-        &state.store,
-        &state.bus,
-        &state.mirrors,
-        &state.secrets,
-        TriggerRequest::manual(request.repo, Some(request.branch), Some(request.commit)),
-    )
-    .await
-    .map_err(AdminError::from)?;
+    let inserted = state
+        .trigger
+        .queue(TriggerRequest::manual(
+            request.repo,
+            Some(request.branch),
+            Some(request.commit),
+        ))
+        .await
+        .map_err(AdminError::from)?;
     Ok(Response::new(pb::TriggerBuildResponse {
         build: Some(pb::Build::from(&inserted.build)),
     }))
@@ -67,12 +67,9 @@ pub(super) async fn rerun(
         .get_build(request.build_id)
         .await
         .map_err(AdminError::from)?;
-    let inserted = queue_build(
-        &state.store,
-        &state.bus,
-        &state.mirrors,
-        &state.secrets,
-        TriggerRequest {
+    let inserted = state
+        .trigger
+        .queue(TriggerRequest {
             repo: original.repo_name.clone(),
             branch: Some(original.branch.clone()),
             commit: Some(original.commit.clone()),
@@ -80,10 +77,9 @@ pub(super) async fn rerun(
             previous_commit: original.previous_commit.clone(),
             pull_request: original.pull_request.clone(),
             git_tag: original.git_tag.clone(),
-        },
-    )
-    .await
-    .map_err(AdminError::from)?;
+        })
+        .await
+        .map_err(AdminError::from)?;
     tracing::info!(
         original = original.id,
         build_id = inserted.build.id,

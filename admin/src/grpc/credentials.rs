@@ -1,7 +1,7 @@
 //! Credential RPCs: add (sealed with the master key), list (never values), remove.
 
-use crate::AppState;
 use crate::error::AdminError;
+use crate::state::AppState;
 use ocelot_core::model::unix_ms;
 use ocelot_core::secrets::{
     CredentialDetails, CredentialInfo, CredentialKind, Scope, SecretError, SecretStore, SecretValue,

@@ -6,7 +6,7 @@ mod polls;
 mod repos;
 mod tokens;
 
-use crate::AppState;
+use crate::state::AppState;
 use anyhow::Context;
 use ocelot_proto::v1::admin_server::AdminServer;
 use std::future::Future;

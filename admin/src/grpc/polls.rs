@@ -1,7 +1,7 @@
 //! Poll RPCs: add (or replace), list, remove.
 
-use crate::AppState;
 use crate::error::AdminError;
+use crate::state::AppState;
 use ocelot_core::schedule::{self, BranchPatterns};
 use ocelot_proto::v1 as pb;
 use std::time::SystemTime;

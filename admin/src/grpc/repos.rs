@@ -1,7 +1,7 @@
 //! Repository RPCs: add, list, remove.
 
-use crate::AppState;
 use crate::error::AdminError;
+use crate::state::AppState;
 use ocelot_proto::v1 as pb;
 use tonic::{Response, Status};
 

@@ -1,7 +1,7 @@
 //! API token RPCs (admin scope): create (shown once), list (never values), revoke.
 
-use crate::AppState;
 use crate::error::AdminError;
+use crate::state::AppState;
 use ocelot_core::auth::TokenScope;
 use ocelot_core::model::unix_ms;
 use ocelot_proto::v1 as pb;

@@ -2,22 +2,16 @@
 //! breaks (the admin restarted, the connection dropped) is resumed after the last event
 //! received, from this admin or another one, so no line is shown twice or skipped.
 
+mod resume;
+
 use crate::args::WatchArgs;
 use crate::client::{self, AdminTarget, CliError};
 use crate::exit::ExitStatus;
 use crate::render::Renderer;
-use backon::BackoffBuilder;
 use ocelot_domain::events::Position;
-use ocelot_proto::v1::{BuildEvent, WatchBuildRequest};
-use std::time::{Duration, Instant};
-
-/// How long a broken stream is retried before `ocelot watch` gives up.
-const RECONNECT_FOR: Duration = Duration::from_secs(300);
-/// A stream open this long counts as a recovery, even if its build was quiet.
-const STABLE_AFTER: Duration = Duration::from_secs(10);
-/// `Internal` or `Unknown` answers in a row that are retried: a dropped connection shows
-/// as one, a server-side fault as many.
-const DOUBTFUL_TRIES: u32 = 5;
+use ocelot_proto::v1::BuildEvent;
+use resume::{Broken, Resume, Seen, broken, gave_up, not_connected, reconnect_delays};
+use tokio::time::Instant;
 
 pub(crate) async fn run(admin: &AdminTarget, args: WatchArgs) -> Result<ExitStatus, CliError> {
     let client = client::connect(admin).await?;
@@ -39,31 +33,9 @@ fn position(event: &BuildEvent) -> Position {
     }
 }
 
-/// Why a stream stopped before the build's result.
-enum Broken {
-    /// Worth another try: the admin or the connection went away.
-    Retry(String),
-    /// A dropped connection, or a fault of the admin's: worth a few tries.
-    Doubtful(CliError),
-    /// The admin refused: retrying cannot help.
-    Fatal(CliError),
-}
-
-fn broken(status: tonic::Status) -> Broken {
-    use tonic::Code;
-    match status.code() {
-        Code::Unavailable
-        | Code::Cancelled
-        | Code::Aborted
-        | Code::DeadlineExceeded
-        | Code::ResourceExhausted => Broken::Retry(client::from_status(status).message),
-        Code::Unknown | Code::Internal => Broken::Doubtful(client::from_status(status)),
-        _ => Broken::Fatal(client::from_status(status)),
-    }
-}
-
 /// Streams the build's events through a renderer; the exit status reports its result.
-/// A broken stream is resumed after the last event received for up to [`RECONNECT_FOR`].
+/// A broken stream is resumed after the last event received for up to
+/// [`resume::RECONNECT_FOR`].
 pub(crate) async fn follow(
     admin: &AdminTarget,
     client: client::Client,
@@ -73,7 +45,8 @@ pub(crate) async fn follow(
     follow_attempt(admin, client, build_id, 0, json).await
 }
 
-/// [`follow`] of one attempt (`0`: the build's current one).
+/// [`follow`] of one attempt (`0`: the build's current one). The bookkeeping (where to
+/// resume, what to retry, when to give up) is [`Resume`]'s; this loop does the I/O.
 async fn follow_attempt(
     admin: &AdminTarget,
     client: client::Client,
@@ -82,12 +55,8 @@ async fn follow_attempt(
     json: bool,
 ) -> Result<ExitStatus, CliError> {
     let mut renderer = Renderer::new(json, build_id);
-    let mut last = Position::default();
+    let mut resume = Resume::new(reconnect_delays);
     let mut client = Some(client);
-    // when the current outage began, and the delays between tries
-    let mut outage: Option<Instant> = None;
-    let mut delays = reconnect_delays();
-    let mut doubtful_in_a_row = 0;
     loop {
         let mut opened: Option<Instant> = None;
         let stream_client = match client.take() {
@@ -96,27 +65,23 @@ async fn follow_attempt(
         };
         let stopped = match stream_client {
             Ok(mut stream_client) => {
-                let request = WatchBuildRequest {
-                    id: build_id,
-                    after_attempt: last.attempt,
-                    after_seq: last.seq,
-                    attempt,
-                };
-                match stream_client.watch_build(request).await {
+                match stream_client
+                    .watch_build(resume.request(build_id, attempt))
+                    .await
+                {
                     Ok(response) => {
                         opened = Some(Instant::now());
                         let mut stream = response.into_inner();
                         loop {
                             match stream.message().await {
                                 Ok(Some(event)) => {
-                                    // a resumed stream starts after `last`; never show a line twice
-                                    if position(&event) <= last {
+                                    // a resumed stream starts after the last event shown;
+                                    // never show a line twice
+                                    let Seen::New { reconnected } = resume.seen(position(&event))
+                                    else {
                                         continue;
-                                    }
-                                    last = position(&event);
-                                    doubtful_in_a_row = 0;
-                                    if outage.take().is_some() {
-                                        delays = reconnect_delays();
+                                    };
+                                    if reconnected {
                                         eprintln!(
                                             "ocelot: reconnected: the log of build {build_id} goes on"
                                         );
@@ -138,56 +103,23 @@ async fn follow_attempt(
                 }
             }
             // connecting failed: the admin is down, or another is not yet found
-            Err(error) if error.status == ExitStatus::Unreachable => Broken::Retry(error.message),
-            Err(error) => Broken::Fatal(error),
+            Err(error) => not_connected(error),
         };
-        // a stream that stayed open a while was a recovery, even without events
-        if opened.is_some_and(|at| at.elapsed() >= STABLE_AFTER) {
-            outage = None;
-            delays = reconnect_delays();
-            doubtful_in_a_row = 0;
-        }
-        let reason = match stopped {
-            Broken::Fatal(error) => {
+        let reason = match resume.stopped(opened, stopped) {
+            Ok(reason) => reason,
+            Err(error) => {
                 renderer.interrupted();
                 return Err(error);
             }
-            Broken::Doubtful(error) => {
-                doubtful_in_a_row += 1;
-                if doubtful_in_a_row > DOUBTFUL_TRIES {
-                    renderer.interrupted();
-                    return Err(error);
-                }
-                error.message
-            }
-            Broken::Retry(reason) => reason,
         };
-        let began = *outage.get_or_insert_with(|| {
+        let next = resume.next_try();
+        if next.outage_began {
             renderer.interrupted();
             eprintln!("ocelot: the log stream of build {build_id} broke ({reason}): reconnecting");
-            Instant::now()
-        });
-        let delay = delays.next().unwrap_or(Duration::from_secs(5));
-        if began.elapsed() + delay > RECONNECT_FOR {
-            return Err(CliError::new(
-                ExitStatus::Unreachable,
-                format!(
-                    "the log stream of build {build_id} broke and the admin was not reachable for {} s ({reason}); \
-                     `ocelot watch {build_id}` resumes it",
-                    RECONNECT_FOR.as_secs()
-                ),
-            ));
         }
+        let Some(delay) = next.delay else {
+            return Err(gave_up(build_id, &reason));
+        };
         tokio::time::sleep(delay).await;
     }
-}
-
-/// 200 ms, doubling with jitter, at most 5 s apart.
-fn reconnect_delays() -> impl Iterator<Item = Duration> {
-    backon::ExponentialBuilder::default()
-        .with_min_delay(Duration::from_millis(200))
-        .with_max_delay(Duration::from_secs(5))
-        .with_jitter()
-        .without_max_times()
-        .build()
 }

@@ -2,8 +2,7 @@
 //! the server's `known_hosts` entry. The secret is handed to libgit2 from memory and never
 //! appears in an error.
 
-use crate::secrets::SecretValue;
-use base64::Engine;
+use crate::secrets::{BuildCredentials, CredentialKind, KnownHosts, SecretValue};
 
 /// The user name sent with an HTTPS token when the credential names none. GitHub, Gitea
 /// and Bitbucket accept any name with a token; GitLab accepts any name with a personal
@@ -27,6 +26,34 @@ pub enum GitAuth {
     },
 }
 
+impl BuildCredentials {
+    /// How to authenticate to the git server at `url`: an `ssh` key for SSH URLs, a `vcs`
+    /// token for the others; the most specific credential wins.
+    pub fn git_auth(&self, url: &str) -> Option<GitAuth> {
+        if is_ssh_url(url) {
+            self.of_kind(CredentialKind::Ssh)
+                .next()
+                .map(|c| GitAuth::Ssh {
+                    username: c.info.details.username.clone(),
+                    private_key: c.value.clone(),
+                    known_hosts: c.info.details.known_hosts.clone(),
+                })
+        } else {
+            self.of_kind(CredentialKind::Vcs)
+                .next()
+                .map(|c| GitAuth::Https {
+                    username: c
+                        .info
+                        .details
+                        .username
+                        .clone()
+                        .unwrap_or_else(|| DEFAULT_TOKEN_USERNAME.to_string()),
+                    password: c.value.clone(),
+                })
+        }
+    }
+}
+
 /// Whether `url` is reached over SSH: `ssh://…` or scp-like `user@host:path`.
 pub fn is_ssh_url(url: &str) -> bool {
     if url.starts_with("ssh://") || url.starts_with("git+ssh://") {
@@ -40,72 +67,6 @@ pub fn is_ssh_url(url: &str) -> bool {
         Some((host, _)) => !host.is_empty() && !host.contains('/'),
         None => false,
     }
-}
-
-#[derive(Debug, thiserror::Error)]
-#[error("known_hosts line {line}: {message}")]
-pub struct KnownHostsError {
-    line: usize,
-    message: String,
-}
-
-/// Host keys from `known_hosts` lines (`host[,host…] TYPE BASE64`, or just `TYPE BASE64`).
-/// A server is accepted when it presents one of these keys.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct KnownHosts {
-    keys: Vec<Vec<u8>>,
-}
-
-impl KnownHosts {
-    pub fn parse(text: &str) -> Result<KnownHosts, KnownHostsError> {
-        let mut keys = Vec::new();
-        for (index, line) in text.lines().enumerate() {
-            let line = line.trim();
-            if line.is_empty() || line.starts_with('#') {
-                continue;
-            }
-            let error = |message: &str| KnownHostsError {
-                line: index + 1,
-                message: message.to_string(),
-            };
-            let mut fields: Vec<&str> = line.split_whitespace().collect();
-            if fields.first().is_some_and(|f| f.starts_with('@')) {
-                return Err(error(
-                    "markers (@cert-authority, @revoked) are not supported: give the host key itself",
-                ));
-            }
-            // `host TYPE KEY` or `TYPE KEY`
-            if fields.len() >= 3 && !looks_like_key_type(fields[0]) {
-                fields.remove(0);
-            }
-            let (Some(key_type), Some(key)) = (fields.first(), fields.get(1)) else {
-                return Err(error("expected `host TYPE BASE64-KEY`"));
-            };
-            if !looks_like_key_type(key_type) {
-                return Err(error(&format!("`{key_type}` is not an SSH key type")));
-            }
-            let blob = base64::engine::general_purpose::STANDARD
-                .decode(key)
-                .map_err(|_| error("the key is not base64"))?;
-            keys.push(blob);
-        }
-        if keys.is_empty() {
-            return Err(KnownHostsError {
-                line: 0,
-                message: "no host key found".into(),
-            });
-        }
-        Ok(KnownHosts { keys })
-    }
-
-    /// Whether `key` (the raw key blob a server presented) is one of these.
-    pub fn accepts(&self, key: &[u8]) -> bool {
-        self.keys.iter().any(|known| known == key)
-    }
-}
-
-fn looks_like_key_type(field: &str) -> bool {
-    field.starts_with("ssh-") || field.starts_with("ecdsa-") || field.starts_with("sk-")
 }
 
 fn auth_error(message: String) -> git2::Error {
@@ -235,28 +196,5 @@ mod tests {
         assert!(!is_ssh_url("git://127.0.0.1/app.git"));
         assert!(!is_ssh_url("/srv/git/app.git"));
         assert!(!is_ssh_url("./relative/path"));
-    }
-
-    #[test]
-    fn known_hosts_lines_are_parsed() {
-        let blob = b"\x00\x00\x00\x0bssh-ed25519\x00\x00\x00\x20abcdefghijabcdefghijabcdefghij12";
-        let encoded = base64::engine::general_purpose::STANDARD.encode(blob);
-        for text in [
-            format!("[127.0.0.1]:2222 ssh-ed25519 {encoded}"),
-            format!("# comment\n\nhost1,host2 ssh-ed25519 {encoded} comment"),
-            format!("ssh-ed25519 {encoded}"),
-        ] {
-            let known = KnownHosts::parse(&text).expect("parses");
-            assert!(known.accepts(blob), "{text}");
-            assert!(!known.accepts(b"other"));
-        }
-        let error = KnownHosts::parse("host ssh-ed25519 not*base64").unwrap_err();
-        assert_eq!(
-            error.to_string(),
-            "known_hosts line 1: the key is not base64"
-        );
-        assert!(KnownHosts::parse("@cert-authority * ssh-ed25519 AAAA").is_err());
-        assert!(KnownHosts::parse("# only a comment").is_err());
-        assert!(KnownHosts::parse("host rsa AAAA").is_err());
     }
 }

@@ -4,9 +4,10 @@
 
 mod auth;
 
-pub use auth::{
-    DEFAULT_SSH_USERNAME, DEFAULT_TOKEN_USERNAME, GitAuth, KnownHosts, KnownHostsError, is_ssh_url,
-};
+pub use auth::{DEFAULT_SSH_USERNAME, DEFAULT_TOKEN_USERNAME, GitAuth, is_ssh_url};
+// `known_hosts` parsing belongs to the `ssh` credential it checks; re-exported here, where
+// host keys are matched.
+pub use crate::secrets::{KnownHosts, KnownHostsError};
 
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};

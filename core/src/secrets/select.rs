@@ -8,7 +8,6 @@ use super::{
     SecretError, SecretStore, SecretValue,
 };
 use crate::env_vars;
-use crate::settings::SecretsArgs;
 use crate::store::Store;
 
 /// The kinds of credential store.
@@ -119,6 +118,34 @@ impl SecretStore for Secrets {
             Secrets::Postgres(store) => store.for_repo(repo).await,
             Secrets::Vault(store) => store.for_repo(repo).await,
         }
+    }
+}
+
+/// Where the master key that seals credentials comes from.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SecretsArgs {
+    /// File holding the master key (64 hex characters; must not be readable by others)
+    #[arg(long = "master-key-file", env = env_vars::OCELOT_MASTER_KEY_FILE)]
+    pub master_key_file: Option<std::path::PathBuf>,
+}
+
+impl SecretsArgs {
+    /// The key from `--master-key-file`, else from `OCELOT_MASTER_KEY`; `None` when neither
+    /// is set (credentials then cannot be used).
+    pub fn load(&self) -> Result<Option<super::cipher::MasterKey>, super::cipher::CipherError> {
+        use super::cipher::MasterKey;
+        if let Some(path) = &self.master_key_file {
+            return MasterKey::from_file(path).map(Some);
+        }
+        match std::env::var(env_vars::OCELOT_MASTER_KEY) {
+            Ok(hex) if !hex.trim().is_empty() => MasterKey::from_hex(&hex).map(Some),
+            _ => Ok(None),
+        }
+    }
+
+    /// The credential store these settings describe, checked against what `store` holds.
+    pub async fn open(&self, store: Store) -> Result<super::PostgresSecrets, super::SecretError> {
+        super::PostgresSecrets::new(store, self.load()?).await
     }
 }
 

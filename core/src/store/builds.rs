@@ -1,7 +1,7 @@
 //! The `builds` table: creation, claims fenced by the attempt number, final states, queries.
 
 use super::{Store, StoreError};
-use crate::build_state::BuildState;
+use crate::build_state::{BuildState, BuildTransition};
 use crate::model::{Build, PullRequestRef};
 use deadpool_postgres::GenericClient;
 use std::time::{Duration, SystemTime};
@@ -63,6 +63,30 @@ fn build_from_row(row: &Row) -> Result<Build, StoreError> {
     })
 }
 
+/// A state change checked against the state machine, in the SQL's terms: the state to
+/// write, and the states the row must be in for the write to apply (`state = ANY(from)`),
+/// each of which may become it. The one way a store method writes `builds.state`.
+#[derive(Debug)]
+pub(super) struct StateChange {
+    pub(super) to: &'static str,
+    pub(super) from: Vec<&'static str>,
+}
+
+/// Checks `transition` of `build` (for messages) before any SQL runs: a change the
+/// machine forbids is an error and writes nothing.
+pub(super) fn state_change(
+    build: &str,
+    transition: BuildTransition,
+) -> Result<StateChange, StoreError> {
+    let from = transition
+        .sources()
+        .map_err(|error| StoreError::Refused(format!("{build}: {error}")))?;
+    Ok(StateChange {
+        to: transition.target().as_str(),
+        from: from.into_iter().map(BuildState::as_str).collect(),
+    })
+}
+
 /// What a trigger knows about a build before it exists.
 #[derive(Debug, Clone)]
 pub struct NewBuild {
@@ -114,6 +138,10 @@ impl Store {
     /// Inserts a build with the next number of its repository, unless a build with the same
     /// dedupe key exists: then that one is returned with `created: false`.
     pub async fn insert_build(&self, new: &NewBuild) -> Result<Inserted, StoreError> {
+        let change = state_change(
+            &format!("new build of repo id {}", new.repo_id),
+            BuildTransition::Create(new.state),
+        )?;
         let mut client = self.client().await?;
         let transaction = client.transaction().await?;
         if let Some(key) = &new.dedupe_key {
@@ -158,7 +186,7 @@ impl Store {
                     &new.commit,
                     &new.branch,
                     &new.trigger,
-                    &new.state.as_str(),
+                    &change.to,
                     &new.tag,
                     &new.reason,
                     &finished_at,
@@ -195,12 +223,13 @@ impl Store {
         id: i64,
         reason: &str,
     ) -> Result<Option<Build>, StoreError> {
+        let change = state_change(&format!("build {id}"), BuildTransition::CancelQueued)?;
         let client = self.client().await?;
         let updated = client
             .execute(
-                "UPDATE builds SET state = 'cancelled', failure_reason = $2, finished_at = now()
-                 WHERE id = $1 AND state = 'queued'",
-                &[&id, &reason],
+                "UPDATE builds SET state = $3, failure_reason = $2, finished_at = now()
+                 WHERE id = $1 AND state = ANY($4)",
+                &[&id, &reason, &change.to, &change.from],
             )
             .await?;
         if updated == 0 {
@@ -286,15 +315,18 @@ impl Store {
         max_attempts: i32,
         take_over_running: bool,
     ) -> Result<ClaimOutcome, StoreError> {
+        let what = format!("build {build_id}");
+        let claim = state_change(&what, BuildTransition::Claim { take_over_running })?;
+        let exhaust = state_change(&what, BuildTransition::ExhaustAttempts)?;
         let client = self.client().await?;
         let claimed = client
             .query_opt(
-                "UPDATE builds SET state = 'running', attempt = attempt + 1, worker_id = $2,
+                "UPDATE builds SET state = $5, attempt = attempt + 1, worker_id = $2,
                         started_at = now(), job_published = true
-                 WHERE id = $1 AND (state = 'queued' OR (state = 'running' AND $4))
+                 WHERE id = $1 AND state = ANY($4)
                    AND attempt - handed_back < $3
                  RETURNING id",
-                &[&build_id, &worker, &max_attempts, &take_over_running],
+                &[&build_id, &worker, &max_attempts, &claim.from, &claim.to],
             )
             .await?;
         if claimed.is_some() {
@@ -317,10 +349,10 @@ impl Store {
         let reason = format!("worker lost {lost} times");
         client
             .execute(
-                "UPDATE builds SET state = 'errored', failure_reason = $2, finished_at = now(),
+                "UPDATE builds SET state = $3, failure_reason = $2, finished_at = now(),
                         attempt = attempt + 1
-                 WHERE id = $1 AND state IN ('queued', 'running')",
-                &[&build_id, &reason],
+                 WHERE id = $1 AND state = ANY($4)",
+                &[&build_id, &reason, &exhaust.to, &exhaust.from],
             )
             .await?;
         Ok(ClaimOutcome::AttemptsExhausted(

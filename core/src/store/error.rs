@@ -16,6 +16,10 @@ pub enum StoreError {
     Query(String),
     #[error("corrupt row: {0}")]
     Corrupt(String),
+    /// A write the store refused before any SQL: it would break the build lifecycle or
+    /// the shape of the log. Says which build and why.
+    #[error("{0}")]
+    Refused(String),
 }
 
 impl From<deadpool_postgres::PoolError> for StoreError {

@@ -2,7 +2,9 @@
 //! its JSON payload), in sequence order. The `stages` rows follow from the stage events, in
 //! the same transaction, so the two never disagree. Every write is fenced by the attempt.
 
+use super::builds::state_change;
 use super::{Store, StoreError};
+use crate::build_state::BuildTransition;
 use crate::events::{BuildEvent, EventKind};
 use crate::model::{StoredLine, from_unix_ms, unix_ms};
 use deadpool_postgres::GenericClient;
@@ -56,10 +58,16 @@ impl Store {
             ..
         }) = events.last().map(|event| &event.kind)
         else {
-            return Err(StoreError::Query(format!(
+            return Err(StoreError::Refused(format!(
                 "build {build_id} attempt {attempt}: an attempt finishes with its result event"
             )));
         };
+        // a result that is not a state the running build may end in is refused before any
+        // SQL runs: nothing is written, not even the events
+        let change = state_change(
+            &format!("build {build_id} attempt {attempt}"),
+            BuildTransition::Finish(*state),
+        )?;
         let mut client = self.client().await?;
         let transaction = client.transaction().await?;
         if !owns_running_build(&transaction, build_id, attempt).await? {
@@ -72,14 +80,15 @@ impl Store {
             .execute(
                 "UPDATE builds SET state = $3, failure_reason = $4, finished_at = now(),
                         line_count = $5, log_sha256 = $6
-                 WHERE id = $1 AND attempt = $2 AND state = 'running'",
+                 WHERE id = $1 AND attempt = $2 AND state = ANY($7)",
                 &[
                     &build_id,
                     &attempt,
-                    &state.as_str(),
+                    &change.to,
                     &reason,
                     &line_count,
                     log_sha256,
+                    &change.from,
                 ],
             )
             .await?;

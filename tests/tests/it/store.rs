@@ -446,3 +446,124 @@ async fn logs_of_the_old_shape_are_migrated_into_events() {
         EventKind::Result { state: BuildState::Passed, line_count: 2, log_sha256, .. } if log_sha256 == "sha"
     ));
 }
+
+/// Every write of a build's state goes through the state machine: an attempt that would
+/// "finish" its build as queued or running (or skipped, which only a trigger decides) is
+/// refused with a clear error before any SQL runs, and writes nothing, neither the build
+/// row nor its events; a new build cannot begin running either.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_finish_to_a_state_that_is_not_a_result_is_refused_and_writes_nothing() {
+    let database = TestDatabase::create().await.unwrap();
+    let store = Store::connect(&database.url).await.unwrap();
+    let repo = store
+        .add_repo("r", "git://h/r", "main", None)
+        .await
+        .unwrap();
+    let build = store.insert_build(&new_build(repo.id)).await.unwrap().build;
+    let ClaimOutcome::Claimed(claimed) = store.claim_build(build.id, "w1", 3, true).await.unwrap()
+    else {
+        panic!("claim refused");
+    };
+    let event = |seq: u64, kind: EventKind| BuildEvent {
+        build_id: build.id,
+        attempt: 1,
+        seq,
+        at_ms: 1,
+        kind,
+    };
+    let line = event(
+        1,
+        EventKind::Line {
+            stage: "s".into(),
+            stream: LogStream::Stdout,
+            text: "out".into(),
+        },
+    );
+    let result = |state: BuildState| {
+        event(
+            2,
+            EventKind::Result {
+                state,
+                reason: "r".into(),
+                duration_ms: 5,
+                line_count: 1,
+                log_sha256: "x".into(),
+            },
+        )
+    };
+    for state in [BuildState::Queued, BuildState::Running, BuildState::Skipped] {
+        let error = store
+            .finish_attempt(build.id, 1, &[line.clone(), result(state)])
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains(&format!(
+                "build {} attempt 1: an attempt cannot finish a build as `{state}` \
+                 (a result is one of: passed, failed, errored, cancelled, timed_out)",
+                build.id
+            )),
+            "{error}"
+        );
+        let unchanged = store.get_build(build.id).await.unwrap();
+        assert_eq!(
+            (
+                unchanged.state,
+                unchanged.attempt,
+                unchanged.finished_at,
+                unchanged.reason,
+                unchanged.line_count
+            ),
+            (BuildState::Running, claimed.attempt, None, None, None),
+            "{state}"
+        );
+        assert!(
+            store
+                .events(build.id, 1, 0, i64::MAX, 100)
+                .await
+                .unwrap()
+                .is_empty(),
+            "{state}"
+        );
+    }
+    // the same attempt still finishes with a result
+    assert_eq!(
+        store
+            .finish_attempt(build.id, 1, &[line.clone(), result(BuildState::Passed)])
+            .await
+            .unwrap(),
+        Appended::Stored
+    );
+    let done = store.get_build(build.id).await.unwrap();
+    assert_eq!((done.state, done.line_count), (BuildState::Passed, Some(1)));
+    assert_eq!(
+        store
+            .events(build.id, 1, 0, i64::MAX, 100)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+    // and a final build stays final: a queued-only cancel finds nothing to cancel
+    assert!(
+        store
+            .cancel_queued_build(build.id, "too late")
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    // a new build begins queued, skipped or errored, never running
+    let error = store
+        .insert_build(&NewBuild {
+            state: BuildState::Running,
+            ..new_build(repo.id)
+        })
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("a new build cannot be `running`"), "{error}");
+    // the refused insert took no number
+    let next = store.insert_build(&new_build(repo.id)).await.unwrap().build;
+    assert_eq!(next.number, build.number + 1);
+}

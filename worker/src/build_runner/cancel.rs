@@ -1,7 +1,7 @@
 //! `ocelot kill` reaching a running build: a request on the bus, or one already recorded in
 //! Postgres (checked once the subscription is in place, so none is missed).
 
-use crate::WorkerContext;
+use crate::context::WorkerContext;
 use tokio_util::sync::CancellationToken;
 
 /// Cancels `cancel` when the build is asked to stop, until the returned guard is dropped.

@@ -9,8 +9,8 @@ mod messages;
 mod prepare;
 mod stages;
 
-use crate::WorkerContext;
 use crate::attempt_log::{AttemptLog, Finished};
+use crate::context::WorkerContext;
 use ocelot_core::build_state::BuildState;
 use ocelot_core::events::EventKind;
 use ocelot_core::model::Build;
@@ -20,8 +20,7 @@ use stages::StageInputs;
 use std::time::Instant;
 use tracing::Instrument;
 
-/// The system lines before the first stage belong to this pseudo-stage.
-pub(crate) const SETUP_STAGE: &str = "setup";
+pub(crate) use crate::attempt_log::SETUP_STAGE;
 
 /// The final state of an attempt, and why, before it is recorded.
 #[derive(Debug)]

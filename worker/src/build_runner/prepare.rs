@@ -2,10 +2,10 @@
 //! its `ocelot.yml` read and validated, and the environment (container or host) opened.
 
 use super::messages;
-use crate::ExecutorKind;
-use crate::WorkerContext;
 use crate::attempt_log::AttemptLog;
+use crate::context::WorkerContext;
 use crate::executor::Environment;
+use crate::executor::ExecutorKind;
 use crate::executor::docker::{BuildContainer, ContainerSpec};
 use crate::executor::host::HostEnvironment;
 use ocelot_core::git::CommitInfo;

@@ -3,8 +3,8 @@
 
 use super::messages::{self, TimeLimit};
 use super::{Outcome, SETUP_STAGE, Verdict};
-use crate::WorkerContext;
 use crate::attempt_log::AttemptLog;
+use crate::context::WorkerContext;
 use crate::executor::{Environment, ScriptOutcome, ScriptRun, shell_script};
 use ocelot_core::build_state::{BuildState, StageState};
 use ocelot_core::events::EventKind;

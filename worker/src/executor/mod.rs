@@ -8,6 +8,16 @@ use crate::log_sink::LogSink;
 use ocelot_core::secrets::mask::Masker;
 use std::time::Instant;
 
+/// Where a worker runs build scripts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExecutorKind {
+    /// In a fresh container from the build's `image` (the default).
+    Docker,
+    /// Builds that name no image run directly on this host in a temporary workspace;
+    /// builds with an image still run in a container.
+    Host,
+}
+
 /// One stage's script and what it runs with.
 #[derive(Debug)]
 pub(crate) struct ScriptRun<'a> {

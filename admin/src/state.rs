@@ -1,0 +1,15 @@
+//! What the RPC handlers share.
+
+use ocelot_core::queue::Bus;
+use ocelot_core::secrets::select::Secrets;
+use ocelot_core::store::Store;
+use ocelot_core::trigger::Trigger;
+
+/// What the RPC handlers share.
+#[derive(Debug, Clone)]
+pub(crate) struct AppState {
+    pub(crate) store: Store,
+    pub(crate) bus: Bus,
+    pub(crate) secrets: Secrets,
+    pub(crate) trigger: Trigger,
+}

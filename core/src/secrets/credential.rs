@@ -1,0 +1,258 @@
+//! What a credential is: its kind, the repos it serves, the details shown in clear, the
+//! value that is never shown; and [`validate_credential`], which every store runs before
+//! keeping one.
+
+use super::error::SecretError;
+use super::known_hosts::KnownHosts;
+use super::mask;
+use std::fmt;
+use std::str::FromStr;
+use std::time::SystemTime;
+
+/// What a credential is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CredentialKind {
+    /// An HTTPS token or password for a git host, used by clones and `ls-remote`.
+    Vcs,
+    /// An SSH private key (and optionally the host's `known_hosts` entry) for `ssh://` clones.
+    Ssh,
+    /// A Docker registry login, used when a build's image is pulled.
+    Registry,
+    /// A named value injected into the environment of the builds in scope.
+    Env,
+}
+
+impl CredentialKind {
+    pub const ALL: [CredentialKind; 4] = [
+        CredentialKind::Vcs,
+        CredentialKind::Ssh,
+        CredentialKind::Registry,
+        CredentialKind::Env,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CredentialKind::Vcs => "vcs",
+            CredentialKind::Ssh => "ssh",
+            CredentialKind::Registry => "registry",
+            CredentialKind::Env => "env",
+        }
+    }
+}
+
+impl fmt::Display for CredentialKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for CredentialKind {
+    type Err = SecretError;
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        CredentialKind::ALL
+            .into_iter()
+            .find(|kind| kind.as_str() == text)
+            .ok_or_else(|| {
+                SecretError::Invalid(format!(
+                    "unknown credential kind `{text}` (kinds: vcs, ssh, registry, env)"
+                ))
+            })
+    }
+}
+
+/// The parts of a credential that are not secret: shown by listings, stored in clear.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CredentialDetails {
+    /// `vcs`: the user name sent with the token (default `x-access-token`); `ssh`: the SSH
+    /// user when the URL names none (default `git`); `registry`: the login (required).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    /// `registry`: the registry host the login is for (default `docker.io`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registry: Option<String>,
+    /// `ssh`: `known_hosts` lines; when given, the server's host key must be one of them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub known_hosts: Option<String>,
+}
+
+/// Which repos a credential serves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
+    Repo(String),
+    /// Every repo whose name starts with this (e.g. `team/`).
+    Prefix(String),
+}
+
+impl Scope {
+    /// Whether this scope serves the repo named `repo`.
+    pub fn covers(&self, repo: &str) -> bool {
+        match self {
+            Scope::Repo(name) => name == repo,
+            Scope::Prefix(prefix) => repo.starts_with(prefix.as_str()),
+        }
+    }
+
+    /// How specific the scope is: a repo beats every prefix, a longer prefix a shorter one.
+    pub fn specificity(&self) -> usize {
+        match self {
+            Scope::Repo(_) => usize::MAX,
+            Scope::Prefix(prefix) => prefix.len(),
+        }
+    }
+
+    pub fn parts(&self) -> (&'static str, &str) {
+        match self {
+            Scope::Repo(repo) => ("repo", repo),
+            Scope::Prefix(prefix) => ("prefix", prefix),
+        }
+    }
+
+    pub fn from_parts(kind: &str, scope: &str) -> Scope {
+        match kind {
+            "prefix" => Scope::Prefix(scope.to_string()),
+            _ => Scope::Repo(scope.to_string()),
+        }
+    }
+}
+
+impl fmt::Display for Scope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (kind, scope) = self.parts();
+        write!(f, "{kind} {scope}")
+    }
+}
+
+/// A secret value; its `Debug` and `Display` never show it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretValue(String);
+
+impl SecretValue {
+    pub fn new(value: String) -> Self {
+        SecretValue(value)
+    }
+
+    /// The value itself: only for putting it where it is used (a build's environment).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for SecretValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SecretValue(***)")
+    }
+}
+
+/// What a listing shows of a credential: never its value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CredentialInfo {
+    pub name: String,
+    pub kind: CredentialKind,
+    pub scope: Scope,
+    pub details: CredentialDetails,
+    pub created_at: SystemTime,
+    pub updated_at: SystemTime,
+}
+
+/// A credential with its value, for a build.
+#[derive(Debug, Clone)]
+pub struct Credential {
+    pub info: CredentialInfo,
+    pub value: SecretValue,
+}
+
+/// A valid environment variable name.
+fn valid_env_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// Checks a credential before any store keeps it: a usable name, a scope, details that fit
+/// its kind, and a value long enough to be masked in logs.
+pub fn validate_credential(
+    name: &str,
+    kind: CredentialKind,
+    scope: &Scope,
+    details: &CredentialDetails,
+    value: &SecretValue,
+) -> Result<(), SecretError> {
+    let invalid = |message: String| Err(SecretError::Invalid(message));
+    if name.is_empty() || name.chars().any(|c| c.is_control() || c == '/') {
+        return invalid(format!(
+            "`{name}` is not a credential name (non-empty, no `/` or control characters)"
+        ));
+    }
+    if scope.parts().1.is_empty() {
+        return invalid("the scope (repo or prefix) is empty".into());
+    }
+    let unexpected = |field: &str, present: bool| -> Result<(), SecretError> {
+        if present {
+            return Err(SecretError::Invalid(format!(
+                "a {kind} credential has no {field}"
+            )));
+        }
+        Ok(())
+    };
+    match kind {
+        CredentialKind::Env => {
+            if !valid_env_name(name) {
+                return invalid(format!(
+                    "`{name}` is not an environment variable name (letters, digits and `_`, not starting with a digit)"
+                ));
+            }
+            unexpected("username", details.username.is_some())?;
+            unexpected("registry", details.registry.is_some())?;
+            unexpected("known_hosts", details.known_hosts.is_some())?;
+        }
+        CredentialKind::Vcs => {
+            unexpected("registry", details.registry.is_some())?;
+            unexpected("known_hosts", details.known_hosts.is_some())?;
+        }
+        CredentialKind::Ssh => {
+            unexpected("registry", details.registry.is_some())?;
+            let key = value.expose();
+            if !(key.trim_start().starts_with("-----BEGIN") && key.contains("PRIVATE KEY-----")) {
+                return invalid(
+                    "an ssh credential's value is a private key (`-----BEGIN ... PRIVATE KEY-----`), e.g. from `ssh-keygen -t ed25519 -N ''`".into(),
+                );
+            }
+            if let Some(known_hosts) = &details.known_hosts {
+                KnownHosts::parse(known_hosts).map_err(|e| SecretError::Invalid(e.to_string()))?;
+            }
+        }
+        CredentialKind::Registry => {
+            unexpected("known_hosts", details.known_hosts.is_some())?;
+            if details.username.as_deref().is_none_or(str::is_empty) {
+                return invalid("a registry credential needs a username (--username)".into());
+            }
+        }
+    }
+    for line in value.expose().lines().filter(|l| !l.trim().is_empty()) {
+        mask::check_maskable(line).map_err(|e| SecretError::Invalid(e.to_string()))?;
+    }
+    if value.expose().trim().is_empty() {
+        return invalid("the value is empty".into());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_never_show_in_debug() {
+        let value = SecretValue::new("hunter2-long".into());
+        assert!(!format!("{value:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn env_names_are_checked() {
+        assert!(valid_env_name("API_TOKEN"));
+        assert!(valid_env_name("_x1"));
+        assert!(!valid_env_name("1X"));
+        assert!(!valid_env_name("A-B"));
+        assert!(!valid_env_name(""));
+    }
+}

@@ -1,0 +1,18 @@
+//! What the request handlers and processors share.
+
+use crate::rate_limit;
+use ocelot_core::queue::Bus;
+use ocelot_core::store::Store;
+use std::sync::Arc;
+use tokio::sync::Notify;
+
+/// What the request handlers and processors share.
+#[derive(Debug, Clone)]
+pub(crate) struct AppState {
+    pub(crate) store: Store,
+    /// For readiness only (`/readyz`).
+    pub(crate) bus: Bus,
+    pub(crate) limiter: Arc<rate_limit::SourceLimiter>,
+    /// Wakes the processors when a delivery was recorded.
+    pub(crate) recorded: Arc<Notify>,
+}

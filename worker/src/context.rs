@@ -1,0 +1,37 @@
+//! What every build of this worker shares: its connections, settings and shutdown signal.
+
+use crate::executor::ExecutorKind;
+use ocelot_core::git::MirrorCache;
+use ocelot_core::queue::Bus;
+use ocelot_core::secrets::select::Secrets;
+use ocelot_core::store::Store;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// What every build of this worker shares.
+#[derive(Debug, Clone)]
+pub(crate) struct WorkerContext {
+    pub(crate) worker_id: String,
+    /// The installation's id (labels build containers).
+    pub(crate) instance: String,
+    pub(crate) store: Store,
+    pub(crate) bus: Bus,
+    pub(crate) mirrors: Arc<MirrorCache>,
+    pub(crate) workspaces: PathBuf,
+    pub(crate) docker: Option<bollard::Docker>,
+    pub(crate) executor: ExecutorKind,
+    pub(crate) max_attempts: i32,
+    pub(crate) pull_timeout: Duration,
+    pub(crate) secrets: Secrets,
+    /// Cancelled when the shutdown grace period is over: running builds stop and their jobs
+    /// go back to the queue.
+    pub(crate) hand_back: CancellationToken,
+    /// The output a build keeps (bytes).
+    pub(crate) max_log_bytes: u64,
+    /// How long a build's writes wait out a Postgres outage before the build goes on
+    /// (its log then waits in memory; its result waits this long again, else the job goes
+    /// back to the queue).
+    pub(crate) store_outage_budget: Duration,
+}
