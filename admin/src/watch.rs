@@ -14,6 +14,7 @@ mod plan;
 use crate::error::AdminError;
 use crate::state::AppState;
 use ocelot_core::events::{BuildEvent, Position};
+use ocelot_core::ids::{Attempt, Seq};
 use ocelot_core::model::Build;
 use ocelot_core::store::Store;
 use ocelot_proto::v1 as pb;
@@ -38,7 +39,7 @@ const IDLE_CHECK: Duration = Duration::from_secs(2);
 pub(crate) async fn watch(
     state: &AppState,
     build_id: i64,
-    attempt: u32,
+    attempt: Attempt,
     resume_after: Position,
 ) -> Result<Response<EventStream>, Status> {
     let build = state
@@ -46,8 +47,7 @@ pub(crate) async fn watch(
         .get_build(build_id)
         .await
         .map_err(AdminError::from)?;
-    let current = u32::try_from(build.attempt).unwrap_or(0);
-    let stream = stream_for(build_id, attempt, current, build.state.is_final())?;
+    let stream = stream_for(build_id, attempt, build.attempt, build.state.is_final())?;
     let (sender, receiver) = mpsc::channel::<Result<pb::BuildEvent, Status>>(256);
     let state = state.clone();
     tokio::spawn(async move {
@@ -145,11 +145,11 @@ async fn replay_final(
     resume_after: Position,
     sender: &mpsc::Sender<Result<pb::BuildEvent, Status>>,
 ) -> Result<(), Status> {
-    let attempt = u32::try_from(build.attempt).unwrap_or(0);
+    let attempt = build.attempt;
     let Some(after) = replay_after(attempt, resume_after) else {
         return Ok(());
     };
-    let sent = if attempt == 0 {
+    let sent = if attempt == Attempt::NONE {
         Sent::nothing(after)
     } else {
         match send_stored(store, build.id, attempt, after, sender).await? {
@@ -168,19 +168,19 @@ async fn replay_final(
 async fn send_stored(
     store: &Store,
     build_id: i64,
-    attempt: u32,
-    after: u64,
+    attempt: Attempt,
+    after: Seq,
     sender: &mpsc::Sender<Result<pb::BuildEvent, Status>>,
 ) -> Result<Option<Sent>, Status> {
-    let attempt_i32 = i32::try_from(attempt).unwrap_or(i32::MAX);
     let mut sent = Sent::nothing(after);
     loop {
         let page = store
             .events(
                 build_id,
-                attempt_i32,
-                i64::try_from(sent.last_seq).unwrap_or(i64::MAX),
-                i64::MAX,
+                attempt,
+                sent.last_seq,
+                // no upper bound
+                Seq::from(u64::MAX),
                 REPLAY_PAGE,
             )
             .await
@@ -201,7 +201,7 @@ async fn send_stored(
 async fn replay_earlier_attempt(
     store: &Store,
     build: &Build,
-    attempt: u32,
+    attempt: Attempt,
     resume_after: Position,
     sender: &mpsc::Sender<Result<pb::BuildEvent, Status>>,
 ) -> Result<(), Status> {
@@ -220,15 +220,14 @@ async fn replay_earlier_attempt(
 /// [`plan::GAP_WAIT`]; what is still missing then stays missing (the CLI's log check
 /// reports it).
 async fn fill_gap(store: &Store, build_id: i64, gap: Gap) -> Result<Vec<BuildEvent>, Status> {
-    let attempt = i32::try_from(gap.attempt).unwrap_or(i32::MAX);
     let wait = GapWait::start(&gap);
     loop {
         let events = store
             .events(
                 build_id,
-                attempt,
-                i64::try_from(gap.after).unwrap_or(i64::MAX),
-                i64::try_from(gap.before).unwrap_or(i64::MAX),
+                gap.attempt,
+                gap.after,
+                gap.before,
                 i64::try_from(gap.missing).unwrap_or(i64::MAX),
             )
             .await
@@ -239,7 +238,7 @@ async fn fill_gap(store: &Store, build_id: i64, gap: Gap) -> Result<Vec<BuildEve
             GapFill::Incomplete { still_missing } => {
                 tracing::warn!(
                     build_id,
-                    attempt = gap.attempt,
+                    attempt = gap.attempt.get(),
                     missing = still_missing,
                     "events lost from the log bus are not in Postgres either"
                 );

@@ -16,7 +16,7 @@
 
 pub use ocelot_discovery as discovery;
 pub use ocelot_domain::{
-    BuildState, StageState, auth, build_state, cancel, env_vars, error_chain, events, model,
+    BuildState, StageState, auth, build_state, cancel, env_vars, error_chain, events, ids, model,
     pipeline, repo_url, schedule, wire,
 };
 

@@ -4,6 +4,7 @@
 //! attempt's lines so a reader can prove it saw the whole log.
 
 use crate::build_state::{BuildState, StageState};
+use crate::ids::{Attempt, Seq};
 use crate::model::LogStream;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -11,8 +12,8 @@ use sha2::{Digest, Sha256};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BuildEvent {
     pub build_id: i64,
-    pub attempt: u32,
-    pub seq: u64,
+    pub attempt: Attempt,
+    pub seq: Seq,
     pub at_ms: i64,
     pub kind: EventKind,
 }
@@ -82,8 +83,8 @@ impl BuildEvent {
 /// `(0, 0)` is before the first event.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Position {
-    pub attempt: u32,
-    pub seq: u64,
+    pub attempt: Attempt,
+    pub seq: Seq,
 }
 
 /// Line count and SHA-256 of a log: each line's text followed by `\n`, in sequence order.
@@ -149,8 +150,8 @@ mod tests {
     fn events_round_trip_as_json() {
         let event = BuildEvent {
             build_id: 7,
-            attempt: 1,
-            seq: 3,
+            attempt: Attempt::FIRST,
+            seq: Seq::from(3),
             at_ms: 42,
             kind: EventKind::StageFinished {
                 index: 0,

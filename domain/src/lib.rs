@@ -7,6 +7,8 @@
 //! - [`model`]: plain domain structs (repos, builds, stages, stored log lines, jobs).
 //! - [`events`]: the events of a build's log (lines, stage transitions, result) and the
 //!   log digest that proves a log arrived whole.
+//! - [`ids`]: a build's attempt and an event's sequence number, with their one wire and
+//!   database mapping each.
 //! - [`wire`]: conversions between the domain types and the `ocelot.v1` protobuf types.
 //! - [`auth`]: API tokens: format, hashing, scopes.
 //! - [`schedule`]: when polls are due (interval or cron), with jitter and back-off.
@@ -19,6 +21,7 @@ pub mod cancel;
 pub mod env_vars;
 pub mod error_chain;
 pub mod events;
+pub mod ids;
 pub mod model;
 pub mod pipeline;
 pub mod repo_url;

@@ -1,6 +1,7 @@
 //! Plain domain structs: what the store returns and the services pass around.
 
 use crate::build_state::{BuildState, StageState};
+use crate::ids::{Attempt, Seq};
 use serde::{Deserialize, Serialize};
 use std::time::SystemTime;
 
@@ -73,7 +74,7 @@ pub struct Build {
     pub trigger: String,
     pub state: BuildState,
     /// 0 until a worker claims the build; each claim adds one (the fence of later writes).
-    pub attempt: i32,
+    pub attempt: Attempt,
     pub worker: Option<String>,
     /// The routing tag its job went to (`jobs.<tag>`).
     pub tag: String,
@@ -135,8 +136,8 @@ pub struct StageRecord {
     pub started_at: Option<SystemTime>,
     pub finished_at: Option<SystemTime>,
     /// Sequence numbers of the stage's started and finished events in the attempt's log.
-    pub start_seq: Option<i64>,
-    pub end_seq: Option<i64>,
+    pub start_seq: Option<Seq>,
+    pub end_seq: Option<Seq>,
 }
 
 /// Which output a log line came from.
@@ -170,7 +171,7 @@ impl LogStream {
 /// A log line as stored in Postgres.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredLine {
-    pub seq: i64,
+    pub seq: Seq,
     pub stage: String,
     pub stream: LogStream,
     pub text: String,

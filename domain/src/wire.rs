@@ -143,7 +143,7 @@ impl From<&Build> for pb::Build {
             branch: build.branch.clone(),
             trigger: build.trigger.clone(),
             state: pb::BuildState::from(build.state).into(),
-            attempt: u32::try_from(build.attempt).unwrap_or(0),
+            attempt: build.attempt.into(),
             worker: build.worker.clone().unwrap_or_default(),
             tag: build.tag.clone(),
             reason: build.reason.clone().unwrap_or_default(),
@@ -259,8 +259,8 @@ impl From<&BuildEvent> for pb::BuildEvent {
             }),
         };
         pb::BuildEvent {
-            attempt: event.attempt,
-            seq: event.seq,
+            attempt: event.attempt.into(),
+            seq: event.seq.into(),
             at_ms: event.at_ms,
             kind: Some(kind),
         }
@@ -303,8 +303,8 @@ pub fn event_from_proto(build_id: i64, event: &pb::BuildEvent) -> Option<BuildEv
     };
     Some(BuildEvent {
         build_id,
-        attempt: event.attempt,
-        seq: event.seq,
+        attempt: event.attempt.into(),
+        seq: event.seq.into(),
         at_ms: event.at_ms,
         kind,
     })

@@ -7,6 +7,7 @@
 #![allow(clippy::unwrap_used)]
 
 use ocelot_domain::events::{BuildEvent, EventKind};
+use ocelot_domain::ids::{Attempt, Seq};
 use ocelot_domain::model::LogStream;
 use ocelot_domain::{BuildState, StageState};
 
@@ -69,8 +70,8 @@ fn examples() -> Vec<BuildEvent> {
         .zip(1..)
         .map(|(kind, seq)| BuildEvent {
             build_id: 42,
-            attempt: 1,
-            seq,
+            attempt: Attempt::FIRST,
+            seq: Seq::from(seq),
             at_ms: 1_700_000_000_000 + i64::try_from(seq).unwrap() * 10,
             kind,
         })
@@ -137,8 +138,8 @@ fn result() {
 fn stage_finished_without_an_exit_code() {
     let event = BuildEvent {
         build_id: 42,
-        attempt: 2,
-        seq: 7,
+        attempt: Attempt::from(2),
+        seq: Seq::from(7),
         at_ms: 1_700_000_000_000,
         kind: EventKind::StageFinished {
             index: 1,

@@ -29,7 +29,13 @@ pub mod services;
 pub mod sshd;
 pub mod tls;
 
+use ocelot_core::ids::Attempt;
 use std::time::Duration;
+
+/// Attempt `n` of a build (tests name attempts by their number).
+pub fn attempt(n: u32) -> Attempt {
+    Attempt::from(n)
+}
 
 /// A free TCP port on 127.0.0.1 (bound, then released for the server that takes it).
 pub fn free_port() -> anyhow::Result<u16> {

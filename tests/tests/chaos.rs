@@ -11,6 +11,7 @@
 use ocelot_core::BuildState;
 use ocelot_core::build_state::StageState;
 use ocelot_core::events::{BuildEvent, EventKind};
+use ocelot_core::ids::{Attempt, Seq};
 use ocelot_core::model::Build;
 use ocelot_core::store::Store;
 use ocelot_tests::cluster::{bin_dir, workspaces_in};
@@ -266,7 +267,7 @@ struct Watcher {
 async fn attempt_span(
     store: &Store,
     build_id: i64,
-    attempt: i32,
+    attempt: Attempt,
 ) -> Option<(SystemTime, SystemTime)> {
     let mut times: Vec<SystemTime> = store
         .lines(build_id, attempt)
@@ -337,7 +338,8 @@ fn follow_container_lifetimes(
                     .and_then(|v| v.parse().ok()),
                 labels["io.ocelot.attempt"]
                     .as_str()
-                    .and_then(|v| v.parse().ok()),
+                    .and_then(|v| v.parse::<u32>().ok())
+                    .map(Attempt::from),
             ) else {
                 continue;
             };
@@ -353,7 +355,7 @@ fn follow_container_lifetimes(
     })
 }
 
-type Lifetimes = BTreeMap<(i64, i32), (Option<i64>, Option<i64>)>;
+type Lifetimes = BTreeMap<(i64, Attempt), (Option<i64>, Option<i64>)>;
 
 async fn leftover_containers(instance: &str) -> Vec<String> {
     let docker = bollard::Docker::connect_with_local_defaults()
@@ -571,8 +573,8 @@ async fn builds_survive_killed_workers_restarted_servers_and_a_restarted_admin()
                 build.id
             );
         }
-        let seqs: Vec<i64> = lines.iter().map(|l| l.seq).collect();
-        let unique: HashSet<i64> = seqs.iter().copied().collect();
+        let seqs: Vec<Seq> = lines.iter().map(|l| l.seq).collect();
+        let unique: HashSet<Seq> = seqs.iter().copied().collect();
         assert_eq!(
             unique.len(),
             seqs.len(),
@@ -599,11 +601,11 @@ async fn builds_survive_killed_workers_restarted_servers_and_a_restarted_admin()
         lifetimes.len()
     );
     let mut pairs_checked = 0;
-    for build in finals.iter().filter(|b| b.attempt > 1) {
-        for attempt in 1..build.attempt {
+    for build in finals.iter().filter(|b| b.attempt > Attempt::FIRST) {
+        for attempt in (1..build.attempt.get()).map(Attempt::from) {
             let (Some((_, Some(died))), Some((Some(next_started), _))) = (
                 lifetimes.get(&(build.id, attempt)),
-                lifetimes.get(&(build.id, attempt + 1)),
+                lifetimes.get(&(build.id, attempt.next())),
             ) else {
                 continue;
             };
@@ -612,15 +614,15 @@ async fn builds_survive_killed_workers_restarted_servers_and_a_restarted_admin()
                 died <= next_started,
                 "build {}: attempt {}'s container started while attempt {attempt}'s still ran",
                 build.id,
-                attempt + 1
+                attempt.next()
             );
         }
     }
     let mut retried = 0;
     let mut handed_back = 0;
-    for build in finals.iter().filter(|b| b.attempt > 1) {
+    for build in finals.iter().filter(|b| b.attempt > Attempt::FIRST) {
         retried += 1;
-        for attempt in 1..build.attempt {
+        for attempt in (1..build.attempt.get()).map(Attempt::from) {
             let lines = chaos.store.lines(build.id, attempt).await.unwrap();
             if lines
                 .iter()
@@ -630,7 +632,7 @@ async fn builds_survive_killed_workers_restarted_servers_and_a_restarted_admin()
             }
         }
         let mut previous_end: Option<SystemTime> = None;
-        for attempt in 1..=build.attempt {
+        for attempt in (1..=build.attempt.get()).map(Attempt::from) {
             let Some((start, end)) = attempt_span(&chaos.store, build.id, attempt).await else {
                 continue;
             };
@@ -673,14 +675,14 @@ async fn builds_survive_killed_workers_restarted_servers_and_a_restarted_admin()
                 event.seq
             );
         }
-        let mut per_attempt: BTreeMap<u32, Vec<u64>> = BTreeMap::new();
+        let mut per_attempt: BTreeMap<Attempt, Vec<u64>> = BTreeMap::new();
         for event in &events {
             per_attempt
                 .entry(event.attempt)
                 .or_default()
-                .push(event.seq);
+                .push(event.seq.get());
         }
-        let final_attempt = u32::try_from(build.attempt).unwrap();
+        let final_attempt = build.attempt;
         let final_seqs = per_attempt.get(&final_attempt).cloned().unwrap_or_default();
         let contiguous: Vec<u64> = (1..=u64::try_from(final_seqs.len()).unwrap()).collect();
         assert_eq!(
@@ -688,15 +690,15 @@ async fn builds_survive_killed_workers_restarted_servers_and_a_restarted_admin()
             "watcher of build {}: the final attempt's events have a gap\n{stderr}",
             build.id
         );
-        let shown: Vec<(i64, String)> = events
+        let shown: Vec<(Seq, String)> = events
             .iter()
             .filter(|e| e.attempt == final_attempt)
             .filter_map(|e| match &e.kind {
-                EventKind::Line { text, .. } => Some((i64::try_from(e.seq).unwrap(), text.clone())),
+                EventKind::Line { text, .. } => Some((e.seq, text.clone())),
                 _ => None,
             })
             .collect();
-        let stored: Vec<(i64, String)> = chaos
+        let stored: Vec<(Seq, String)> = chaos
             .store
             .lines(build.id, build.attempt)
             .await

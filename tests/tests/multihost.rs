@@ -16,7 +16,7 @@ use ocelot_tests::git::GitServer;
 use ocelot_tests::nats::NatsServer;
 use ocelot_tests::pg_server::PostgresServer;
 use ocelot_tests::services::ServiceProcess;
-use ocelot_tests::{free_port, wait_until};
+use ocelot_tests::{attempt, free_port, wait_until};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -220,7 +220,7 @@ async fn a_worker_cut_off_mid_build_is_fenced_and_the_build_completes_once_elsew
     // the build runs on one host and printed a few lines: cut that host off
     let first = wait_until("the build to run", Duration::from_secs(60), || async {
         let build = store.get_build(build_id).await.ok()?;
-        let lines = store.lines(build_id, 1).await.ok()?;
+        let lines = store.lines(build_id, attempt(1)).await.ok()?;
         (build.state == BuildState::Running && lines.len() >= 5).then_some(build)
     })
     .await
@@ -236,13 +236,13 @@ async fn a_worker_cut_off_mid_build_is_fenced_and_the_build_completes_once_elsew
     // the other host takes the build over once the job's ack wait has passed
     let moved = wait_until("a second attempt", Duration::from_secs(60), || async {
         let build = store.get_build(build_id).await.ok()?;
-        (build.attempt == 2).then_some(build)
+        (build.attempt == attempt(2)).then_some(build)
     })
     .await
     .unwrap();
     let taken_over_after = partitioned.elapsed();
     assert_ne!(moved.worker.as_deref(), Some(cut_off_worker.as_str()));
-    let lines_at_fence = store.lines(build_id, 1).await.unwrap().len();
+    let lines_at_fence = store.lines(build_id, attempt(1)).await.unwrap().len();
     docker(&["network", "connect", &things.network, &cut_off]);
 
     let done = wait_until("the build to finish", Duration::from_secs(120), || async {
@@ -252,9 +252,9 @@ async fn a_worker_cut_off_mid_build_is_fenced_and_the_build_completes_once_elsew
     .await
     .unwrap();
     assert_eq!(done.state, BuildState::Passed, "{:?}", done.reason);
-    assert_eq!(done.attempt, 2);
+    assert_eq!(done.attempt, attempt(2));
     let texts: Vec<String> = store
-        .lines(build_id, 2)
+        .lines(build_id, attempt(2))
         .await
         .unwrap()
         .into_iter()
@@ -285,11 +285,11 @@ async fn a_worker_cut_off_mid_build_is_fenced_and_the_build_completes_once_elsew
         panic!("{error}\n{}", docker(&["logs", "--tail", "40", &cut_off]));
     }
     assert_eq!(
-        store.lines(build_id, 1).await.unwrap().len(),
+        store.lines(build_id, attempt(1)).await.unwrap().len(),
         lines_at_fence,
         "the cut-off worker wrote lines after its fence moved"
     );
-    let stages = store.stages(build_id, 1).await.unwrap();
+    let stages = store.stages(build_id, attempt(1)).await.unwrap();
     assert!(
         stages
             .iter()
@@ -315,14 +315,14 @@ async fn a_worker_cut_off_mid_build_is_fenced_and_the_build_completes_once_elsew
         })
         .collect();
     let stored: Vec<String> = store
-        .lines(build_id, 1)
+        .lines(build_id, attempt(1))
         .await
         .unwrap()
         .into_iter()
         .map(|l| l.text)
         .collect();
     assert_eq!(replayed, stored);
-    assert!(events.iter().all(|e| e.attempt == 1));
+    assert!(events.iter().all(|e| e.attempt == attempt(1)));
     assert!(
         matches!(&events.last().unwrap().kind, ocelot_core::events::EventKind::Result { reason, .. }
             if reason.starts_with("attempt 1 ended without a result")),
@@ -332,7 +332,7 @@ async fn a_worker_cut_off_mid_build_is_fenced_and_the_build_completes_once_elsew
     let final_build = store.get_build(build_id).await.unwrap();
     assert_eq!(
         (final_build.state, final_build.attempt),
-        (BuildState::Passed, 2)
+        (BuildState::Passed, attempt(2))
     );
 
     // no build container is left once the lost attempt's is swept

@@ -12,6 +12,7 @@
 use crate::log_limit::{Admission, LogLimit};
 use crate::log_sink::LogSink;
 use ocelot_core::events::{BuildEvent, EventKind, LogDigest};
+use ocelot_core::ids::{Attempt, Seq};
 use ocelot_core::model::{LogStream, unix_ms};
 use ocelot_core::queue::{Bus, PublishAckFuture};
 use ocelot_core::secrets::mask::Masker;
@@ -43,8 +44,8 @@ pub(crate) struct AttemptLog {
     bus: Bus,
     store: Store,
     build_id: i64,
-    attempt: i32,
-    seq: u64,
+    attempt: Attempt,
+    seq: Seq,
     digest: LogDigest,
     /// Published, not yet stored, in order.
     unstored: Vec<BuildEvent>,
@@ -75,7 +76,7 @@ impl AttemptLog {
         bus: Bus,
         store: Store,
         build_id: i64,
-        attempt: i32,
+        attempt: Attempt,
         max_log_bytes: u64,
         store_outage_budget: Duration,
     ) -> Self {
@@ -84,7 +85,7 @@ impl AttemptLog {
             store,
             build_id,
             attempt,
-            seq: 0,
+            seq: Seq::START,
             digest: LogDigest::new(),
             unstored: Vec::new(),
             pending_acks: Vec::new(),
@@ -107,7 +108,7 @@ impl AttemptLog {
     }
 
     /// Publishes one event (stored with the next batch) and returns its sequence number.
-    pub(crate) async fn emit(&mut self, kind: EventKind) -> u64 {
+    pub(crate) async fn emit(&mut self, kind: EventKind) -> Seq {
         let event = self.next_event(kind);
         let seq = event.seq;
         self.publish(&event).await;
@@ -185,7 +186,7 @@ impl AttemptLog {
             Ok(Appended::FencedOut) => {
                 tracing::warn!(
                     build_id,
-                    attempt,
+                    attempt = attempt.get(),
                     "the build is no longer this attempt's (a newer attempt, or it was ended): result dropped"
                 );
                 self.fenced_out = true;
@@ -199,13 +200,13 @@ impl AttemptLog {
     }
 
     fn next_event(&mut self, kind: EventKind) -> BuildEvent {
-        self.seq += 1;
+        self.seq = self.seq.next();
         if let EventKind::Line { text, .. } = &kind {
             self.digest.add_line(text);
         }
         BuildEvent {
             build_id: self.build_id,
-            attempt: u32::try_from(self.attempt).unwrap_or(0),
+            attempt: self.attempt,
             seq: self.seq,
             at_ms: unix_ms(SystemTime::now()),
             kind,
@@ -257,7 +258,7 @@ impl AttemptLog {
             Ok(Appended::FencedOut) => {
                 tracing::warn!(
                     build_id,
-                    attempt,
+                    attempt = attempt.get(),
                     "a newer attempt owns the build: this attempt stops writing"
                 );
                 self.fenced_out = true;

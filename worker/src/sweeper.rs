@@ -8,6 +8,7 @@ use crate::executor::docker::{LABEL_ATTEMPT, LABEL_BUILD, LABEL_INSTANCE};
 use bollard::Docker;
 use bollard::query_parameters::{ListContainersOptionsBuilder, RemoveContainerOptionsBuilder};
 use ocelot_core::BuildState;
+use ocelot_core::ids::Attempt;
 use ocelot_core::store::{Store, StoreError};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -44,7 +45,7 @@ pub(crate) async fn run(
 }
 
 /// Whether the container of `build_id`'s `attempt` is still its running attempt's.
-async fn owned(store: &Store, build_id: i64, attempt: i32) -> Result<bool, StoreError> {
+async fn owned(store: &Store, build_id: i64, attempt: Attempt) -> Result<bool, StoreError> {
     match store.get_build(build_id).await {
         Ok(build) => Ok(build.state == BuildState::Running && build.attempt == attempt),
         Err(StoreError::NotFound(_)) => Ok(false),
@@ -53,10 +54,10 @@ async fn owned(store: &Store, build_id: i64, attempt: i32) -> Result<bool, Store
 }
 
 /// The build and attempt a workspace directory (`build-ID-ATTEMPT-RANDOM`) belongs to.
-fn workspace_owner(name: &str) -> Option<(i64, i32)> {
+fn workspace_owner(name: &str) -> Option<(i64, Attempt)> {
     let mut parts = name.strip_prefix("build-")?.splitn(3, '-');
     let build_id = parts.next()?.parse().ok()?;
-    let attempt = parts.next()?.parse().ok()?;
+    let attempt = parts.next()?.parse::<u32>().ok()?.into();
     parts.next()?;
     Some((build_id, attempt))
 }
@@ -79,7 +80,7 @@ pub(crate) async fn sweep_workspaces(store: &Store, dir: &Path) -> Result<usize,
         let path = entry.path();
         match tokio::fs::remove_dir_all(&path).await {
             Ok(()) => {
-                tracing::info!(workspace = %path.display(), build_id, attempt, "removed a leftover workspace");
+                tracing::info!(workspace = %path.display(), build_id, attempt = attempt.get(), "removed a leftover workspace");
                 removed += 1;
             }
             // its attempt ended meanwhile and removed it
@@ -106,9 +107,9 @@ pub(crate) async fn remove_earlier_attempts(
     docker: &Docker,
     instance: &str,
     build_id: i64,
-    attempt: i32,
+    attempt: Attempt,
 ) {
-    if attempt <= 1 {
+    if attempt <= Attempt::FIRST {
         return;
     }
     let filters = HashMap::from([(
@@ -138,8 +139,8 @@ pub(crate) async fn remove_earlier_attempts(
             .labels
             .as_ref()
             .and_then(|labels| labels.get(LABEL_ATTEMPT))
-            .and_then(|value| value.parse::<i32>().ok())
-            .is_some_and(|theirs| theirs < attempt);
+            .and_then(|value| value.parse::<u32>().ok())
+            .is_some_and(|theirs| Attempt::from(theirs) < attempt);
         let Some(id) = container.id.filter(|_| earlier) else {
             continue;
         };
@@ -177,7 +178,8 @@ pub(crate) async fn sweep(docker: &Docker, store: &Store, instance: &str) -> Res
         let build_id = labels.get(LABEL_BUILD).and_then(|v| v.parse::<i64>().ok());
         let attempt = labels
             .get(LABEL_ATTEMPT)
-            .and_then(|v| v.parse::<i32>().ok());
+            .and_then(|v| v.parse::<u32>().ok())
+            .map(Attempt::from);
         let keep = match (build_id, attempt) {
             (Some(build_id), Some(attempt)) => owned(store, build_id, attempt)
                 .await
@@ -190,7 +192,7 @@ pub(crate) async fn sweep(docker: &Docker, store: &Store, instance: &str) -> Res
         }
         match force_remove(docker, &id).await {
             Ok(()) => {
-                tracing::info!(container = %id, build_id, attempt, "removed a leftover build container");
+                tracing::info!(container = %id, build_id, attempt = attempt.map(Attempt::get), "removed a leftover build container");
                 removed += 1;
             }
             Err(error) => {
@@ -204,10 +206,14 @@ pub(crate) async fn sweep(docker: &Docker, store: &Store, instance: &str) -> Res
 #[cfg(test)]
 mod tests {
     use super::workspace_owner;
+    use ocelot_core::ids::Attempt;
 
     #[test]
     fn workspace_names_name_their_attempt() {
-        assert_eq!(workspace_owner("build-12-3-a1B2c3"), Some((12, 3)));
+        assert_eq!(
+            workspace_owner("build-12-3-a1B2c3"),
+            Some((12, Attempt::from(3)))
+        );
         assert_eq!(workspace_owner("build-12-3"), None);
         assert_eq!(workspace_owner("mirror"), None);
         assert_eq!(workspace_owner("build-x-3-abc"), None);

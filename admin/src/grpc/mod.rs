@@ -128,10 +128,11 @@ impl ocelot_proto::v1::admin_server::Admin for AdminApi {
     ) -> Result<tonic::Response<Self::WatchBuildStream>, tonic::Status> {
         let request = request.into_inner();
         let resume_after = ocelot_core::events::Position {
-            attempt: request.after_attempt,
-            seq: request.after_seq,
+            attempt: request.after_attempt.into(),
+            seq: request.after_seq.into(),
         };
-        crate::watch::watch(&self.state, request.id, request.attempt, resume_after).await
+        let attempt = request.attempt.into();
+        crate::watch::watch(&self.state, request.id, attempt, resume_after).await
     }
 
     async fn get_build(

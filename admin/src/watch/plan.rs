@@ -4,6 +4,7 @@
 
 use ocelot_core::BuildState;
 use ocelot_core::events::{BuildEvent, EventKind, Position};
+use ocelot_core::ids::{Attempt, Seq};
 use ocelot_core::model::{Build, unix_ms};
 use std::time::{Duration, SystemTime};
 use tokio::time::Instant;
@@ -31,8 +32,8 @@ pub(super) enum Stream {
 /// `current`; NotFound for an attempt the build never had.
 pub(super) fn stream_for(
     build_id: i64,
-    asked: u32,
-    current: u32,
+    asked: Attempt,
+    current: Attempt,
     is_final: bool,
 ) -> Result<Stream, Status> {
     if asked > current {
@@ -40,7 +41,7 @@ pub(super) fn stream_for(
             "build {build_id} has no attempt {asked} (it had {current})"
         )));
     }
-    Ok(if asked != 0 && asked < current {
+    Ok(if asked != Attempt::NONE && asked < current {
         Stream::Earlier
     } else if is_final {
         Stream::Final
@@ -52,13 +53,13 @@ pub(super) fn stream_for(
 /// Where a replay of `attempt` starts for a client that has everything up to `resume_after`:
 /// right after it in the same attempt, at the first event when the client has only earlier
 /// attempts, and `None` (nothing to send) when the client is already in a later attempt.
-pub(super) fn replay_after(attempt: u32, resume_after: Position) -> Option<u64> {
+pub(super) fn replay_after(attempt: Attempt, resume_after: Position) -> Option<Seq> {
     if resume_after.attempt > attempt {
         None
     } else if resume_after.attempt == attempt {
         Some(resume_after.seq)
     } else {
-        Some(0)
+        Some(Seq::START)
     }
 }
 
@@ -72,9 +73,9 @@ pub(super) fn comes_after(event: Position, last: Position) -> bool {
 /// those of `attempt` strictly between `after` and `before`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Gap {
-    pub(super) attempt: u32,
-    pub(super) after: u64,
-    pub(super) before: u64,
+    pub(super) attempt: Attempt,
+    pub(super) after: Seq,
+    pub(super) before: Seq,
     /// How many events the gap misses.
     pub(super) missing: u64,
 }
@@ -86,9 +87,9 @@ impl Gap {
         let after = if last.attempt == next.attempt {
             last.seq
         } else {
-            0
+            Seq::START
         };
-        let missing = next.seq.saturating_sub(after.saturating_add(1));
+        let missing = next.seq.get().saturating_sub(after.next().get());
         (missing > 0).then_some(Gap {
             attempt: next.attempt,
             after,
@@ -168,7 +169,7 @@ impl QuietBus {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Sent {
     /// The sequence number of the last event sent, or where sending started.
-    pub(super) last_seq: u64,
+    pub(super) last_seq: Seq,
     pub(super) last_at_ms: i64,
     /// Whether the attempt's result was among them.
     pub(super) result: bool,
@@ -176,7 +177,7 @@ pub(super) struct Sent {
 
 impl Sent {
     /// Nothing sent yet; the replay starts after `after`.
-    pub(super) fn nothing(after: u64) -> Self {
+    pub(super) fn nothing(after: Seq) -> Self {
         Sent {
             last_seq: after,
             last_at_ms: 0,
@@ -191,8 +192,8 @@ impl Sent {
     }
 
     /// The sequence number of a result the admin makes up after what was sent.
-    pub(super) fn next_seq(&self) -> u64 {
-        self.last_seq + 1
+    pub(super) fn next_seq(&self) -> Seq {
+        self.last_seq.next()
     }
 }
 
@@ -202,7 +203,7 @@ pub(super) fn more_pages(len: usize) -> bool {
 }
 
 /// The result of a build whose attempt stored none, from its row.
-pub(super) fn result_event(build: &Build, attempt: u32, seq: u64) -> BuildEvent {
+pub(super) fn result_event(build: &Build, attempt: Attempt, seq: Seq) -> BuildEvent {
     let duration_ms = match (build.started_at, build.finished_at) {
         (Some(start), Some(end)) => unix_ms(end) - unix_ms(start),
         _ => 0,
@@ -226,7 +227,7 @@ pub(super) fn result_event(build: &Build, attempt: u32, seq: u64) -> BuildEvent 
 }
 
 /// The result closing a replay of `attempt`, which a later attempt replaced, after `sent`.
-pub(super) fn replaced_result(build_id: i64, attempt: u32, sent: &Sent) -> BuildEvent {
+pub(super) fn replaced_result(build_id: i64, attempt: Attempt, sent: &Sent) -> BuildEvent {
     BuildEvent {
         build_id,
         attempt,
@@ -236,7 +237,7 @@ pub(super) fn replaced_result(build_id: i64, attempt: u32, sent: &Sent) -> Build
             state: BuildState::Errored,
             reason: format!(
                 "attempt {attempt} ended without a result (its worker was lost or handed the build back); attempt {} followed",
-                attempt + 1
+                attempt.next()
             ),
             duration_ms: 0,
             line_count: 0,
@@ -251,16 +252,27 @@ mod tests {
     use ocelot_core::model::LogStream;
     use std::time::UNIX_EPOCH;
 
+    fn a(attempt: u32) -> Attempt {
+        Attempt::from(attempt)
+    }
+
+    fn s(seq: u64) -> Seq {
+        Seq::from(seq)
+    }
+
     fn at(attempt: u32, seq: u64) -> Position {
-        Position { attempt, seq }
+        Position {
+            attempt: a(attempt),
+            seq: s(seq),
+        }
     }
 
     fn line(attempt: u32, seq: u64) -> BuildEvent {
         BuildEvent {
             build_id: 7,
-            attempt,
-            seq,
-            at_ms: 1_000 + i64::try_from(seq).unwrap_or(0),
+            attempt: a(attempt),
+            seq: s(seq),
+            at_ms: 1_000 + s(seq).to_db(),
             kind: EventKind::Line {
                 stage: "test".into(),
                 stream: LogStream::Stdout,
@@ -269,7 +281,7 @@ mod tests {
         }
     }
 
-    fn build(state: BuildState, attempt: i32) -> Build {
+    fn build(state: BuildState, attempt: u32) -> Build {
         Build {
             id: 7,
             repo_id: 1,
@@ -280,7 +292,7 @@ mod tests {
             branch: "main".into(),
             trigger: "push".into(),
             state,
-            attempt,
+            attempt: a(attempt),
             worker: None,
             tag: "default".into(),
             reason: None,
@@ -299,31 +311,31 @@ mod tests {
 
     #[test]
     fn the_current_attempt_is_followed_live_until_the_build_is_final() {
-        assert_eq!(stream_for(7, 0, 0, false).ok(), Some(Stream::Live));
-        assert_eq!(stream_for(7, 0, 2, false).ok(), Some(Stream::Live));
-        assert_eq!(stream_for(7, 0, 2, true).ok(), Some(Stream::Final));
+        assert_eq!(stream_for(7, a(0), a(0), false).ok(), Some(Stream::Live));
+        assert_eq!(stream_for(7, a(0), a(2), false).ok(), Some(Stream::Live));
+        assert_eq!(stream_for(7, a(0), a(2), true).ok(), Some(Stream::Final));
         // asking for the current attempt by number is asking for the current attempt
-        assert_eq!(stream_for(7, 2, 2, false).ok(), Some(Stream::Live));
-        assert_eq!(stream_for(7, 2, 2, true).ok(), Some(Stream::Final));
+        assert_eq!(stream_for(7, a(2), a(2), false).ok(), Some(Stream::Live));
+        assert_eq!(stream_for(7, a(2), a(2), true).ok(), Some(Stream::Final));
         // a build that ended before any worker ran it (cancelled while queued)
-        assert_eq!(stream_for(7, 0, 0, true).ok(), Some(Stream::Final));
+        assert_eq!(stream_for(7, a(0), a(0), true).ok(), Some(Stream::Final));
     }
 
     #[test]
     fn an_attempt_a_later_one_replaced_is_replayed_as_such() {
-        assert_eq!(stream_for(7, 1, 2, false).ok(), Some(Stream::Earlier));
-        assert_eq!(stream_for(7, 1, 3, true).ok(), Some(Stream::Earlier));
-        assert_eq!(stream_for(7, 2, 3, true).ok(), Some(Stream::Earlier));
+        assert_eq!(stream_for(7, a(1), a(2), false).ok(), Some(Stream::Earlier));
+        assert_eq!(stream_for(7, a(1), a(3), true).ok(), Some(Stream::Earlier));
+        assert_eq!(stream_for(7, a(2), a(3), true).ok(), Some(Stream::Earlier));
     }
 
     #[test]
     fn an_attempt_the_build_never_had_is_not_found() {
-        let Err(status) = stream_for(7, 3, 2, false) else {
+        let Err(status) = stream_for(7, a(3), a(2), false) else {
             panic!("attempt 3 of 2 was found");
         };
         assert_eq!(status.code(), tonic::Code::NotFound);
         assert_eq!(status.message(), "build 7 has no attempt 3 (it had 2)");
-        let Err(status) = stream_for(7, 1, 0, false) else {
+        let Err(status) = stream_for(7, a(1), a(0), false) else {
             panic!("attempt 1 of a queued build was found");
         };
         assert_eq!(status.code(), tonic::Code::NotFound);
@@ -331,41 +343,41 @@ mod tests {
 
     #[test]
     fn a_replay_from_the_start_starts_at_the_first_event() {
-        assert_eq!(replay_after(0, Position::default()), Some(0));
-        assert_eq!(replay_after(1, Position::default()), Some(0));
-        assert_eq!(replay_after(4, Position::default()), Some(0));
+        assert_eq!(replay_after(a(0), Position::default()), Some(s(0)));
+        assert_eq!(replay_after(a(1), Position::default()), Some(s(0)));
+        assert_eq!(replay_after(a(4), Position::default()), Some(s(0)));
     }
 
     #[test]
     fn a_resume_in_the_same_attempt_starts_right_after_it() {
-        assert_eq!(replay_after(2, at(2, 17)), Some(17));
+        assert_eq!(replay_after(a(2), at(2, 17)), Some(s(17)));
         // a build that never ran: its made-up result is (0, 1)
-        assert_eq!(replay_after(0, at(0, 1)), Some(1));
+        assert_eq!(replay_after(a(0), at(0, 1)), Some(s(1)));
     }
 
     #[test]
     fn a_resume_in_an_earlier_attempt_replays_this_one_whole() {
-        assert_eq!(replay_after(2, at(1, 40)), Some(0));
-        assert_eq!(replay_after(3, at(0, 0)), Some(0));
+        assert_eq!(replay_after(a(2), at(1, 40)), Some(s(0)));
+        assert_eq!(replay_after(a(3), at(0, 0)), Some(s(0)));
     }
 
     #[test]
     fn a_resume_in_a_later_attempt_sends_nothing() {
         // the client saw attempt 3 begin; attempt 2 (replaced) has nothing for it
-        assert_eq!(replay_after(2, at(3, 1)), None);
-        assert_eq!(replay_after(0, at(1, 1)), None);
+        assert_eq!(replay_after(a(2), at(3, 1)), None);
+        assert_eq!(replay_after(a(0), at(1, 1)), None);
     }
 
     #[test]
     fn a_resume_position_beyond_what_is_stored_gets_a_result_after_it() {
         // the client has up to seq 500 though fewer are stored: nothing stored is sent, and
         // the made-up result follows what the client has, so it is new to the client
-        let after = replay_after(2, at(2, 500));
-        assert_eq!(after, Some(500));
-        let sent = Sent::nothing(500);
+        let after = replay_after(a(2), at(2, 500));
+        assert_eq!(after, Some(s(500)));
+        let sent = Sent::nothing(s(500));
         assert!(!sent.result);
-        assert_eq!(sent.next_seq(), 501);
-        assert!(comes_after(at(2, sent.next_seq()), at(2, 500)));
+        assert_eq!(sent.next_seq(), s(501));
+        assert!(comes_after(at(2, sent.next_seq().get()), at(2, 500)));
     }
 
     #[test]
@@ -396,9 +408,9 @@ mod tests {
         assert_eq!(
             Gap::between(at(2, 4), at(2, 7)),
             Some(Gap {
-                attempt: 2,
-                after: 4,
-                before: 7,
+                attempt: a(2),
+                after: s(4),
+                before: s(7),
                 missing: 2,
             })
         );
@@ -409,9 +421,9 @@ mod tests {
         assert_eq!(
             Gap::between(at(1, 40), at(2, 3)),
             Some(Gap {
-                attempt: 2,
-                after: 0,
-                before: 3,
+                attempt: a(2),
+                after: s(0),
+                before: s(3),
                 missing: 2,
             })
         );
@@ -419,9 +431,9 @@ mod tests {
         assert_eq!(
             Gap::between(Position::default(), at(1, 5)),
             Some(Gap {
-                attempt: 1,
-                after: 0,
-                before: 5,
+                attempt: a(1),
+                after: s(0),
+                before: s(5),
                 missing: 4,
             })
         );
@@ -432,9 +444,9 @@ mod tests {
         assert_eq!(
             Gap::between(at(1, 10), at(1, 12)),
             Some(Gap {
-                attempt: 1,
-                after: 10,
-                before: 12,
+                attempt: a(1),
+                after: s(10),
+                before: s(12),
                 missing: 1,
             })
         );
@@ -509,17 +521,17 @@ mod tests {
 
     #[test]
     fn sent_tracks_the_last_event_and_the_result() {
-        let mut sent = Sent::nothing(3);
-        assert_eq!(sent.next_seq(), 4);
+        let mut sent = Sent::nothing(s(3));
+        assert_eq!(sent.next_seq(), s(4));
         sent.record(&line(1, 4));
         sent.record(&line(1, 5));
-        assert_eq!(sent.last_seq, 5);
+        assert_eq!(sent.last_seq, s(5));
         assert_eq!(sent.last_at_ms, 1_005);
         assert!(!sent.result);
-        let mut result = result_event(&build(BuildState::Passed, 1), 1, 6);
+        let mut result = result_event(&build(BuildState::Passed, 1), a(1), s(6));
         result.at_ms = 2_000;
         sent.record(&result);
-        assert_eq!(sent.last_seq, 6);
+        assert_eq!(sent.last_seq, s(6));
         assert_eq!(sent.last_at_ms, 2_000);
         assert!(sent.result);
     }
@@ -540,7 +552,7 @@ mod tests {
         row.finished_at = Some(UNIX_EPOCH + Duration::from_millis(12_500));
         row.line_count = Some(42);
         row.log_sha256 = Some("ab".repeat(32));
-        let event = result_event(&row, 2, 9);
+        let event = result_event(&row, a(2), s(9));
         assert_eq!(event.build_id, 7);
         assert_eq!(event.position(), at(2, 9));
         assert_eq!(event.at_ms, 12_500);
@@ -560,9 +572,9 @@ mod tests {
     fn a_build_that_never_ran_gets_an_empty_result() {
         // cancelled while queued: no worker, no times, attempt 0
         let row = build(BuildState::Cancelled, 0);
-        let after = replay_after(0, Position::default());
-        assert_eq!(after, Some(0));
-        let event = result_event(&row, 0, Sent::nothing(0).next_seq());
+        let after = replay_after(a(0), Position::default());
+        assert_eq!(after, Some(s(0)));
+        let event = result_event(&row, a(0), Sent::nothing(s(0)).next_seq());
         assert_eq!(event.position(), at(0, 1));
         assert_eq!(
             event.kind,
@@ -577,7 +589,7 @@ mod tests {
         // a line count that cannot be one
         let mut row = build(BuildState::Errored, 1);
         row.line_count = Some(-1);
-        let EventKind::Result { line_count, .. } = result_event(&row, 1, 1).kind else {
+        let EventKind::Result { line_count, .. } = result_event(&row, a(1), s(1)).kind else {
             panic!("not a result");
         };
         assert_eq!(line_count, 0);
@@ -585,10 +597,10 @@ mod tests {
 
     #[test]
     fn a_replaced_attempt_ends_with_an_errored_result_after_its_last_event() {
-        let mut sent = Sent::nothing(0);
+        let mut sent = Sent::nothing(s(0));
         sent.record(&line(1, 1));
         sent.record(&line(1, 2));
-        let event = replaced_result(7, 1, &sent);
+        let event = replaced_result(7, a(1), &sent);
         assert_eq!(event.position(), at(1, 3));
         assert_eq!(event.at_ms, 1_002);
         let EventKind::Result { state, reason, .. } = event.kind else {
@@ -604,9 +616,9 @@ mod tests {
 
     #[test]
     fn a_replaced_attempt_resumed_past_its_end_still_gets_its_result() {
-        let after = replay_after(1, at(1, 30));
-        assert_eq!(after, Some(30));
-        let event = replaced_result(7, 1, &Sent::nothing(30));
+        let after = replay_after(a(1), at(1, 30));
+        assert_eq!(after, Some(s(30)));
+        let event = replaced_result(7, a(1), &Sent::nothing(s(30)));
         assert_eq!(event.position(), at(1, 31));
         assert_eq!(event.at_ms, 0);
     }

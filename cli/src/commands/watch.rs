@@ -9,6 +9,7 @@ use crate::client::{self, AdminTarget, CliError};
 use crate::exit::ExitStatus;
 use crate::render::Renderer;
 use ocelot_domain::events::Position;
+use ocelot_domain::ids::Attempt;
 use ocelot_proto::v1::BuildEvent;
 use resume::{Broken, Resume, Seen, broken, gave_up, not_connected, reconnect_delays};
 use tokio::time::Instant;
@@ -19,7 +20,7 @@ pub(crate) async fn run(admin: &AdminTarget, args: WatchArgs) -> Result<ExitStat
         admin,
         client,
         args.build,
-        args.attempt.unwrap_or(0),
+        args.attempt.map_or(Attempt::NONE, Attempt::from),
         args.json,
     )
     .await
@@ -28,8 +29,8 @@ pub(crate) async fn run(admin: &AdminTarget, args: WatchArgs) -> Result<ExitStat
 /// Where a received event stands in the build's log.
 fn position(event: &BuildEvent) -> Position {
     Position {
-        attempt: event.attempt,
-        seq: event.seq,
+        attempt: event.attempt.into(),
+        seq: event.seq.into(),
     }
 }
 
@@ -42,7 +43,7 @@ pub(crate) async fn follow(
     build_id: i64,
     json: bool,
 ) -> Result<ExitStatus, CliError> {
-    follow_attempt(admin, client, build_id, 0, json).await
+    follow_attempt(admin, client, build_id, Attempt::NONE, json).await
 }
 
 /// [`follow`] of one attempt (`0`: the build's current one). The bookkeeping (where to
@@ -51,7 +52,7 @@ async fn follow_attempt(
     admin: &AdminTarget,
     client: client::Client,
     build_id: i64,
-    attempt: u32,
+    attempt: Attempt,
     json: bool,
 ) -> Result<ExitStatus, CliError> {
     let mut renderer = Renderer::new(json, build_id);

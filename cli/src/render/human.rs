@@ -6,6 +6,7 @@ use super::IntegrityCheck;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use ocelot_domain::BuildState;
 use ocelot_domain::env_vars;
+use ocelot_domain::ids::Attempt;
 use ocelot_domain::wire;
 use ocelot_proto::v1 as pb;
 use pb::build_event::Kind;
@@ -67,7 +68,7 @@ impl HumanRenderer {
         match event.kind.as_ref()? {
             Kind::AttemptStarted(started) => {
                 self.attempts_seen += 1;
-                if self.attempts_seen > 1 || event.attempt > 1 {
+                if self.attempts_seen > 1 || Attempt::from(event.attempt) > Attempt::FIRST {
                     self.stop_spinner();
                     self.status(paint(
                         self.color,

@@ -7,6 +7,7 @@ mod json;
 
 use ocelot_domain::BuildState;
 use ocelot_domain::events::LogDigest;
+use ocelot_domain::ids::{Attempt, Seq};
 use ocelot_proto::v1 as pb;
 use pb::build_event::Kind;
 
@@ -45,24 +46,25 @@ impl Renderer {
 /// The log as this client printed it, per attempt, to compare with the result's digest.
 #[derive(Debug, Default)]
 pub(crate) struct IntegrityCheck {
-    attempt: Option<u32>,
+    attempt: Option<Attempt>,
     digest: LogDigest,
-    last_seq: u64,
+    last_seq: Seq,
     /// Sequence numbers that did not follow their predecessor (gaps or repeats).
     out_of_order: u64,
 }
 
 impl IntegrityCheck {
     pub(crate) fn observe(&mut self, event: &pb::BuildEvent) {
-        if self.attempt != Some(event.attempt) {
+        let (attempt, seq) = (Attempt::from(event.attempt), Seq::from(event.seq));
+        if self.attempt != Some(attempt) {
             *self = IntegrityCheck {
-                attempt: Some(event.attempt),
+                attempt: Some(attempt),
                 ..IntegrityCheck::default()
             };
-        } else if event.seq != self.last_seq + 1 {
+        } else if seq != self.last_seq.next() {
             self.out_of_order += 1;
         }
-        self.last_seq = event.seq;
+        self.last_seq = seq;
         if let Some(Kind::Line(line)) = &event.kind {
             self.digest.add_line(&line.text);
         }

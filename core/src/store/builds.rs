@@ -2,6 +2,7 @@
 
 use super::{Store, StoreError};
 use crate::build_state::{BuildState, BuildTransition};
+use crate::ids::Attempt;
 use crate::model::{Build, PullRequestRef};
 use deadpool_postgres::GenericClient;
 use std::time::{Duration, SystemTime};
@@ -38,7 +39,7 @@ fn build_from_row(row: &Row) -> Result<Build, StoreError> {
         state: state
             .parse()
             .map_err(|e| StoreError::Corrupt(format!("build state: {e}")))?,
-        attempt: row.get("attempt"),
+        attempt: Attempt::from_db(row.get("attempt"))?,
         worker: row.get("worker_id"),
         tag: row.get("tag"),
         reason: row.get("failure_reason"),
@@ -362,8 +363,9 @@ impl Store {
 
     /// Records that `attempt` was handed back by a worker shutting down, so that it does not
     /// count against the attempt limit; false when the attempt no longer owns the build.
-    pub async fn hand_back(&self, build_id: i64, attempt: i32) -> Result<bool, StoreError> {
+    pub async fn hand_back(&self, build_id: i64, attempt: Attempt) -> Result<bool, StoreError> {
         let client = self.client().await?;
+        let attempt = attempt.to_db();
         let updated = client
             .execute(
                 "UPDATE builds SET handed_back = handed_back + 1

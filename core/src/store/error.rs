@@ -22,6 +22,13 @@ pub enum StoreError {
     Refused(String),
 }
 
+/// A stored attempt or seq out of its type's range: the row is corrupt (never read as 0).
+impl From<crate::ids::OutOfRange> for StoreError {
+    fn from(error: crate::ids::OutOfRange) -> Self {
+        StoreError::Corrupt(error.to_string())
+    }
+}
+
 impl From<deadpool_postgres::PoolError> for StoreError {
     fn from(error: deadpool_postgres::PoolError) -> Self {
         match error {

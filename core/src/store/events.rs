@@ -6,6 +6,7 @@ use super::builds::state_change;
 use super::{Store, StoreError};
 use crate::build_state::BuildTransition;
 use crate::events::{BuildEvent, EventKind};
+use crate::ids::{Attempt, Seq};
 use crate::model::{StoredLine, from_unix_ms, unix_ms};
 use deadpool_postgres::GenericClient;
 use std::time::SystemTime;
@@ -25,7 +26,7 @@ impl Store {
     pub async fn append_events(
         &self,
         build_id: i64,
-        attempt: i32,
+        attempt: Attempt,
         events: &[BuildEvent],
     ) -> Result<Appended, StoreError> {
         if events.is_empty() {
@@ -47,7 +48,7 @@ impl Store {
     pub async fn finish_attempt(
         &self,
         build_id: i64,
-        attempt: i32,
+        attempt: Attempt,
         events: &[BuildEvent],
     ) -> Result<Appended, StoreError> {
         let Some(EventKind::Result {
@@ -75,6 +76,7 @@ impl Store {
         }
         write_events(&transaction, build_id, attempt, events).await?;
         let reason = Some(reason.as_str()).filter(|r| !r.is_empty());
+        let attempt = attempt.to_db();
         let line_count = i64::try_from(*line_count).unwrap_or(i64::MAX);
         transaction
             .execute(
@@ -101,18 +103,19 @@ impl Store {
     pub async fn events(
         &self,
         build_id: i64,
-        attempt: i32,
-        after: i64,
-        before: i64,
+        attempt: Attempt,
+        after: Seq,
+        before: Seq,
         limit: i64,
     ) -> Result<Vec<BuildEvent>, StoreError> {
         let client = self.client().await?;
+        let (after, before) = (after.to_db(), before.to_db());
         let rows = client
             .query(
                 "SELECT seq, payload, at FROM build_events
                  WHERE build_id = $1 AND attempt = $2 AND seq > $3 AND seq < $4
                  ORDER BY seq LIMIT $5",
-                &[&build_id, &attempt, &after, &before, &limit],
+                &[&build_id, &attempt.to_db(), &after, &before, &limit],
             )
             .await?;
         rows.iter()
@@ -121,13 +124,17 @@ impl Store {
     }
 
     /// Every stored line of `attempt`, in order.
-    pub async fn lines(&self, build_id: i64, attempt: i32) -> Result<Vec<StoredLine>, StoreError> {
+    pub async fn lines(
+        &self,
+        build_id: i64,
+        attempt: Attempt,
+    ) -> Result<Vec<StoredLine>, StoreError> {
         let client = self.client().await?;
         let rows = client
             .query(
                 "SELECT seq, payload, at FROM build_events
                  WHERE build_id = $1 AND attempt = $2 AND kind = 'line' ORDER BY seq",
-                &[&build_id, &attempt],
+                &[&build_id, &attempt.to_db()],
             )
             .await?;
         let mut lines = Vec::with_capacity(rows.len());
@@ -140,7 +147,7 @@ impl Store {
             } = event.kind
             {
                 lines.push(StoredLine {
-                    seq: i64::try_from(event.seq).unwrap_or(i64::MAX),
+                    seq: event.seq,
                     stage,
                     stream,
                     text,
@@ -157,12 +164,12 @@ impl Store {
 async fn owns_running_build(
     client: &impl GenericClient,
     build_id: i64,
-    attempt: i32,
+    attempt: Attempt,
 ) -> Result<bool, StoreError> {
     let owner = client
         .query_opt(
             "SELECT 1 FROM builds WHERE id = $1 AND attempt = $2 AND state = 'running' FOR SHARE",
-            &[&build_id, &attempt],
+            &[&build_id, &attempt.to_db()],
         )
         .await?;
     Ok(owner.is_some())
@@ -172,7 +179,7 @@ async fn owns_running_build(
 async fn write_events(
     client: &impl GenericClient,
     build_id: i64,
-    attempt: i32,
+    attempt: Attempt,
     events: &[BuildEvent],
 ) -> Result<(), StoreError> {
     let mut seqs = Vec::with_capacity(events.len());
@@ -180,7 +187,7 @@ async fn write_events(
     let mut payloads = Vec::with_capacity(events.len());
     let mut ats: Vec<SystemTime> = Vec::with_capacity(events.len());
     for event in events {
-        seqs.push(i64::try_from(event.seq).unwrap_or(i64::MAX));
+        seqs.push(event.seq.to_db());
         kinds.push(event.kind.name());
         payloads.push(
             serde_json::to_value(&event.kind)
@@ -193,7 +200,7 @@ async fn write_events(
             "INSERT INTO build_events (build_id, attempt, seq, kind, payload, at)
              SELECT $1, $2, * FROM UNNEST($3::BIGINT[], $4::TEXT[], $5::JSONB[], $6::TIMESTAMPTZ[])
              ON CONFLICT DO NOTHING",
-            &[&build_id, &attempt, &seqs, &kinds, &payloads, &ats],
+            &[&build_id, &attempt.to_db(), &seqs, &kinds, &payloads, &ats],
         )
         .await?;
     for event in events {
@@ -206,10 +213,11 @@ async fn write_events(
 async fn update_stage(
     client: &impl GenericClient,
     build_id: i64,
-    attempt: i32,
+    attempt: Attempt,
     event: &BuildEvent,
 ) -> Result<(), StoreError> {
-    let seq = i64::try_from(event.seq).unwrap_or(i64::MAX);
+    let attempt = attempt.to_db();
+    let seq = event.seq.to_db();
     let at = from_unix_ms(event.at_ms);
     match &event.kind {
         EventKind::AttemptStarted { stages, .. } if !stages.is_empty() => {
@@ -265,8 +273,8 @@ async fn update_stage(
     Ok(())
 }
 
-fn event_from_row(build_id: i64, attempt: i32, row: &Row) -> Result<BuildEvent, StoreError> {
-    let seq: i64 = row.get("seq");
+fn event_from_row(build_id: i64, attempt: Attempt, row: &Row) -> Result<BuildEvent, StoreError> {
+    let seq = Seq::from_db(row.get("seq"))?;
     let at: SystemTime = row.get("at");
     let payload: serde_json::Value = row.get("payload");
     let kind: EventKind = serde_json::from_value(payload).map_err(|e| {
@@ -276,8 +284,8 @@ fn event_from_row(build_id: i64, attempt: i32, row: &Row) -> Result<BuildEvent, 
     })?;
     Ok(BuildEvent {
         build_id,
-        attempt: u32::try_from(attempt).unwrap_or(0),
-        seq: u64::try_from(seq).unwrap_or(0),
+        attempt,
+        seq,
         at_ms: unix_ms(at),
         kind,
     })

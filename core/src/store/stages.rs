@@ -2,6 +2,7 @@
 //! events (`events.rs`), read here.
 
 use super::{Store, StoreError};
+use crate::ids::{Attempt, Seq};
 use crate::model::StageRecord;
 
 impl Store {
@@ -9,9 +10,10 @@ impl Store {
     pub async fn stages(
         &self,
         build_id: i64,
-        attempt: i32,
+        attempt: Attempt,
     ) -> Result<Vec<StageRecord>, StoreError> {
         let client = self.client().await?;
+        let attempt = attempt.to_db();
         let rows = client
             .query(
                 "SELECT idx, name, state, exit_code, started_at, finished_at, start_seq, end_seq
@@ -31,8 +33,14 @@ impl Store {
                     exit_code: row.get("exit_code"),
                     started_at: row.get("started_at"),
                     finished_at: row.get("finished_at"),
-                    start_seq: row.get("start_seq"),
-                    end_seq: row.get("end_seq"),
+                    start_seq: row
+                        .get::<_, Option<i64>>("start_seq")
+                        .map(Seq::from_db)
+                        .transpose()?,
+                    end_seq: row
+                        .get::<_, Option<i64>>("end_seq")
+                        .map(Seq::from_db)
+                        .transpose()?,
                 })
             })
             .collect()

@@ -7,6 +7,7 @@
 use crate::{queued_build_id, repo_with, status_json};
 use ocelot_core::BuildState;
 use ocelot_core::build_state::StageState;
+use ocelot_core::ids::Attempt;
 use ocelot_tests::cluster::{Cluster, WorkerSpec};
 use ocelot_tests::wait_until;
 use std::time::{Duration, Instant};
@@ -179,7 +180,10 @@ async fn queued_builds_say_why_they_wait_and_are_cancelled_before_they_start() {
             killed.both()
         );
         let build = cluster.store.get_build(id).await.unwrap();
-        assert_eq!((build.state, build.attempt), (BuildState::Cancelled, 0));
+        assert_eq!(
+            (build.state, build.attempt),
+            (BuildState::Cancelled, Attempt::NONE)
+        );
     }
     let killed = cluster
         .ocelot(&["kill", &first.to_string(), "--json"])
@@ -204,7 +208,11 @@ async fn queued_builds_say_why_they_wait_and_are_cancelled_before_they_start() {
     .await
     .unwrap();
     let second_build = cluster.store.get_build(second).await.unwrap();
-    assert_eq!(second_build.attempt, 0, "a cancelled queued build ran");
+    assert_eq!(
+        second_build.attempt,
+        Attempt::NONE,
+        "a cancelled queued build ran"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -253,8 +261,9 @@ async fn rerun_builds_the_same_commit_again() {
 /// Creates (not starts) a container named and labelled as a worker names and labels the
 /// container of `build_id`'s first attempt in `instance` (the worker's own functions).
 async fn labelled_container(docker: &bollard::Docker, instance: &str, build_id: i64) -> String {
-    let labels = ocelot_worker::container_labels(build_id, 1, "a-worker-that-died", instance);
-    let name = ocelot_worker::container_name(build_id, 1);
+    let labels =
+        ocelot_worker::container_labels(build_id, Attempt::FIRST, "a-worker-that-died", instance);
+    let name = ocelot_worker::container_name(build_id, Attempt::FIRST);
     docker
         .create_container(
             Some(

@@ -4,6 +4,7 @@
 
 use crate::repo_with;
 use ocelot_core::BuildState;
+use ocelot_core::ids::Attempt;
 use ocelot_tests::cluster::{Cluster, ClusterSpec, WorkerSpec};
 use ocelot_tests::wait_until;
 use std::time::Duration;
@@ -40,7 +41,7 @@ async fn an_outage_past_the_write_budget_keeps_the_whole_log() {
         || {
             let store = cluster.store.clone();
             async move {
-                let lines = store.lines(build_id, 1).await.ok()?;
+                let lines = store.lines(build_id, Attempt::FIRST).await.ok()?;
                 lines.iter().any(|l| l.text == "line 3").then_some(())
             }
         },

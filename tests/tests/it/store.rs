@@ -4,6 +4,7 @@
 use ocelot_core::BuildState;
 use ocelot_core::StageState;
 use ocelot_core::events::{BuildEvent, EventKind};
+use ocelot_core::ids::{Attempt, Seq};
 use ocelot_core::model::LogStream;
 use ocelot_core::store::{Appended, ClaimOutcome, NewBuild, Store};
 use ocelot_tests::cluster::Cluster;
@@ -73,17 +74,23 @@ async fn a_newer_attempt_fences_out_every_write_of_an_older_one() {
     else {
         panic!("a duplicate job took a running build over");
     };
-    assert_eq!((held.attempt, held.worker.as_deref()), (1, Some("w1")));
+    assert_eq!(
+        (held.attempt, held.worker.as_deref()),
+        (Attempt::FIRST, Some("w1"))
+    );
     // a job delivered again (its worker went silent) does
     let ClaimOutcome::Claimed(two) = store.claim_build(build.id, "w2", 3, true).await.unwrap()
     else {
         panic!("second claim refused");
     };
-    assert_eq!((one.attempt, two.attempt), (1, 2));
+    assert_eq!(
+        (one.attempt, two.attempt),
+        (Attempt::FIRST, Attempt::from(2))
+    );
     let line = |attempt: u32, seq: u64| BuildEvent {
         build_id: build.id,
-        attempt,
-        seq,
+        attempt: Attempt::from(attempt),
+        seq: Seq::from(seq),
         at_ms: 1,
         kind: EventKind::Line {
             stage: "s".into(),
@@ -104,34 +111,51 @@ async fn a_newer_attempt_fences_out_every_write_of_an_older_one() {
     // the replaced attempt writes nothing, neither its log nor its result
     assert_eq!(
         store
-            .append_events(build.id, 1, &[line(1, 1)])
+            .append_events(build.id, Attempt::FIRST, &[line(1, 1)])
             .await
             .unwrap(),
         Appended::FencedOut
     );
     assert_eq!(
         store
-            .finish_attempt(build.id, 1, &[result(1, 2, BuildState::Passed)])
+            .finish_attempt(
+                build.id,
+                Attempt::FIRST,
+                &[result(1, 2, BuildState::Passed)]
+            )
             .await
             .unwrap(),
         Appended::FencedOut
     );
     assert_eq!(
         store
-            .append_events(build.id, 2, &[line(2, 1)])
+            .append_events(build.id, Attempt::from(2), &[line(2, 1)])
             .await
             .unwrap(),
         Appended::Stored
     );
     assert_eq!(
         store
-            .finish_attempt(build.id, 2, &[result(2, 2, BuildState::Failed)])
+            .finish_attempt(
+                build.id,
+                Attempt::from(2),
+                &[result(2, 2, BuildState::Failed)]
+            )
             .await
             .unwrap(),
         Appended::Stored
     );
-    assert!(store.lines(build.id, 1).await.unwrap().is_empty());
-    assert_eq!(store.lines(build.id, 2).await.unwrap().len(), 1);
+    assert!(
+        store
+            .lines(build.id, Attempt::FIRST)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        store.lines(build.id, Attempt::from(2)).await.unwrap().len(),
+        1
+    );
     let done = store.get_build(build.id).await.unwrap();
     assert_eq!(
         (done.state, done.worker.as_deref()),
@@ -160,7 +184,7 @@ async fn a_newer_attempt_fences_out_every_write_of_an_older_one() {
     // attempts handed back at a worker's shutdown do not count against the limit
     let restarted = store.insert_build(&new_build(repo.id)).await.unwrap().build;
     // attempts 1 and 2 handed back, 3, 4 and 5 lost
-    for (attempt, worker) in (1..).zip(["a", "b", "c", "d", "e"]) {
+    for (attempt, worker) in (1..).map(Attempt::from).zip(["a", "b", "c", "d", "e"]) {
         assert!(matches!(
             store
                 .claim_build(restarted.id, worker, 3, true)
@@ -168,12 +192,12 @@ async fn a_newer_attempt_fences_out_every_write_of_an_older_one() {
                 .unwrap(),
             ClaimOutcome::Claimed(_)
         ));
-        if attempt <= 2 {
+        if attempt <= Attempt::from(2) {
             assert!(store.hand_back(restarted.id, attempt).await.unwrap());
         }
     }
     // a stale attempt cannot record a hand-back
-    assert!(!store.hand_back(restarted.id, 1).await.unwrap());
+    assert!(!store.hand_back(restarted.id, Attempt::FIRST).await.unwrap());
     let ClaimOutcome::AttemptsExhausted(gone) =
         store.claim_build(restarted.id, "f", 3, true).await.unwrap()
     else {
@@ -243,8 +267,8 @@ async fn stored_events_come_back_in_order_with_the_stages_they_imply() {
     };
     let event = |seq: u64, kind: EventKind| BuildEvent {
         build_id: build.id,
-        attempt: 1,
-        seq,
+        attempt: Attempt::FIRST,
+        seq: Seq::from(seq),
         at_ms: 1_700_000_000_000 + i64::try_from(seq).unwrap(),
         kind,
     };
@@ -277,10 +301,13 @@ async fn stored_events_come_back_in_order_with_the_stages_they_imply() {
         ));
     }
     assert_eq!(
-        store.append_events(build.id, 1, &events).await.unwrap(),
+        store
+            .append_events(build.id, Attempt::FIRST, &events)
+            .await
+            .unwrap(),
         Appended::Stored
     );
-    let stages = store.stages(build.id, 1).await.unwrap();
+    let stages = store.stages(build.id, Attempt::FIRST).await.unwrap();
     assert_eq!(
         stages
             .iter()
@@ -291,11 +318,11 @@ async fn stored_events_come_back_in_order_with_the_stages_they_imply() {
             ("test", StageState::Pending)
         ]
     );
-    assert_eq!(stages[0].start_seq, Some(2));
+    assert_eq!(stages[0].start_seq, Some(Seq::from(2)));
     // a batch sent again (a retried write) changes nothing
     assert_eq!(
         store
-            .append_events(build.id, 1, &events[..10])
+            .append_events(build.id, Attempt::FIRST, &events[..10])
             .await
             .unwrap(),
         Appended::Stored
@@ -322,7 +349,11 @@ async fn stored_events_come_back_in_order_with_the_stages_they_imply() {
     );
     assert_eq!(
         store
-            .finish_attempt(build.id, 1, &[finished.clone(), result.clone()])
+            .finish_attempt(
+                build.id,
+                Attempt::FIRST,
+                &[finished.clone(), result.clone()]
+            )
             .await
             .unwrap(),
         Appended::Stored
@@ -335,34 +366,43 @@ async fn stored_events_come_back_in_order_with_the_stages_they_imply() {
         done.reason.as_deref(),
         Some("stage `build` failed with exit code 2")
     );
-    let stages = store.stages(build.id, 1).await.unwrap();
+    let stages = store.stages(build.id, Attempt::FIRST).await.unwrap();
     assert_eq!(
         (stages[0].state, stages[0].exit_code, stages[0].end_seq),
-        (StageState::Failed, Some(2), Some(2503))
+        (StageState::Failed, Some(2), Some(Seq::from(2503)))
     );
     // read back in pages, exactly as stored
     let mut replayed = Vec::new();
-    let mut after = 0;
+    let mut after = Seq::START;
     loop {
         let page = store
-            .events(build.id, 1, after, i64::MAX, 1000)
+            .events(build.id, Attempt::FIRST, after, Seq::from(u64::MAX), 1000)
             .await
             .unwrap();
         let Some(last) = page.last() else { break };
-        after = i64::try_from(last.seq).unwrap();
+        after = last.seq;
         replayed.extend(page);
     }
     events.push(finished);
     events.push(result);
     assert_eq!(replayed, events);
-    assert_eq!(store.lines(build.id, 1).await.unwrap().len(), 2500);
+    assert_eq!(
+        store.lines(build.id, Attempt::FIRST).await.unwrap().len(),
+        2500
+    );
     // a window of a gap, as the admin fills it
-    let gap = store.events(build.id, 1, 10, 14, 100).await.unwrap();
-    assert_eq!(gap.iter().map(|e| e.seq).collect::<Vec<_>>(), [11, 12, 13]);
+    let gap = store
+        .events(build.id, Attempt::FIRST, Seq::from(10), Seq::from(14), 100)
+        .await
+        .unwrap();
+    assert_eq!(
+        gap.iter().map(|e| e.seq.get()).collect::<Vec<_>>(),
+        [11, 12, 13]
+    );
     // no result without the result event
     assert!(
         store
-            .finish_attempt(build.id, 1, &events[..1])
+            .finish_attempt(build.id, Attempt::FIRST, &events[..1])
             .await
             .is_err()
     );
@@ -419,8 +459,20 @@ async fn logs_of_the_old_shape_are_migrated_into_events() {
         .await
         .unwrap()
         .remove(0);
-    let events = store.events(build.id, 1, 0, i64::MAX, 100).await.unwrap();
-    let kinds: Vec<(u64, &str)> = events.iter().map(|e| (e.seq, e.kind.name())).collect();
+    let events = store
+        .events(
+            build.id,
+            Attempt::FIRST,
+            Seq::START,
+            Seq::from(u64::MAX),
+            100,
+        )
+        .await
+        .unwrap();
+    let kinds: Vec<(u64, &str)> = events
+        .iter()
+        .map(|e| (e.seq.get(), e.kind.name()))
+        .collect();
     assert_eq!(
         kinds,
         [
@@ -466,8 +518,8 @@ async fn a_finish_to_a_state_that_is_not_a_result_is_refused_and_writes_nothing(
     };
     let event = |seq: u64, kind: EventKind| BuildEvent {
         build_id: build.id,
-        attempt: 1,
-        seq,
+        attempt: Attempt::FIRST,
+        seq: Seq::from(seq),
         at_ms: 1,
         kind,
     };
@@ -493,7 +545,7 @@ async fn a_finish_to_a_state_that_is_not_a_result_is_refused_and_writes_nothing(
     };
     for state in [BuildState::Queued, BuildState::Running, BuildState::Skipped] {
         let error = store
-            .finish_attempt(build.id, 1, &[line.clone(), result(state)])
+            .finish_attempt(build.id, Attempt::FIRST, &[line.clone(), result(state)])
             .await
             .unwrap_err()
             .to_string();
@@ -519,7 +571,13 @@ async fn a_finish_to_a_state_that_is_not_a_result_is_refused_and_writes_nothing(
         );
         assert!(
             store
-                .events(build.id, 1, 0, i64::MAX, 100)
+                .events(
+                    build.id,
+                    Attempt::FIRST,
+                    Seq::START,
+                    Seq::from(u64::MAX),
+                    100
+                )
                 .await
                 .unwrap()
                 .is_empty(),
@@ -529,7 +587,11 @@ async fn a_finish_to_a_state_that_is_not_a_result_is_refused_and_writes_nothing(
     // the same attempt still finishes with a result
     assert_eq!(
         store
-            .finish_attempt(build.id, 1, &[line.clone(), result(BuildState::Passed)])
+            .finish_attempt(
+                build.id,
+                Attempt::FIRST,
+                &[line.clone(), result(BuildState::Passed)]
+            )
             .await
             .unwrap(),
         Appended::Stored
@@ -538,7 +600,13 @@ async fn a_finish_to_a_state_that_is_not_a_result_is_refused_and_writes_nothing(
     assert_eq!((done.state, done.line_count), (BuildState::Passed, Some(1)));
     assert_eq!(
         store
-            .events(build.id, 1, 0, i64::MAX, 100)
+            .events(
+                build.id,
+                Attempt::FIRST,
+                Seq::START,
+                Seq::from(u64::MAX),
+                100
+            )
             .await
             .unwrap()
             .len(),

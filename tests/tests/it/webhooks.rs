@@ -3,6 +3,7 @@
 //! with the repo's secret; the right build is queued and runs. Forged, malformed, oversized,
 //! repeated and unknown requests get their status code and queue nothing.
 
+use ocelot_core::ids::Attempt;
 use ocelot_hookhandler::providers::{self, Provider};
 use ocelot_tests::cluster::{Cluster, ClusterSpec, HookSpec};
 use ocelot_tests::http::{HttpResponse, post};
@@ -551,7 +552,10 @@ async fn skip_markers_and_branch_filters_skip_automatic_builds_only() {
         reasons.iter().any(|r| r.contains("`legacy`")),
         "{reasons:?}"
     );
-    assert!(builds.iter().all(|b| b.attempt == 0), "a skipped build ran");
+    assert!(
+        builds.iter().all(|b| b.attempt == Attempt::NONE),
+        "a skipped build ran"
+    );
     // an explicit build ignores the marker
     let manual = cluster
         .ocelot(&["build", "-r", "skippy", "-b", "main"])

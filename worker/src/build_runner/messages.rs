@@ -97,6 +97,7 @@ pub(crate) fn stage_failed(stage: &str, code: i32) -> String {
 mod tests {
     use super::*;
     use ocelot_core::BuildState;
+    use ocelot_core::ids::Attempt;
     use ocelot_core::model::PullRequestRef;
     use std::time::SystemTime;
 
@@ -111,7 +112,7 @@ mod tests {
             branch: "main".into(),
             trigger: "push".into(),
             state: BuildState::Running,
-            attempt: 1,
+            attempt: Attempt::FIRST,
             worker: None,
             tag: "default".into(),
             reason: None,

@@ -81,7 +81,7 @@ pub(crate) async fn run_build(
             return JobDisposition::Done;
         }
         Ok(ClaimOutcome::HeldByAnother(build)) => {
-            tracing::warn!(build_id, attempt = build.attempt, worker = ?build.worker,
+            tracing::warn!(build_id, attempt = build.attempt.get(), worker = ?build.worker,
                 "duplicate job for a build another attempt runs: dropped");
             return JobDisposition::Done;
         }
@@ -101,7 +101,7 @@ pub(crate) async fn run_build(
             return JobDisposition::Retry;
         }
     };
-    let span = tracing::info_span!("build", build_id, attempt = claimed.attempt);
+    let span = tracing::info_span!("build", build_id, attempt = claimed.attempt.get());
     run_claimed(context, &claimed).instrument(span).await
 }
 
