@@ -5,6 +5,7 @@
 use crate::error::AdminError;
 use crate::state::AppState;
 use ocelot_core::cancel::CancelOutcome;
+use ocelot_core::ids::BuildId;
 use ocelot_core::model::Build;
 use ocelot_proto::v1 as pb;
 use std::time::Duration;
@@ -27,7 +28,7 @@ fn answer(
 
 pub(crate) async fn cancel(
     state: &AppState,
-    build_id: i64,
+    build_id: BuildId,
     by: &str,
 ) -> Result<Response<pb::CancelBuildResponse>, Status> {
     let reason = format!("cancelled by {by}");
@@ -37,7 +38,7 @@ pub(crate) async fn cancel(
         .await
         .map_err(AdminError::from)?
     {
-        tracing::info!(build_id, %by, "queued build cancelled");
+        tracing::info!(build_id = build_id.get(), %by, "queued build cancelled");
         return Ok(answer(
             &build,
             CancelOutcome::Cancelled,
@@ -66,9 +67,9 @@ pub(crate) async fn cancel(
     }
     if let Err(error) = state.bus.publish_cancel(build_id).await {
         // the worker also sees the flag in Postgres between stages
-        tracing::warn!(build_id, %error, "cannot publish the cancel request");
+        tracing::warn!(build_id = build_id.get(), %error, "cannot publish the cancel request");
     }
-    tracing::info!(build_id, %by, "cancel of a running build requested");
+    tracing::info!(build_id = build_id.get(), %by, "cancel of a running build requested");
     let deadline = tokio::time::Instant::now() + STOP_WAIT;
     loop {
         let build = state

@@ -19,7 +19,10 @@ pub(crate) async fn run(state: AppState, stop: CancellationToken) {
             Ok(builds) => {
                 for build in builds {
                     if ocelot_core::trigger::publish(&state.store, &state.bus, &build).await {
-                        tracing::info!(build_id = build.id, "sweeper published a stranded job");
+                        tracing::info!(
+                            build_id = build.id.get(),
+                            "sweeper published a stranded job"
+                        );
                     }
                 }
             }

@@ -14,7 +14,7 @@ mod plan;
 use crate::error::AdminError;
 use crate::state::AppState;
 use ocelot_core::events::{BuildEvent, Position};
-use ocelot_core::ids::{Attempt, Seq};
+use ocelot_core::ids::{Attempt, BuildId, Seq};
 use ocelot_core::model::Build;
 use ocelot_core::store::Store;
 use ocelot_proto::v1 as pb;
@@ -38,7 +38,7 @@ const IDLE_CHECK: Duration = Duration::from_secs(2);
 /// earlier `attempt` when one is asked for (not 0).
 pub(crate) async fn watch(
     state: &AppState,
-    build_id: i64,
+    build_id: BuildId,
     attempt: Attempt,
     resume_after: Position,
 ) -> Result<Response<EventStream>, Status> {
@@ -167,7 +167,7 @@ async fn replay_final(
 /// the whole log in memory). `None` when the client left.
 async fn send_stored(
     store: &Store,
-    build_id: i64,
+    build_id: BuildId,
     attempt: Attempt,
     after: Seq,
     sender: &mpsc::Sender<Result<pb::BuildEvent, Status>>,
@@ -219,7 +219,7 @@ async fn replay_earlier_attempt(
 /// The worker stores events a moment after it publishes them, so a gap is waited for up to
 /// [`plan::GAP_WAIT`]; what is still missing then stays missing (the CLI's log check
 /// reports it).
-async fn fill_gap(store: &Store, build_id: i64, gap: Gap) -> Result<Vec<BuildEvent>, Status> {
+async fn fill_gap(store: &Store, build_id: BuildId, gap: Gap) -> Result<Vec<BuildEvent>, Status> {
     let wait = GapWait::start(&gap);
     loop {
         let events = store
@@ -237,7 +237,7 @@ async fn fill_gap(store: &Store, build_id: i64, gap: Gap) -> Result<Vec<BuildEve
             GapFill::Complete => return Ok(events),
             GapFill::Incomplete { still_missing } => {
                 tracing::warn!(
-                    build_id,
+                    build_id = build_id.get(),
                     attempt = gap.attempt.get(),
                     missing = still_missing,
                     "events lost from the log bus are not in Postgres either"

@@ -2,6 +2,7 @@
 
 use clap::{Parser, Subcommand};
 use ocelot_domain::env_vars;
+use ocelot_domain::ids::BuildId;
 use std::path::PathBuf;
 
 #[derive(Debug, Parser)]
@@ -52,7 +53,7 @@ pub enum Command {
     /// Cancel a queued build, or stop a running one (returns once its container is gone)
     Kill {
         /// Build id
-        build: i64,
+        build: BuildId,
         /// Print the outcome as JSON on stdout
         #[arg(long)]
         json: bool,
@@ -60,7 +61,7 @@ pub enum Command {
     /// Queue a new build of a build's repo, branch and commit, and stream it
     Rerun {
         /// Build id
-        build: i64,
+        build: BuildId,
         /// Print the new build id and return without following it
         #[arg(long)]
         no_follow: bool,
@@ -202,7 +203,7 @@ pub struct BuildArgs {
 #[derive(Debug, clap::Args)]
 pub struct WatchArgs {
     /// Build id
-    pub build: i64,
+    pub build: BuildId,
     /// Print events as JSON lines on stdout
     #[arg(long)]
     pub json: bool,
@@ -215,7 +216,7 @@ pub struct WatchArgs {
 #[derive(Debug, clap::Args)]
 pub struct StatusArgs {
     /// Build id (omit to list builds)
-    pub build: Option<i64>,
+    pub build: Option<BuildId>,
     /// Only builds of this repository
     #[arg(short, long)]
     pub repo: Option<String>,
@@ -279,4 +280,55 @@ pub struct ValidateArgs {
     /// Print the errors (or the parsed pipeline) as JSON
     #[arg(long)]
     pub json: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Args, Command, StatusArgs, WatchArgs};
+    use clap::Parser;
+    use ocelot_domain::ids::BuildId;
+
+    fn command(args: &[&str]) -> Command {
+        Args::try_parse_from(std::iter::once("ocelot").chain(args.iter().copied()))
+            .unwrap()
+            .command
+    }
+
+    #[test]
+    fn build_arguments_are_build_ids() {
+        let id = BuildId::from(42);
+        assert!(matches!(command(&["kill", "42"]), Command::Kill { build, .. } if build == id));
+        assert!(matches!(command(&["rerun", "42"]), Command::Rerun { build, .. } if build == id));
+        assert!(matches!(
+            command(&["watch", "42"]),
+            Command::Watch(WatchArgs { build, .. }) if build == id
+        ));
+        assert!(matches!(
+            command(&["status", "42"]),
+            Command::Status(StatusArgs { build: Some(build), .. }) if build == id
+        ));
+        assert!(matches!(
+            command(&["status"]),
+            Command::Status(StatusArgs { build: None, .. })
+        ));
+    }
+
+    #[test]
+    fn a_malformed_build_argument_is_refused_as_a_number_would_be() {
+        for (text, reason) in [
+            ("abc", "invalid digit found in string"),
+            (
+                "99999999999999999999",
+                "number too large to fit in target type",
+            ),
+        ] {
+            let error = Args::try_parse_from(["ocelot", "watch", text]).unwrap_err();
+            assert_eq!(error.kind(), clap::error::ErrorKind::ValueValidation);
+            let message = error.to_string();
+            assert!(
+                message.contains(&format!("invalid value '{text}' for '<BUILD>': {reason}")),
+                "{message}"
+            );
+        }
+    }
 }

@@ -9,6 +9,7 @@
 
 use crate::build_state::BuildState;
 use crate::git::{GitError, MirrorCache};
+use crate::ids::RepoId;
 use crate::model::{Build, Job, PullRequestRef, TriggerKind};
 use crate::pipeline;
 use crate::queue::{self, Bus, DEFAULT_TAG};
@@ -113,7 +114,7 @@ fn route(config: Option<&str>, filter_branch: Option<&str>, skip_marker: Option<
 
 /// The key that makes an automatic trigger idempotent.
 fn dedupe_key(
-    repo_id: i64,
+    repo_id: RepoId,
     request: &TriggerRequest,
     branch: &str,
     commit: &str,
@@ -264,7 +265,7 @@ async fn queue_build(
         .await?;
     let build = &inserted.build;
     if inserted.created {
-        tracing::info!(build_id = build.id, repo = %build.repo_name, number = build.number,
+        tracing::info!(build_id = build.id.get(), repo = %build.repo_name, number = build.number,
             commit = %build.commit, branch = %build.branch, trigger = %build.trigger,
             state = %build.state, "build created");
         if build.state == BuildState::Queued {
@@ -272,7 +273,7 @@ async fn queue_build(
         }
     } else {
         tracing::info!(
-            build_id = build.id,
+            build_id = build.id.get(),
             trigger = request.kind.as_str(),
             "trigger already built: no new build"
         );
@@ -289,12 +290,12 @@ pub async fn publish(store: &Store, bus: &Bus, build: &Build) -> bool {
         Ok(()) => match store.mark_job_published(build.id).await {
             Ok(()) => true,
             Err(error) => {
-                tracing::warn!(build_id = build.id, %error, "job published but not recorded; the sweeper re-publishes it (deduplicated)");
+                tracing::warn!(build_id = build.id.get(), %error, "job published but not recorded; the sweeper re-publishes it (deduplicated)");
                 false
             }
         },
         Err(error) => {
-            tracing::warn!(build_id = build.id, %error, "job publish failed; the sweeper will retry");
+            tracing::warn!(build_id = build.id.get(), %error, "job publish failed; the sweeper will retry");
             false
         }
     }
@@ -341,7 +342,7 @@ mod tests {
     #[test]
     fn only_automatic_triggers_are_deduplicated() {
         let manual = TriggerRequest::manual("r", None, None);
-        assert_eq!(dedupe_key(1, &manual, "main", "abc"), None);
+        assert_eq!(dedupe_key(RepoId::from(1), &manual, "main", "abc"), None);
         let push = TriggerRequest {
             kind: TriggerKind::Push,
             ..manual.clone()
@@ -351,8 +352,8 @@ mod tests {
             ..manual.clone()
         };
         assert_eq!(
-            dedupe_key(1, &push, "main", "abc"),
-            dedupe_key(1, &poll, "main", "abc")
+            dedupe_key(RepoId::from(1), &push, "main", "abc"),
+            dedupe_key(RepoId::from(1), &poll, "main", "abc")
         );
         let pr = TriggerRequest {
             kind: TriggerKind::PullRequest,
@@ -364,7 +365,7 @@ mod tests {
             ..manual
         };
         assert_eq!(
-            dedupe_key(1, &pr, "feature", "abc").as_deref(),
+            dedupe_key(RepoId::from(1), &pr, "feature", "abc").as_deref(),
             Some("1:pr:7:abc")
         );
     }

@@ -4,14 +4,14 @@
 //! attempt's lines so a reader can prove it saw the whole log.
 
 use crate::build_state::{BuildState, StageState};
-use crate::ids::{Attempt, Seq};
+use crate::ids::{Attempt, BuildId, Seq};
 use crate::model::LogStream;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BuildEvent {
-    pub build_id: i64,
+    pub build_id: BuildId,
     pub attempt: Attempt,
     pub seq: Seq,
     pub at_ms: i64,
@@ -149,7 +149,7 @@ mod tests {
     #[test]
     fn events_round_trip_as_json() {
         let event = BuildEvent {
-            build_id: 7,
+            build_id: BuildId::from(7),
             attempt: Attempt::FIRST,
             seq: Seq::from(3),
             at_ms: 42,

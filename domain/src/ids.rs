@@ -1,17 +1,21 @@
-//! Numbers that say what they are: a build's [`Attempt`] and an event's [`Seq`] within one.
+//! Numbers that say what they are: a build's [`Attempt`], an event's [`Seq`] within one, and
+//! the ids of builds ([`BuildId`]) and repositories ([`RepoId`]).
 //!
-//! Each has one mapping to the wire (`uint32` attempt, `uint64` seq in `ocelot.v1`; lossless
-//! both ways) and one to the database (`INT` attempt, `BIGINT` seq): a stored value out of
-//! range is an [`OutOfRange`] error, never quietly 0.
+//! Each has one mapping to the wire (`uint32` attempt, `uint64` seq, `int64` ids in
+//! `ocelot.v1`; lossless both ways) and one to the database (`INT` attempt, `BIGINT` seq,
+//! `BIGSERIAL` ids): a stored value out of range is an [`OutOfRange`] error, never quietly 0.
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
+use std::num::ParseIntError;
+use std::str::FromStr;
 
-/// A stored number that does not fit the type it stands for (a negative attempt or seq).
+/// A stored number that does not fit the type it stands for (a negative attempt or seq, an
+/// id below 1).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{kind} {value} is out of range")]
 pub struct OutOfRange {
-    /// What the number stands for: `attempt`, `seq`.
+    /// What the number stands for: `attempt`, `seq`, `build id`, `repo id`.
     pub kind: &'static str,
     pub value: i64,
 }
@@ -125,6 +129,117 @@ impl fmt::Display for Seq {
     }
 }
 
+/// The id of a build (the `builds.id` column, a `BIGSERIAL`): 1, 2, ... once stored. On the
+/// wire (`int64`), in JSON (a bare number) and in text (`ocelot watch 42`, `logs.42`) it is
+/// the number itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct BuildId(i64);
+
+impl BuildId {
+    pub fn get(self) -> i64 {
+        self.0
+    }
+
+    /// The value of a build id column.
+    pub fn to_db(self) -> i64 {
+        self.0
+    }
+
+    /// Reads a build id column; a value below 1 (never issued by a `BIGSERIAL`) is corrupt.
+    pub fn from_db(value: i64) -> Result<BuildId, OutOfRange> {
+        if value >= 1 {
+            Ok(BuildId(value))
+        } else {
+            Err(OutOfRange {
+                kind: "build id",
+                value,
+            })
+        }
+    }
+}
+
+impl From<i64> for BuildId {
+    fn from(value: i64) -> Self {
+        BuildId(value)
+    }
+}
+
+impl From<BuildId> for i64 {
+    fn from(id: BuildId) -> Self {
+        id.0
+    }
+}
+
+impl fmt::Display for BuildId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
+/// Parses the number, as an `i64` would (the CLI's `BUILD` arguments).
+impl FromStr for BuildId {
+    type Err = ParseIntError;
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        text.parse().map(BuildId)
+    }
+}
+
+/// The id of a repository (the `repos.id` column, a `BIGSERIAL`): 1, 2, ... once stored. On
+/// the wire (`int64`), in JSON (a bare number) and in text it is the number itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct RepoId(i64);
+
+impl RepoId {
+    pub fn get(self) -> i64 {
+        self.0
+    }
+
+    /// The value of a repo id column.
+    pub fn to_db(self) -> i64 {
+        self.0
+    }
+
+    /// Reads a repo id column; a value below 1 (never issued by a `BIGSERIAL`) is corrupt.
+    pub fn from_db(value: i64) -> Result<RepoId, OutOfRange> {
+        if value >= 1 {
+            Ok(RepoId(value))
+        } else {
+            Err(OutOfRange {
+                kind: "repo id",
+                value,
+            })
+        }
+    }
+}
+
+impl From<i64> for RepoId {
+    fn from(value: i64) -> Self {
+        RepoId(value)
+    }
+}
+
+impl From<RepoId> for i64 {
+    fn from(id: RepoId) -> Self {
+        id.0
+    }
+}
+
+impl fmt::Display for RepoId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
+/// Parses the number, as an `i64` would.
+impl FromStr for RepoId {
+    type Err = ParseIntError;
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        text.parse().map(RepoId)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -211,7 +326,94 @@ mod tests {
     }
 
     #[test]
+    fn ids_print_and_parse_as_the_number() {
+        assert_eq!(BuildId::from(42).to_string(), "42");
+        assert_eq!(RepoId::from(7).to_string(), "7");
+        assert_eq!("42".parse::<BuildId>().unwrap(), BuildId::from(42));
+        assert_eq!("7".parse::<RepoId>().unwrap(), RepoId::from(7));
+        assert_eq!(format!("logs.{}", BuildId::from(9)), "logs.9");
+    }
+
+    #[test]
+    fn a_malformed_id_fails_to_parse_as_an_i64_would() {
+        for text in ["", "abc", "1.5", "99999999999999999999"] {
+            assert_eq!(
+                text.parse::<BuildId>().unwrap_err(),
+                text.parse::<i64>().unwrap_err()
+            );
+            assert_eq!(
+                text.parse::<RepoId>().unwrap_err(),
+                text.parse::<i64>().unwrap_err()
+            );
+        }
+        assert_eq!(
+            "abc".parse::<BuildId>().unwrap_err().to_string(),
+            "invalid digit found in string"
+        );
+    }
+
+    #[test]
+    fn ids_cross_the_wire_unchanged() {
+        for value in [i64::MIN, -1, 0, 1, 7, i64::MAX] {
+            assert_eq!(i64::from(BuildId::from(value)), value);
+            assert_eq!(i64::from(RepoId::from(value)), value);
+            assert_eq!(BuildId::from(value).get(), value);
+            assert_eq!(RepoId::from(value).get(), value);
+        }
+    }
+
+    #[test]
+    fn ids_map_to_the_database_and_back() {
+        for value in [1, 7, i64::MAX] {
+            assert_eq!(BuildId::from_db(value).unwrap().to_db(), value);
+            assert_eq!(RepoId::from_db(value).unwrap().to_db(), value);
+        }
+    }
+
+    #[test]
+    fn a_stored_id_below_one_is_out_of_range() {
+        for value in [0, -1, i64::MIN] {
+            assert_eq!(
+                BuildId::from_db(value).unwrap_err(),
+                OutOfRange {
+                    kind: "build id",
+                    value
+                }
+            );
+            assert_eq!(
+                RepoId::from_db(value).unwrap_err(),
+                OutOfRange {
+                    kind: "repo id",
+                    value
+                }
+            );
+        }
+        assert_eq!(
+            BuildId::from_db(0).unwrap_err().to_string(),
+            "build id 0 is out of range"
+        );
+        assert_eq!(
+            RepoId::from_db(-3).unwrap_err().to_string(),
+            "repo id -3 is out of range"
+        );
+    }
+
+    #[test]
+    fn ids_order_and_hash_as_the_number() {
+        use std::collections::HashSet;
+        assert!(BuildId::from(2) < BuildId::from(10));
+        assert!(RepoId::from(2) < RepoId::from(10));
+        let ids: HashSet<BuildId> = [1, 2, 1].into_iter().map(BuildId::from).collect();
+        assert_eq!(ids.len(), 2);
+    }
+
+    #[test]
     fn json_is_the_bare_number() {
+        assert_eq!(serde_json::to_string(&BuildId::from(12)).unwrap(), "12");
+        assert_eq!(serde_json::to_string(&RepoId::from(5)).unwrap(), "5");
+        assert_eq!(serde_json::from_str::<BuildId>("12").unwrap().get(), 12);
+        assert_eq!(serde_json::from_str::<RepoId>("5").unwrap().get(), 5);
+        assert!(serde_json::from_str::<BuildId>("\"12\"").is_err());
         assert_eq!(serde_json::to_string(&Attempt::from(2)).unwrap(), "2");
         assert_eq!(serde_json::to_string(&Seq::from(9)).unwrap(), "9");
         assert_eq!(serde_json::from_str::<Attempt>("3").unwrap().get(), 3);

@@ -7,8 +7,8 @@
 //! - [`model`]: plain domain structs (repos, builds, stages, stored log lines, jobs).
 //! - [`events`]: the events of a build's log (lines, stage transitions, result) and the
 //!   log digest that proves a log arrived whole.
-//! - [`ids`]: a build's attempt and an event's sequence number, with their one wire and
-//!   database mapping each.
+//! - [`ids`]: a build's attempt, an event's sequence number and the ids of builds and repos,
+//!   with their one wire and database mapping each.
 //! - [`wire`]: conversions between the domain types and the `ocelot.v1` protobuf types.
 //! - [`auth`]: API tokens: format, hashing, scopes.
 //! - [`schedule`]: when polls are due (interval or cron), with jitter and back-off.

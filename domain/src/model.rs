@@ -1,14 +1,14 @@
 //! Plain domain structs: what the store returns and the services pass around.
 
 use crate::build_state::{BuildState, StageState};
-use crate::ids::{Attempt, Seq};
+use crate::ids::{Attempt, BuildId, RepoId, Seq};
 use serde::{Deserialize, Serialize};
 use std::time::SystemTime;
 
 /// A repository Ocelot builds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Repo {
-    pub id: i64,
+    pub id: RepoId,
     pub name: String,
     pub url: String,
     pub default_branch: String,
@@ -63,8 +63,8 @@ pub struct PullRequestRef {
 /// One build of one commit of one repository.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Build {
-    pub id: i64,
-    pub repo_id: i64,
+    pub id: BuildId,
+    pub repo_id: RepoId,
     pub repo_name: String,
     pub repo_url: String,
     /// The build's number within its repository (1, 2, ...).
@@ -103,7 +103,7 @@ pub type WebhookSecret = String;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Poll {
     pub id: i64,
-    pub repo_id: i64,
+    pub repo_id: RepoId,
     pub repo_name: String,
     pub repo_url: String,
     /// Glob patterns of branch names (`main`, `release/*`).
@@ -181,7 +181,7 @@ pub struct StoredLine {
 /// The message on the job queue: a pointer to the build row, which holds the rest.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Job {
-    pub build_id: i64,
+    pub build_id: BuildId,
 }
 
 /// Milliseconds since the Unix epoch (0 for times before it).

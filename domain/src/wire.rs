@@ -4,6 +4,7 @@
 use crate::build_state::{BuildState, StageState};
 use crate::cancel::CancelOutcome;
 use crate::events::{BuildEvent, EventKind};
+use crate::ids::BuildId;
 use crate::model::{Build, LogStream, Poll, PollSchedule, Repo, StageRecord, unix_ms};
 use ocelot_proto::v1 as pb;
 
@@ -123,7 +124,7 @@ pub fn log_stream_from_i32(value: i32) -> LogStream {
 impl From<&Repo> for pb::Repo {
     fn from(repo: &Repo) -> Self {
         pb::Repo {
-            id: repo.id,
+            id: repo.id.into(),
             name: repo.name.clone(),
             url: repo.url.clone(),
             default_branch: repo.default_branch.clone(),
@@ -136,7 +137,7 @@ impl From<&Repo> for pb::Repo {
 impl From<&Build> for pb::Build {
     fn from(build: &Build) -> Self {
         pb::Build {
-            id: build.id,
+            id: build.id.into(),
             repo: build.repo_name.clone(),
             number: build.number,
             commit: build.commit.clone(),
@@ -268,7 +269,7 @@ impl From<&BuildEvent> for pb::BuildEvent {
 }
 
 /// Reads a proto event as a domain event of `build_id`; `None` when it carries no kind.
-pub fn event_from_proto(build_id: i64, event: &pb::BuildEvent) -> Option<BuildEvent> {
+pub fn event_from_proto(build_id: BuildId, event: &pb::BuildEvent) -> Option<BuildEvent> {
     use pb::build_event::Kind;
     let kind = match event.kind.as_ref()? {
         Kind::AttemptStarted(started) => EventKind::AttemptStarted {

@@ -7,7 +7,7 @@
 #![allow(clippy::unwrap_used)]
 
 use ocelot_domain::events::{BuildEvent, EventKind};
-use ocelot_domain::ids::{Attempt, Seq};
+use ocelot_domain::ids::{Attempt, BuildId, Seq};
 use ocelot_domain::model::LogStream;
 use ocelot_domain::{BuildState, StageState};
 
@@ -69,7 +69,7 @@ fn examples() -> Vec<BuildEvent> {
         .into_iter()
         .zip(1..)
         .map(|(kind, seq)| BuildEvent {
-            build_id: 42,
+            build_id: BuildId::from(42),
             attempt: Attempt::FIRST,
             seq: Seq::from(seq),
             at_ms: 1_700_000_000_000 + i64::try_from(seq).unwrap() * 10,
@@ -137,7 +137,7 @@ fn result() {
 #[test]
 fn stage_finished_without_an_exit_code() {
     let event = BuildEvent {
-        build_id: 42,
+        build_id: BuildId::from(42),
         attempt: Attempt::from(2),
         seq: Seq::from(7),
         at_ms: 1_700_000_000_000,

@@ -67,7 +67,7 @@ async fn process(processor: &Processor, delivery: Delivery) {
     };
     let recorded = match outcome {
         Ok(build_id) => {
-            tracing::info!(%provider, delivery = %id, build_id, "webhook delivery queued a build");
+            tracing::info!(%provider, delivery = %id, build_id = build_id.get(), "webhook delivery queued a build");
             processor
                 .store
                 .finish_delivery(&delivery, Some(build_id))

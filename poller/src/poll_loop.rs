@@ -209,7 +209,7 @@ async fn queue_moved(
         };
         match context.trigger.queue(request).await {
             Ok(inserted) => {
-                tracing::info!(repo = %poll.repo_name, %branch, %commit, build_id = inserted.build.id,
+                tracing::info!(repo = %poll.repo_name, %branch, %commit, build_id = inserted.build.id.get(),
                     created = inserted.created, "head moved: build queued");
             }
             Err(error) => {
@@ -232,12 +232,13 @@ async fn queue_moved(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ocelot_core::ids::RepoId;
     use ocelot_core::model::PollSchedule;
 
     fn poll(heads: Option<&[(&str, &str)]>, build_now: bool) -> Poll {
         Poll {
             id: 1,
-            repo_id: 1,
+            repo_id: RepoId::from(1),
             repo_name: "r".into(),
             repo_url: "git://h/r".into(),
             branches: vec!["main".into()],

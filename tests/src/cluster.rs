@@ -6,6 +6,7 @@ use crate::nats::NatsServer;
 use crate::pg_server::PostgresServer;
 use crate::postgres::TestDatabase;
 use anyhow::Context;
+use ocelot_core::ids::BuildId;
 use ocelot_core::store::Store;
 use ocelot_worker::ExecutorKind;
 use std::path::{Path, PathBuf};
@@ -576,7 +577,7 @@ impl Cluster {
     }
 
     /// Containers (running or not) of this cluster's workers labelled with `build_id`.
-    pub async fn containers_of_build(&self, build_id: i64) -> anyhow::Result<Vec<String>> {
+    pub async fn containers_of_build(&self, build_id: BuildId) -> anyhow::Result<Vec<String>> {
         let docker = bollard::Docker::connect_with_local_defaults()?
             .negotiate_version()
             .await?;

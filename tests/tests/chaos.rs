@@ -11,7 +11,7 @@
 use ocelot_core::BuildState;
 use ocelot_core::build_state::StageState;
 use ocelot_core::events::{BuildEvent, EventKind};
-use ocelot_core::ids::{Attempt, Seq};
+use ocelot_core::ids::{Attempt, BuildId, Seq};
 use ocelot_core::model::Build;
 use ocelot_core::store::Store;
 use ocelot_tests::cluster::{bin_dir, workspaces_in};
@@ -214,7 +214,7 @@ impl Chaos {
     }
 
     /// `ocelot build -r chaos --no-follow` through `admin`: the new build's id.
-    async fn submit(&self, admin: usize) -> i64 {
+    async fn submit(&self, admin: usize) -> BuildId {
         let (code, stdout, stderr) = self
             .ocelot(admin, &["build", "-r", "chaos", "--no-follow"])
             .await;
@@ -259,14 +259,14 @@ impl Chaos {
 
 /// A running `ocelot watch ID --json`.
 struct Watcher {
-    build_id: i64,
+    build_id: BuildId,
     output: tokio::task::JoinHandle<std::io::Result<std::process::Output>>,
 }
 
 /// Every activity of one attempt recorded in Postgres: its stages and lines, as times.
 async fn attempt_span(
     store: &Store,
-    build_id: i64,
+    build_id: BuildId,
     attempt: Attempt,
 ) -> Option<(SystemTime, SystemTime)> {
     let mut times: Vec<SystemTime> = store
@@ -355,7 +355,7 @@ fn follow_container_lifetimes(
     })
 }
 
-type Lifetimes = BTreeMap<(i64, Attempt), (Option<i64>, Option<i64>)>;
+type Lifetimes = BTreeMap<(BuildId, Attempt), (Option<i64>, Option<i64>)>;
 
 async fn leftover_containers(instance: &str) -> Vec<String> {
     let docker = bollard::Docker::connect_with_local_defaults()
@@ -486,7 +486,7 @@ async fn builds_survive_killed_workers_restarted_servers_and_a_restarted_admin()
     .unwrap();
 
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let watched_ids: Vec<i64> = watchers.iter().map(|w| w.build_id).collect();
+    let watched_ids: Vec<BuildId> = watchers.iter().map(|w| w.build_id).collect();
     let watched_unfinished = chaos
         .builds()
         .await

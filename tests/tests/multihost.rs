@@ -10,6 +10,7 @@
 
 use ocelot_core::BuildState;
 use ocelot_core::build_state::StageState;
+use ocelot_core::ids::BuildId;
 use ocelot_core::store::Store;
 use ocelot_tests::cluster::bin_dir;
 use ocelot_tests::git::GitServer;
@@ -213,7 +214,7 @@ async fn a_worker_cut_off_mid_build_is_fenced_and_the_build_completes_once_elsew
         .create_repo("counting", &[("ocelot.yml", COUNTING_YML)])
         .unwrap();
     ocelot(&["repos", "add", "counting", &repo.url]);
-    let build_id: i64 = ocelot(&["build", "-r", "counting", "--no-follow"])
+    let build_id: BuildId = ocelot(&["build", "-r", "counting", "--no-follow"])
         .parse()
         .unwrap();
 

@@ -12,7 +12,7 @@
 use crate::log_limit::{Admission, LogLimit};
 use crate::log_sink::LogSink;
 use ocelot_core::events::{BuildEvent, EventKind, LogDigest};
-use ocelot_core::ids::{Attempt, Seq};
+use ocelot_core::ids::{Attempt, BuildId, Seq};
 use ocelot_core::model::{LogStream, unix_ms};
 use ocelot_core::queue::{Bus, PublishAckFuture};
 use ocelot_core::secrets::mask::Masker;
@@ -43,7 +43,7 @@ pub(crate) enum Finished {
 pub(crate) struct AttemptLog {
     bus: Bus,
     store: Store,
-    build_id: i64,
+    build_id: BuildId,
     attempt: Attempt,
     seq: Seq,
     digest: LogDigest,
@@ -75,7 +75,7 @@ impl AttemptLog {
     pub(crate) fn new(
         bus: Bus,
         store: Store,
-        build_id: i64,
+        build_id: BuildId,
         attempt: Attempt,
         max_log_bytes: u64,
         store_outage_budget: Duration,
@@ -185,7 +185,7 @@ impl AttemptLog {
             }
             Ok(Appended::FencedOut) => {
                 tracing::warn!(
-                    build_id,
+                    build_id = build_id.get(),
                     attempt = attempt.get(),
                     "the build is no longer this attempt's (a newer attempt, or it was ended): result dropped"
                 );
@@ -193,7 +193,7 @@ impl AttemptLog {
                 Finished::FencedOut
             }
             Err(error) => {
-                tracing::error!(build_id, %error, "the result could not be recorded");
+                tracing::error!(build_id = build_id.get(), %error, "the result could not be recorded");
                 Finished::NotRecorded
             }
         }
@@ -220,7 +220,7 @@ impl AttemptLog {
         match self.bus.publish_event(event).await {
             Ok(ack) => self.pending_acks.push(ack),
             Err(error) => {
-                tracing::warn!(build_id = self.build_id, %error, "log event not published (Postgres keeps it)");
+                tracing::warn!(build_id = self.build_id.get(), %error, "log event not published (Postgres keeps it)");
             }
         }
     }
@@ -247,7 +247,7 @@ impl AttemptLog {
             Ok(Appended::Stored) => {
                 if self.store_down {
                     tracing::info!(
-                        build_id,
+                        build_id = build_id.get(),
                         events = self.unstored.len(),
                         "Postgres is back: the events kept meanwhile are stored"
                     );
@@ -257,7 +257,7 @@ impl AttemptLog {
             }
             Ok(Appended::FencedOut) => {
                 tracing::warn!(
-                    build_id,
+                    build_id = build_id.get(),
                     attempt = attempt.get(),
                     "a newer attempt owns the build: this attempt stops writing"
                 );
@@ -266,7 +266,7 @@ impl AttemptLog {
             }
             Err(error) if error.is_transient() => {
                 if !self.store_down {
-                    tracing::warn!(build_id, %error, "Postgres is still away: the build goes on, its log waits in memory until Postgres is back");
+                    tracing::warn!(build_id = build_id.get(), %error, "Postgres is still away: the build goes on, its log waits in memory until Postgres is back");
                 }
                 self.store_down = true;
             }
@@ -276,7 +276,7 @@ impl AttemptLog {
 
     /// A write Postgres refused for good (not an outage): the events stay on the bus only.
     fn give_up(&mut self, error: &StoreError) {
-        tracing::error!(build_id = self.build_id, %error, events = self.unstored.len(), "log events refused by Postgres (they stay on the log bus)");
+        tracing::error!(build_id = self.build_id.get(), %error, events = self.unstored.len(), "log events refused by Postgres (they stay on the log bus)");
         self.unstored.clear();
     }
 
@@ -294,7 +294,7 @@ impl AttemptLog {
                 let failed = results.iter().filter(|r| r.is_err()).count();
                 if failed > 0 {
                     tracing::warn!(
-                        build_id = self.build_id,
+                        build_id = self.build_id.get(),
                         failed,
                         "log events not acknowledged by JetStream (Postgres keeps them)"
                     );
@@ -302,7 +302,7 @@ impl AttemptLog {
             }
             Err(_) => {
                 tracing::warn!(
-                    build_id = self.build_id,
+                    build_id = self.build_id.get(),
                     "JetStream did not acknowledge log events in time (Postgres keeps them)"
                 );
             }

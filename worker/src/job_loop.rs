@@ -101,7 +101,7 @@ pub(crate) async fn run(
                     // worker that takes jobs (or this one, once it resumes)
                     Ok(Some(job)) if paused.borrow().is_some() => {
                         if let Err(error) = job.nak(Duration::ZERO).await {
-                            tracing::warn!(build_id = job.job.build_id, %error, "handing back a job taken while pausing failed (it comes back after the ack wait)");
+                            tracing::warn!(build_id = job.job.build_id.get(), %error, "handing back a job taken while pausing failed (it comes back after the ack wait)");
                         }
                     }
                     Ok(Some(job)) => {
@@ -172,7 +172,7 @@ async fn handle_job(context: &WorkerContext, job: JobMessage, progress_every: Du
                     () = keep_alive.cancelled() => return,
                     () = tokio::time::sleep(progress_every) => {
                         if let Err(error) = job.in_progress().await {
-                            tracing::warn!(build_id, %error, "in-progress ack failed");
+                            tracing::warn!(build_id = build_id.get(), %error, "in-progress ack failed");
                         }
                     }
                 }
@@ -192,6 +192,6 @@ async fn handle_job(context: &WorkerContext, job: JobMessage, progress_every: Du
         JobDisposition::HandBack => job.nak(Duration::ZERO).await,
     };
     if let Err(error) = acked {
-        tracing::warn!(build_id, %error, "acknowledging the job failed (it may run again; the claim fences it)");
+        tracing::warn!(build_id = build_id.get(), %error, "acknowledging the job failed (it may run again; the claim fences it)");
     }
 }

@@ -8,7 +8,7 @@ use crate::executor::docker::{LABEL_ATTEMPT, LABEL_BUILD, LABEL_INSTANCE};
 use bollard::Docker;
 use bollard::query_parameters::{ListContainersOptionsBuilder, RemoveContainerOptionsBuilder};
 use ocelot_core::BuildState;
-use ocelot_core::ids::Attempt;
+use ocelot_core::ids::{Attempt, BuildId};
 use ocelot_core::store::{Store, StoreError};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -45,7 +45,7 @@ pub(crate) async fn run(
 }
 
 /// Whether the container of `build_id`'s `attempt` is still its running attempt's.
-async fn owned(store: &Store, build_id: i64, attempt: Attempt) -> Result<bool, StoreError> {
+async fn owned(store: &Store, build_id: BuildId, attempt: Attempt) -> Result<bool, StoreError> {
     match store.get_build(build_id).await {
         Ok(build) => Ok(build.state == BuildState::Running && build.attempt == attempt),
         Err(StoreError::NotFound(_)) => Ok(false),
@@ -54,7 +54,7 @@ async fn owned(store: &Store, build_id: i64, attempt: Attempt) -> Result<bool, S
 }
 
 /// The build and attempt a workspace directory (`build-ID-ATTEMPT-RANDOM`) belongs to.
-fn workspace_owner(name: &str) -> Option<(i64, Attempt)> {
+fn workspace_owner(name: &str) -> Option<(BuildId, Attempt)> {
     let mut parts = name.strip_prefix("build-")?.splitn(3, '-');
     let build_id = parts.next()?.parse().ok()?;
     let attempt = parts.next()?.parse::<u32>().ok()?.into();
@@ -80,7 +80,7 @@ pub(crate) async fn sweep_workspaces(store: &Store, dir: &Path) -> Result<usize,
         let path = entry.path();
         match tokio::fs::remove_dir_all(&path).await {
             Ok(()) => {
-                tracing::info!(workspace = %path.display(), build_id, attempt = attempt.get(), "removed a leftover workspace");
+                tracing::info!(workspace = %path.display(), build_id = build_id.get(), attempt = attempt.get(), "removed a leftover workspace");
                 removed += 1;
             }
             // its attempt ended meanwhile and removed it
@@ -106,7 +106,7 @@ async fn force_remove(docker: &Docker, id: &str) -> Result<(), bollard::errors::
 pub(crate) async fn remove_earlier_attempts(
     docker: &Docker,
     instance: &str,
-    build_id: i64,
+    build_id: BuildId,
     attempt: Attempt,
 ) {
     if attempt <= Attempt::FIRST {
@@ -130,7 +130,7 @@ pub(crate) async fn remove_earlier_attempts(
     let containers = match listed {
         Ok(containers) => containers,
         Err(error) => {
-            tracing::warn!(build_id, %error, "cannot list earlier attempts' containers");
+            tracing::warn!(build_id = build_id.get(), %error, "cannot list earlier attempts' containers");
             return;
         }
     };
@@ -146,10 +146,10 @@ pub(crate) async fn remove_earlier_attempts(
         };
         match force_remove(docker, &id).await {
             Ok(()) => {
-                tracing::info!(container = %id, build_id, "removed a lost attempt's container")
+                tracing::info!(container = %id, build_id = build_id.get(), "removed a lost attempt's container")
             }
             Err(error) => {
-                tracing::warn!(container = %id, build_id, %error, "cannot remove a lost attempt's container")
+                tracing::warn!(container = %id, build_id = build_id.get(), %error, "cannot remove a lost attempt's container")
             }
         }
     }
@@ -175,7 +175,9 @@ pub(crate) async fn sweep(docker: &Docker, store: &Store, instance: &str) -> Res
         let (Some(id), Some(labels)) = (container.id, container.labels) else {
             continue;
         };
-        let build_id = labels.get(LABEL_BUILD).and_then(|v| v.parse::<i64>().ok());
+        let build_id = labels
+            .get(LABEL_BUILD)
+            .and_then(|v| v.parse::<BuildId>().ok());
         let attempt = labels
             .get(LABEL_ATTEMPT)
             .and_then(|v| v.parse::<u32>().ok())
@@ -192,7 +194,7 @@ pub(crate) async fn sweep(docker: &Docker, store: &Store, instance: &str) -> Res
         }
         match force_remove(docker, &id).await {
             Ok(()) => {
-                tracing::info!(container = %id, build_id, attempt = attempt.map(Attempt::get), "removed a leftover build container");
+                tracing::info!(container = %id, build_id = build_id.map(BuildId::get), attempt = attempt.map(Attempt::get), "removed a leftover build container");
                 removed += 1;
             }
             Err(error) => {
@@ -206,13 +208,13 @@ pub(crate) async fn sweep(docker: &Docker, store: &Store, instance: &str) -> Res
 #[cfg(test)]
 mod tests {
     use super::workspace_owner;
-    use ocelot_core::ids::Attempt;
+    use ocelot_core::ids::{Attempt, BuildId};
 
     #[test]
     fn workspace_names_name_their_attempt() {
         assert_eq!(
             workspace_owner("build-12-3-a1B2c3"),
-            Some((12, Attempt::from(3)))
+            Some((BuildId::from(12), Attempt::from(3)))
         );
         assert_eq!(workspace_owner("build-12-3"), None);
         assert_eq!(workspace_owner("mirror"), None);

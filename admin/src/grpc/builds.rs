@@ -37,7 +37,7 @@ pub(super) async fn get(
 ) -> Result<Response<pb::BuildDetail>, Status> {
     let build = state
         .store
-        .get_build(request.id)
+        .get_build(request.id.into())
         .await
         .map_err(AdminError::from)?;
     let stages = state
@@ -64,7 +64,7 @@ pub(super) async fn rerun(
 ) -> Result<Response<pb::TriggerBuildResponse>, Status> {
     let original = state
         .store
-        .get_build(request.build_id)
+        .get_build(request.build_id.into())
         .await
         .map_err(AdminError::from)?;
     let inserted = state
@@ -81,8 +81,8 @@ pub(super) async fn rerun(
         .await
         .map_err(AdminError::from)?;
     tracing::info!(
-        original = original.id,
-        build_id = inserted.build.id,
+        original = original.id.get(),
+        build_id = inserted.build.id.get(),
         "build rerun"
     );
     Ok(Response::new(pb::TriggerBuildResponse {

@@ -132,7 +132,7 @@ impl ocelot_proto::v1::admin_server::Admin for AdminApi {
             seq: request.after_seq.into(),
         };
         let attempt = request.attempt.into();
-        crate::watch::watch(&self.state, request.id, attempt, resume_after).await
+        crate::watch::watch(&self.state, request.id.into(), attempt, resume_after).await
     }
 
     async fn get_build(
@@ -203,7 +203,7 @@ impl ocelot_proto::v1::admin_server::Admin for AdminApi {
         request: tonic::Request<ocelot_proto::v1::CancelBuildRequest>,
     ) -> Result<tonic::Response<ocelot_proto::v1::CancelBuildResponse>, tonic::Status> {
         let caller = crate::auth::caller(&request)?.name.clone();
-        crate::cancel::cancel(&self.state, request.into_inner().build_id, &caller).await
+        crate::cancel::cancel(&self.state, request.into_inner().build_id.into(), &caller).await
     }
 
     async fn rerun_build(

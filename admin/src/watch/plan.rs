@@ -4,7 +4,7 @@
 
 use ocelot_core::BuildState;
 use ocelot_core::events::{BuildEvent, EventKind, Position};
-use ocelot_core::ids::{Attempt, Seq};
+use ocelot_core::ids::{Attempt, BuildId, Seq};
 use ocelot_core::model::{Build, unix_ms};
 use std::time::{Duration, SystemTime};
 use tokio::time::Instant;
@@ -31,7 +31,7 @@ pub(super) enum Stream {
 /// The stream for `asked` (an attempt, or 0: the current one) of a build now at attempt
 /// `current`; NotFound for an attempt the build never had.
 pub(super) fn stream_for(
-    build_id: i64,
+    build_id: BuildId,
     asked: Attempt,
     current: Attempt,
     is_final: bool,
@@ -227,7 +227,7 @@ pub(super) fn result_event(build: &Build, attempt: Attempt, seq: Seq) -> BuildEv
 }
 
 /// The result closing a replay of `attempt`, which a later attempt replaced, after `sent`.
-pub(super) fn replaced_result(build_id: i64, attempt: Attempt, sent: &Sent) -> BuildEvent {
+pub(super) fn replaced_result(build_id: BuildId, attempt: Attempt, sent: &Sent) -> BuildEvent {
     BuildEvent {
         build_id,
         attempt,
@@ -249,11 +249,17 @@ pub(super) fn replaced_result(build_id: i64, attempt: Attempt, sent: &Sent) -> B
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ocelot_core::ids::RepoId;
     use ocelot_core::model::LogStream;
     use std::time::UNIX_EPOCH;
 
     fn a(attempt: u32) -> Attempt {
         Attempt::from(attempt)
+    }
+
+    /// The build the tests watch.
+    fn b7() -> BuildId {
+        BuildId::from(7)
     }
 
     fn s(seq: u64) -> Seq {
@@ -269,7 +275,7 @@ mod tests {
 
     fn line(attempt: u32, seq: u64) -> BuildEvent {
         BuildEvent {
-            build_id: 7,
+            build_id: b7(),
             attempt: a(attempt),
             seq: s(seq),
             at_ms: 1_000 + s(seq).to_db(),
@@ -283,8 +289,8 @@ mod tests {
 
     fn build(state: BuildState, attempt: u32) -> Build {
         Build {
-            id: 7,
-            repo_id: 1,
+            id: b7(),
+            repo_id: RepoId::from(1),
             repo_name: "demo".into(),
             repo_url: "https://git.example/demo.git".into(),
             number: 3,
@@ -311,31 +317,40 @@ mod tests {
 
     #[test]
     fn the_current_attempt_is_followed_live_until_the_build_is_final() {
-        assert_eq!(stream_for(7, a(0), a(0), false).ok(), Some(Stream::Live));
-        assert_eq!(stream_for(7, a(0), a(2), false).ok(), Some(Stream::Live));
-        assert_eq!(stream_for(7, a(0), a(2), true).ok(), Some(Stream::Final));
+        assert_eq!(stream_for(b7(), a(0), a(0), false).ok(), Some(Stream::Live));
+        assert_eq!(stream_for(b7(), a(0), a(2), false).ok(), Some(Stream::Live));
+        assert_eq!(stream_for(b7(), a(0), a(2), true).ok(), Some(Stream::Final));
         // asking for the current attempt by number is asking for the current attempt
-        assert_eq!(stream_for(7, a(2), a(2), false).ok(), Some(Stream::Live));
-        assert_eq!(stream_for(7, a(2), a(2), true).ok(), Some(Stream::Final));
+        assert_eq!(stream_for(b7(), a(2), a(2), false).ok(), Some(Stream::Live));
+        assert_eq!(stream_for(b7(), a(2), a(2), true).ok(), Some(Stream::Final));
         // a build that ended before any worker ran it (cancelled while queued)
-        assert_eq!(stream_for(7, a(0), a(0), true).ok(), Some(Stream::Final));
+        assert_eq!(stream_for(b7(), a(0), a(0), true).ok(), Some(Stream::Final));
     }
 
     #[test]
     fn an_attempt_a_later_one_replaced_is_replayed_as_such() {
-        assert_eq!(stream_for(7, a(1), a(2), false).ok(), Some(Stream::Earlier));
-        assert_eq!(stream_for(7, a(1), a(3), true).ok(), Some(Stream::Earlier));
-        assert_eq!(stream_for(7, a(2), a(3), true).ok(), Some(Stream::Earlier));
+        assert_eq!(
+            stream_for(b7(), a(1), a(2), false).ok(),
+            Some(Stream::Earlier)
+        );
+        assert_eq!(
+            stream_for(b7(), a(1), a(3), true).ok(),
+            Some(Stream::Earlier)
+        );
+        assert_eq!(
+            stream_for(b7(), a(2), a(3), true).ok(),
+            Some(Stream::Earlier)
+        );
     }
 
     #[test]
     fn an_attempt_the_build_never_had_is_not_found() {
-        let Err(status) = stream_for(7, a(3), a(2), false) else {
+        let Err(status) = stream_for(b7(), a(3), a(2), false) else {
             panic!("attempt 3 of 2 was found");
         };
         assert_eq!(status.code(), tonic::Code::NotFound);
         assert_eq!(status.message(), "build 7 has no attempt 3 (it had 2)");
-        let Err(status) = stream_for(7, a(1), a(0), false) else {
+        let Err(status) = stream_for(b7(), a(1), a(0), false) else {
             panic!("attempt 1 of a queued build was found");
         };
         assert_eq!(status.code(), tonic::Code::NotFound);
@@ -553,7 +568,7 @@ mod tests {
         row.line_count = Some(42);
         row.log_sha256 = Some("ab".repeat(32));
         let event = result_event(&row, a(2), s(9));
-        assert_eq!(event.build_id, 7);
+        assert_eq!(event.build_id, b7());
         assert_eq!(event.position(), at(2, 9));
         assert_eq!(event.at_ms, 12_500);
         assert_eq!(
@@ -600,7 +615,7 @@ mod tests {
         let mut sent = Sent::nothing(s(0));
         sent.record(&line(1, 1));
         sent.record(&line(1, 2));
-        let event = replaced_result(7, a(1), &sent);
+        let event = replaced_result(b7(), a(1), &sent);
         assert_eq!(event.position(), at(1, 3));
         assert_eq!(event.at_ms, 1_002);
         let EventKind::Result { state, reason, .. } = event.kind else {
@@ -618,7 +633,7 @@ mod tests {
     fn a_replaced_attempt_resumed_past_its_end_still_gets_its_result() {
         let after = replay_after(a(1), at(1, 30));
         assert_eq!(after, Some(s(30)));
-        let event = replaced_result(7, a(1), &Sent::nothing(s(30)));
+        let event = replaced_result(b7(), a(1), &Sent::nothing(s(30)));
         assert_eq!(event.position(), at(1, 31));
         assert_eq!(event.at_ms, 0);
     }

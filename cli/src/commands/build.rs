@@ -97,7 +97,7 @@ pub(crate) async fn run(admin: &AdminTarget, args: BuildArgs) -> Result<ExitStat
             build.commit.get(..7).unwrap_or(&build.commit)
         );
     }
-    super::watch::follow(admin, client, build.id, args.json).await
+    super::watch::follow(admin, client, build.id.into(), args.json).await
 }
 
 async fn registered_repos(

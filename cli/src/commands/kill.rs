@@ -3,17 +3,20 @@
 
 use crate::client::{self, AdminTarget, CliError};
 use crate::exit::ExitStatus;
+use ocelot_domain::ids::BuildId;
 use ocelot_proto::v1 as pb;
 use serde_json::json;
 
 pub(crate) async fn run(
     admin: &AdminTarget,
-    build_id: i64,
+    build_id: BuildId,
     json: bool,
 ) -> Result<ExitStatus, CliError> {
     let mut client = client::connect(admin).await?;
     let answer = client
-        .cancel_build(pb::CancelBuildRequest { build_id })
+        .cancel_build(pb::CancelBuildRequest {
+            build_id: build_id.into(),
+        })
         .await
         .map_err(client::from_status)?
         .into_inner();

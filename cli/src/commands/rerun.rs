@@ -3,17 +3,20 @@
 
 use crate::client::{self, AdminTarget, CliError};
 use crate::exit::ExitStatus;
+use ocelot_domain::ids::BuildId;
 use ocelot_proto::v1 as pb;
 
 pub(crate) async fn run(
     admin: &AdminTarget,
-    build_id: i64,
+    build_id: BuildId,
     no_follow: bool,
     json: bool,
 ) -> Result<ExitStatus, CliError> {
     let mut client = client::connect(admin).await?;
     let build = client
-        .rerun_build(pb::RerunBuildRequest { build_id })
+        .rerun_build(pb::RerunBuildRequest {
+            build_id: build_id.into(),
+        })
         .await
         .map_err(client::from_status)?
         .into_inner()
@@ -33,5 +36,5 @@ pub(crate) async fn run(
             build.commit.get(..7).unwrap_or(&build.commit)
         );
     }
-    super::watch::follow(admin, client, build.id, json).await
+    super::watch::follow(admin, client, build.id.into(), json).await
 }

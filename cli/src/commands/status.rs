@@ -51,7 +51,7 @@ pub(crate) async fn run(admin: &AdminTarget, args: StatusArgs) -> Result<ExitSta
     let mut client = client::connect(admin).await?;
     if let Some(id) = args.build {
         let detail = client
-            .get_build(pb::GetBuildRequest { id })
+            .get_build(pb::GetBuildRequest { id: id.into() })
             .await
             .map_err(client::from_status)?
             .into_inner();

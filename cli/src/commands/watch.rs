@@ -9,7 +9,7 @@ use crate::client::{self, AdminTarget, CliError};
 use crate::exit::ExitStatus;
 use crate::render::Renderer;
 use ocelot_domain::events::Position;
-use ocelot_domain::ids::Attempt;
+use ocelot_domain::ids::{Attempt, BuildId};
 use ocelot_proto::v1::BuildEvent;
 use resume::{Broken, Resume, Seen, broken, gave_up, not_connected, reconnect_delays};
 use tokio::time::Instant;
@@ -40,7 +40,7 @@ fn position(event: &BuildEvent) -> Position {
 pub(crate) async fn follow(
     admin: &AdminTarget,
     client: client::Client,
-    build_id: i64,
+    build_id: BuildId,
     json: bool,
 ) -> Result<ExitStatus, CliError> {
     follow_attempt(admin, client, build_id, Attempt::NONE, json).await
@@ -51,7 +51,7 @@ pub(crate) async fn follow(
 async fn follow_attempt(
     admin: &AdminTarget,
     client: client::Client,
-    build_id: i64,
+    build_id: BuildId,
     attempt: Attempt,
     json: bool,
 ) -> Result<ExitStatus, CliError> {

@@ -5,17 +5,18 @@
 use super::IntegrityCheck;
 use ocelot_domain::BuildState;
 use ocelot_domain::events::EventKind;
+use ocelot_domain::ids::BuildId;
 use ocelot_proto::v1 as pb;
 use std::io::Write;
 
 #[derive(Debug)]
 pub(crate) struct JsonRenderer {
-    build_id: i64,
+    build_id: BuildId,
     integrity: IntegrityCheck,
 }
 
 impl JsonRenderer {
-    pub(crate) fn new(build_id: i64) -> Self {
+    pub(crate) fn new(build_id: BuildId) -> Self {
         JsonRenderer {
             build_id,
             integrity: IntegrityCheck::default(),

@@ -7,7 +7,7 @@ mod json;
 
 use ocelot_domain::BuildState;
 use ocelot_domain::events::LogDigest;
-use ocelot_domain::ids::{Attempt, Seq};
+use ocelot_domain::ids::{Attempt, BuildId, Seq};
 use ocelot_proto::v1 as pb;
 use pb::build_event::Kind;
 
@@ -19,7 +19,7 @@ pub(crate) enum Renderer {
 }
 
 impl Renderer {
-    pub(crate) fn new(json: bool, build_id: i64) -> Self {
+    pub(crate) fn new(json: bool, build_id: BuildId) -> Self {
         if json {
             Renderer::Json(json::JsonRenderer::new(build_id))
         } else {

@@ -4,9 +4,10 @@
 //! the build over after a crash, still sees it.
 
 use super::{Bus, QueueError};
+use crate::ids::BuildId;
 use futures::StreamExt;
 
-fn subject(build_id: i64) -> String {
+fn subject(build_id: BuildId) -> String {
     format!("ocelot.cancel.{build_id}")
 }
 
@@ -24,7 +25,7 @@ impl CancelRequests {
 }
 
 impl Bus {
-    pub async fn publish_cancel(&self, build_id: i64) -> Result<(), QueueError> {
+    pub async fn publish_cancel(&self, build_id: BuildId) -> Result<(), QueueError> {
         self.client
             .publish(subject(build_id), bytes::Bytes::new())
             .await
@@ -35,7 +36,7 @@ impl Bus {
             .map_err(|e| QueueError::Publish(e.to_string()))
     }
 
-    pub async fn cancel_requests(&self, build_id: i64) -> Result<CancelRequests, QueueError> {
+    pub async fn cancel_requests(&self, build_id: BuildId) -> Result<CancelRequests, QueueError> {
         let subscriber = self
             .client
             .subscribe(subject(build_id))

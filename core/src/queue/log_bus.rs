@@ -3,6 +3,7 @@
 
 use super::{Bus, LOGS_STREAM, QueueError};
 use crate::events::BuildEvent;
+use crate::ids::BuildId;
 use async_nats::jetstream::{self, consumer};
 use futures::StreamExt;
 
@@ -20,7 +21,10 @@ impl Bus {
     }
 
     /// Every event of `build_id` from the first, then new ones as they arrive.
-    pub async fn subscribe_events(&self, build_id: i64) -> Result<EventSubscription, QueueError> {
+    pub async fn subscribe_events(
+        &self,
+        build_id: BuildId,
+    ) -> Result<EventSubscription, QueueError> {
         let stream = self
             .jetstream
             .get_stream(LOGS_STREAM)

@@ -2,7 +2,7 @@
 
 use super::{Store, StoreError};
 use crate::build_state::{BuildState, BuildTransition};
-use crate::ids::Attempt;
+use crate::ids::{Attempt, BuildId, RepoId};
 use crate::model::{Build, PullRequestRef};
 use deadpool_postgres::GenericClient;
 use std::time::{Duration, SystemTime};
@@ -17,9 +17,9 @@ const SELECT_BUILD: &str = "SELECT b.id, b.repo_id, r.name AS repo_name, r.url A
 
 /// Reads a build on a connection (or transaction) the caller already holds: one connection
 /// per operation, so a full pool can never deadlock an operation against itself.
-async fn build_with(client: &impl GenericClient, id: i64) -> Result<Build, StoreError> {
+async fn build_with(client: &impl GenericClient, id: BuildId) -> Result<Build, StoreError> {
     let row = client
-        .query_opt(&format!("{SELECT_BUILD} WHERE b.id = $1"), &[&id])
+        .query_opt(&format!("{SELECT_BUILD} WHERE b.id = $1"), &[&id.to_db()])
         .await?
         .ok_or_else(|| StoreError::NotFound(format!("build {id}")))?;
     build_from_row(&row)
@@ -28,8 +28,8 @@ async fn build_with(client: &impl GenericClient, id: i64) -> Result<Build, Store
 fn build_from_row(row: &Row) -> Result<Build, StoreError> {
     let state: String = row.get("state");
     Ok(Build {
-        id: row.get("id"),
-        repo_id: row.get("repo_id"),
+        id: BuildId::from_db(row.get("id"))?,
+        repo_id: RepoId::from_db(row.get("repo_id"))?,
         repo_name: row.get("repo_name"),
         repo_url: row.get("repo_url"),
         number: row.get("number"),
@@ -91,7 +91,7 @@ pub(super) fn state_change(
 /// What a trigger knows about a build before it exists.
 #[derive(Debug, Clone)]
 pub struct NewBuild {
-    pub repo_id: i64,
+    pub repo_id: RepoId,
     pub commit: String,
     pub branch: String,
     pub trigger: String,
@@ -116,7 +116,7 @@ pub struct Inserted {
 /// Which builds to list.
 #[derive(Debug, Clone, Default)]
 pub struct BuildFilter {
-    pub repo_id: Option<i64>,
+    pub repo_id: Option<RepoId>,
     pub branch: Option<String>,
     pub state: Option<BuildState>,
     pub limit: i64,
@@ -143,6 +143,7 @@ impl Store {
             &format!("new build of repo id {}", new.repo_id),
             BuildTransition::Create(new.state),
         )?;
+        let repo_id = new.repo_id.to_db();
         let mut client = self.client().await?;
         let transaction = client.transaction().await?;
         if let Some(key) = &new.dedupe_key {
@@ -154,7 +155,7 @@ impl Store {
                 .query_opt("SELECT id FROM builds WHERE dedupe_key = $1", &[key])
                 .await?;
             if let Some(row) = existing {
-                let build = build_with(&transaction, row.get(0)).await?;
+                let build = build_with(&transaction, BuildId::from_db(row.get(0))?).await?;
                 transaction.commit().await?;
                 return Ok(Inserted {
                     build,
@@ -165,7 +166,7 @@ impl Store {
         let number: i64 = transaction
             .query_opt(
                 "UPDATE repos SET build_counter = build_counter + 1 WHERE id = $1 RETURNING build_counter",
-                &[&new.repo_id],
+                &[&repo_id],
             )
             .await?
             .ok_or_else(|| StoreError::NotFound(format!("repo id {}", new.repo_id)))?
@@ -182,7 +183,7 @@ impl Store {
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
                  RETURNING id",
                 &[
-                    &new.repo_id,
+                    &repo_id,
                     &number,
                     &new.commit,
                     &new.branch,
@@ -201,7 +202,7 @@ impl Store {
             )
             .await?
             .get(0);
-        let build = build_with(&transaction, id).await?;
+        let build = build_with(&transaction, BuildId::from_db(id)?).await?;
         transaction.commit().await?;
         Ok(Inserted {
             build,
@@ -221,7 +222,7 @@ impl Store {
     /// Cancels a build that no worker has started: `None` when it is not queued.
     pub async fn cancel_queued_build(
         &self,
-        id: i64,
+        id: BuildId,
         reason: &str,
     ) -> Result<Option<Build>, StoreError> {
         let change = state_change(&format!("build {id}"), BuildTransition::CancelQueued)?;
@@ -230,7 +231,7 @@ impl Store {
             .execute(
                 "UPDATE builds SET state = $3, failure_reason = $2, finished_at = now()
                  WHERE id = $1 AND state = ANY($4)",
-                &[&id, &reason, &change.to, &change.from],
+                &[&id.to_db(), &reason, &change.to, &change.from],
             )
             .await?;
         if updated == 0 {
@@ -240,23 +241,23 @@ impl Store {
     }
 
     /// Asks the worker running a build to stop it: `false` when it is not running.
-    pub async fn request_cancel(&self, id: i64, by: &str) -> Result<bool, StoreError> {
+    pub async fn request_cancel(&self, id: BuildId, by: &str) -> Result<bool, StoreError> {
         let client = self.client().await?;
         let updated = client
             .execute(
                 "UPDATE builds SET cancel_requested_by = $2 WHERE id = $1 AND state = 'running'",
-                &[&id, &by],
+                &[&id.to_db(), &by],
             )
             .await?;
         Ok(updated > 0)
     }
 
-    pub async fn mark_job_published(&self, build_id: i64) -> Result<(), StoreError> {
+    pub async fn mark_job_published(&self, build_id: BuildId) -> Result<(), StoreError> {
         let client = self.client().await?;
         client
             .execute(
                 "UPDATE builds SET job_published = true WHERE id = $1",
-                &[&build_id],
+                &[&build_id.to_db()],
             )
             .await?;
         Ok(())
@@ -277,7 +278,7 @@ impl Store {
         rows.iter().map(build_from_row).collect()
     }
 
-    pub async fn get_build(&self, id: i64) -> Result<Build, StoreError> {
+    pub async fn get_build(&self, id: BuildId) -> Result<Build, StoreError> {
         let client = self.client().await?;
         build_with(&client, id).await
     }
@@ -285,6 +286,7 @@ impl Store {
     /// Builds matching `filter`, newest first.
     pub async fn list_builds(&self, filter: &BuildFilter) -> Result<Vec<Build>, StoreError> {
         let client = self.client().await?;
+        let repo_id = filter.repo_id.map(RepoId::to_db);
         let state = filter.state.map(|s| s.as_str());
         let limit = if filter.limit <= 0 {
             20
@@ -299,7 +301,7 @@ impl Store {
                        AND ($3::TEXT IS NULL OR b.state = $3)
                      ORDER BY b.id DESC LIMIT $4"
                 ),
-                &[&filter.repo_id, &filter.branch, &state, &limit],
+                &[&repo_id, &filter.branch, &state, &limit],
             )
             .await?;
         rows.iter().map(build_from_row).collect()
@@ -311,7 +313,7 @@ impl Store {
     /// silent or handed it back); a first delivery for a running build is a duplicate job.
     pub async fn claim_build(
         &self,
-        build_id: i64,
+        build_id: BuildId,
         worker: &str,
         max_attempts: i32,
         take_over_running: bool,
@@ -319,6 +321,7 @@ impl Store {
         let what = format!("build {build_id}");
         let claim = state_change(&what, BuildTransition::Claim { take_over_running })?;
         let exhaust = state_change(&what, BuildTransition::ExhaustAttempts)?;
+        let id = build_id.to_db();
         let client = self.client().await?;
         let claimed = client
             .query_opt(
@@ -327,7 +330,7 @@ impl Store {
                  WHERE id = $1 AND state = ANY($4)
                    AND attempt - handed_back < $3
                  RETURNING id",
-                &[&build_id, &worker, &max_attempts, &claim.from, &claim.to],
+                &[&id, &worker, &max_attempts, &claim.from, &claim.to],
             )
             .await?;
         if claimed.is_some() {
@@ -343,7 +346,7 @@ impl Store {
         let lost: i32 = client
             .query_one(
                 "SELECT attempt - handed_back FROM builds WHERE id = $1",
-                &[&build_id],
+                &[&id],
             )
             .await?
             .get(0);
@@ -353,7 +356,7 @@ impl Store {
                 "UPDATE builds SET state = $3, failure_reason = $2, finished_at = now(),
                         attempt = attempt + 1
                  WHERE id = $1 AND state = ANY($4)",
-                &[&build_id, &reason, &exhaust.to, &exhaust.from],
+                &[&id, &reason, &exhaust.to, &exhaust.from],
             )
             .await?;
         Ok(ClaimOutcome::AttemptsExhausted(
@@ -363,8 +366,9 @@ impl Store {
 
     /// Records that `attempt` was handed back by a worker shutting down, so that it does not
     /// count against the attempt limit; false when the attempt no longer owns the build.
-    pub async fn hand_back(&self, build_id: i64, attempt: Attempt) -> Result<bool, StoreError> {
+    pub async fn hand_back(&self, build_id: BuildId, attempt: Attempt) -> Result<bool, StoreError> {
         let client = self.client().await?;
+        let build_id = build_id.to_db();
         let attempt = attempt.to_db();
         let updated = client
             .execute(
@@ -379,11 +383,12 @@ impl Store {
     /// The commit of the latest passed build of `repo_id`'s `branch` before `build_id`.
     pub async fn previous_successful_commit(
         &self,
-        repo_id: i64,
+        repo_id: RepoId,
         branch: &str,
-        build_id: i64,
+        build_id: BuildId,
     ) -> Result<Option<String>, StoreError> {
         let client = self.client().await?;
+        let (repo_id, build_id) = (repo_id.to_db(), build_id.to_db());
         let row = client
             .query_opt(
                 "SELECT commit_sha FROM builds WHERE repo_id = $1 AND branch = $2 AND id < $3

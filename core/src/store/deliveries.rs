@@ -3,6 +3,7 @@
 //! hookhandlers process off the request path, each claimed by one of them at a time.
 
 use super::{Store, StoreError};
+use crate::ids::{BuildId, RepoId};
 use std::time::Duration;
 use tokio_postgres::Row;
 
@@ -11,7 +12,7 @@ use tokio_postgres::Row;
 pub struct NewDelivery<'a> {
     pub provider: &'a str,
     pub delivery_id: &'a str,
-    pub repo_id: i64,
+    pub repo_id: RepoId,
     pub event: &'a str,
     /// What to queue, as the hookhandler understood it.
     pub request: serde_json::Value,
@@ -32,27 +33,30 @@ pub enum Recorded {
 pub struct Delivery {
     pub provider: String,
     pub delivery_id: String,
-    pub repo_id: i64,
+    pub repo_id: RepoId,
     pub event: String,
     pub request: serde_json::Value,
     pub attempts: i32,
     pub state: String,
-    pub build_id: Option<i64>,
+    pub build_id: Option<BuildId>,
     pub error: Option<String>,
 }
 
-fn delivery_from_row(row: &Row) -> Delivery {
-    Delivery {
+fn delivery_from_row(row: &Row) -> Result<Delivery, StoreError> {
+    Ok(Delivery {
         provider: row.get("provider"),
         delivery_id: row.get("delivery_id"),
-        repo_id: row.get("repo_id"),
+        repo_id: RepoId::from_db(row.get("repo_id"))?,
         event: row.get("event"),
         request: row.get("request"),
         attempts: row.get("attempts"),
         state: row.get("state"),
-        build_id: row.get("build_id"),
+        build_id: row
+            .get::<_, Option<i64>>("build_id")
+            .map(BuildId::from_db)
+            .transpose()?,
         error: row.get("error"),
-    }
+    })
 }
 
 const COLUMNS: &str =
@@ -78,7 +82,7 @@ impl Store {
                 &[
                     &delivery.provider,
                     &delivery.delivery_id,
-                    &delivery.repo_id,
+                    &delivery.repo_id.to_db(),
                     &delivery.event,
                     &delivery.request,
                 ],
@@ -109,7 +113,7 @@ impl Store {
                 &[&lease_ms],
             )
             .await?;
-        Ok(row.as_ref().map(delivery_from_row))
+        row.as_ref().map(delivery_from_row).transpose()
     }
 
     /// The delivery queued `build_id` (or was decided without one).
@@ -117,8 +121,9 @@ impl Store {
     pub async fn finish_delivery(
         &self,
         delivery: &Delivery,
-        build_id: Option<i64>,
+        build_id: Option<BuildId>,
     ) -> Result<(), StoreError> {
+        let build_id = build_id.map(BuildId::to_db);
         let client = self.client().await?;
         client
             .execute(
@@ -168,6 +173,6 @@ impl Store {
             )
             .await?
             .ok_or_else(|| StoreError::NotFound(format!("delivery {provider}/{delivery_id}")))?;
-        Ok(delivery_from_row(&row))
+        delivery_from_row(&row)
     }
 }

@@ -6,7 +6,7 @@ use super::builds::state_change;
 use super::{Store, StoreError};
 use crate::build_state::BuildTransition;
 use crate::events::{BuildEvent, EventKind};
-use crate::ids::{Attempt, Seq};
+use crate::ids::{Attempt, BuildId, Seq};
 use crate::model::{StoredLine, from_unix_ms, unix_ms};
 use deadpool_postgres::GenericClient;
 use std::time::SystemTime;
@@ -25,7 +25,7 @@ impl Store {
     /// Appends events of `attempt` in one transaction, the `stages` rows following them.
     pub async fn append_events(
         &self,
-        build_id: i64,
+        build_id: BuildId,
         attempt: Attempt,
         events: &[BuildEvent],
     ) -> Result<Appended, StoreError> {
@@ -47,7 +47,7 @@ impl Store {
     /// stored whole.
     pub async fn finish_attempt(
         &self,
-        build_id: i64,
+        build_id: BuildId,
         attempt: Attempt,
         events: &[BuildEvent],
     ) -> Result<Appended, StoreError> {
@@ -84,7 +84,7 @@ impl Store {
                         line_count = $5, log_sha256 = $6
                  WHERE id = $1 AND attempt = $2 AND state = ANY($7)",
                 &[
-                    &build_id,
+                    &build_id.to_db(),
                     &attempt,
                     &change.to,
                     &reason,
@@ -102,7 +102,7 @@ impl Store {
     /// a replay.
     pub async fn events(
         &self,
-        build_id: i64,
+        build_id: BuildId,
         attempt: Attempt,
         after: Seq,
         before: Seq,
@@ -112,10 +112,10 @@ impl Store {
         let (after, before) = (after.to_db(), before.to_db());
         let rows = client
             .query(
-                "SELECT seq, payload, at FROM build_events
+                "SELECT seq, payload::text AS payload, at FROM build_events
                  WHERE build_id = $1 AND attempt = $2 AND seq > $3 AND seq < $4
                  ORDER BY seq LIMIT $5",
-                &[&build_id, &attempt.to_db(), &after, &before, &limit],
+                &[&build_id.to_db(), &attempt.to_db(), &after, &before, &limit],
             )
             .await?;
         rows.iter()
@@ -126,15 +126,15 @@ impl Store {
     /// Every stored line of `attempt`, in order.
     pub async fn lines(
         &self,
-        build_id: i64,
+        build_id: BuildId,
         attempt: Attempt,
     ) -> Result<Vec<StoredLine>, StoreError> {
         let client = self.client().await?;
         let rows = client
             .query(
-                "SELECT seq, payload, at FROM build_events
+                "SELECT seq, payload::text AS payload, at FROM build_events
                  WHERE build_id = $1 AND attempt = $2 AND kind = 'line' ORDER BY seq",
-                &[&build_id, &attempt.to_db()],
+                &[&build_id.to_db(), &attempt.to_db()],
             )
             .await?;
         let mut lines = Vec::with_capacity(rows.len());
@@ -163,13 +163,13 @@ impl Store {
 /// transaction ends, so a new claim waits for this attempt's write instead of passing it.
 async fn owns_running_build(
     client: &impl GenericClient,
-    build_id: i64,
+    build_id: BuildId,
     attempt: Attempt,
 ) -> Result<bool, StoreError> {
     let owner = client
         .query_opt(
             "SELECT 1 FROM builds WHERE id = $1 AND attempt = $2 AND state = 'running' FOR SHARE",
-            &[&build_id, &attempt.to_db()],
+            &[&build_id.to_db(), &attempt.to_db()],
         )
         .await?;
     Ok(owner.is_some())
@@ -178,7 +178,7 @@ async fn owns_running_build(
 /// Inserts `events` and moves the `stages` rows along with the stage events.
 async fn write_events(
     client: &impl GenericClient,
-    build_id: i64,
+    build_id: BuildId,
     attempt: Attempt,
     events: &[BuildEvent],
 ) -> Result<(), StoreError> {
@@ -189,8 +189,9 @@ async fn write_events(
     for event in events {
         seqs.push(event.seq.to_db());
         kinds.push(event.kind.name());
+        // JSON text, straight from the event: no value tree on the way
         payloads.push(
-            serde_json::to_value(&event.kind)
+            serde_json::to_string(&event.kind)
                 .map_err(|e| StoreError::Query(format!("an event as JSON: {e}")))?,
         );
         ats.push(from_unix_ms(event.at_ms));
@@ -198,9 +199,18 @@ async fn write_events(
     client
         .execute(
             "INSERT INTO build_events (build_id, attempt, seq, kind, payload, at)
-             SELECT $1, $2, * FROM UNNEST($3::BIGINT[], $4::TEXT[], $5::JSONB[], $6::TIMESTAMPTZ[])
+             SELECT $1, $2, e.seq, e.kind, e.payload::json, e.at
+             FROM UNNEST($3::BIGINT[], $4::TEXT[], $5::TEXT[], $6::TIMESTAMPTZ[])
+                  AS e(seq, kind, payload, at)
              ON CONFLICT DO NOTHING",
-            &[&build_id, &attempt.to_db(), &seqs, &kinds, &payloads, &ats],
+            &[
+                &build_id.to_db(),
+                &attempt.to_db(),
+                &seqs,
+                &kinds,
+                &payloads,
+                &ats,
+            ],
         )
         .await?;
     for event in events {
@@ -212,10 +222,11 @@ async fn write_events(
 /// The `stages` row change an event makes, if any.
 async fn update_stage(
     client: &impl GenericClient,
-    build_id: i64,
+    build_id: BuildId,
     attempt: Attempt,
     event: &BuildEvent,
 ) -> Result<(), StoreError> {
+    let build_id = build_id.to_db();
     let attempt = attempt.to_db();
     let seq = event.seq.to_db();
     let at = from_unix_ms(event.at_ms);
@@ -273,11 +284,15 @@ async fn update_stage(
     Ok(())
 }
 
-fn event_from_row(build_id: i64, attempt: Attempt, row: &Row) -> Result<BuildEvent, StoreError> {
+fn event_from_row(
+    build_id: BuildId,
+    attempt: Attempt,
+    row: &Row,
+) -> Result<BuildEvent, StoreError> {
     let seq = Seq::from_db(row.get("seq"))?;
     let at: SystemTime = row.get("at");
-    let payload: serde_json::Value = row.get("payload");
-    let kind: EventKind = serde_json::from_value(payload).map_err(|e| {
+    let payload: &str = row.get("payload");
+    let kind: EventKind = serde_json::from_str(payload).map_err(|e| {
         StoreError::Corrupt(format!(
             "event {seq} of build {build_id} attempt {attempt}: {e}"
         ))

@@ -3,6 +3,7 @@
 //! so several pollers never work on one poll at once.
 
 use super::{Store, StoreError};
+use crate::ids::RepoId;
 use crate::model::{Poll, PollSchedule};
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
@@ -45,7 +46,7 @@ fn poll_from_row(row: &Row) -> Result<Poll, StoreError> {
         .map_err(|e| StoreError::Corrupt(format!("poll heads: {e}")))?;
     Ok(Poll {
         id: row.get("id"),
-        repo_id: row.get("repo_id"),
+        repo_id: RepoId::from_db(row.get("repo_id"))?,
         repo_name: row.get("repo_name"),
         repo_url: row.get("repo_url"),
         branches: row.get("branches"),
@@ -64,7 +65,7 @@ impl Store {
     /// branches are the same and `build_now` is not asked).
     pub async fn upsert_poll(
         &self,
-        repo_id: i64,
+        repo_id: RepoId,
         branches: &[String],
         schedule: &PollSchedule,
         build_now: bool,
@@ -89,7 +90,12 @@ impl Store {
                      heads = CASE WHEN polls.branches = $2 AND NOT $5 THEN polls.heads END
                  RETURNING id",
                 &[
-                    &repo_id, &branches, &every_ms, &cron, &build_now, &first_due,
+                    &repo_id.to_db(),
+                    &branches,
+                    &every_ms,
+                    &cron,
+                    &build_now,
+                    &first_due,
                 ],
             )
             .await?
@@ -108,10 +114,10 @@ impl Store {
         rows.iter().map(poll_from_row).collect()
     }
 
-    pub async fn remove_poll(&self, repo_id: i64) -> Result<(), StoreError> {
+    pub async fn remove_poll(&self, repo_id: RepoId) -> Result<(), StoreError> {
         let client = self.client().await?;
         let removed = client
-            .execute("DELETE FROM polls WHERE repo_id = $1", &[&repo_id])
+            .execute("DELETE FROM polls WHERE repo_id = $1", &[&repo_id.to_db()])
             .await?;
         if removed == 0 {
             return Err(StoreError::NotFound("poll of this repo".into()));

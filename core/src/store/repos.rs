@@ -1,21 +1,22 @@
 //! The `repos` table.
 
 use super::{Store, StoreError};
+use crate::ids::RepoId;
 use crate::model::Repo;
 use ocelot_domain::repo_url::normalize_url;
 use tokio_postgres::Row;
 
 const COLUMNS: &str = "id, name, url, default_branch, secrets_for_forks, created_at";
 
-fn repo_from_row(row: &Row) -> Repo {
-    Repo {
-        id: row.get("id"),
+fn repo_from_row(row: &Row) -> Result<Repo, StoreError> {
+    Ok(Repo {
+        id: RepoId::from_db(row.get("id"))?,
         name: row.get("name"),
         url: row.get("url"),
         default_branch: row.get("default_branch"),
         secrets_for_forks: row.get("secrets_for_forks"),
         created_at: row.get("created_at"),
-    }
+    })
 }
 
 impl Store {
@@ -34,8 +35,8 @@ impl Store {
                 &[&name, &allowed],
             )
             .await?
-            .map(|row| repo_from_row(&row))
             .ok_or_else(|| StoreError::NotFound(format!("repo `{name}`")))
+            .and_then(|row| repo_from_row(&row))
     }
 
     pub async fn add_repo(
@@ -61,7 +62,7 @@ impl Store {
                 }
                 other => other,
             })?;
-        Ok(repo_from_row(&row))
+        repo_from_row(&row)
     }
 
     /// The repo a webhook payload names (by one of its URLs, else by its full name, e.g.
@@ -80,8 +81,8 @@ impl Store {
             .await?;
         let candidates: Vec<(Repo, Option<String>)> = rows
             .iter()
-            .map(|row| (repo_from_row(row), row.get("webhook_secret")))
-            .collect();
+            .map(|row| Ok((repo_from_row(row)?, row.get("webhook_secret"))))
+            .collect::<Result<_, StoreError>>()?;
         let wanted: Vec<String> = urls
             .iter()
             .map(|u| normalize_url(u).to_ascii_lowercase())
@@ -112,7 +113,7 @@ impl Store {
         let rows = client
             .query(&format!("SELECT {COLUMNS} FROM repos ORDER BY name"), &[])
             .await?;
-        Ok(rows.iter().map(repo_from_row).collect())
+        rows.iter().map(repo_from_row).collect()
     }
 
     /// Finds a repo by its name, or by its URL (ignoring a trailing `/` or `.git`).
@@ -125,16 +126,19 @@ impl Store {
             )
             .await?
         {
-            return Ok(repo_from_row(&row));
+            return repo_from_row(&row);
         }
         let wanted = normalize_url(name_or_url);
         let rows = client
             .query(&format!("SELECT {COLUMNS} FROM repos"), &[])
             .await?;
-        rows.iter()
-            .map(repo_from_row)
-            .find(|repo| normalize_url(&repo.url) == wanted)
-            .ok_or_else(|| StoreError::NotFound(format!("repo `{name_or_url}`")))
+        for row in &rows {
+            let repo = repo_from_row(row)?;
+            if normalize_url(&repo.url) == wanted {
+                return Ok(repo);
+            }
+        }
+        Err(StoreError::NotFound(format!("repo `{name_or_url}`")))
     }
 
     /// Removes a repo and, with it, its builds and logs.

@@ -2,17 +2,18 @@
 //! events (`events.rs`), read here.
 
 use super::{Store, StoreError};
-use crate::ids::{Attempt, Seq};
+use crate::ids::{Attempt, BuildId, Seq};
 use crate::model::StageRecord;
 
 impl Store {
     /// The stages of `attempt`, in order (their rows follow the attempt's stored events).
     pub async fn stages(
         &self,
-        build_id: i64,
+        build_id: BuildId,
         attempt: Attempt,
     ) -> Result<Vec<StageRecord>, StoreError> {
         let client = self.client().await?;
+        let build_id = build_id.to_db();
         let attempt = attempt.to_db();
         let rows = client
             .query(

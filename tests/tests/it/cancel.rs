@@ -7,7 +7,7 @@
 use crate::{queued_build_id, repo_with, status_json};
 use ocelot_core::BuildState;
 use ocelot_core::build_state::StageState;
-use ocelot_core::ids::Attempt;
+use ocelot_core::ids::{Attempt, BuildId};
 use ocelot_tests::cluster::{Cluster, WorkerSpec};
 use ocelot_tests::wait_until;
 use std::time::{Duration, Instant};
@@ -119,7 +119,7 @@ async fn queued_builds_say_why_they_wait_and_are_cancelled_before_they_start() {
         .await
         .unwrap();
     assert_eq!(queued.code, 0, "{}", queued.both());
-    let gpu_build: i64 = queued.stdout.trim().parse().unwrap();
+    let gpu_build: BuildId = queued.stdout.trim().parse().unwrap();
     let status = wait_until(
         "the worker in the registry",
         Duration::from_secs(20),
@@ -143,7 +143,7 @@ async fn queued_builds_say_why_they_wait_and_are_cancelled_before_they_start() {
         .ocelot(&["build", "-r", "long", "--no-follow"])
         .await
         .unwrap();
-    let first: i64 = first.stdout.trim().parse().unwrap();
+    let first: BuildId = first.stdout.trim().parse().unwrap();
     wait_until(
         "the first build to run",
         Duration::from_secs(60),
@@ -155,7 +155,7 @@ async fn queued_builds_say_why_they_wait_and_are_cancelled_before_they_start() {
         .ocelot(&["build", "-r", "long", "--no-follow"])
         .await
         .unwrap();
-    let second: i64 = second.stdout.trim().parse().unwrap();
+    let second: BuildId = second.stdout.trim().parse().unwrap();
     let human = wait_until("the busy reason", Duration::from_secs(20), || async {
         let output = cluster
             .ocelot(&["status", &second.to_string()])
@@ -260,7 +260,7 @@ async fn rerun_builds_the_same_commit_again() {
 
 /// Creates (not starts) a container named and labelled as a worker names and labels the
 /// container of `build_id`'s first attempt in `instance` (the worker's own functions).
-async fn labelled_container(docker: &bollard::Docker, instance: &str, build_id: i64) -> String {
+async fn labelled_container(docker: &bollard::Docker, instance: &str, build_id: BuildId) -> String {
     let labels =
         ocelot_worker::container_labels(build_id, Attempt::FIRST, "a-worker-that-died", instance);
     let name = ocelot_worker::container_name(build_id, Attempt::FIRST);
@@ -301,7 +301,7 @@ async fn containers_no_attempt_owns_are_swept_and_other_installations_are_not() 
     // left by a worker that died: a finished build's container, and one of a build that
     // does not exist
     let left = labelled_container(&docker, &instance, finished).await;
-    let orphan = labelled_container(&docker, &instance, 999_999).await;
+    let orphan = labelled_container(&docker, &instance, BuildId::from(999_999)).await;
     // another installation's container on the same Docker host
     let foreign = labelled_container(&docker, "another-installation", finished).await;
     wait_until(

@@ -4,7 +4,7 @@
 
 use crate::repo_with;
 use ocelot_core::BuildState;
-use ocelot_core::ids::Attempt;
+use ocelot_core::ids::{Attempt, BuildId};
 use ocelot_tests::cluster::{Cluster, ClusterSpec, WorkerSpec};
 use ocelot_tests::wait_until;
 use std::time::Duration;
@@ -33,7 +33,7 @@ async fn an_outage_past_the_write_budget_keeps_the_whole_log() {
         .ocelot(&["build", "-r", "counting", "--no-follow"])
         .await
         .unwrap();
-    let build_id: i64 = queued.stdout.trim().parse().unwrap();
+    let build_id: BuildId = queued.stdout.trim().parse().unwrap();
     // the script is under way and its first lines are stored
     wait_until(
         "the first lines in Postgres",

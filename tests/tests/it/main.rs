@@ -22,10 +22,11 @@ mod watch;
 mod webhooks;
 mod workers;
 
+use ocelot_core::ids::BuildId;
 use ocelot_tests::cluster::{CliOutput, Cluster};
 
 /// The build id from the CLI's "build N queued" line.
-pub(crate) fn queued_build_id(output: &CliOutput) -> i64 {
+pub(crate) fn queued_build_id(output: &CliOutput) -> BuildId {
     output
         .stderr
         .lines()
@@ -54,7 +55,7 @@ pub(crate) async fn repo_with(
 }
 
 /// `ocelot status ID --json`.
-pub(crate) async fn status_json(cluster: &Cluster, build_id: i64) -> serde_json::Value {
+pub(crate) async fn status_json(cluster: &Cluster, build_id: BuildId) -> serde_json::Value {
     let output = cluster
         .ocelot(&["status", &build_id.to_string(), "--json"])
         .await

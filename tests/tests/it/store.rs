@@ -4,15 +4,15 @@
 use ocelot_core::BuildState;
 use ocelot_core::StageState;
 use ocelot_core::events::{BuildEvent, EventKind};
-use ocelot_core::ids::{Attempt, Seq};
+use ocelot_core::ids::{Attempt, BuildId, RepoId, Seq};
 use ocelot_core::model::LogStream;
-use ocelot_core::store::{Appended, ClaimOutcome, NewBuild, Store};
+use ocelot_core::store::{Appended, ClaimOutcome, NewBuild, Store, StoreError};
 use ocelot_tests::cluster::Cluster;
 use ocelot_tests::postgres::TestDatabase;
 use ocelot_tests::wait_until;
 use std::time::Duration;
 
-fn new_build(repo_id: i64) -> NewBuild {
+fn new_build(repo_id: RepoId) -> NewBuild {
     NewBuild {
         repo_id,
         commit: "0123456789abcdef0123456789abcdef01234567".into(),
@@ -53,6 +53,46 @@ async fn migrations_are_idempotent_and_builds_are_numbered_per_repo() {
     let second = store.insert_build(&new_build(a.id)).await.unwrap().build;
     let other = store.insert_build(&new_build(b.id)).await.unwrap().build;
     assert_eq!((first.number, second.number, other.number), (1, 2, 1));
+}
+
+/// Ids are issued by `BIGSERIAL`s from 1: a stored id below that is a corrupt row, never
+/// read as a build or a repo.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stored_id_below_one_is_corrupt() {
+    let database = TestDatabase::create().await.unwrap();
+    let store = Store::connect(&database.url).await.unwrap();
+    let repo = store
+        .add_repo("r", "git://h/r", "main", None)
+        .await
+        .unwrap();
+    let build = store.insert_build(&new_build(repo.id)).await.unwrap().build;
+    let (client, connection) = tokio_postgres::connect(&database.url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    client
+        .execute(
+            "UPDATE builds SET id = 0 WHERE id = $1",
+            &[&build.id.to_db()],
+        )
+        .await
+        .unwrap();
+    match store.get_build(BuildId::from(0)).await {
+        Err(StoreError::Corrupt(message)) => {
+            assert_eq!(message, "build id 0 is out of range");
+        }
+        other => panic!("a build stored with id 0 was read: {other:?}"),
+    }
+    client
+        .batch_execute("INSERT INTO repos (id, name, url) VALUES (-1, 'minus', 'git://h/minus')")
+        .await
+        .unwrap();
+    match store.list_repos().await {
+        Err(StoreError::Corrupt(message)) => {
+            assert_eq!(message, "repo id -1 is out of range");
+        }
+        other => panic!("a repo stored with id -1 was read: {other:?}"),
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

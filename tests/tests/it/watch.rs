@@ -2,6 +2,7 @@
 //! line 1 and follows it; the JSON stream carries a verifiable digest.
 
 use crate::{queued_build_id, repo_with, status_json};
+use ocelot_core::ids::BuildId;
 use ocelot_tests::cluster::Cluster;
 use ocelot_tests::wait_until;
 use std::time::Duration;
@@ -34,7 +35,7 @@ async fn watching_a_running_build_shows_it_from_line_one() {
         .await
         .unwrap();
     assert_eq!(queued.code, 0, "{}", queued.both());
-    let build_id: i64 = queued.stdout.trim().parse().unwrap();
+    let build_id: BuildId = queued.stdout.trim().parse().unwrap();
     // attach once the first line was written (the build is mid-stage)
     wait_until(
         "the first line to be stored",

@@ -3,6 +3,7 @@
 //! why a worker takes no jobs (back-pressure: low disk, a dependency down).
 
 use crate::{repo_with, status_json};
+use ocelot_core::ids::BuildId;
 use ocelot_tests::cluster::{Cluster, WorkerSpec};
 use ocelot_tests::wait_until;
 use std::time::Duration;
@@ -133,7 +134,7 @@ async fn a_worker_short_of_disk_takes_no_job_and_says_why() {
         .await
         .unwrap();
     assert_eq!(queued.code, 0, "{}", queued.both());
-    let build_id: i64 = queued.stdout.trim().parse().unwrap();
+    let build_id: BuildId = queued.stdout.trim().parse().unwrap();
     tokio::time::sleep(Duration::from_secs(2)).await;
     let status = status_json(&cluster, build_id).await;
     assert_eq!(status["state"], "queued", "{status}");

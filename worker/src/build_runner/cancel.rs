@@ -2,12 +2,13 @@
 //! Postgres (checked once the subscription is in place, so none is missed).
 
 use crate::context::WorkerContext;
+use ocelot_core::ids::BuildId;
 use tokio_util::sync::CancellationToken;
 
 /// Cancels `cancel` when the build is asked to stop, until the returned guard is dropped.
 pub(super) async fn watch(
     context: &WorkerContext,
-    build_id: i64,
+    build_id: BuildId,
     cancel: CancellationToken,
 ) -> AbortOnDrop {
     let requests = context.bus.cancel_requests(build_id).await;
@@ -31,7 +32,7 @@ pub(super) async fn watch(
             AbortOnDrop(Some(task.abort_handle()))
         }
         Err(error) => {
-            tracing::warn!(build_id, %error, "cannot listen for cancel requests (they are checked between stages)");
+            tracing::warn!(build_id = build_id.get(), %error, "cannot listen for cancel requests (they are checked between stages)");
             AbortOnDrop(None)
         }
     }

@@ -97,14 +97,14 @@ pub(crate) fn stage_failed(stage: &str, code: i32) -> String {
 mod tests {
     use super::*;
     use ocelot_core::BuildState;
-    use ocelot_core::ids::Attempt;
+    use ocelot_core::ids::{Attempt, BuildId, RepoId};
     use ocelot_core::model::PullRequestRef;
     use std::time::SystemTime;
 
     fn build() -> Build {
         Build {
-            id: 42,
-            repo_id: 1,
+            id: BuildId::from(42),
+            repo_id: RepoId::from(1),
             repo_name: "shop".into(),
             repo_url: "git://127.0.0.1/shop".into(),
             number: 7,

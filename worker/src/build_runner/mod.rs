@@ -13,6 +13,7 @@ use crate::attempt_log::{AttemptLog, Finished};
 use crate::context::WorkerContext;
 use ocelot_core::build_state::BuildState;
 use ocelot_core::events::EventKind;
+use ocelot_core::ids::BuildId;
 use ocelot_core::model::Build;
 use ocelot_core::store::{ClaimOutcome, StoreError, retrying};
 use prepare::{Setup, SetupFailure};
@@ -62,7 +63,7 @@ pub(crate) enum JobDisposition {
 /// Claims `build_id` and runs it to a final state.
 pub(crate) async fn run_build(
     context: &WorkerContext,
-    build_id: i64,
+    build_id: BuildId,
     redelivered: bool,
 ) -> JobDisposition {
     let claimed = match context
@@ -77,31 +78,35 @@ pub(crate) async fn run_build(
     {
         Ok(ClaimOutcome::Claimed(build)) => build,
         Ok(ClaimOutcome::AlreadyFinal(build)) => {
-            tracing::info!(build_id, state = %build.state, "build already final: job dropped");
+            tracing::info!(build_id = build_id.get(), state = %build.state, "build already final: job dropped");
             return JobDisposition::Done;
         }
         Ok(ClaimOutcome::HeldByAnother(build)) => {
-            tracing::warn!(build_id, attempt = build.attempt.get(), worker = ?build.worker,
+            tracing::warn!(build_id = build_id.get(), attempt = build.attempt.get(), worker = ?build.worker,
                 "duplicate job for a build another attempt runs: dropped");
             return JobDisposition::Done;
         }
         Ok(ClaimOutcome::AttemptsExhausted(build)) => {
-            tracing::warn!(build_id, reason = ?build.reason, "build out of attempts: errored");
+            tracing::warn!(build_id = build_id.get(), reason = ?build.reason, "build out of attempts: errored");
             return JobDisposition::Done;
         }
         Err(StoreError::NotFound(_)) => {
             tracing::warn!(
-                build_id,
+                build_id = build_id.get(),
                 "job for an unknown build (repo removed?): dropped"
             );
             return JobDisposition::Done;
         }
         Err(error) => {
-            tracing::warn!(build_id, %error, "cannot claim the build: job handed back");
+            tracing::warn!(build_id = build_id.get(), %error, "cannot claim the build: job handed back");
             return JobDisposition::Retry;
         }
     };
-    let span = tracing::info_span!("build", build_id, attempt = claimed.attempt.get());
+    let span = tracing::info_span!(
+        "build",
+        build_id = build_id.get(),
+        attempt = claimed.attempt.get()
+    );
     run_claimed(context, &claimed).instrument(span).await
 }
 

@@ -52,7 +52,7 @@ pub(super) async fn run_stages(
         }
         if log.fenced_out() {
             tracing::warn!(
-                build_id = build.id,
+                build_id = build.id.get(),
                 "a newer attempt owns the build: no further stage runs here"
             );
             return Outcome::Final(Verdict::errored("superseded by a newer attempt"));

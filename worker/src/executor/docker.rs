@@ -15,7 +15,7 @@ use bollard::query_parameters::{
     UploadToContainerOptionsBuilder,
 };
 use futures::StreamExt;
-use ocelot_core::ids::Attempt;
+use ocelot_core::ids::{Attempt, BuildId};
 use ocelot_core::model::LogStream;
 use ocelot_core::secrets::RegistryLogin;
 use std::collections::HashMap;
@@ -47,7 +47,7 @@ pub(crate) const LABEL_INSTANCE: &str = "io.ocelot.instance";
 /// The labels of the container of `build_id`'s `attempt`, by which the sweeper finds it
 /// and tells whether an attempt still owns it.
 pub fn container_labels(
-    build_id: i64,
+    build_id: BuildId,
     attempt: Attempt,
     worker_id: &str,
     instance: &str,
@@ -62,7 +62,7 @@ pub fn container_labels(
 
 /// The name of a container of `build_id`'s `attempt`: `ocelot-build-BUILD-ATTEMPT-RANDOM`
 /// (the random part keeps the containers of one attempt apart).
-pub fn container_name(build_id: i64, attempt: Attempt) -> String {
+pub fn container_name(build_id: BuildId, attempt: Attempt) -> String {
     let suffix = uuid::Uuid::new_v4().simple().to_string();
     format!("ocelot-build-{build_id}-{attempt}-{}", &suffix[..6])
 }
@@ -114,7 +114,7 @@ impl Drop for BuildContainer {
 #[derive(Debug)]
 pub(crate) struct ContainerSpec<'a> {
     pub(crate) image: &'a str,
-    pub(crate) build_id: i64,
+    pub(crate) build_id: BuildId,
     pub(crate) attempt: Attempt,
     pub(crate) worker_id: &'a str,
     pub(crate) instance: &'a str,

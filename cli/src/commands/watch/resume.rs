@@ -5,7 +5,7 @@
 use crate::client::{self, CliError};
 use crate::exit::ExitStatus;
 use ocelot_domain::events::Position;
-use ocelot_domain::ids::Attempt;
+use ocelot_domain::ids::{Attempt, BuildId};
 use ocelot_proto::v1::WatchBuildRequest;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -98,9 +98,9 @@ impl<D: Iterator<Item = Duration>> Resume<D> {
 
     /// The request for the next stream of `build_id`'s `attempt` (`0`: the current one):
     /// after the last event shown.
-    pub(super) fn request(&self, build_id: i64, attempt: Attempt) -> WatchBuildRequest {
+    pub(super) fn request(&self, build_id: BuildId, attempt: Attempt) -> WatchBuildRequest {
         WatchBuildRequest {
-            id: build_id,
+            id: build_id.into(),
             after_attempt: self.last.attempt.into(),
             after_seq: self.last.seq.into(),
             attempt: attempt.into(),
@@ -162,7 +162,7 @@ impl<D: Iterator<Item = Duration>> Resume<D> {
 }
 
 /// The error of a watch that gave up on a broken stream.
-pub(super) fn gave_up(build_id: i64, reason: &str) -> CliError {
+pub(super) fn gave_up(build_id: BuildId, reason: &str) -> CliError {
     CliError::new(
         ExitStatus::Unreachable,
         format!(
@@ -235,12 +235,15 @@ mod tests {
     #[test]
     fn the_first_stream_starts_at_the_beginning() {
         let resume = Resume::new(every_second);
-        let request = resume.request(12, Attempt::NONE);
+        let request = resume.request(BuildId::from(12), Attempt::NONE);
         assert_eq!(request.id, 12);
         assert_eq!((request.after_attempt, request.after_seq), (0, 0));
         assert_eq!(request.attempt, 0);
         // an earlier attempt asked for by number is asked for on every stream
-        assert_eq!(resume.request(12, Attempt::from(2)).attempt, 2);
+        assert_eq!(
+            resume.request(BuildId::from(12), Attempt::from(2)).attempt,
+            2
+        );
     }
 
     #[test]
@@ -248,7 +251,7 @@ mod tests {
         let mut resume = Resume::new(every_second);
         assert_eq!(resume.seen(at(1, 1)), Seen::New { reconnected: false });
         assert_eq!(resume.seen(at(1, 2)), Seen::New { reconnected: false });
-        let request = resume.request(12, Attempt::NONE);
+        let request = resume.request(BuildId::from(12), Attempt::NONE);
         assert_eq!((request.after_attempt, request.after_seq), (1, 2));
         // the admin repeats what the client has: never shown twice
         assert_eq!(resume.seen(at(1, 1)), Seen::Again);
@@ -258,7 +261,7 @@ mod tests {
         assert_eq!(resume.seen(at(2, 1)), Seen::New { reconnected: false });
         // an attempt the new one replaced is over, however far it got
         assert_eq!(resume.seen(at(1, 50)), Seen::Again);
-        let request = resume.request(12, Attempt::NONE);
+        let request = resume.request(BuildId::from(12), Attempt::NONE);
         assert_eq!((request.after_attempt, request.after_seq), (2, 1));
     }
 
@@ -268,7 +271,7 @@ mod tests {
         // the made-up result of a build cancelled while queued
         assert_eq!(resume.seen(at(0, 1)), Seen::New { reconnected: false });
         assert_eq!(resume.seen(at(0, 1)), Seen::Again);
-        let request = resume.request(12, Attempt::NONE);
+        let request = resume.request(BuildId::from(12), Attempt::NONE);
         assert_eq!((request.after_attempt, request.after_seq), (0, 1));
         // before anything arrived, the position is (0, 0): even (0, 0) itself is not new
         let mut fresh = Resume::new(every_second);
@@ -609,7 +612,7 @@ mod tests {
 
     #[test]
     fn giving_up_says_how_to_resume() {
-        let error = gave_up(12, "connection refused");
+        let error = gave_up(BuildId::from(12), "connection refused");
         assert_eq!(error.status, ExitStatus::Unreachable);
         assert_eq!(
             error.message,
