@@ -104,7 +104,7 @@ pub(crate) fn app(state: AppState, max_body_bytes: usize) -> axum::Router {
     axum::Router::new()
         .route("/hooks/{provider}", post(handler::receive))
         .route_layer(axum::middleware::from_fn_with_state(
-            state.clone(),
+            state.limiter.clone(),
             rate_limit::limit,
         ))
         .route("/healthz", get(|| async { "ok" }))

@@ -1,6 +1,5 @@
 //! Per-source rate limits (governor's GCRA, keyed by the peer's IP address).
 
-use crate::state::AppState;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -9,6 +8,7 @@ use governor::{DefaultKeyedRateLimiter, Quota};
 use http::{HeaderValue, StatusCode};
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::num::NonZeroU32;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -36,12 +36,12 @@ fn source_key(ip: IpAddr) -> IpAddr {
 
 /// Refuses a request over its source's rate before its body is read: 429 with Retry-After.
 pub(crate) async fn limit(
-    State(state): State<AppState>,
+    State(limiter): State<Arc<SourceLimiter>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     request: Request,
     next: Next,
 ) -> Response {
-    match state.limiter.check(peer.ip()) {
+    match limiter.check(peer.ip()) {
         Ok(()) => next.run(request).await,
         Err(wait) => {
             let seconds = (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1);
