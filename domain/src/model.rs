@@ -150,24 +150,6 @@ pub enum LogStream {
     System,
 }
 
-impl LogStream {
-    pub fn as_i16(self) -> i16 {
-        match self {
-            LogStream::Stdout => 1,
-            LogStream::Stderr => 2,
-            LogStream::System => 3,
-        }
-    }
-
-    pub fn from_i16(value: i16) -> LogStream {
-        match value {
-            1 => LogStream::Stdout,
-            2 => LogStream::Stderr,
-            _ => LogStream::System,
-        }
-    }
-}
-
 /// A log line as stored in Postgres.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredLine {

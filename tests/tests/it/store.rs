@@ -12,6 +12,22 @@ use ocelot_tests::postgres::TestDatabase;
 use ocelot_tests::wait_until;
 use std::time::Duration;
 
+/// A fresh database with one repo and one build, claimed by worker `w1` (attempt 1).
+async fn claimed_build() -> (TestDatabase, Store, ocelot_core::model::Build) {
+    let database = TestDatabase::create().await.unwrap();
+    let store = Store::connect(&database.url).await.unwrap();
+    let repo = store
+        .add_repo("r", "git://h/r", "main", None)
+        .await
+        .unwrap();
+    let build = store.insert_build(&new_build(repo.id)).await.unwrap().build;
+    let ClaimOutcome::Claimed(claimed) = store.claim_build(build.id, "w1", 3, true).await.unwrap()
+    else {
+        panic!("claim refused");
+    };
+    (database, store, claimed)
+}
+
 fn new_build(repo_id: RepoId) -> NewBuild {
     NewBuild {
         repo_id,
@@ -294,17 +310,8 @@ async fn the_sweeper_publishes_a_queued_build_whose_job_never_reached_nats() {
 /// stage rows follow the stage events in the same transaction.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stored_events_come_back_in_order_with_the_stages_they_imply() {
-    let database = TestDatabase::create().await.unwrap();
-    let store = Store::connect(&database.url).await.unwrap();
-    let repo = store
-        .add_repo("r", "git://h/r", "main", None)
-        .await
-        .unwrap();
-    let build = store.insert_build(&new_build(repo.id)).await.unwrap().build;
-    let ClaimOutcome::Claimed(claimed) = store.claim_build(build.id, "w1", 3, true).await.unwrap()
-    else {
-        panic!("claim refused");
-    };
+    let (_database, store, claimed) = claimed_build().await;
+    let build = claimed.clone();
     let event = |seq: u64, kind: EventKind| BuildEvent {
         build_id: build.id,
         attempt: Attempt::FIRST,
@@ -545,17 +552,8 @@ async fn logs_of_the_old_shape_are_migrated_into_events() {
 /// row nor its events; a new build cannot begin running either.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_finish_to_a_state_that_is_not_a_result_is_refused_and_writes_nothing() {
-    let database = TestDatabase::create().await.unwrap();
-    let store = Store::connect(&database.url).await.unwrap();
-    let repo = store
-        .add_repo("r", "git://h/r", "main", None)
-        .await
-        .unwrap();
-    let build = store.insert_build(&new_build(repo.id)).await.unwrap().build;
-    let ClaimOutcome::Claimed(claimed) = store.claim_build(build.id, "w1", 3, true).await.unwrap()
-    else {
-        panic!("claim refused");
-    };
+    let (_database, store, claimed) = claimed_build().await;
+    let build = claimed.clone();
     let event = |seq: u64, kind: EventKind| BuildEvent {
         build_id: build.id,
         attempt: Attempt::FIRST,
@@ -665,13 +663,17 @@ async fn a_finish_to_a_state_that_is_not_a_result_is_refused_and_writes_nothing(
     let error = store
         .insert_build(&NewBuild {
             state: BuildState::Running,
-            ..new_build(repo.id)
+            ..new_build(claimed.repo_id)
         })
         .await
         .unwrap_err()
         .to_string();
     assert!(error.contains("a new build cannot be `running`"), "{error}");
     // the refused insert took no number
-    let next = store.insert_build(&new_build(repo.id)).await.unwrap().build;
+    let next = store
+        .insert_build(&new_build(claimed.repo_id))
+        .await
+        .unwrap()
+        .build;
     assert_eq!(next.number, build.number + 1);
 }

@@ -159,43 +159,38 @@ mod tests {
     use ocelot_core::secrets::mask::Masker;
     use tokio_util::sync::CancellationToken;
 
-    fn run<'a>(
+    /// Runs `script` in a fresh workspace on this host into a sink keeping `max_bytes`.
+    async fn on_host(
         script: &[&str],
         masker: Masker,
         deadline: Option<std::time::Duration>,
-    ) -> ScriptRun<'a> {
+        max_bytes: u64,
+    ) -> (ScriptOutcome, VecSink, tempfile::TempDir) {
+        let workspace = tempfile::tempdir().unwrap();
+        let mut host = HostEnvironment::new(workspace.path().to_path_buf());
+        let mut sink = VecSink::new(max_bytes);
         let lines: Vec<String> = script.iter().map(|l| l.to_string()).collect();
-        ScriptRun {
+        let run = ScriptRun {
             stage: "test",
             script: shell_script(&lines),
             env: vec!["GREETING=hello".into()],
             deadline: deadline.map(|d| std::time::Instant::now() + d),
             masker,
             cancel: CancellationToken::new(),
-        }
+        };
+        let outcome = host.run(run, &mut sink).await.unwrap();
+        (outcome, sink, workspace)
     }
 
     #[tokio::test]
     async fn a_script_s_lines_reach_the_sink_in_order_with_their_streams() {
-        let workspace = tempfile::tempdir().unwrap();
-        let mut host = HostEnvironment::new(workspace.path().to_path_buf());
-        let mut sink = VecSink::new(1 << 20);
-        let outcome = host
-            .run(
-                run(
-                    &[
-                        "echo $GREETING",
-                        "echo oops >&2",
-                        "printf 'no newline'",
-                        "exit 3",
-                    ],
-                    Masker::default(),
-                    None,
-                ),
-                &mut sink,
-            )
-            .await
-            .unwrap();
+        let script = [
+            "echo $GREETING",
+            "echo oops >&2",
+            "printf 'no newline'",
+            "exit 3",
+        ];
+        let (outcome, sink, _workspace) = on_host(&script, Masker::default(), None, 1 << 20).await;
         assert_eq!(outcome, ScriptOutcome::Exited(3));
         assert_eq!(sink.texts(), ["hello", "oops", "no newline"]);
         assert_eq!(sink.lines[0].1, LogStream::Stdout);
@@ -204,23 +199,12 @@ mod tests {
 
     #[tokio::test]
     async fn secrets_are_masked_once_even_split_over_two_lines() {
-        let workspace = tempfile::tempdir().unwrap();
-        let mut host = HostEnvironment::new(workspace.path().to_path_buf());
-        let mut sink = VecSink::new(1 << 20);
         let masker = Masker::new(["hunter2-secret", "line one\nline two"]);
-        host.run(
-            run(
-                &[
-                    "echo token=hunter2-secret",
-                    "printf 'line one\\nline two\\n'",
-                ],
-                masker,
-                None,
-            ),
-            &mut sink,
-        )
-        .await
-        .unwrap();
+        let script = [
+            "echo token=hunter2-secret",
+            "printf 'line one\\nline two\\n'",
+        ];
+        let (_, sink, _workspace) = on_host(&script, masker, None, 1 << 20).await;
         let all = sink.texts().join("\n");
         assert!(
             !all.contains("hunter2-secret") && !all.contains("line one"),
@@ -231,20 +215,8 @@ mod tests {
 
     #[tokio::test]
     async fn output_past_the_limit_is_cut_with_one_marker_while_the_script_goes_on() {
-        let workspace = tempfile::tempdir().unwrap();
-        let mut host = HostEnvironment::new(workspace.path().to_path_buf());
-        let mut sink = VecSink::new(1024);
-        let outcome = host
-            .run(
-                run(
-                    &["seq 1 10000", "echo done > finished"],
-                    Masker::default(),
-                    None,
-                ),
-                &mut sink,
-            )
-            .await
-            .unwrap();
+        let script = ["seq 1 10000", "echo done > finished"];
+        let (outcome, sink, workspace) = on_host(&script, Masker::default(), None, 1024).await;
         assert_eq!(outcome, ScriptOutcome::Exited(0));
         assert!(
             workspace.path().join("finished").exists(),
@@ -263,20 +235,10 @@ mod tests {
 
     #[tokio::test]
     async fn a_deadline_stops_the_script() {
-        let workspace = tempfile::tempdir().unwrap();
-        let mut host = HostEnvironment::new(workspace.path().to_path_buf());
-        let mut sink = VecSink::new(1 << 20);
-        let outcome = host
-            .run(
-                run(
-                    &["echo start", "sleep 30"],
-                    Masker::default(),
-                    Some(std::time::Duration::from_millis(300)),
-                ),
-                &mut sink,
-            )
-            .await
-            .unwrap();
+        let deadline = Some(std::time::Duration::from_millis(300));
+        let script = ["echo start", "sleep 30"];
+        let (outcome, sink, _workspace) =
+            on_host(&script, Masker::default(), deadline, 1 << 20).await;
         assert_eq!(outcome, ScriptOutcome::TimedOut);
         assert_eq!(sink.texts(), ["start"]);
     }
