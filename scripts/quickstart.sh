@@ -23,6 +23,8 @@ export PATH=$bin:$PATH
 mkdir -p "$state_dir/logs" "$state_dir/pids"
 
 running() { [ -f "$state_dir/pids/$1" ] && kill -0 "$(cat "$state_dir/pids/$1")" 2>/dev/null; }
+# each service connects to NATS as its own user (scripts/nats-auth.conf says what each may
+# do), its password in $OCELOT_NATS_PASSWORDS/<user> (scripts/setup.sh makes them)
 wait_port() {
   for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done
   return 1
@@ -31,7 +33,7 @@ wait_port() {
 export OCELOT_ADMIN=http://127.0.0.1:$admin_port
 if ! running admin; then
   log "starting ocelot-admin on 127.0.0.1:$admin_port (log: $state_dir/logs/admin.log)"
-  OCELOT_ADMIN_LISTEN=127.0.0.1:$admin_port OCELOT_CACHE_DIR=$state_dir/admin-cache \
+  OCELOT_NATS_USER=admin OCELOT_NATS_PASSWORD_FILE=$OCELOT_NATS_PASSWORDS/admin OCELOT_ADMIN_LISTEN=127.0.0.1:$admin_port OCELOT_CACHE_DIR=$state_dir/admin-cache \
     nohup "$bin/ocelot-admin" >"$state_dir/logs/admin.log" 2>&1 &
   echo $! >"$state_dir/pids/admin"
   wait_port "$admin_port" || { log "ocelot-admin did not start:"; tail -20 "$state_dir/logs/admin.log"; exit 1; }
@@ -47,7 +49,7 @@ export OCELOT_TOKEN
 
 if ! running worker; then
   log "starting ocelot-worker (log: $state_dir/logs/worker.log)"
-  OCELOT_CACHE_DIR=$state_dir/worker-cache nohup "$bin/ocelot-worker" --concurrency 2 \
+  OCELOT_NATS_USER=worker OCELOT_NATS_PASSWORD_FILE=$OCELOT_NATS_PASSWORDS/worker OCELOT_CACHE_DIR=$state_dir/worker-cache nohup "$bin/ocelot-worker" --concurrency 2 \
     >"$state_dir/logs/worker.log" 2>&1 &
   echo $! >"$state_dir/pids/worker"
 fi
@@ -55,13 +57,13 @@ fi
 hooks_port=${OCELOT_HOOKS_PORT:-8080}
 if ! running hookhandler; then
   log "starting ocelot-hookhandler on 127.0.0.1:$hooks_port (log: $state_dir/logs/hookhandler.log)"
-  OCELOT_HOOKS_LISTEN=127.0.0.1:$hooks_port OCELOT_CACHE_DIR=$state_dir/hooks-cache \
+  OCELOT_NATS_USER=hookhandler OCELOT_NATS_PASSWORD_FILE=$OCELOT_NATS_PASSWORDS/hookhandler OCELOT_HOOKS_LISTEN=127.0.0.1:$hooks_port OCELOT_CACHE_DIR=$state_dir/hooks-cache \
     nohup "$bin/ocelot-hookhandler" >"$state_dir/logs/hookhandler.log" 2>&1 &
   echo $! >"$state_dir/pids/hookhandler"
 fi
 if ! running poller; then
   log "starting ocelot-poller (log: $state_dir/logs/poller.log)"
-  OCELOT_CACHE_DIR=$state_dir/poller-cache nohup "$bin/ocelot-poller" \
+  OCELOT_NATS_USER=poller OCELOT_NATS_PASSWORD_FILE=$OCELOT_NATS_PASSWORDS/poller OCELOT_CACHE_DIR=$state_dir/poller-cache nohup "$bin/ocelot-poller" \
     >"$state_dir/logs/poller.log" 2>&1 &
   echo $! >"$state_dir/pids/poller"
 fi

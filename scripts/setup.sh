@@ -5,6 +5,8 @@
 #   - the Docker daemon when it is installed but not running
 #   - a PostgreSQL and a NATS JetStream server on loopback, data under one state directory
 #   - the local base image ocelot/busybox (docker import of a busybox-static rootfs)
+#   - NATS users, one per service kind, with only the permissions it needs
+#     (scripts/nats-auth.conf; passwords made once under <state dir>/nats/passwords)
 # Prints the environment to use (OCELOT_DATABASE_URL, OCELOT_NATS_URL) at the end.
 #
 # Environment:
@@ -121,12 +123,63 @@ fi
 "$pg_bin/psql" -h 127.0.0.1 -p "$pg_port" -U ocelot -d postgres -tAc "SELECT 1 FROM pg_database WHERE datname='ocelot'" | grep -q 1 \
   || "$pg_bin/psql" -h 127.0.0.1 -p "$pg_port" -U ocelot -d postgres -qc "CREATE DATABASE ocelot" 
 
-# --- NATS JetStream --------------------------------------------------------------------
+# --- NATS JetStream ---------------------------------------------------------------------
+# The server admits one user per service kind (admin, worker, hookhandler, poller), each
+# allowed only the subjects it needs (scripts/nats-auth.conf); nobody else. Their passwords
+# are made once and kept under $state_dir/nats/passwords (mode 0600); the server's config
+# is written again on every run (the permissions may have changed) and reloaded.
 nats_dir=$state_dir/nats
+nats_passwords=$nats_dir/passwords
+nats_conf=$nats_dir/nats.conf
 mkdir -p "$nats_dir"
+(umask 077 && mkdir -p "$nats_passwords")
+chmod 700 "$nats_passwords"
+nats_users="admin worker hookhandler poller"
+for user in $nats_users; do
+  if [ ! -s "$nats_passwords/$user" ]; then
+    (umask 077 && od -An -tx1 -N24 /dev/urandom | tr -d ' \n' >"$nats_passwords/$user")
+  fi
+  chmod 600 "$nats_passwords/$user"
+done
+(
+  umask 077
+  {
+    echo "# written by scripts/setup.sh: the passwords of $nats_passwords, then scripts/nats-auth.conf"
+    for user in $nats_users; do
+      printf 'OCELOT_NATS_%s_PASSWORD: "%s"\n' "$(echo "$user" | tr '[:lower:]' '[:upper:]')" "$(cat "$nats_passwords/$user")"
+    done
+    cat "$repo_dir/scripts/nats-auth.conf"
+  } >"$nats_conf.new"
+)
+"$nats_bin" -c "$nats_conf.new" -t >/dev/null 2>&1 || { log "the NATS config $nats_conf.new is invalid:"; "$nats_bin" -c "$nats_conf.new" -t; exit 1; }
+mv "$nats_conf.new" "$nats_conf"
+nats_pid=$(cat "$nats_dir/pid" 2>/dev/null || true)
+ours_running() { [ -n "$nats_pid" ] && kill -0 "$nats_pid" 2>/dev/null; }
+# whether the server on the port asks clients for credentials (its INFO line says so)
+nats_requires_auth() {
+  local info
+  info=$(bash -c 'exec 3<>"/dev/tcp/127.0.0.1/$1" && IFS= read -r -t 2 line <&3 && printf "%s" "$line"' _ "$nats_port" 2>/dev/null || true)
+  case $info in *'"auth_required":true'*) return 0 ;; *) return 1 ;; esac
+}
+if (exec 3<>"/dev/tcp/127.0.0.1/$nats_port") 2>/dev/null; then
+  if ! nats_requires_auth; then
+    if ours_running; then
+      # a server from before NATS users: started again with them (streams are kept on disk)
+      log "the nats-server on port $nats_port admits anyone: restarting it with the service users"
+      kill "$nats_pid"
+      for _ in $(seq 1 100); do kill -0 "$nats_pid" 2>/dev/null || break; sleep 0.1; done
+      kill -0 "$nats_pid" 2>/dev/null && { log "nats-server (pid $nats_pid) did not stop"; exit 1; }
+    else
+      log "a NATS server that admits anyone runs on port $nats_port, not started by this script: stop it (or set OCELOT_NATS_PORT) and run this again"
+      exit 1
+    fi
+  elif ours_running; then
+    kill -HUP "$nats_pid" # reload: the permissions may have changed
+  fi
+fi
 if ! (exec 3<>"/dev/tcp/127.0.0.1/$nats_port") 2>/dev/null; then
-  log "starting nats-server (JetStream) on 127.0.0.1:$nats_port"
-  nohup "$nats_bin" -a 127.0.0.1 -p "$nats_port" -js -sd "$nats_dir/jetstream" >"$nats_dir/server.log" 2>&1 &
+  log "starting nats-server (JetStream, service users of $nats_conf) on 127.0.0.1:$nats_port"
+  nohup "$nats_bin" -c "$nats_conf" -a 127.0.0.1 -p "$nats_port" -js -sd "$nats_dir/jetstream" >"$nats_dir/server.log" 2>&1 &
   echo $! > "$nats_dir/pid"
   for _ in $(seq 1 50); do (exec 3<>"/dev/tcp/127.0.0.1/$nats_port") 2>/dev/null && break; sleep 0.1; done
 fi
@@ -145,5 +198,8 @@ export OCELOT_NATS_URL=nats://127.0.0.1:$nats_port
 export OCELOT_PG_BIN=$pg_bin
 export OCELOT_NATS_SERVER=$nats_bin
 export OCELOT_MASTER_KEY_FILE=$master_key
+# each service connects to NATS as its own user: OCELOT_NATS_USER=<admin|worker|hookhandler|poller>
+# OCELOT_NATS_PASSWORD_FILE=\$OCELOT_NATS_PASSWORDS/<that user> (scripts/quickstart.sh does so)
+export OCELOT_NATS_PASSWORDS=$nats_passwords
 ENV
 log "ready: source $state_dir/env"

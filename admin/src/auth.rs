@@ -4,6 +4,10 @@
 //! `authorization: Bearer ...`) that exists, is not revoked and has that scope. The caller's
 //! token then travels in the request's extensions ([`caller`]). The health service is not
 //! behind it: load balancers call it without a token.
+//!
+//! A token may be limited to some repos. [`repo_rule`] says, for every RPC, how that limit
+//! applies; this layer enforces [`RepoRule::EveryRepoOnly`], the handlers the others
+//! (`grpc::scope`). Checking a token costs no database write (see `Store::authenticate`).
 
 use crate::state::AppState;
 use ocelot_core::auth::TokenScope;
@@ -26,6 +30,34 @@ pub(crate) fn required_scope(method: &str) -> TokenScope {
         }
         "TriggerBuild" | "CancelBuild" | "RerunBuild" => TokenScope::Trigger,
         _ => TokenScope::Admin,
+    }
+}
+
+/// How a token limited to some repos (`--repos`) is held to them, per RPC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RepoRule {
+    /// The call names a repo, or a build of one: outside the token's repos it gets the same
+    /// answer as a repo or build that does not exist (adding a repo: refused).
+    OneRepo,
+    /// A listing: only the token's repos (with a repo named, as [`RepoRule::OneRepo`]).
+    Filtered,
+    /// About no repo (the worker registry: ids, tags, capacity).
+    NoRepo,
+    /// Only for tokens that see every repo (tokens: a limited token must not make an
+    /// unlimited one).
+    EveryRepoOnly,
+}
+
+/// How each RPC of `ocelot.v1.Admin` applies a token's repo limit; a method not listed is
+/// [`RepoRule::EveryRepoOnly`] (closed until someone decides).
+pub(crate) fn repo_rule(method: &str) -> RepoRule {
+    match method {
+        "TriggerBuild" | "WatchBuild" | "GetBuild" | "CancelBuild" | "RerunBuild" | "AddRepo"
+        | "RemoveRepo" | "SetRepoOptions" | "AddPoll" | "RemovePoll" | "AddCredential"
+        | "RemoveCredential" => RepoRule::OneRepo,
+        "ListBuilds" | "ListRepos" | "ListPolls" | "ListCredentials" => RepoRule::Filtered,
+        "ListWorkers" => RepoRule::NoRepo,
+        _ => RepoRule::EveryRepoOnly,
     }
 }
 
@@ -79,7 +111,7 @@ where
         Box::pin(async move {
             let method = request.uri().path().rsplit('/').next().unwrap_or_default();
             let needed = required_scope(method);
-            match authorize(&state, request.headers(), needed).await {
+            match authorize(&state, request.headers(), needed, repo_rule(method)).await {
                 Ok(token) => {
                     request.extensions_mut().insert(token);
                     inner.call(request).await
@@ -95,6 +127,7 @@ async fn authorize(
     state: &AppState,
     headers: &http::HeaderMap,
     needed: TokenScope,
+    rule: RepoRule,
 ) -> Result<ApiToken, Status> {
     let header = headers
         .get("authorization")
@@ -123,6 +156,12 @@ async fn authorize(
             found.name, found.scope
         )));
     }
+    if rule == RepoRule::EveryRepoOnly && !found.repos.is_all() {
+        return Err(Status::permission_denied(format!(
+            "the token `{}` is limited to the repos `{}`; this needs a token for every repo",
+            found.name, found.repos
+        )));
+    }
     Ok(found)
 }
 
@@ -140,5 +179,33 @@ mod tests {
         assert_eq!(required_scope("ListTokens"), TokenScope::Admin);
         // a method this table does not know is never open to less than admin
         assert_eq!(required_scope("SomethingNew"), TokenScope::Admin);
+    }
+
+    /// Every RPC of the proto has a decided repo rule: the layer's table covers the
+    /// service's methods (the e2e test `token_scopes` calls each one).
+    #[test]
+    fn every_rpc_has_a_repo_rule() {
+        let proto = include_str!("../../proto/proto/ocelot/v1/admin.proto");
+        let methods: Vec<&str> = proto
+            .lines()
+            .filter_map(|line| line.trim().strip_prefix("rpc "))
+            .filter_map(|rest| rest.split('(').next())
+            .map(str::trim)
+            .collect();
+        assert!(methods.len() >= 20, "{methods:?}");
+        let token_rpcs = ["CreateToken", "ListTokens", "RevokeToken"];
+        for method in methods {
+            let rule = repo_rule(method);
+            if token_rpcs.contains(&method) {
+                assert_eq!(rule, RepoRule::EveryRepoOnly, "{method}");
+            } else {
+                assert_ne!(
+                    rule,
+                    RepoRule::EveryRepoOnly,
+                    "{method} has no repo rule: decide one in `repo_rule`"
+                );
+            }
+        }
+        assert_eq!(repo_rule("SomethingNew"), RepoRule::EveryRepoOnly);
     }
 }

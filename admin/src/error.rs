@@ -70,6 +70,9 @@ impl From<AdminError> for Status {
             AdminError::Trigger(TriggerError::Secrets(secret)) => {
                 secret_status(secret, error.to_string())
             }
+            AdminError::Trigger(TriggerError::NotOnBranch { .. }) => {
+                Status::failed_precondition(error.to_string())
+            }
             AdminError::Trigger(TriggerError::GitTask(_)) => {
                 tracing::error!(error = %ocelot_core::error_chain::error_chain(&error), "trigger failed");
                 Status::internal(error.to_string())

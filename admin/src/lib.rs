@@ -25,7 +25,6 @@ use ocelot_core::discovery::consul::{ConsulArgs, ServiceDefinition, deregister};
 use ocelot_core::env_vars;
 use ocelot_core::secrets::select::SecretStoreArgs;
 use ocelot_core::settings::{DatabaseArgs, LogArgs, NatsArgs, SecretsArgs};
-use ocelot_core::store::Store;
 use state::AppState;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -95,12 +94,18 @@ pub async fn rotate_key(settings: &Settings, new_key_file: &std::path::Path) -> 
         .context("no current master key: set OCELOT_MASTER_KEY_FILE or OCELOT_MASTER_KEY")?;
     let new = MasterKey::from_file(new_key_file).context("loading the new master key")?;
     anyhow::ensure!(old.id() != new.id(), "the new key is the current key");
-    let store = Store::connect(&settings.database.database_url)
+    let store = settings.database.connect()
         .await
         .context("connecting to Postgres")?;
+    // webhook secrets first: a rotation stopped between the two steps can be run again
+    // (secrets already under the new key are skipped)
+    let webhooks = ocelot_core::secrets::webhook::reseal(&store, &old, &new)
+        .await
+        .context("re-encrypting the webhook secrets (nothing was changed)")?;
     let count = ocelot_core::secrets::rotate_master_key(&store, &old, &new)
         .await
-        .context("re-encrypting the credentials (nothing was changed)")?;
+        .context("re-encrypting the credentials (nothing was changed; the webhook secrets are already under the new key: run rotate-key again)")?;
+    eprintln!("re-encrypted {webhooks} webhook secret(s)");
     eprintln!(
         "re-encrypted {count} credential(s) under key {}; now give the admin and every worker OCELOT_MASTER_KEY_FILE={}",
         new.id(),
@@ -118,6 +123,10 @@ pub enum TokenCommand {
         /// read, trigger or admin
         #[arg(long, default_value = "admin")]
         scope: ocelot_core::auth::TokenScope,
+        /// Limit the token to these repos: comma-separated glob patterns over repo names
+        /// (`team/*,other/app`). Default: every repo
+        #[arg(long)]
+        repos: Option<String>,
     },
     /// List tokens (never their values)
     List,
@@ -127,12 +136,16 @@ pub enum TokenCommand {
 
 /// Runs a token command against the database.
 pub async fn token_command(settings: &Settings, command: &TokenCommand) -> anyhow::Result<()> {
-    let store = Store::connect(&settings.database.database_url)
+    let store = settings.database.connect()
         .await
         .context("connecting to Postgres")?;
     match command {
-        TokenCommand::Create { name, scope } => {
-            let token = store.create_token(name, *scope).await?;
+        TokenCommand::Create { name, scope, repos } => {
+            let repos = match repos {
+                Some(list) => ocelot_core::auth::RepoScope::parse_list(list)?,
+                None => ocelot_core::auth::RepoScope::all(),
+            };
+            let token = store.create_scoped_token(name, *scope, &repos).await?;
             eprintln!("token `{name}` ({scope}) created; it is shown once:");
             #[allow(clippy::print_stdout)]
             {
@@ -146,7 +159,10 @@ pub async fn token_command(settings: &Settings, command: &TokenCommand) -> anyho
                 } else {
                     "active"
                 };
-                eprintln!("{:<24} {:<8} {state}", token.name, token.scope);
+                eprintln!(
+                    "{:<24} {:<8} {state:<8} {}",
+                    token.name, token.scope, token.repos
+                );
             }
         }
         TokenCommand::Revoke { name } => {
@@ -170,6 +186,7 @@ pub async fn run(
         &settings.secrets,
         &settings.secret_store,
         &settings.nats,
+        ocelot_core::queue::Setup::Streams,
     )
     .await?;
     let trigger = connections.trigger(cache_dir(settings.cache_dir, "admin"));
@@ -178,11 +195,21 @@ pub async fn run(
         secrets,
         bus,
     } = connections;
+    let master_key = settings
+        .secrets
+        .load()
+        .context("loading the master key")?;
+    if let Some(key) = &master_key {
+        ocelot_core::secrets::webhook::seal_plain_secrets(&store, key)
+            .await
+            .context("sealing the webhook secrets stored in plain text")?;
+    }
     let state = AppState {
         store,
         bus,
         secrets,
         trigger,
+        master_key,
     };
     let address = listener
         .local_addr()

@@ -12,4 +12,6 @@ pub(crate) struct AppState {
     pub(crate) bus: Bus,
     pub(crate) secrets: Secrets,
     pub(crate) trigger: Trigger,
+    /// Seals the webhook secrets of new repos (`None`: `repos add` is refused).
+    pub(crate) master_key: Option<ocelot_core::secrets::cipher::MasterKey>,
 }

@@ -19,8 +19,8 @@ use ocelot_core::model::Build;
 use ocelot_core::store::Store;
 use ocelot_proto::v1 as pb;
 use plan::{
-    Gap, GapFill, GapWait, QuietBus, REPLAY_PAGE, Sent, Stream, comes_after, more_pages,
-    replaced_result, replay_after, result_event, stream_for,
+    Gap, GapFill, GapWait, QuietBus, REPLAY_PAGE, Sent, Stream, check_bus_result, comes_after,
+    more_pages, replaced_result, replay_after, result_event, stream_for,
 };
 use std::pin::Pin;
 use std::time::Duration;
@@ -103,6 +103,11 @@ async fn follow_live(
                 if !comes_after(event.position(), last) {
                     continue;
                 }
+                // a result is relayed only when Postgres agrees with it (anyone who can
+                // publish on the bus could forge one)
+                if event.is_result() && !result_agrees(&state.store, &event).await? {
+                    continue;
+                }
                 // events the bus lost (published while NATS was away) come from Postgres
                 if let Some(gap) = Gap::between(last, event.position()) {
                     for missed in fill_gap(&state.store, build.id, gap).await? {
@@ -132,6 +137,28 @@ async fn follow_live(
                     return replay_final(&state.store, &current, last, sender).await;
                 }
             }
+        }
+    }
+}
+
+/// Whether a result event from the bus agrees with the build row; one that does not is
+/// logged and dropped (the real result, or the row once final, ends the stream).
+async fn result_agrees(store: &Store, event: &BuildEvent) -> Result<bool, Status> {
+    let row = store
+        .get_build(event.build_id)
+        .await
+        .map_err(AdminError::from)?;
+    match check_bus_result(event, &row) {
+        Ok(()) => Ok(true),
+        Err(why) => {
+            tracing::warn!(
+                build_id = event.build_id.get(),
+                attempt = event.attempt.get(),
+                seq = event.seq.get(),
+                %why,
+                "dropped a result event from the log bus that disagrees with Postgres (forged?)"
+            );
+            Ok(false)
         }
     }
 }

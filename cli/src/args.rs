@@ -86,6 +86,11 @@ pub enum TokenCommand {
         /// read, trigger or admin
         #[arg(long, default_value = "read")]
         scope: String,
+        /// Limit the token to these repos: comma-separated glob patterns over repo names
+        /// (`team/*,other/app`; `*` stays within one `/` segment, `**` crosses them).
+        /// Default: every repo
+        #[arg(long, value_delimiter = ',')]
+        repos: Vec<String>,
     },
     /// List tokens (never their values)
     List {
@@ -269,6 +274,11 @@ pub enum ReposCommand {
         /// credentials (default false: a fork's code never sees them)
         #[arg(long, action = clap::ArgAction::Set)]
         secrets_for_forks: Option<bool>,
+        /// Whether builds whose ocelot.yml names no image may run directly on
+        /// `--executor host` workers, as an unprivileged per-build user (default false:
+        /// refused, the build ends errored). Pull-request builds never run on the host
+        #[arg(long, action = clap::ArgAction::Set)]
+        allow_host: Option<bool>,
     },
 }
 

@@ -3,7 +3,7 @@
 //! directory that caches repository mirrors.
 
 use crate::git::MirrorCache;
-use crate::queue::{Bus, QueueError};
+use crate::queue::{Bus, QueueError, Setup};
 use crate::secrets::SecretError;
 use crate::secrets::select::{SecretStoreArgs, Secrets};
 use crate::settings::{DatabaseArgs, NatsArgs, SecretsArgs};
@@ -43,22 +43,19 @@ pub enum ConnectError {
 }
 
 /// Connects to Postgres (applying migrations), opens the credential store, then connects to
-/// NATS (creating the streams).
+/// NATS (creating the streams when `setup` says so).
 pub async fn connect(
     database: &DatabaseArgs,
     master_key: &SecretsArgs,
     secret_store: &SecretStoreArgs,
     nats: &NatsArgs,
+    setup: Setup,
 ) -> Result<Connections, ConnectError> {
-    let store = Store::connect(&database.database_url)
-        .await
-        .map_err(ConnectError::Store)?;
+    let store = database.connect().await.map_err(ConnectError::Store)?;
     let secrets = Secrets::open(secret_store, master_key, store.clone())
         .await
         .map_err(ConnectError::Secrets)?;
-    let bus = Bus::connect(&nats.nats_url)
-        .await
-        .map_err(ConnectError::Bus)?;
+    let bus = Bus::connect(nats, setup).await.map_err(ConnectError::Bus)?;
     Ok(Connections {
         store,
         secrets,

@@ -4,7 +4,13 @@
 //! route the job (`machineTag`) and apply the branch filter (for a pull request: its base
 //! branch), honour `[skip ci]` on automatic triggers, insert the build row, publish the job.
 //! Automatic triggers are idempotent: one build per repo, branch (or pull request, or tag)
-//! and commit. A publish that fails leaves the build `queued` with its job unpublished: the
+//! and commit.
+//!
+//! A commit is built "on a branch" only when that branch's head is the commit or descends
+//! from it (a tag build: only the tag's own commit), so a `trigger` token cannot run another
+//! branch's (or a fork's) code under `main`'s name, `\branch main` stages and secrets. A
+//! pull request is built under its own name, `pull/N`, never its source branch's: a fork's
+//! branch called `main` is not `main`. A publish that fails leaves the build `queued` with its job unpublished: the
 //! admin's sweeper publishes it later, so no build is lost between the two steps.
 
 use crate::build_state::BuildState;
@@ -26,7 +32,8 @@ const GIT_TIMEOUT: Duration = Duration::from_secs(120);
 pub struct TriggerRequest {
     /// The repository's name or URL.
     pub repo: String,
-    /// `None`: the repository's default branch. For a tag push: the tag's name.
+    /// `None`: the repository's default branch. For a tag push: the tag's name. Ignored for
+    /// a pull request, which is built as [`pull_request_branch`] (`pull/N`).
     pub branch: Option<String>,
     /// `None`: the branch's head.
     pub commit: Option<String>,
@@ -64,6 +71,23 @@ pub enum TriggerError {
     Secrets(#[from] SecretError),
     #[error("the git task failed")]
     GitTask(#[from] tokio::task::JoinError),
+    /// The commit is not on the branch (or is not the tag) it was asked to be built as.
+    #[error(
+        "commit {commit} is not on {what} `{name}` of {url}: a build of a branch must be its head or one of its ancestors (push the commit to the branch, or build the branch it is on)"
+    )]
+    NotOnBranch {
+        url: String,
+        commit: String,
+        /// `branch` or `tag`.
+        what: &'static str,
+        name: String,
+    },
+}
+
+/// The name a pull request is built under (`GIT_BRANCH`, `\branch` conditions, the previous
+/// successful commit): `pull/N`, never its source branch's name.
+pub fn pull_request_branch(number: i64) -> String {
+    format!("pull/{number}")
 }
 
 /// What the build's `ocelot.yml` and commit say before any worker reads them.
@@ -132,6 +156,8 @@ fn dedupe_key(
 /// What git says about the commit to build.
 struct Resolved {
     commit: String,
+    /// Whether the commit is on the branch (or is the tag) it is built as.
+    on_branch: bool,
     config: Option<String>,
     message: String,
 }
@@ -185,27 +211,47 @@ async fn queue_build(
 ) -> Result<Inserted, TriggerError> {
     let repo = store.find_repo(&request.repo).await?;
     let auth = BuildCredentials::new(secrets.for_repo(&repo.name).await?).git_auth(&repo.url);
-    let branch = request
-        .branch
-        .clone()
-        .filter(|b| !b.is_empty())
-        .unwrap_or_else(|| repo.default_branch.clone());
+    let branch = match &request.pull_request {
+        Some(pr) => pull_request_branch(pr.number),
+        None => request
+            .branch
+            .clone()
+            .filter(|b| !b.is_empty())
+            .unwrap_or_else(|| repo.default_branch.clone()),
+    };
+    // a given commit must be on the branch (a tag build: be the tag); a branch's own head is;
+    // a pull request's head is on no branch of this repo
+    let reachable_from = match (&request.pull_request, &request.git_tag) {
+        (Some(_), _) => None,
+        (None, Some(tag)) => Some((format!("refs/tags/{tag}"), false)),
+        (None, None) => Some((format!("refs/heads/{branch}"), true)),
+    };
     let url = repo.url.clone();
     let mirrors = mirrors.clone();
     let wanted_commit = request.commit.clone().filter(|c| !c.is_empty());
     let git_task = {
         let branch = branch.clone();
         tokio::task::spawn_blocking(move || -> Result<Resolved, GitError> {
-            let rev = match wanted_commit {
-                Some(commit) => commit,
-                None => crate::git::resolve_branch(&url, &branch, auth.as_ref())?,
+            let (rev, check) = match wanted_commit {
+                Some(commit) => (commit, reachable_from),
+                None => (
+                    crate::git::resolve_branch(&url, &branch, auth.as_ref())?,
+                    None,
+                ),
             };
             let mirror = mirrors.fetch(&url, auth.as_ref())?;
             let commit = mirrors.resolve_commit(&url, &mirror, &rev)?;
+            let on_branch = match check {
+                Some((git_ref, ancestors)) => {
+                    mirrors.is_reachable(&url, &mirror, &commit, &git_ref, ancestors)?
+                }
+                None => true,
+            };
             let config = mirrors.read_file(&url, &mirror, &commit, "ocelot.yml")?;
             let message = mirrors.commit_message(&url, &mirror, &commit)?;
             Ok(Resolved {
                 commit,
+                on_branch,
                 config,
                 message,
             })
@@ -218,6 +264,20 @@ async fn queue_build(
             message: format!("no answer within {} s", GIT_TIMEOUT.as_secs()),
         })?
         .map_err(TriggerError::GitTask)??;
+    if !resolved.on_branch {
+        let (what, name) = match &request.git_tag {
+            Some(tag) => ("tag", tag.clone()),
+            None => ("branch", branch.clone()),
+        };
+        tracing::warn!(repo = %repo.name, commit = %resolved.commit, what, %name,
+            trigger = request.kind.as_str(), "refused: the commit is not on the branch it names");
+        return Err(TriggerError::NotOnBranch {
+            url: repo.url.clone(),
+            commit: resolved.commit,
+            what,
+            name,
+        });
+    }
     // pushes and polls honour `[skip ci]`; explicit builds and pull requests do not
     let honours_marker = matches!(
         request.kind,

@@ -1,6 +1,7 @@
 //! API tokens: random (160 bits, `ocl_` + 40 hex characters), shown once, stored as SHA-256
 //! hashes, each with a scope. `read` reads builds, logs, repos and polls; `trigger` also
 //! queues builds; `admin` may do everything (repos, polls, credentials, tokens).
+//! A token may also be limited to some repos ([`RepoScope`]: glob patterns over repo names).
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -54,6 +55,119 @@ impl FromStr for TokenScope {
     }
 }
 
+/// The repos a token may see: every repo (the default), or those whose name matches one of
+/// its glob patterns. `*` matches within one path segment (`team/*` is `team/app`, not
+/// `team/a/b`), `**` across segments, `?` one character, `[ab]` a class.
+#[derive(Debug, Clone)]
+pub struct RepoScope {
+    patterns: Vec<String>,
+    set: globset::GlobSet,
+}
+
+/// A `--repos` value that is not a list of glob patterns.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RepoScopeError {
+    #[error("the repo pattern `{pattern}` is not a glob pattern: {message}")]
+    Pattern { pattern: String, message: String },
+    #[error(
+        "the repo list is empty: give glob patterns over repo names, e.g. `team/*,other/app` (leave the option out for every repo)"
+    )]
+    Empty,
+}
+
+impl RepoScope {
+    /// Every repo: what a token without repo patterns sees.
+    pub fn all() -> Self {
+        RepoScope {
+            patterns: Vec::new(),
+            set: globset::GlobSet::empty(),
+        }
+    }
+
+    /// The repos matching one of `patterns`; an empty list means every repo.
+    pub fn new(patterns: &[String]) -> Result<Self, RepoScopeError> {
+        let mut builder = globset::GlobSetBuilder::new();
+        let mut kept = Vec::new();
+        for pattern in patterns {
+            let pattern = pattern.trim();
+            if pattern.is_empty() {
+                continue;
+            }
+            let glob = globset::GlobBuilder::new(pattern)
+                .literal_separator(true)
+                .build()
+                .map_err(|e| RepoScopeError::Pattern {
+                    pattern: pattern.to_string(),
+                    message: e.kind().to_string(),
+                })?;
+            builder.add(glob);
+            kept.push(pattern.to_string());
+        }
+        let set = builder.build().map_err(|e| RepoScopeError::Pattern {
+            pattern: kept.join(","),
+            message: e.to_string(),
+        })?;
+        Ok(RepoScope {
+            patterns: kept,
+            set,
+        })
+    }
+
+    /// A comma-separated list of patterns (`team/*,other/app`), as given to `--repos`; it
+    /// must name at least one.
+    pub fn parse_list(text: &str) -> Result<Self, RepoScopeError> {
+        let patterns: Vec<String> = text
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .map(str::to_string)
+            .collect();
+        if patterns.is_empty() {
+            return Err(RepoScopeError::Empty);
+        }
+        RepoScope::new(&patterns)
+    }
+
+    /// Whether the token sees every repo.
+    pub fn is_all(&self) -> bool {
+        self.patterns.is_empty()
+    }
+
+    /// The patterns (empty: every repo).
+    pub fn patterns(&self) -> &[String] {
+        &self.patterns
+    }
+
+    /// Whether the repo named `repo` is in scope.
+    pub fn allows(&self, repo: &str) -> bool {
+        self.is_all() || self.set.is_match(repo)
+    }
+}
+
+impl Default for RepoScope {
+    fn default() -> Self {
+        RepoScope::all()
+    }
+}
+
+impl PartialEq for RepoScope {
+    fn eq(&self, other: &Self) -> bool {
+        self.patterns == other.patterns
+    }
+}
+
+impl Eq for RepoScope {}
+
+impl fmt::Display for RepoScope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.is_all() {
+            f.write_str("*all*")
+        } else {
+            f.write_str(&self.patterns.join(","))
+        }
+    }
+}
+
 /// The prefix every token starts with (so that a leaked one is recognisable).
 pub const TOKEN_PREFIX: &str = "ocl_";
 
@@ -82,6 +196,26 @@ mod tests {
         assert!(!TokenScope::Trigger.allows(TokenScope::Admin));
         assert!("admin".parse::<TokenScope>().is_ok());
         assert!("root".parse::<TokenScope>().is_err());
+    }
+
+    #[test]
+    fn repo_scopes_match_names_by_glob() {
+        let scope = RepoScope::parse_list("team/*, other/app").unwrap();
+        assert!(scope.allows("team/app"));
+        assert!(scope.allows("other/app"));
+        assert!(!scope.allows("other/app2"));
+        assert!(!scope.allows("team/a/b"), "`*` stays within one segment");
+        assert!(!scope.allows("teamx/app"));
+        assert!(!scope.allows("app"));
+        assert!(RepoScope::parse_list("team/**").unwrap().allows("team/a/b"));
+        assert_eq!(scope.patterns(), ["team/*", "other/app"]);
+        let all = RepoScope::all();
+        assert!(all.is_all() && all.allows("anything/at/all"));
+        assert_eq!(RepoScope::parse_list(" , "), Err(RepoScopeError::Empty));
+        assert!(matches!(
+            RepoScope::parse_list("team/["),
+            Err(RepoScopeError::Pattern { .. })
+        ));
     }
 
     #[test]

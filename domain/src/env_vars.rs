@@ -4,6 +4,20 @@
 pub const OCELOT_DATABASE_URL: &str = "OCELOT_DATABASE_URL";
 /// NATS server URL (`nats://127.0.0.1:4222`).
 pub const OCELOT_NATS_URL: &str = "OCELOT_NATS_URL";
+/// NATS user name of this service (one user per service kind: admin, worker, hookhandler, poller).
+pub const OCELOT_NATS_USER: &str = "OCELOT_NATS_USER";
+/// File holding the NATS password of `OCELOT_NATS_USER` (mode 0600).
+pub const OCELOT_NATS_PASSWORD_FILE: &str = "OCELOT_NATS_PASSWORD_FILE";
+/// The NATS password of `OCELOT_NATS_USER` itself, when no file is given.
+pub const OCELOT_NATS_PASSWORD: &str = "OCELOT_NATS_PASSWORD";
+/// PEM CA certificate that signed the NATS server's certificate: connect over TLS.
+pub const OCELOT_NATS_TLS_CA: &str = "OCELOT_NATS_TLS_CA";
+/// PEM client certificate for NATS TLS (with `OCELOT_NATS_TLS_KEY`), when the server verifies clients.
+pub const OCELOT_NATS_TLS_CERT: &str = "OCELOT_NATS_TLS_CERT";
+/// PEM private key of `OCELOT_NATS_TLS_CERT`.
+pub const OCELOT_NATS_TLS_KEY: &str = "OCELOT_NATS_TLS_KEY";
+/// PEM CA certificate(s) the Postgres server's certificate must chain to (`sslmode=verify-ca`/`verify-full`).
+pub const OCELOT_DATABASE_CA_FILE: &str = "OCELOT_DATABASE_CA_FILE";
 /// Address the admin gRPC server listens on.
 pub const OCELOT_ADMIN_LISTEN: &str = "OCELOT_ADMIN_LISTEN";
 /// Admin address the CLI talks to (`http://127.0.0.1:50051`).
@@ -34,6 +48,9 @@ pub const OCELOT_WORKER_CONCURRENCY: &str = "OCELOT_WORKER_CONCURRENCY";
 pub const OCELOT_WORKER_TAGS: &str = "OCELOT_WORKER_TAGS";
 /// Worker: `docker` or `host`.
 pub const OCELOT_WORKER_EXECUTOR: &str = "OCELOT_WORKER_EXECUTOR";
+/// Worker (`--executor host`): the uids its host builds run as, `FIRST-LAST`, one per
+/// running build, used by no one else on the host (`200000-200999`).
+pub const OCELOT_HOST_BUILD_UIDS: &str = "OCELOT_HOST_BUILD_UIDS";
 /// Worker: its id (default: hostname and a random suffix).
 pub const OCELOT_WORKER_ID: &str = "OCELOT_WORKER_ID";
 /// Worker: attempts a build gets before it ends errored.
@@ -47,6 +64,10 @@ pub const OCELOT_SHUTDOWN_GRACE: &str = "OCELOT_SHUTDOWN_GRACE";
 pub const OCELOT_JOB_ACK_WAIT: &str = "OCELOT_JOB_ACK_WAIT";
 /// Worker: the output a build keeps, in MiB.
 pub const OCELOT_MAX_LOG_MIB: &str = "OCELOT_MAX_LOG_MIB";
+/// Worker: the output lines a build keeps.
+pub const OCELOT_MAX_LOG_LINES: &str = "OCELOT_MAX_LOG_LINES";
+/// Admin: how long the log of a finished build is kept (`90d`; `0` or `forever`: always).
+pub const OCELOT_KEEP_LOGS: &str = "OCELOT_KEEP_LOGS";
 pub const OCELOT_STORE_OUTAGE_BUDGET: &str = "OCELOT_STORE_OUTAGE_BUDGET";
 /// Worker: free disk (MiB) under the cache directory below which it takes no new jobs.
 pub const OCELOT_MIN_FREE_DISK_MIB: &str = "OCELOT_MIN_FREE_DISK_MIB";
@@ -54,6 +75,17 @@ pub const OCELOT_MIN_FREE_DISK_MIB: &str = "OCELOT_MIN_FREE_DISK_MIB";
 pub const OCELOT_CHECK_EVERY: &str = "OCELOT_CHECK_EVERY";
 /// Worker: how often containers and workspaces no attempt owns are removed (`1m`).
 pub const OCELOT_SWEEP_EVERY: &str = "OCELOT_SWEEP_EVERY";
+/// Worker: memory limit of a build container (`2g`); `ocelot.yml` may lower it.
+pub const OCELOT_BUILD_MEMORY: &str = "OCELOT_BUILD_MEMORY";
+/// Worker: CPU limit of a build container (`1.5`); `ocelot.yml` may lower it.
+pub const OCELOT_BUILD_CPUS: &str = "OCELOT_BUILD_CPUS";
+/// Worker: process limit of a build container (`512`); `ocelot.yml` may lower it.
+pub const OCELOT_BUILD_PIDS: &str = "OCELOT_BUILD_PIDS";
+/// Worker: whether builds may reach the worker host's own addresses:
+/// `deny` (default), `allow` or `external`.
+pub const OCELOT_BUILD_HOST_ACCESS: &str = "OCELOT_BUILD_HOST_ACCESS";
+/// Worker: `if-not-present` (default) or `always` pull build images.
+pub const OCELOT_PULL: &str = "OCELOT_PULL";
 /// Hookhandler: largest accepted request body in bytes.
 pub const OCELOT_MAX_BODY_BYTES: &str = "OCELOT_MAX_BODY_BYTES";
 /// Hookhandler: requests per second allowed from one source address.

@@ -14,6 +14,9 @@ pub struct Repo {
     pub default_branch: String,
     /// Whether builds of pull requests from forks get the repo's build secrets.
     pub secrets_for_forks: bool,
+    /// Whether builds that name no image may run directly on `--executor host` workers
+    /// (set by an admin; never for pull requests).
+    pub allow_host: bool,
     pub created_at: SystemTime,
 }
 

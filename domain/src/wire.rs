@@ -130,6 +130,7 @@ impl From<&Repo> for pb::Repo {
             default_branch: repo.default_branch.clone(),
             created_at_ms: unix_ms(repo.created_at),
             secrets_for_forks: repo.secrets_for_forks,
+            allow_host: repo.allow_host,
         }
     }
 }

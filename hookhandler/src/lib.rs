@@ -1,6 +1,6 @@
 //! `ocelot-hookhandler`: the HTTP endpoint for VCS webhooks. A request is rate-limited,
-//! parsed, matched to its repo, verified with the repo's secret, recorded once (by delivery
-//! id) and answered at once; the recorded deliveries are the durable queue that the
+//! matched to its repo (from the few fields that name it), verified over its raw body with
+//! the repo's secret, then parsed, recorded once (by delivery id) and answered at once; the recorded deliveries are the durable queue that the
 //! processors turn into builds through `core::trigger::queue_build`, off the request path.
 //! Stateless: any number can run against one Postgres.
 //!
@@ -11,11 +11,13 @@
 //! - `trigger`: what a delivery asks to build, as stored.
 //! - `processor`: recorded deliveries → builds, with retries.
 //! - `rate_limit`: per-source limits.
+//! - `secret`: the secret a delivery is verified with (a random stand-in for unknown repos).
 
 mod handler;
 mod processor;
 pub mod providers;
 mod rate_limit;
+mod secret;
 mod state;
 mod trigger;
 
@@ -129,10 +131,28 @@ pub async fn run(
         &settings.secrets,
         &settings.secret_store,
         &settings.nats,
+        ocelot_core::queue::Setup::PublishOnly,
     )
     .await?;
     let trigger = connections.trigger(cache_dir(settings.cache_dir.clone(), "hookhandler"));
     let Connections { store, bus, .. } = connections;
+    let master_key = settings
+        .secrets
+        .load()
+        .context("loading the master key")?;
+    match &master_key {
+        Some(key) => {
+            ocelot_core::secrets::webhook::seal_plain_secrets(&store, key)
+                .await
+                .context("sealing the webhook secrets stored in plain text")?;
+        }
+        None => tracing::warn!(
+            "no master key: deliveries for repos whose webhook secret is sealed are refused (set OCELOT_MASTER_KEY_FILE)"
+        ),
+    }
+    let secrets = Arc::new(
+        secret::HookSecrets::new(master_key).context("preparing webhook verification")?,
+    );
     let state = AppState {
         store: store.clone(),
         bus: bus.clone(),
@@ -141,6 +161,7 @@ pub async fn run(
             settings.rate_burst,
         )),
         recorded: Arc::new(Notify::new()),
+        secrets,
     };
     let stop = CancellationToken::new();
     let mut processors = tokio::task::JoinSet::new();

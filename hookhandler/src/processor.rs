@@ -98,6 +98,7 @@ fn retryable(error: &TriggerError) -> bool {
     !matches!(
         error,
         TriggerError::Store(ocelot_core::store::StoreError::NotFound(_))
+            | TriggerError::NotOnBranch { .. }
     )
 }
 

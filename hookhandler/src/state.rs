@@ -15,4 +15,6 @@ pub(crate) struct AppState {
     pub(crate) limiter: Arc<rate_limit::SourceLimiter>,
     /// Wakes the processors when a delivery was recorded.
     pub(crate) recorded: Arc<Notify>,
+    /// The secrets deliveries are verified with.
+    pub(crate) secrets: Arc<crate::secret::HookSecrets>,
 }

@@ -70,6 +70,7 @@ pub async fn run(
         &settings.secrets,
         &settings.secret_store,
         &settings.nats,
+        ocelot_core::queue::Setup::PublishOnly,
     )
     .await?;
     let trigger = connections.trigger(cache_dir(settings.cache_dir.clone(), "poller"));

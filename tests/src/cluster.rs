@@ -2,7 +2,7 @@
 //! the admin and the workers in-process, and the real `ocelot` binary to drive them.
 
 use crate::git::GitServer;
-use crate::nats::NatsServer;
+use crate::nats::{NatsServer, NatsUser};
 use crate::pg_server::PostgresServer;
 use crate::postgres::TestDatabase;
 use anyhow::Context;
@@ -24,6 +24,10 @@ pub struct WorkerSpec {
     pub min_free_disk_mib: u64,
     /// How long its writes wait out a Postgres outage (`--store-outage-budget`).
     pub store_outage_budget: Duration,
+    /// Build container limits, host access and pulls (`--build-memory`, ...).
+    pub sandbox: ocelot_worker::SandboxArgs,
+    /// Output lines a build keeps (`--max-log-lines`).
+    pub max_log_lines: u64,
 }
 
 impl Default for WorkerSpec {
@@ -34,6 +38,8 @@ impl Default for WorkerSpec {
             concurrency: 2,
             min_free_disk_mib: 1,
             store_outage_budget: Duration::from_secs(60),
+            sandbox: ocelot_worker::SandboxArgs::default(),
+            max_log_lines: 1_000_000,
         }
     }
 }
@@ -270,12 +276,7 @@ impl Cluster {
             file.write_all(ocelot_core::secrets::cipher::MasterKey::generate_hex()?.as_bytes())?;
         }
         // what every in-process service of the cluster connects to
-        let database_args = ocelot_core::settings::DatabaseArgs {
-            database_url: database.url.clone(),
-        };
-        let nats_args = ocelot_core::settings::NatsArgs {
-            nats_url: nats.url.clone(),
-        };
+        let database_args = ocelot_core::settings::DatabaseArgs::new(database.url.clone());
         let log_args = ocelot_core::settings::LogArgs {
             log_format: ocelot_core::telemetry::LogFormat::Plain,
         };
@@ -294,7 +295,7 @@ impl Cluster {
         };
         let admin_settings = ocelot_admin::Settings {
             database: database_args.clone(),
-            nats: nats_args.clone(),
+            nats: nats.args(NatsUser::Admin),
             log: log_args.clone(),
             secrets: secrets.clone(),
             secret_store: Default::default(),
@@ -331,12 +332,13 @@ impl Cluster {
             worker_ids.push(worker_id.clone());
             let settings = ocelot_worker::Settings {
                 database: database_args.clone(),
-                nats: nats_args.clone(),
+                nats: nats.args(NatsUser::Worker),
                 log: log_args.clone(),
                 secrets: secrets.clone(),
                 secret_store: Default::default(),
                 consul: Default::default(),
                 health: Default::default(),
+                sandbox: spec.sandbox,
                 concurrency: spec.concurrency,
                 tags: spec.tags,
                 executor: spec.executor,
@@ -347,6 +349,7 @@ impl Cluster {
                 shutdown_grace: Duration::from_secs(5),
                 job_ack_wait: Duration::from_secs(60),
                 max_log_mib: 4,
+                max_log_lines: spec.max_log_lines,
                 store_outage_budget: spec.store_outage_budget,
                 min_free_disk_mib: spec.min_free_disk_mib,
                 check_every: Duration::from_millis(500),
@@ -367,7 +370,7 @@ impl Cluster {
             hooks_url = Some(format!("http://{address}"));
             let settings = ocelot_hookhandler::Settings {
                 database: database_args.clone(),
-                nats: nats_args.clone(),
+                nats: nats.args(NatsUser::Hookhandler),
                 log: log_args.clone(),
                 secrets: secrets.clone(),
                 secret_store: Default::default(),
@@ -390,7 +393,7 @@ impl Cluster {
         for index in 0..spec.pollers {
             let settings = ocelot_poller::Settings {
                 database: database_args.clone(),
-                nats: nats_args.clone(),
+                nats: nats.args(NatsUser::Poller),
                 log: log_args.clone(),
                 secrets: secrets.clone(),
                 secret_store: Default::default(),

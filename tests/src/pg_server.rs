@@ -147,6 +147,37 @@ impl PostgresServer {
         )
     }
 
+    /// Serves TLS with `certificates`' server certificate and refuses every connection
+    /// without it, from the next start on.
+    pub fn require_tls(&self, certificates: &crate::tls::TestCertificates) -> anyhow::Result<()> {
+        use std::io::Write;
+        use std::os::unix::fs::PermissionsExt;
+        let cert = self.data.join("server.crt");
+        let key = self.data.join("server.key");
+        std::fs::copy(&certificates.cert, &cert)?;
+        std::fs::copy(&certificates.key, &key)?;
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600))?;
+        if is_root() {
+            let status = Command::new("chown")
+                .args(["postgres:postgres"])
+                .arg(&cert)
+                .arg(&key)
+                .status()?;
+            anyhow::ensure!(status.success(), "chown of the server certificate failed");
+        }
+        let mut config = std::fs::OpenOptions::new()
+            .append(true)
+            .open(self.data.join("postgresql.conf"))?;
+        writeln!(
+            config,
+            "ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'"
+        )?;
+        let hba = self.data.join("pg_hba.conf");
+        let rules = std::fs::read_to_string(&hba)?;
+        std::fs::write(&hba, format!("hostnossl all all all reject\n{rules}"))?;
+        Ok(())
+    }
+
     /// Stops the server: `fast` ends sessions and shuts down cleanly, `immediate` is a crash.
     pub fn stop(&self, mode: &str) -> anyhow::Result<()> {
         let data = self.data.to_string_lossy().to_string();

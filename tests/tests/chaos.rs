@@ -16,7 +16,7 @@ use ocelot_core::model::Build;
 use ocelot_core::store::Store;
 use ocelot_tests::cluster::{bin_dir, workspaces_in};
 use ocelot_tests::git::GitServer;
-use ocelot_tests::nats::NatsServer;
+use ocelot_tests::nats::{NatsServer, NatsUser};
 use ocelot_tests::pg_server::PostgresServer;
 use ocelot_tests::services::ServiceProcess;
 use ocelot_tests::{free_port, wait_until};
@@ -92,7 +92,6 @@ impl Chaos {
             .unwrap();
         let env = vec![
             ("OCELOT_DATABASE_URL".to_string(), database_url),
-            ("OCELOT_NATS_URL".to_string(), nats.url.clone()),
             (
                 "OCELOT_MASTER_KEY_FILE".to_string(),
                 master_key.to_string_lossy().to_string(),
@@ -116,7 +115,7 @@ impl Chaos {
                 &format!("admin-{index}"),
                 &bin.join("ocelot-admin"),
                 &args,
-                &env,
+                &[env.clone(), nats.env(NatsUser::Admin)].concat(),
                 &dir.path().join(format!("admin-{index}.log")),
             )
             .unwrap();
@@ -150,7 +149,7 @@ impl Chaos {
                     &format!("worker-{index}"),
                     &bin.join("ocelot-worker"),
                     &args,
-                    &env,
+                    &[env.clone(), nats.env(NatsUser::Worker)].concat(),
                     &dir.path().join(format!("worker-{index}.log")),
                 )
                 .unwrap(),
@@ -454,9 +453,12 @@ async fn builds_survive_killed_workers_restarted_servers_and_a_restarted_admin()
 
     tokio::time::sleep(Duration::from_secs(3)).await;
     eprintln!("chaos: Postgres restart");
-    let registry = ocelot_core::queue::Bus::connect(&chaos.nats.url)
-        .await
-        .unwrap();
+    let registry = ocelot_core::queue::Bus::connect(
+        &chaos.nats.args(NatsUser::Admin),
+        ocelot_core::queue::Setup::Streams,
+    )
+    .await
+    .unwrap();
     chaos.postgres.stop("fast").unwrap();
     // back-pressure: the workers take no jobs meanwhile and say why
     let paused = wait_until(

@@ -14,7 +14,7 @@ use ocelot_core::ids::BuildId;
 use ocelot_core::store::Store;
 use ocelot_tests::cluster::bin_dir;
 use ocelot_tests::git::GitServer;
-use ocelot_tests::nats::NatsServer;
+use ocelot_tests::nats::{NatsServer, NatsUser};
 use ocelot_tests::pg_server::PostgresServer;
 use ocelot_tests::services::ServiceProcess;
 use ocelot_tests::{attempt, free_port, wait_until};
@@ -118,8 +118,15 @@ async fn a_worker_cut_off_mid_build_is_fenced_and_the_build_completes_once_elsew
         ("OCELOT_NATS_URL".to_string(), nats.url.clone()),
         ("OCELOT_MASTER_KEY".to_string(), master_key.clone()),
     ];
+    // each service as its own NATS user; the worker containers get the password itself
     let mut worker_env = env.clone();
     worker_env[0].1 = postgres.url_at("ocelot");
+    worker_env.push(("OCELOT_NATS_USER".to_string(), "worker".to_string()));
+    worker_env.push((
+        "OCELOT_NATS_PASSWORD".to_string(),
+        nats.password(NatsUser::Worker).unwrap(),
+    ));
+    let env = [env, nats.env(NatsUser::Admin)].concat();
     let _admin = ServiceProcess::start(
         "admin",
         &bin.join("ocelot-admin"),
@@ -176,7 +183,12 @@ async fn a_worker_cut_off_mid_build_is_fenced_and_the_build_completes_once_elsew
         docker(&args);
         things.containers.push(name);
     }
-    let registry = ocelot_core::queue::Bus::connect(&nats.url).await.unwrap();
+    let registry = ocelot_core::queue::Bus::connect(
+        &nats.args(NatsUser::Admin),
+        ocelot_core::queue::Setup::Streams,
+    )
+    .await
+    .unwrap();
     let joined = wait_until(
         "both worker hosts to join",
         Duration::from_secs(60),

@@ -1,7 +1,7 @@
 //! The log of one build attempt: numbers its events, publishes each to the log bus at once,
 //! and stores them in Postgres in batches (every [`FLUSH_EVENTS`] events or [`FLUSH_EVERY`]),
 //! the same events in both. It keeps the log digest the result carries, applies the build's
-//! log limit to script output, masks Ocelot's own lines (script output arrives masked), and
+//! log limits (bytes and lines) to script output, masks Ocelot's own lines (script output arrives masked), and
 //! stops writing once a newer attempt owns the build (fencing).
 //!
 //! Postgres being away does not lose the log: writes wait out an outage for the worker's
@@ -77,7 +77,7 @@ impl AttemptLog {
         store: Store,
         build_id: BuildId,
         attempt: Attempt,
-        max_log_bytes: u64,
+        limit: LogLimit,
         store_outage_budget: Duration,
     ) -> Self {
         AttemptLog {
@@ -94,7 +94,7 @@ impl AttemptLog {
             store_down: false,
             store_outage_budget,
             masker: Masker::default(),
-            limit: LogLimit::new(max_log_bytes),
+            limit,
         }
     }
 

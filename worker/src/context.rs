@@ -30,8 +30,14 @@ pub(crate) struct WorkerContext {
     pub(crate) hand_back: CancellationToken,
     /// The output a build keeps (bytes).
     pub(crate) max_log_bytes: u64,
+    /// The output lines a build keeps.
+    pub(crate) max_log_lines: u64,
     /// How long a build's writes wait out a Postgres outage before the build goes on
     /// (its log then waits in memory; its result waits this long again, else the job goes
     /// back to the queue).
     pub(crate) store_outage_budget: Duration,
+    /// Build container limits, network, host access and private images.
+    pub(crate) sandbox: Arc<crate::executor::docker::Sandbox>,
+    /// The uids host builds run as (`--host-build-uids`); `None` on a Docker worker.
+    pub(crate) host_users: Option<Arc<crate::executor::host::UidPool>>,
 }

@@ -18,6 +18,7 @@ mod attempt_log;
 mod build_runner;
 mod context;
 mod executor;
+mod host_setup;
 mod job_loop;
 mod lines;
 mod log_limit;
@@ -29,10 +30,15 @@ mod sweeper;
 
 use context::WorkerContext;
 pub use executor::ExecutorKind;
+/// The uids a host worker's builds run as (`--host-build-uids`).
+pub use executor::host::UidRange;
 
 /// How build containers are named and labelled (what the sweeper goes by), for tests that
 /// make containers like a worker's.
 pub use executor::docker::{container_labels, container_name};
+/// The build sandbox's settings and the host firewall rule it relies on.
+pub use executor::docker::firewall::rule_commands as host_firewall_rules;
+pub use executor::docker::{HostAccess, PullPolicy, SandboxArgs};
 
 use anyhow::Context;
 use clap::Parser;
@@ -67,6 +73,9 @@ pub struct Settings {
     pub consul: ConsulArgs,
     #[command(flatten)]
     pub health: ocelot_core::health::HealthArgs,
+    /// Build container limits, network, host access and pulls.
+    #[command(flatten)]
+    pub sandbox: SandboxArgs,
     /// Builds run at once
     #[arg(long, env = env_vars::OCELOT_WORKER_CONCURRENCY, default_value_t = 2)]
     pub concurrency: usize,
@@ -77,6 +86,11 @@ pub struct Settings {
     /// Where scripts run
     #[arg(long, env = env_vars::OCELOT_WORKER_EXECUTOR, value_enum, default_value = "docker")]
     pub executor: ExecutorKind,
+    /// With `--executor host`: the uids its host builds run as, `FIRST-LAST` (at least
+    /// `--concurrency` of them, 10000 or above), one per running build; no other user or
+    /// worker on the host may use them. A host worker runs as root to switch to them
+    #[arg(long, env = env_vars::OCELOT_HOST_BUILD_UIDS, value_parser = UidRange::parse)]
+    pub host_build_uids: Option<UidRange>,
     /// This worker's id (default: host name and a random suffix)
     #[arg(long, env = env_vars::OCELOT_WORKER_ID)]
     pub worker_id: Option<String>,
@@ -102,6 +116,11 @@ pub struct Settings {
     /// counted, not kept (the build goes on). Lines keep at most 64 KiB each
     #[arg(long, env = env_vars::OCELOT_MAX_LOG_MIB, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..))]
     pub max_log_mib: u64,
+    /// The output lines a build keeps: past it, a marker line says so and the rest is
+    /// counted, not kept (the build goes on). Each line costs a row in Postgres and a
+    /// message on the log bus however short it is
+    #[arg(long, env = env_vars::OCELOT_MAX_LOG_LINES, default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_log_lines: u64,
     /// How long a build's Postgres writes wait out an outage (a restart): past it the build
     /// goes on and its log waits in memory until Postgres is back; a result that cannot be
     /// recorded within it sends the job back to the queue
@@ -142,6 +161,10 @@ pub async fn run(
         queue::validate_tag(tag)?;
     }
     anyhow::ensure!(settings.concurrency > 0, "--concurrency must be at least 1");
+    let host_users = match settings.executor {
+        ExecutorKind::Host => Some(host_setup::check(&settings)?),
+        ExecutorKind::Docker => None,
+    };
     let Connections {
         store,
         secrets,
@@ -151,6 +174,7 @@ pub async fn run(
         &settings.secrets,
         &settings.secret_store,
         &settings.nats,
+        ocelot_core::queue::Setup::Streams,
     )
     .await?;
     let docker = match executor::docker::connect().await {
@@ -161,6 +185,13 @@ pub async fn run(
         }
         Err(error) => return Err(error).context("connecting to the Docker Engine"),
     };
+    // builds in containers must not reach this host unless the operator says so
+    if docker.is_some() {
+        let access = settings.sandbox.build_host_access;
+        tokio::task::spawn_blocking(move || executor::docker::firewall::ensure(access))
+            .await
+            .context("checking the host firewall")??;
+    }
     let worker_id = settings.worker_id.clone().unwrap_or_else(default_worker_id);
     // the worker keeps mirrors and workspaces under it
     let cache_dir = settings
@@ -176,6 +207,11 @@ pub async fn run(
     let workspaces = cache_dir.join("workspaces").join(&instance);
     std::fs::create_dir_all(&workspaces)
         .with_context(|| format!("creating {}", workspaces.display()))?;
+    if host_users.is_some() {
+        host_setup::protect_cache_dir(&cache_dir, &workspaces)?;
+    }
+    let sandbox = executor::docker::Sandbox::new(&settings.sandbox, &cache_dir)
+        .with_context(|| format!("reading the private images under {}", cache_dir.display()))?;
     let context = WorkerContext {
         worker_id,
         instance,
@@ -190,7 +226,10 @@ pub async fn run(
         secrets,
         hand_back: CancellationToken::new(),
         max_log_bytes: settings.max_log_mib.saturating_mul(1024 * 1024),
+        max_log_lines: settings.max_log_lines,
         store_outage_budget: settings.store_outage_budget,
+        sandbox: Arc::new(sandbox),
+        host_users,
     };
     tracing::info!(worker_id = %context.worker_id, tags = ?settings.tags,
         concurrency = settings.concurrency, executor = ?settings.executor, "worker started");

@@ -1,6 +1,9 @@
-//! How much output a build keeps. Up to the limit every line is kept; the first line past
-//! it is replaced by a marker saying so, and from then on output is only counted (not kept,
-//! not held) while the build goes on. Ocelot's own lines are not subject to it.
+//! How much output a build keeps: at most so many bytes and so many lines. Up to both
+//! limits every line is kept; the first line past either is replaced by a marker saying
+//! which limit it hit, and from then on output is only counted (not kept, not held) while
+//! the build goes on. The line limit matters as much as the byte one: an empty line costs
+//! one byte of output but a row in Postgres and a message on the bus. Ocelot's own lines
+//! are not subject to it.
 
 /// What happens to one line of output.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -12,27 +15,39 @@ pub(crate) enum Admission {
     Drop,
 }
 
+/// Which limit the log hit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Hit {
+    Bytes,
+    Lines,
+}
+
 #[derive(Debug, Clone)]
 pub(crate) struct LogLimit {
     max_bytes: u64,
+    max_lines: u64,
     kept_bytes: u64,
+    kept_lines: u64,
     dropped_bytes: u64,
-    full: bool,
+    full: Option<Hit>,
 }
 
 impl LogLimit {
-    pub(crate) fn new(max_bytes: u64) -> Self {
+    /// At most `max_bytes` of output (line breaks included) in at most `max_lines` lines.
+    pub(crate) fn new(max_bytes: u64, max_lines: u64) -> Self {
         LogLimit {
             max_bytes,
+            max_lines,
             kept_bytes: 0,
+            kept_lines: 0,
             dropped_bytes: 0,
-            full: false,
+            full: None,
         }
     }
 
     /// Whether output is only counted now.
     pub(crate) fn is_full(&self) -> bool {
-        self.full
+        self.full.is_some()
     }
 
     /// Counts output that was read past the limit without being split into lines.
@@ -47,19 +62,35 @@ impl LogLimit {
         let bytes = u64::try_from(text.len())
             .unwrap_or(u64::MAX)
             .saturating_add(1);
-        if !self.full && self.kept_bytes.saturating_add(bytes) <= self.max_bytes {
+        let hit = if self.kept_lines >= self.max_lines {
+            Some(Hit::Lines)
+        } else if self.kept_bytes.saturating_add(bytes) > self.max_bytes {
+            Some(Hit::Bytes)
+        } else {
+            None
+        };
+        if self.full.is_none() && hit.is_none() {
             self.kept_bytes += bytes;
+            self.kept_lines += 1;
             return Admission::Keep;
         }
         self.dropped_bytes = self.dropped_bytes.saturating_add(bytes);
-        if self.full {
+        if self.full.is_some() {
             return Admission::Drop;
         }
-        self.full = true;
+        self.full = hit;
         Admission::Marker(format!(
             "[ocelot: log truncated: this build printed more than {}; the rest of its output is not kept (the build goes on)]",
-            human_bytes(self.max_bytes)
+            self.limit_hit()
         ))
+    }
+
+    /// `4 MiB` or `1000 lines`: the limit the log hit.
+    fn limit_hit(&self) -> String {
+        match self.full {
+            Some(Hit::Lines) => format!("{} lines", self.max_lines),
+            _ => human_bytes(self.max_bytes),
+        }
     }
 
     /// The line that ends a truncated log: how much output was not kept.
@@ -68,7 +99,7 @@ impl LogLimit {
             format!(
                 "[ocelot: {} bytes of output past the log limit of {} were not kept]",
                 self.dropped_bytes,
-                human_bytes(self.max_bytes)
+                self.limit_hit()
             )
         })
     }
@@ -92,7 +123,7 @@ mod tests {
 
     #[test]
     fn lines_within_the_limit_are_kept_with_their_line_breaks_counted() {
-        let mut limit = LogLimit::new(8);
+        let mut limit = LogLimit::new(8, 100);
         assert_eq!(limit.admit("abc"), Admission::Keep);
         assert_eq!(limit.admit("abc"), Admission::Keep);
         assert!(!limit.is_full());
@@ -101,7 +132,7 @@ mod tests {
 
     #[test]
     fn the_first_line_past_the_limit_becomes_a_marker_then_lines_are_counted() {
-        let mut limit = LogLimit::new(1024);
+        let mut limit = LogLimit::new(1024, 100);
         assert_eq!(limit.admit(&"x".repeat(1000)), Admission::Keep);
         let Admission::Marker(marker) = limit.admit(&"y".repeat(99)) else {
             panic!("expected the marker");
@@ -115,6 +146,46 @@ mod tests {
             limit.report().as_deref(),
             Some("[ocelot: 112 bytes of output past the log limit of 1 KiB were not kept]")
         );
+    }
+
+    #[test]
+    fn empty_lines_past_the_line_limit_become_a_marker_then_are_counted() {
+        let mut limit = LogLimit::new(64 * 1024 * 1024, 3);
+        for _ in 0..3 {
+            assert_eq!(limit.admit(""), Admission::Keep);
+        }
+        let Admission::Marker(marker) = limit.admit("") else {
+            panic!("expected the marker");
+        };
+        assert_eq!(
+            marker,
+            "[ocelot: log truncated: this build printed more than 3 lines; the rest of its output is not kept (the build goes on)]"
+        );
+        assert!(limit.is_full());
+        assert_eq!(limit.admit(""), Admission::Drop);
+        // a line that is neither empty nor past the byte limit is not kept either
+        assert_eq!(limit.admit("later"), Admission::Drop);
+        limit.count_dropped(1000);
+        assert_eq!(
+            limit.report().as_deref(),
+            Some("[ocelot: 1008 bytes of output past the log limit of 3 lines were not kept]")
+        );
+    }
+
+    #[test]
+    fn the_limit_hit_first_is_the_one_named() {
+        // bytes first: the line limit is far
+        let mut limit = LogLimit::new(10, 1000);
+        assert_eq!(limit.admit("0123456789"), Admission::Marker(
+            "[ocelot: log truncated: this build printed more than 10 bytes; the rest of its output is not kept (the build goes on)]".into()
+        ));
+        // lines first, with bytes to spare
+        let mut limit = LogLimit::new(1024, 1);
+        assert_eq!(limit.admit("a"), Admission::Keep);
+        let Admission::Marker(marker) = limit.admit("b") else {
+            panic!("expected the marker");
+        };
+        assert!(marker.contains("more than 1 lines"), "{marker}");
     }
 
     #[test]

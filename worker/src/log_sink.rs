@@ -36,9 +36,13 @@ pub(crate) mod testing {
 
     impl VecSink {
         pub(crate) fn new(max_bytes: u64) -> Self {
+            VecSink::limited(LogLimit::new(max_bytes, u64::MAX))
+        }
+
+        pub(crate) fn limited(limit: LogLimit) -> Self {
             VecSink {
                 lines: Vec::new(),
-                limit: LogLimit::new(max_bytes),
+                limit,
             }
         }
 

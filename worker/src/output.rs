@@ -84,3 +84,32 @@ impl<'a> ScriptOutput<'a> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::log_limit::LogLimit;
+    use crate::log_sink::testing::VecSink;
+
+    #[tokio::test]
+    async fn a_flood_of_empty_lines_stops_at_the_line_limit_and_is_counted() {
+        let mut sink = VecSink::limited(LogLimit::new(64 * 1024 * 1024, 100));
+        let mut output = ScriptOutput::new("flood", &Masker::default());
+        // 1 000 000 empty lines in chunks, as `yes '' | head -n 1000000` prints them
+        let chunk = vec![b'\n'; 10_000];
+        for _ in 0..100 {
+            output.chunk(&mut sink, LogStream::Stdout, &chunk).await;
+        }
+        output.finish(&mut sink).await;
+        assert_eq!(sink.lines.len(), 101, "100 lines and the marker");
+        assert!(sink.texts()[..100].iter().all(|t| t.is_empty()));
+        let (stage, stream, marker) = &sink.lines[100];
+        assert_eq!((stage.as_str(), *stream), ("flood", LogStream::System));
+        assert!(marker.contains("more than 100 lines"), "{marker}");
+        // every byte past the limit was counted, none kept
+        assert_eq!(
+            sink.limit.report().as_deref(),
+            Some("[ocelot: 999900 bytes of output past the log limit of 100 lines were not kept]")
+        );
+    }
+}

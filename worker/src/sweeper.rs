@@ -2,11 +2,14 @@
 //! by this worker's previous incarnation), on this worker's Docker host. A container is kept
 //! only while its build is `running` in the very attempt its labels name; containers of
 //! other installations (another database) are never touched. Workspaces under the worker's
-//! cache directory (`build-ID-ATTEMPT-…`) left by a killed worker go the same way.
+//! cache directory (`build-ID-ATTEMPT-…`) left by a killed worker go the same way, and so
+//! do build networks (labelled like their containers) once their container is gone.
 
 use crate::executor::docker::{LABEL_ATTEMPT, LABEL_BUILD, LABEL_INSTANCE};
 use bollard::Docker;
-use bollard::query_parameters::{ListContainersOptionsBuilder, RemoveContainerOptionsBuilder};
+use bollard::query_parameters::{
+    ListContainersOptionsBuilder, ListNetworksOptionsBuilder, RemoveContainerOptionsBuilder,
+};
 use ocelot_core::BuildState;
 use ocelot_core::ids::{Attempt, BuildId};
 use ocelot_core::store::{Store, StoreError};
@@ -30,6 +33,11 @@ pub(crate) async fn run(
                 Ok(0) => {}
                 Ok(removed) => tracing::info!(removed, "removed build containers no attempt owns"),
                 Err(error) => tracing::warn!(%error, "sweeping leftover build containers failed"),
+            }
+            match sweep_networks(docker, &store, &instance).await {
+                Ok(0) => {}
+                Ok(removed) => tracing::info!(removed, "removed build networks no attempt owns"),
+                Err(error) => tracing::warn!(%error, "sweeping leftover build networks failed"),
             }
         }
         match sweep_workspaces(&store, &workspaces).await {
@@ -153,6 +161,66 @@ pub(crate) async fn remove_earlier_attempts(
             }
         }
     }
+}
+
+/// Whether a resource labelled `labels` belongs to no running attempt any more (unreadable
+/// labels: not one of ours, kept).
+async fn abandoned(
+    store: &Store,
+    labels: &HashMap<String, String>,
+) -> Result<Option<(BuildId, Attempt)>, String> {
+    let build_id = labels
+        .get(LABEL_BUILD)
+        .and_then(|v| v.parse::<BuildId>().ok());
+    let attempt = labels
+        .get(LABEL_ATTEMPT)
+        .and_then(|v| v.parse::<u32>().ok())
+        .map(Attempt::from);
+    let (Some(build_id), Some(attempt)) = (build_id, attempt) else {
+        return Ok(None);
+    };
+    let owned = owned(store, build_id, attempt)
+        .await
+        .map_err(|e| format!("reading build {build_id}: {e}"))?;
+    Ok((!owned).then_some((build_id, attempt)))
+}
+
+/// Removes the build networks no attempt owns; how many were removed. A network whose
+/// container is still being removed is left for the next sweep.
+pub(crate) async fn sweep_networks(
+    docker: &Docker,
+    store: &Store,
+    instance: &str,
+) -> Result<usize, String> {
+    let filters = HashMap::from([(
+        "label".to_string(),
+        vec![format!("{LABEL_INSTANCE}={instance}")],
+    )]);
+    let networks = docker
+        .list_networks(Some(
+            ListNetworksOptionsBuilder::new().filters(&filters).build(),
+        ))
+        .await
+        .map_err(|e| format!("listing networks: {e}"))?;
+    let mut removed = 0;
+    for network in networks {
+        let (Some(id), Some(labels)) = (network.id, network.labels) else {
+            continue;
+        };
+        let Some((build_id, attempt)) = abandoned(store, &labels).await? else {
+            continue;
+        };
+        match docker.remove_network(&id).await {
+            Ok(()) => {
+                tracing::info!(network = %id, build_id = build_id.get(), attempt = attempt.get(), "removed a leftover build network");
+                removed += 1;
+            }
+            Err(error) => {
+                tracing::debug!(network = %id, %error, "cannot remove a leftover build network yet")
+            }
+        }
+    }
+    Ok(removed)
 }
 
 /// One sweep: how many containers were removed.

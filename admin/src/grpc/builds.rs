@@ -3,6 +3,7 @@
 use crate::error::AdminError;
 use crate::state::AppState;
 use ocelot_core::BuildState;
+use ocelot_core::auth::RepoScope;
 use ocelot_core::model::TriggerKind;
 use ocelot_core::store::BuildFilter;
 use ocelot_core::trigger::TriggerRequest;
@@ -12,10 +13,14 @@ use tonic::{Response, Status};
 #[tracing::instrument(skip(state))]
 pub(super) async fn trigger(
     state: &AppState,
+    scope: &RepoScope,
     request: pb::TriggerBuildRequest,
 ) -> Result<Response<pb::TriggerBuildResponse>, Status> {
     if request.repo.trim().is_empty() {
         return Err(AdminError::Invalid("repo is required (a name or a URL)".into()).into());
+    }
+    if !scope.is_all() {
+        super::scope::repo(state, scope, &request.repo).await?;
     }
     let inserted = state
         .trigger
@@ -33,13 +38,10 @@ pub(super) async fn trigger(
 
 pub(super) async fn get(
     state: &AppState,
+    scope: &RepoScope,
     request: pb::GetBuildRequest,
 ) -> Result<Response<pb::BuildDetail>, Status> {
-    let build = state
-        .store
-        .get_build(request.id.into())
-        .await
-        .map_err(AdminError::from)?;
+    let build = super::scope::build(state, scope, request.id.into()).await?;
     let stages = state
         .store
         .stages(build.id, build.attempt)
@@ -60,13 +62,10 @@ pub(super) async fn get(
 /// A new build of the same repo, branch and commit (and pull request or tag) as `build_id`.
 pub(super) async fn rerun(
     state: &AppState,
+    scope: &RepoScope,
     request: pb::RerunBuildRequest,
 ) -> Result<Response<pb::TriggerBuildResponse>, Status> {
-    let original = state
-        .store
-        .get_build(request.build_id.into())
-        .await
-        .map_err(AdminError::from)?;
+    let original = super::scope::build(state, scope, request.build_id.into()).await?;
     let inserted = state
         .trigger
         .queue(TriggerRequest {
@@ -92,19 +91,18 @@ pub(super) async fn rerun(
 
 pub(super) async fn list(
     state: &AppState,
+    scope: &RepoScope,
     request: pb::ListBuildsRequest,
 ) -> Result<Response<pb::ListBuildsResponse>, Status> {
     let repo_id = if request.repo.is_empty() {
         None
     } else {
-        Some(
-            state
-                .store
-                .find_repo(&request.repo)
-                .await
-                .map_err(AdminError::from)?
-                .id,
-        )
+        Some(super::scope::repo(state, scope, &request.repo).await?.id)
+    };
+    // a named repo was checked; otherwise only the token's repos
+    let repo_ids = match repo_id {
+        Some(_) => None,
+        None => super::scope::repo_ids(state, scope).await?,
     };
     let build_state = if request.state == 0 {
         None
@@ -121,6 +119,7 @@ pub(super) async fn list(
             branch: (!request.branch.is_empty()).then_some(request.branch),
             state: build_state,
             limit: i64::from(request.limit),
+            repo_ids,
         })
         .await
         .map_err(AdminError::from)?;

@@ -20,6 +20,32 @@ fn scope_from_wire(scope: Option<pb::CredentialScope>) -> Result<Scope, Status> 
     }
 }
 
+/// A token limited to some repos manages only credentials of one repo among them (a prefix
+/// may cover repos outside them); one of another repo is answered as a missing repo.
+pub(super) fn check_scope(
+    repos: &ocelot_core::auth::RepoScope,
+    scope: Option<&pb::CredentialScope>,
+) -> Result<(), Status> {
+    if repos.is_all() {
+        return Ok(());
+    }
+    match scope.and_then(|s| s.scope.as_ref()) {
+        Some(WireScope::Repo(repo)) => super::scope::check_repo(repos, repo, repo),
+        Some(WireScope::Prefix(_)) => Err(Status::permission_denied(format!(
+            "this token is limited to the repos `{repos}`; credentials for a prefix need a token for every repo"
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// Whether a token limited to `repos` sees a credential: one of a repo among them.
+fn visible(repos: &ocelot_core::auth::RepoScope, scope: &Scope) -> bool {
+    match scope {
+        Scope::Repo(repo) => repos.allows(repo),
+        Scope::Prefix(_) => repos.is_all(),
+    }
+}
+
 fn scope_to_wire(scope: &Scope) -> pb::CredentialScope {
     pb::CredentialScope {
         scope: Some(match scope {
@@ -89,10 +115,15 @@ pub(super) async fn add(
 
 pub(super) async fn list(
     state: &AppState,
+    repos: &ocelot_core::auth::RepoScope,
 ) -> Result<Response<pb::ListCredentialsResponse>, Status> {
     let listed = state.secrets.list().await.map_err(secret_status)?;
     Ok(Response::new(pb::ListCredentialsResponse {
-        credentials: listed.iter().map(to_wire).collect(),
+        credentials: listed
+            .iter()
+            .filter(|c| visible(repos, &c.scope))
+            .map(to_wire)
+            .collect(),
     }))
 }
 

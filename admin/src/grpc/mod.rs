@@ -4,6 +4,7 @@ mod builds;
 mod credentials;
 mod polls;
 mod repos;
+mod scope;
 mod tokens;
 
 use crate::state::AppState;
@@ -117,7 +118,8 @@ impl ocelot_proto::v1::admin_server::Admin for AdminApi {
         &self,
         request: tonic::Request<ocelot_proto::v1::TriggerBuildRequest>,
     ) -> Result<tonic::Response<ocelot_proto::v1::TriggerBuildResponse>, tonic::Status> {
-        builds::trigger(&self.state, request.into_inner()).await
+        let scope = scope::of(&request)?;
+        builds::trigger(&self.state, &scope, request.into_inner()).await
     }
 
     type WatchBuildStream = crate::watch::EventStream;
@@ -126,7 +128,9 @@ impl ocelot_proto::v1::admin_server::Admin for AdminApi {
         &self,
         request: tonic::Request<ocelot_proto::v1::WatchBuildRequest>,
     ) -> Result<tonic::Response<Self::WatchBuildStream>, tonic::Status> {
+        let scope = scope::of(&request)?;
         let request = request.into_inner();
+        scope::check_build(&self.state, &scope, request.id.into()).await?;
         let resume_after = ocelot_core::events::Position {
             attempt: request.after_attempt.into(),
             seq: request.after_seq.into(),
@@ -139,20 +143,23 @@ impl ocelot_proto::v1::admin_server::Admin for AdminApi {
         &self,
         request: tonic::Request<ocelot_proto::v1::GetBuildRequest>,
     ) -> Result<tonic::Response<ocelot_proto::v1::BuildDetail>, tonic::Status> {
-        builds::get(&self.state, request.into_inner()).await
+        let scope = scope::of(&request)?;
+        builds::get(&self.state, &scope, request.into_inner()).await
     }
 
     async fn list_builds(
         &self,
         request: tonic::Request<ocelot_proto::v1::ListBuildsRequest>,
     ) -> Result<tonic::Response<ocelot_proto::v1::ListBuildsResponse>, tonic::Status> {
-        builds::list(&self.state, request.into_inner()).await
+        let scope = scope::of(&request)?;
+        builds::list(&self.state, &scope, request.into_inner()).await
     }
 
     async fn add_repo(
         &self,
         request: tonic::Request<ocelot_proto::v1::AddRepoRequest>,
     ) -> Result<tonic::Response<ocelot_proto::v1::AddRepoResponse>, tonic::Status> {
+        scope::may_add_repo(&scope::of(&request)?, &request.get_ref().name)?;
         repos::add(&self.state, request.into_inner()).await
     }
 
@@ -160,16 +167,20 @@ impl ocelot_proto::v1::admin_server::Admin for AdminApi {
         &self,
         request: tonic::Request<ocelot_proto::v1::ListReposRequest>,
     ) -> Result<tonic::Response<ocelot_proto::v1::ListReposResponse>, tonic::Status> {
-        repos::list(&self.state, request.into_inner()).await
+        let scope = scope::of(&request)?;
+        repos::list(&self.state, &scope, request.into_inner()).await
     }
 
     async fn remove_repo(
         &self,
         request: tonic::Request<ocelot_proto::v1::RemoveRepoRequest>,
     ) -> Result<tonic::Response<ocelot_proto::v1::RemoveRepoResponse>, tonic::Status> {
+        let name = &request.get_ref().name;
+        scope::check_repo(&scope::of(&request)?, name, name)?;
         repos::remove(&self.state, request.into_inner()).await
     }
 
+    /// About no repo: worker ids, tags and capacity, for every token.
     async fn list_workers(
         &self,
         _request: tonic::Request<ocelot_proto::v1::ListWorkersRequest>,
@@ -203,20 +214,25 @@ impl ocelot_proto::v1::admin_server::Admin for AdminApi {
         request: tonic::Request<ocelot_proto::v1::CancelBuildRequest>,
     ) -> Result<tonic::Response<ocelot_proto::v1::CancelBuildResponse>, tonic::Status> {
         let caller = crate::auth::caller(&request)?.name.clone();
-        crate::cancel::cancel(&self.state, request.into_inner().build_id.into(), &caller).await
+        let build_id = request.get_ref().build_id.into();
+        scope::check_build(&self.state, &scope::of(&request)?, build_id).await?;
+        crate::cancel::cancel(&self.state, build_id, &caller).await
     }
 
     async fn rerun_build(
         &self,
         request: tonic::Request<ocelot_proto::v1::RerunBuildRequest>,
     ) -> Result<tonic::Response<ocelot_proto::v1::TriggerBuildResponse>, tonic::Status> {
-        builds::rerun(&self.state, request.into_inner()).await
+        let scope = scope::of(&request)?;
+        builds::rerun(&self.state, &scope, request.into_inner()).await
     }
 
     async fn set_repo_options(
         &self,
         request: tonic::Request<ocelot_proto::v1::SetRepoOptionsRequest>,
     ) -> Result<tonic::Response<ocelot_proto::v1::Repo>, tonic::Status> {
+        let name = &request.get_ref().name;
+        scope::check_repo(&scope::of(&request)?, name, name)?;
         repos::set_options(&self.state, request.into_inner()).await
     }
 
@@ -224,20 +240,24 @@ impl ocelot_proto::v1::admin_server::Admin for AdminApi {
         &self,
         request: tonic::Request<ocelot_proto::v1::AddPollRequest>,
     ) -> Result<tonic::Response<ocelot_proto::v1::Poll>, tonic::Status> {
+        let scope = scope::of(&request)?;
+        scope::repo(&self.state, &scope, &request.get_ref().repo).await?;
         polls::add(&self.state, request.into_inner()).await
     }
 
     async fn list_polls(
         &self,
-        _request: tonic::Request<ocelot_proto::v1::ListPollsRequest>,
+        request: tonic::Request<ocelot_proto::v1::ListPollsRequest>,
     ) -> Result<tonic::Response<ocelot_proto::v1::ListPollsResponse>, tonic::Status> {
-        polls::list(&self.state).await
+        polls::list(&self.state, &scope::of(&request)?).await
     }
 
     async fn remove_poll(
         &self,
         request: tonic::Request<ocelot_proto::v1::RemovePollRequest>,
     ) -> Result<tonic::Response<ocelot_proto::v1::RemovePollResponse>, tonic::Status> {
+        let scope = scope::of(&request)?;
+        scope::repo(&self.state, &scope, &request.get_ref().repo).await?;
         polls::remove(&self.state, request.into_inner()).await
     }
 
@@ -245,20 +265,24 @@ impl ocelot_proto::v1::admin_server::Admin for AdminApi {
         &self,
         request: tonic::Request<ocelot_proto::v1::AddCredentialRequest>,
     ) -> Result<tonic::Response<ocelot_proto::v1::Credential>, tonic::Status> {
+        let scope = scope::of(&request)?;
+        credentials::check_scope(&scope, request.get_ref().scope.as_ref())?;
         credentials::add(&self.state, request.into_inner()).await
     }
 
     async fn list_credentials(
         &self,
-        _request: tonic::Request<ocelot_proto::v1::ListCredentialsRequest>,
+        request: tonic::Request<ocelot_proto::v1::ListCredentialsRequest>,
     ) -> Result<tonic::Response<ocelot_proto::v1::ListCredentialsResponse>, tonic::Status> {
-        credentials::list(&self.state).await
+        credentials::list(&self.state, &scope::of(&request)?).await
     }
 
     async fn remove_credential(
         &self,
         request: tonic::Request<ocelot_proto::v1::RemoveCredentialRequest>,
     ) -> Result<tonic::Response<ocelot_proto::v1::RemoveCredentialResponse>, tonic::Status> {
+        let scope = scope::of(&request)?;
+        credentials::check_scope(&scope, request.get_ref().scope.as_ref())?;
         credentials::remove(&self.state, request.into_inner()).await
     }
 

@@ -2,6 +2,7 @@
 
 use crate::error::AdminError;
 use crate::state::AppState;
+use ocelot_core::auth::RepoScope;
 use ocelot_core::schedule::{self, BranchPatterns};
 use ocelot_proto::v1 as pb;
 use std::time::SystemTime;
@@ -44,10 +45,17 @@ pub(super) async fn add(
     Ok(Response::new(pb::Poll::from(&poll)))
 }
 
-pub(super) async fn list(state: &AppState) -> Result<Response<pb::ListPollsResponse>, Status> {
+pub(super) async fn list(
+    state: &AppState,
+    scope: &RepoScope,
+) -> Result<Response<pb::ListPollsResponse>, Status> {
     let polls = state.store.list_polls().await.map_err(AdminError::from)?;
     Ok(Response::new(pb::ListPollsResponse {
-        polls: polls.iter().map(pb::Poll::from).collect(),
+        polls: polls
+            .iter()
+            .filter(|p| scope.allows(&p.repo_name))
+            .map(pb::Poll::from)
+            .collect(),
     }))
 }
 

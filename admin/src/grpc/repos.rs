@@ -61,9 +61,17 @@ pub(super) async fn add(
     } else {
         request.webhook_secret
     };
+    // sealed like credentials; never stored in plain text
+    let key = state
+        .master_key
+        .as_ref()
+        .ok_or(ocelot_core::secrets::SecretError::NoMasterKey)
+        .map_err(AdminError::from)?;
+    let sealed = ocelot_core::secrets::webhook::seal(key, &request.name, &secret)
+        .map_err(AdminError::from)?;
     let repo = state
         .store
-        .add_repo(&request.name, &request.url, &branch, Some(&secret))
+        .add_repo(&request.name, &request.url, &branch, Some(&sealed))
         .await
         .map_err(AdminError::from)?;
     tracing::info!(repo = %repo.name, url = %repo.url, "repo added");
@@ -75,11 +83,16 @@ pub(super) async fn add(
 
 pub(super) async fn list(
     state: &AppState,
+    scope: &ocelot_core::auth::RepoScope,
     _request: pb::ListReposRequest,
 ) -> Result<Response<pb::ListReposResponse>, Status> {
     let repos = state.store.list_repos().await.map_err(AdminError::from)?;
     Ok(Response::new(pb::ListReposResponse {
-        repos: repos.iter().map(pb::Repo::from).collect(),
+        repos: repos
+            .iter()
+            .filter(|r| scope.allows(&r.name))
+            .map(pb::Repo::from)
+            .collect(),
     }))
 }
 
@@ -112,6 +125,14 @@ pub(super) async fn set_options(
             .await
             .map_err(AdminError::from)?;
         tracing::info!(repo = %repo.name, allowed, "secrets for forks set");
+    }
+    if let Some(allowed) = request.allow_host {
+        repo = state
+            .store
+            .set_repo_allow_host(&repo.name, allowed)
+            .await
+            .map_err(AdminError::from)?;
+        tracing::info!(repo = %repo.name, allowed, "host execution set");
     }
     Ok(Response::new(pb::Repo::from(&repo)))
 }

@@ -2,7 +2,7 @@
 
 use crate::error::AdminError;
 use crate::state::AppState;
-use ocelot_core::auth::TokenScope;
+use ocelot_core::auth::{RepoScope, TokenScope};
 use ocelot_core::model::unix_ms;
 use ocelot_proto::v1 as pb;
 use tonic::{Response, Status};
@@ -18,12 +18,19 @@ pub(super) async fn create(
     if request.name.trim().is_empty() {
         return Err(Status::invalid_argument("a token needs a name"));
     }
+    // no patterns: every repo; patterns that are all blank are a mistake, not "every repo"
+    let repos = if request.repos.is_empty() {
+        RepoScope::all()
+    } else {
+        RepoScope::parse_list(&request.repos.join(","))
+            .map_err(|e| Status::invalid_argument(e.to_string()))?
+    };
     let token = state
         .store
-        .create_token(request.name.trim(), scope)
+        .create_scoped_token(request.name.trim(), scope, &repos)
         .await
         .map_err(AdminError::from)?;
-    tracing::info!(name = %request.name, %scope, "API token created");
+    tracing::info!(name = %request.name, %scope, %repos, "API token created");
     Ok(Response::new(pb::CreateTokenResponse { token }))
 }
 
@@ -38,6 +45,7 @@ pub(super) async fn list(state: &AppState) -> Result<Response<pb::ListTokensResp
                 created_at_ms: unix_ms(t.created_at),
                 last_used_at_ms: t.last_used_at.map(unix_ms).unwrap_or(0),
                 revoked_at_ms: t.revoked_at.map(unix_ms).unwrap_or(0),
+                repos: t.repos.patterns().to_vec(),
             })
             .collect(),
     }))

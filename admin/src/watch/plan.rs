@@ -165,6 +165,47 @@ impl QuietBus {
     }
 }
 
+/// Whether a result event that came over the log bus agrees with the build row in
+/// Postgres, where the worker recorded its result before publishing it: the same attempt,
+/// final state, line count and log checksum. Anyone who can publish on the bus could forge
+/// one; `Err` says how it disagrees, and the event is dropped, never relayed.
+pub(super) fn check_bus_result(event: &BuildEvent, row: &Build) -> Result<(), String> {
+    let EventKind::Result {
+        state,
+        line_count,
+        log_sha256,
+        ..
+    } = &event.kind
+    else {
+        return Err("not a result".into());
+    };
+    if !row.state.is_final() {
+        return Err(format!("the build is still {} in Postgres", row.state));
+    }
+    if event.attempt != row.attempt {
+        return Err(format!(
+            "attempt {} is not the build's last attempt ({})",
+            event.attempt, row.attempt
+        ));
+    }
+    if *state != row.state {
+        return Err(format!("says {state}, Postgres says {}", row.state));
+    }
+    let stored_sha = row.log_sha256.as_deref().unwrap_or_default();
+    if log_sha256.is_empty() || log_sha256 != stored_sha {
+        return Err(format!(
+            "log checksum `{log_sha256}` is not the stored `{stored_sha}`"
+        ));
+    }
+    let stored_lines = row.line_count.and_then(|n| u64::try_from(n).ok());
+    if stored_lines != Some(*line_count) {
+        return Err(format!(
+            "{line_count} lines, Postgres says {stored_lines:?}"
+        ));
+    }
+    Ok(())
+}
+
 /// What a replay of stored events sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Sent {
@@ -627,6 +668,80 @@ mod tests {
             "{reason}"
         );
         assert!(reason.ends_with("attempt 2 followed"), "{reason}");
+    }
+
+    /// A result event of attempt 2 as its worker publishes it.
+    fn bus_result(state: BuildState, sha: &str) -> BuildEvent {
+        BuildEvent {
+            build_id: b7(),
+            attempt: a(2),
+            seq: s(9),
+            at_ms: 5_000,
+            kind: EventKind::Result {
+                state,
+                reason: String::new(),
+                duration_ms: 100,
+                line_count: 42,
+                log_sha256: sha.into(),
+            },
+        }
+    }
+
+    fn failed_row() -> Build {
+        let mut row = build(BuildState::Failed, 2);
+        row.line_count = Some(42);
+        row.log_sha256 = Some("ab".repeat(32));
+        row
+    }
+
+    #[test]
+    fn a_result_that_matches_the_row_is_relayed() {
+        let sha = "ab".repeat(32);
+        assert_eq!(
+            check_bus_result(&bus_result(BuildState::Failed, &sha), &failed_row()),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn a_forged_result_is_dropped() {
+        let sha = "ab".repeat(32);
+        // another state than the stored one
+        let Err(why) = check_bus_result(&bus_result(BuildState::Passed, &sha), &failed_row())
+        else {
+            panic!("a passed result of a failed build was relayed");
+        };
+        assert!(why.contains("says passed"), "{why}");
+        // no checksum, or another one
+        assert!(check_bus_result(&bus_result(BuildState::Failed, ""), &failed_row()).is_err());
+        assert!(
+            check_bus_result(
+                &bus_result(BuildState::Failed, &"cd".repeat(32)),
+                &failed_row()
+            )
+            .is_err()
+        );
+        // another attempt
+        let mut event = bus_result(BuildState::Failed, &sha);
+        event.attempt = a(1);
+        assert!(check_bus_result(&event, &failed_row()).is_err());
+        // another line count
+        let mut event = bus_result(BuildState::Failed, &sha);
+        event.kind = EventKind::Result {
+            state: BuildState::Failed,
+            reason: String::new(),
+            duration_ms: 1,
+            line_count: 41,
+            log_sha256: sha.clone(),
+        };
+        assert!(check_bus_result(&event, &failed_row()).is_err());
+        // a build still running has no result yet
+        let mut running = failed_row();
+        running.state = BuildState::Running;
+        let Err(why) = check_bus_result(&bus_result(BuildState::Passed, &sha), &running) else {
+            panic!("a result of a running build was relayed");
+        };
+        assert!(why.contains("still running"), "{why}");
     }
 
     #[test]

@@ -77,16 +77,21 @@ pub(crate) async fn run(
                     .iter()
                     .map(|r| {
                         json!({"name": r.name, "url": r.url, "default_branch": r.default_branch,
-                                    "secrets_for_forks": r.secrets_for_forks})
+                                    "secrets_for_forks": r.secrets_for_forks,
+                                    "allow_host": r.allow_host})
                     })
                     .collect();
                 println!("{}", serde_json::Value::Array(list));
             } else if repos.is_empty() {
                 eprintln!("no repos: add one with `ocelot repos add NAME URL`");
             } else {
-                println!("{:<24} {:<12} URL", "NAME", "BRANCH");
+                println!("{:<24} {:<12} {:<5} URL", "NAME", "BRANCH", "HOST");
                 for repo in &repos {
-                    println!("{:<24} {:<12} {}", repo.name, repo.default_branch, repo.url);
+                    let host = if repo.allow_host { "yes" } else { "no" };
+                    println!(
+                        "{:<24} {:<12} {:<5} {}",
+                        repo.name, repo.default_branch, host, repo.url
+                    );
                 }
             }
         }
@@ -100,11 +105,13 @@ pub(crate) async fn run(
         ReposCommand::Set {
             name,
             secrets_for_forks,
+            allow_host,
         } => {
             let repo = client
                 .set_repo_options(pb::SetRepoOptionsRequest {
                     name,
                     secrets_for_forks,
+                    allow_host,
                 })
                 .await
                 .map_err(client::from_status)?
@@ -116,6 +123,15 @@ pub(crate) async fn run(
                     "get"
                 } else {
                     "do not get"
+                }
+            );
+            eprintln!(
+                "repo {}: builds naming no image {} on `--executor host` workers (pull requests never do)",
+                repo.name,
+                if repo.allow_host {
+                    "may run"
+                } else {
+                    "do not run"
                 }
             );
         }

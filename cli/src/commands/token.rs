@@ -12,16 +12,22 @@ pub(crate) async fn run(
 ) -> Result<ExitStatus, CliError> {
     let mut client = client::connect(admin).await?;
     match command {
-        TokenCommand::Create { name, scope } => {
+        TokenCommand::Create { name, scope, repos } => {
             let created = client
                 .create_token(pb::CreateTokenRequest {
                     name: name.clone(),
                     scope: scope.clone(),
+                    repos: repos.clone(),
                 })
                 .await
                 .map_err(client::from_status)?
                 .into_inner();
-            eprintln!("token `{name}` ({scope}) created; it is shown once:");
+            let limit = if repos.is_empty() {
+                String::new()
+            } else {
+                format!(", repos {}", repos.join(","))
+            };
+            eprintln!("token `{name}` ({scope}{limit}) created; it is shown once:");
             println!("{}", created.token);
         }
         TokenCommand::List { json } => {
@@ -35,7 +41,8 @@ pub(crate) async fn run(
                 let list: Vec<_> = tokens
                     .iter()
                     .map(|t| json!({"name": t.name, "scope": t.scope, "created_at_ms": t.created_at_ms,
-                                    "last_used_at_ms": t.last_used_at_ms, "revoked": t.revoked_at_ms != 0}))
+                                    "last_used_at_ms": t.last_used_at_ms, "revoked": t.revoked_at_ms != 0,
+                                    "repos": t.repos}))
                     .collect();
                 println!("{}", serde_json::Value::Array(list));
             } else {
@@ -45,7 +52,15 @@ pub(crate) async fn run(
                     } else {
                         "active"
                     };
-                    println!("{:<24} {:<8} {state}", token.name, token.scope);
+                    let repos = if token.repos.is_empty() {
+                        "all repos".to_string()
+                    } else {
+                        token.repos.join(",")
+                    };
+                    println!(
+                        "{:<24} {:<8} {state:<8} {repos}",
+                        token.name, token.scope
+                    );
                 }
             }
         }

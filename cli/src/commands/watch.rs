@@ -87,6 +87,10 @@ async fn follow_attempt(
                                             "ocelot: reconnected: the log of build {build_id} goes on"
                                         );
                                     }
+                                    if let Err(error) = resume::check_result(build_id, &event) {
+                                        renderer.interrupted();
+                                        return Err(error);
+                                    }
                                     if let Some(state) = renderer.event(&event) {
                                         return Ok(ExitStatus::of_build(state));
                                     }

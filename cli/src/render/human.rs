@@ -1,8 +1,10 @@
-//! Human output: log lines on stdout exactly as the build wrote them; on stderr a spinner per
+//! Human output: log lines on stdout as the build wrote them, less any escape sequence but
+//! colours ([`terminal`]: a build must not drive the watcher's terminal); on stderr a spinner per
 //! running stage (on a terminal), a line per finished stage and the result line. Colours only
 //! on a terminal and without `NO_COLOR`.
 
 use super::IntegrityCheck;
+use super::terminal;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use ocelot_domain::BuildState;
 use ocelot_domain::env_vars;
@@ -75,7 +77,8 @@ impl HumanRenderer {
                         "33",
                         &format!(
                             "↻ attempt {} on worker {} (an earlier attempt was lost)",
-                            event.attempt, started.worker
+                            event.attempt,
+                            terminal::plain(&started.worker)
                         ),
                     ));
                 }
@@ -83,7 +86,7 @@ impl HumanRenderer {
             Kind::Line(line) => {
                 let print = || {
                     let mut stdout = std::io::stdout().lock();
-                    let _ = writeln!(stdout, "{}", line.text);
+                    let _ = writeln!(stdout, "{}", terminal::log_line(&line.text));
                     let _ = stdout.flush();
                 };
                 match &self.spinner {
@@ -93,13 +96,14 @@ impl HumanRenderer {
             }
             Kind::StageStarted(stage) => {
                 self.stop_spinner();
-                self.status(paint(self.color, "1;36", &format!("▶ {}", stage.name)));
+                let name = terminal::plain(&stage.name).into_owned();
+                self.status(paint(self.color, "1;36", &format!("▶ {name}")));
                 let spinner = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
                 spinner.set_style(
                     ProgressStyle::with_template("{spinner} {msg} {elapsed}")
                         .unwrap_or_else(|_| ProgressStyle::default_spinner()),
                 );
-                spinner.set_message(stage.name.clone());
+                spinner.set_message(name);
                 spinner.enable_steady_tick(Duration::from_millis(120));
                 self.spinner = Some(spinner);
             }
@@ -107,19 +111,20 @@ impl HumanRenderer {
                 self.stop_spinner();
                 let state = wire::stage_state_from_i32(stage.state);
                 let took = seconds(stage.duration_ms);
+                let name = terminal::plain(&stage.name);
                 let line = match state {
                     ocelot_domain::StageState::Passed => paint(
                         self.color,
                         "32",
-                        &format!("✔ {} passed ({took})", stage.name),
+                        &format!("✔ {name} passed ({took})"),
                     ),
                     ocelot_domain::StageState::Skipped => {
-                        paint(self.color, "2", &format!("⊘ {} skipped", stage.name))
+                        paint(self.color, "2", &format!("⊘ {name} skipped"))
                     }
                     ocelot_domain::StageState::TimedOut => paint(
                         self.color,
                         "31",
-                        &format!("⏱ {} timed out ({took})", stage.name),
+                        &format!("⏱ {name} timed out ({took})"),
                     ),
                     _ => {
                         let code = stage
@@ -129,7 +134,7 @@ impl HumanRenderer {
                         paint(
                             self.color,
                             "31",
-                            &format!("✘ {} failed{code} ({took})", stage.name),
+                            &format!("✘ {name} failed{code} ({took})"),
                         )
                     }
                 };
@@ -142,7 +147,7 @@ impl HumanRenderer {
                 let reason = if result.reason.is_empty() {
                     String::new()
                 } else {
-                    format!(": {}", result.reason)
+                    format!(": {}", terminal::plain(&result.reason))
                 };
                 let (code, word) = match state {
                     BuildState::Passed => ("1;32", "PASSED"),

@@ -3,8 +3,10 @@
 //! workspace. Everything here blocks: async callers run it in `spawn_blocking`.
 
 mod auth;
+mod tree_file;
 
 pub use auth::{DEFAULT_SSH_USERNAME, DEFAULT_TOKEN_USERNAME, GitAuth, is_ssh_url};
+pub use tree_file::TreeFileError;
 // `known_hosts` parsing belongs to the `ssh` credential it checks; re-exported here, where
 // host keys are matched.
 pub use crate::secrets::{KnownHosts, KnownHostsError};
@@ -194,6 +196,41 @@ impl MirrorCache {
         let object = repo.revparse_single(rev).map_err(|_| not_found())?;
         let commit = object.peel_to_commit().map_err(|_| not_found())?;
         Ok(commit.id().to_string())
+    }
+
+    /// Whether `commit` is `git_ref` (`refs/heads/main`, `refs/tags/v1`: peeled to its
+    /// commit) in a mirror, or, when `ancestors` is set, one of its ancestors. An unknown
+    /// ref is [`GitError::BranchNotFound`].
+    pub fn is_reachable(
+        &self,
+        url: &str,
+        mirror: &Path,
+        commit: &str,
+        git_ref: &str,
+        ancestors: bool,
+    ) -> Result<bool, GitError> {
+        let repo = git2::Repository::open_bare(mirror).map_err(|e| classify(url, e))?;
+        let target = find_commit(&repo, url, commit)?.id();
+        let head = repo
+            .find_reference(git_ref)
+            .and_then(|reference| reference.peel_to_commit())
+            .map_err(|_| GitError::BranchNotFound {
+                url: url.to_string(),
+                branch: git_ref
+                    .strip_prefix("refs/heads/")
+                    .or_else(|| git_ref.strip_prefix("refs/tags/"))
+                    .unwrap_or(git_ref)
+                    .to_string(),
+            })?
+            .id();
+        if head == target {
+            return Ok(true);
+        }
+        if !ancestors {
+            return Ok(false);
+        }
+        repo.graph_descendant_of(head, target)
+            .map_err(|e| classify(url, e))
     }
 
     /// The message of `commit` in a mirror.
@@ -460,6 +497,46 @@ mod tests {
                 .unwrap(),
             "third\n"
         );
+    }
+
+    #[test]
+    fn reachability_follows_the_branch_history_only() {
+        let tmp = tempfile::tempdir().unwrap();
+        let origin = tmp.path().join("origin");
+        std::fs::create_dir(&origin).unwrap();
+        git(&origin, &["init", "-q", "-b", "main"]);
+        std::fs::write(origin.join("a"), "1").unwrap();
+        git(&origin, &["add", "."]);
+        git(&origin, &["commit", "-q", "-m", "first"]);
+        git(&origin, &["tag", "v1"]);
+        let first = resolve_branch(&format!("file://{}", origin.display()), "main", None).unwrap();
+        std::fs::write(origin.join("a"), "2").unwrap();
+        git(&origin, &["commit", "-q", "-am", "second"]);
+        git(&origin, &["checkout", "-q", "-b", "other", &first]);
+        std::fs::write(origin.join("b"), "x").unwrap();
+        git(&origin, &["add", "."]);
+        git(&origin, &["commit", "-q", "-m", "elsewhere"]);
+        let url = format!("file://{}", origin.display());
+        let main = resolve_branch(&url, "main", None).unwrap();
+        let other = resolve_branch(&url, "other", None).unwrap();
+
+        let cache = MirrorCache::new(tmp.path().join("cache"));
+        let mirror = cache.fetch(&url, None).unwrap();
+        let reachable = |commit: &str, git_ref: &str, ancestors: bool| {
+            cache
+                .is_reachable(&url, &mirror, commit, git_ref, ancestors)
+                .unwrap()
+        };
+        assert!(reachable(&main, "refs/heads/main", true));
+        assert!(reachable(&first, "refs/heads/main", true));
+        assert!(!reachable(&other, "refs/heads/main", true));
+        assert!(!reachable(&first, "refs/heads/main", false));
+        assert!(reachable(&first, "refs/tags/v1", false));
+        assert!(!reachable(&main, "refs/tags/v1", false));
+        assert!(matches!(
+            cache.is_reachable(&url, &mirror, &main, "refs/heads/nope", true),
+            Err(GitError::BranchNotFound { branch, .. }) if branch == "nope"
+        ));
     }
 
     #[test]

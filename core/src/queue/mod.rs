@@ -6,6 +6,8 @@
 mod cancel;
 mod jobs;
 mod log_bus;
+mod log_stream;
+mod options;
 mod workers;
 
 /// Resolves when JetStream stored a published event.
@@ -13,6 +15,8 @@ pub use async_nats::jetstream::context::PublishAckFuture;
 pub use cancel::CancelRequests;
 pub use jobs::{JobConsumer, JobMessage, validate_tag};
 pub use log_bus::EventSubscription;
+pub use log_stream::{LOGS_MAX_AGE, LOGS_MAX_BYTES};
+pub use options::inbox_prefix;
 pub use workers::{HEARTBEAT_EVERY, WORKER_TTL, WORKERS_BUCKET, WorkerInfo};
 
 use async_nats::jetstream::{self, stream};
@@ -30,6 +34,12 @@ pub const DEFAULT_JOB_ACK_WAIT: Duration = Duration::from_secs(60);
 pub enum QueueError {
     #[error("cannot connect to NATS at {url}: {message}")]
     Connect { url: String, message: String },
+    #[error("NATS credentials: {message}")]
+    Credentials { message: String },
+    #[error(
+        "this service's NATS connection has no worker registry (only the admin and workers open it)"
+    )]
+    NoRegistry,
     #[error("NATS JetStream set-up failed: {0}")]
     Setup(String),
     #[error("publishing to NATS failed: {0}")]
@@ -42,37 +52,56 @@ pub enum QueueError {
     Malformed { subject: String, message: String },
 }
 
-/// Connection to NATS with both streams and the worker bucket set up; cheap to clone.
+/// What a service sets up on the bus when it connects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Setup {
+    /// The admin and workers: create the streams and the worker registry when missing.
+    Streams,
+    /// The hookhandler and pollers: nothing; they only publish jobs (their NATS users may
+    /// not touch the streams), which fails while no admin or worker created the job stream.
+    PublishOnly,
+}
+
+/// Connection to NATS (with both streams and the worker bucket set up, for
+/// [`Setup::Streams`]); cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Bus {
     client: async_nats::Client,
     jetstream: jetstream::Context,
-    /// The worker registry's KV bucket, opened once at start-up.
-    workers: jetstream::kv::Store,
+    /// The worker registry's KV bucket, opened once at start-up ([`Setup::Streams`] only).
+    workers: Option<jetstream::kv::Store>,
 }
 
 impl Bus {
-    /// Connects to `url` and creates the streams when missing.
-    pub async fn connect(url: &str) -> Result<Bus, QueueError> {
-        let client = async_nats::ConnectOptions::new()
-            .connection_timeout(Duration::from_secs(10))
-            .retry_on_initial_connect()
-            .max_reconnects(None)
-            .connect(url)
+    /// Connects as `nats` says and, for [`Setup::Streams`], creates the streams when
+    /// missing.
+    pub async fn connect(
+        nats: &crate::settings::NatsArgs,
+        setup: Setup,
+    ) -> Result<Bus, QueueError> {
+        let url = &nats.nats_url;
+        let client = options::connect_options(nats)?
+            .connect(url.as_str())
             .await
             .map_err(|e| QueueError::Connect {
                 url: url.to_string(),
                 message: e.to_string(),
             })?;
         let jetstream = jetstream::new(client.clone());
-        // the first request may race the connection: wait for it within the timeout
-        let workers = tokio::time::timeout(Duration::from_secs(15), set_up(&jetstream))
-            .await
-            .map_err(|_| QueueError::Connect {
-                url: url.to_string(),
-                message: "no answer within 15 s (is the server running with JetStream, -js?)"
-                    .into(),
-            })??;
+        let workers = match setup {
+            Setup::PublishOnly => None,
+            Setup::Streams => {
+                // the first request may race the connection: wait for it within the timeout
+                let workers = tokio::time::timeout(Duration::from_secs(15), set_up(&jetstream))
+                    .await
+                    .map_err(|_| QueueError::Connect {
+                        url: url.to_string(),
+                        message: "no answer within 15 s (is the server running with JetStream, -js? are --nats-user and its password right?)"
+                            .into(),
+                    })??;
+                Some(workers)
+            }
+        };
         Ok(Bus {
             client,
             jetstream,
@@ -83,6 +112,11 @@ impl Bus {
     /// Whether the NATS connection is up.
     pub fn is_connected(&self) -> bool {
         self.client.connection_state() == async_nats::connection::State::Connected
+    }
+
+    /// The worker registry, when this connection opened it.
+    fn workers(&self) -> Result<&jetstream::kv::Store, QueueError> {
+        self.workers.as_ref().ok_or(QueueError::NoRegistry)
     }
 }
 
@@ -99,16 +133,6 @@ async fn set_up(jetstream: &jetstream::Context) -> Result<jetstream::kv::Store, 
         })
         .await
         .map_err(|e| QueueError::Setup(format!("stream {JOBS_STREAM}: {e}")))?;
-    jetstream
-        .get_or_create_stream(stream::Config {
-            name: LOGS_STREAM.to_string(),
-            subjects: vec!["logs.>".to_string()],
-            retention: stream::RetentionPolicy::Limits,
-            storage: stream::StorageType::File,
-            max_age: Duration::from_secs(14 * 24 * 3600),
-            ..Default::default()
-        })
-        .await
-        .map_err(|e| QueueError::Setup(format!("stream {LOGS_STREAM}: {e}")))?;
+    log_stream::set_up(jetstream).await?;
     workers::open_bucket(jetstream).await
 }

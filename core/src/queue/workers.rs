@@ -76,7 +76,12 @@ impl Bus {
         let value: bytes::Bytes = serde_json::to_vec(info)
             .map_err(|e| QueueError::Publish(e.to_string()))?
             .into();
-        if self.workers.put(key(&info.id), value.clone()).await.is_ok() {
+        if self
+            .workers()?
+            .put(key(&info.id), value.clone())
+            .await
+            .is_ok()
+        {
             return Ok(());
         }
         open_bucket(&self.jetstream)
@@ -89,7 +94,7 @@ impl Bus {
 
     /// Removes a worker's entry (at a clean shutdown).
     pub async fn withdraw_worker(&self, worker_id: &str) -> Result<(), QueueError> {
-        self.workers
+        self.workers()?
             .purge(key(worker_id))
             .await
             .map_err(|e| QueueError::Publish(format!("worker entry: {e}")))?;
@@ -99,7 +104,7 @@ impl Bus {
     /// The live workers, by id.
     pub async fn list_workers(&self) -> Result<Vec<WorkerInfo>, QueueError> {
         let keys: Vec<String> = self
-            .workers
+            .workers()?
             .keys()
             .await
             .map_err(|e| QueueError::Consume(format!("worker entries: {e}")))?
@@ -109,7 +114,7 @@ impl Bus {
         let mut workers = Vec::with_capacity(keys.len());
         for name in keys {
             let entry = self
-                .workers
+                .workers()?
                 .get(&name)
                 .await
                 .map_err(|e| QueueError::Consume(format!("worker entry {name}: {e}")))?;

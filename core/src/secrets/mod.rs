@@ -20,6 +20,7 @@ mod known_hosts;
 pub mod mask;
 pub mod select;
 pub mod vault;
+pub mod webhook;
 
 pub use credential::{
     Credential, CredentialDetails, CredentialInfo, CredentialKind, Scope, SecretValue,

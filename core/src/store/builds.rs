@@ -120,6 +120,8 @@ pub struct BuildFilter {
     pub branch: Option<String>,
     pub state: Option<BuildState>,
     pub limit: i64,
+    /// Only builds of these repos (a token limited to some repos); `None`: any repo.
+    pub repo_ids: Option<Vec<RepoId>>,
 }
 
 /// The result of a worker's claim on a build.
@@ -287,6 +289,10 @@ impl Store {
     pub async fn list_builds(&self, filter: &BuildFilter) -> Result<Vec<Build>, StoreError> {
         let client = self.client().await?;
         let repo_id = filter.repo_id.map(RepoId::to_db);
+        let repo_ids: Option<Vec<i64>> = filter
+            .repo_ids
+            .as_ref()
+            .map(|ids| ids.iter().copied().map(RepoId::to_db).collect());
         let state = filter.state.map(|s| s.as_str());
         let limit = if filter.limit <= 0 {
             20
@@ -299,9 +305,10 @@ impl Store {
                     "{SELECT_BUILD} WHERE ($1::BIGINT IS NULL OR b.repo_id = $1)
                        AND ($2::TEXT IS NULL OR b.branch = $2)
                        AND ($3::TEXT IS NULL OR b.state = $3)
+                       AND ($5::BIGINT[] IS NULL OR b.repo_id = ANY($5))
                      ORDER BY b.id DESC LIMIT $4"
                 ),
-                &[&repo_id, &filter.branch, &state, &limit],
+                &[&repo_id, &filter.branch, &state, &limit, &repo_ids],
             )
             .await?;
         rows.iter().map(build_from_row).collect()
@@ -380,7 +387,9 @@ impl Store {
         Ok(updated == 1)
     }
 
-    /// The commit of the latest passed build of `repo_id`'s `branch` before `build_id`.
+    /// The commit of the latest passed build of `repo_id`'s `branch` before `build_id`, of
+    /// the same kind: a pull request's build (named `pull/N`; earlier releases named it after
+    /// its source branch) is never the previous success of a branch build, nor the reverse.
     pub async fn previous_successful_commit(
         &self,
         repo_id: RepoId,
@@ -391,8 +400,11 @@ impl Store {
         let (repo_id, build_id) = (repo_id.to_db(), build_id.to_db());
         let row = client
             .query_opt(
-                "SELECT commit_sha FROM builds WHERE repo_id = $1 AND branch = $2 AND id < $3
-                   AND state = 'passed' ORDER BY id DESC LIMIT 1",
+                "SELECT b.commit_sha FROM builds b WHERE b.repo_id = $1 AND b.branch = $2
+                   AND b.id < $3 AND b.state = 'passed'
+                   AND (b.pr_number IS NULL) =
+                       (SELECT this.pr_number IS NULL FROM builds this WHERE this.id = $3)
+                 ORDER BY b.id DESC LIMIT 1",
                 &[&repo_id, &branch, &build_id],
             )
             .await?;

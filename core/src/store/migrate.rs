@@ -34,6 +34,26 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "build_events",
         include_str!("migrations/V9__build_events.sql"),
     ),
+    (
+        13,
+        "log_retention",
+        include_str!("migrations/V13__log_retention.sql"),
+    ),
+    (
+        10,
+        "repo_allow_host",
+        include_str!("migrations/V10__repo_allow_host.sql"),
+    ),
+    (
+        11,
+        "sealed_webhook_secrets",
+        include_str!("migrations/V11__sealed_webhook_secrets.sql"),
+    ),
+    (
+        12,
+        "token_repo_scopes",
+        include_str!("migrations/V12__token_repo_scopes.sql"),
+    ),
 ];
 
 /// The migrations older than `version`, `(version, SQL)` in order: what a database of an

@@ -7,12 +7,16 @@ mod credentials;
 mod deliveries;
 mod error;
 mod events;
+mod log_retention;
 mod migrate;
 mod polls;
 mod repos;
 mod stages;
+pub mod tls;
+mod webhook_secrets;
 
 pub use api_tokens::ApiToken;
+pub use log_retention::STALE_CLAIM;
 pub use builds::{BuildFilter, ClaimOutcome, Inserted, NewBuild};
 pub use credentials::StoredCredential;
 pub use deliveries::{Delivery, NewDelivery, Recorded};
@@ -21,6 +25,7 @@ pub use events::Appended;
 pub use migrate::migrations_before;
 pub use ocelot_domain::repo_url::normalize_url;
 pub use polls::{ClaimedPoll, PollOutcome};
+pub use webhook_secrets::{SealedWebhookSecret, StoredWebhookSecret};
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use std::str::FromStr;
@@ -33,20 +38,35 @@ pub struct Store {
 }
 
 impl Store {
-    /// Connects to `url`, applies pending migrations and returns the store.
+    /// Connects to `url`, applies pending migrations and returns the store. TLS as its
+    /// `sslmode` says ([`tls`]), trusting the system's roots.
     pub async fn connect(url: &str) -> Result<Store, StoreError> {
-        let mut config = tokio_postgres::Config::from_str(url)
+        Store::connect_with_ca(url, None).await
+    }
+
+    /// [`Store::connect`], trusting the CA certificates of `ca_file` (PEM) when given.
+    pub async fn connect_with_ca(
+        url: &str,
+        ca_file: Option<&std::path::Path>,
+    ) -> Result<Store, StoreError> {
+        let (url, ssl_mode) = tls::split_mode(url)?;
+        let mut config = tokio_postgres::Config::from_str(&url)
             .map_err(|e| StoreError::Config(format!("invalid database URL: {e}")))?;
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(Duration::from_secs(10));
         }
-        let manager = Manager::from_config(
-            config,
-            tokio_postgres::NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
+        config.ssl_mode(match ssl_mode {
+            None | Some(tls::SslMode::Disable) => tokio_postgres::config::SslMode::Disable,
+            Some(tls::SslMode::Prefer) => tokio_postgres::config::SslMode::Prefer,
+            Some(_) => tokio_postgres::config::SslMode::Require,
+        });
+        let manager_config = ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        };
+        let manager = match tls::connector(ssl_mode, ca_file)? {
+            Some(connector) => Manager::from_config(config, connector, manager_config),
+            None => Manager::from_config(config, tokio_postgres::NoTls, manager_config),
+        };
         let pool = Pool::builder(manager)
             .max_size(16)
             .wait_timeout(Some(Duration::from_secs(30)))

@@ -4,9 +4,12 @@ use super::{Store, StoreError};
 use crate::ids::RepoId;
 use crate::model::Repo;
 use ocelot_domain::repo_url::normalize_url;
+use super::webhook_secrets::{SECRET_COLUMNS, stored_from_row};
+use super::{SealedWebhookSecret, StoredWebhookSecret};
 use tokio_postgres::Row;
 
-const COLUMNS: &str = "id, name, url, default_branch, secrets_for_forks, created_at";
+const COLUMNS: &str =
+    "id, name, url, default_branch, secrets_for_forks, allow_host, created_at";
 
 fn repo_from_row(row: &Row) -> Result<Repo, StoreError> {
     Ok(Repo {
@@ -15,6 +18,7 @@ fn repo_from_row(row: &Row) -> Result<Repo, StoreError> {
         url: row.get("url"),
         default_branch: row.get("default_branch"),
         secrets_for_forks: row.get("secrets_for_forks"),
+        allow_host: row.get("allow_host"),
         created_at: row.get("created_at"),
     })
 }
@@ -39,21 +43,55 @@ impl Store {
             .and_then(|row| repo_from_row(&row))
     }
 
+    /// Whether builds of the repo that name no image may run on `--executor host` workers.
+    pub async fn set_repo_allow_host(&self, name: &str, allowed: bool) -> Result<Repo, StoreError> {
+        let client = self.client().await?;
+        client
+            .query_opt(
+                &format!("UPDATE repos SET allow_host = $2 WHERE name = $1 RETURNING {COLUMNS}"),
+                &[&name, &allowed],
+            )
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("repo `{name}`")))
+            .and_then(|row| repo_from_row(&row))
+    }
+
+    /// Whether an admin let the repo's builds run on `--executor host` workers (read when a
+    /// build opens its environment, so turning it off applies to queued builds too).
+    pub async fn repo_allows_host(&self, id: RepoId) -> Result<bool, StoreError> {
+        let client = self.client().await?;
+        client
+            .query_opt("SELECT allow_host FROM repos WHERE id = $1", &[&id.get()])
+            .await?
+            .map(|row| row.get::<_, bool>("allow_host"))
+            .ok_or_else(|| StoreError::NotFound(format!("repo {}", id.get())))
+    }
+
     pub async fn add_repo(
         &self,
         name: &str,
         url: &str,
         default_branch: &str,
-        webhook_secret: Option<&str>,
+        webhook_secret: Option<&SealedWebhookSecret>,
     ) -> Result<Repo, StoreError> {
         let client = self.client().await?;
+        let (key_id, nonce, ciphertext) = match webhook_secret {
+            Some(sealed) => (
+                Some(sealed.key_id.as_str()),
+                Some(sealed.nonce.as_slice()),
+                Some(sealed.ciphertext.as_slice()),
+            ),
+            None => (None, None, None),
+        };
         let row = client
             .query_one(
                 &format!(
-                    "INSERT INTO repos (name, url, default_branch, webhook_secret) VALUES ($1, $2, $3, $4)
+                    "INSERT INTO repos (name, url, default_branch, webhook_key_id, webhook_nonce,
+                                        webhook_ciphertext)
+                     VALUES ($1, $2, $3, $4, $5, $6)
                      RETURNING {COLUMNS}"
                 ),
-                &[&name, &url, &default_branch, &webhook_secret],
+                &[&name, &url, &default_branch, &key_id, &nonce, &ciphertext],
             )
             .await
             .map_err(|e| match StoreError::from(e) {
@@ -66,22 +104,37 @@ impl Store {
     }
 
     /// The repo a webhook payload names (by one of its URLs, else by its full name, e.g.
-    /// `owner/repo`, at the end of a registered URL), with its webhook secret.
+    /// `owner/repo`, at the end of a registered URL), with its webhook secret. Cheap enough
+    /// for unauthenticated requests: Postgres returns only the repos whose URL contains the
+    /// last part of a name or URL given, and those are compared here.
     pub async fn find_repo_for_hook(
         &self,
         full_name: Option<&str>,
         urls: &[String],
-    ) -> Result<(Repo, Option<String>), StoreError> {
+    ) -> Result<(Repo, Option<StoredWebhookSecret>), StoreError> {
+        let not_found = || {
+            StoreError::NotFound(format!(
+                "repo {} (no registered repo has this URL or name)",
+                full_name.unwrap_or_else(|| urls.first().map(String::as_str).unwrap_or("?"))
+            ))
+        };
+        let patterns = hook_candidate_patterns(full_name, urls);
+        if patterns.is_empty() {
+            return Err(not_found());
+        }
         let client = self.client().await?;
         let rows = client
             .query(
-                &format!("SELECT {COLUMNS}, webhook_secret FROM repos ORDER BY id"),
-                &[],
+                &format!(
+                    "SELECT {COLUMNS}, {SECRET_COLUMNS} FROM repos
+                     WHERE lower(url) LIKE ANY($1) ORDER BY id"
+                ),
+                &[&patterns],
             )
             .await?;
-        let candidates: Vec<(Repo, Option<String>)> = rows
+        let candidates: Vec<(Repo, Option<StoredWebhookSecret>)> = rows
             .iter()
-            .map(|row| Ok((repo_from_row(row)?, row.get("webhook_secret"))))
+            .map(|row| Ok((repo_from_row(row)?, stored_from_row(row))))
             .collect::<Result<_, StoreError>>()?;
         let wanted: Vec<String> = urls
             .iter()
@@ -100,12 +153,7 @@ impl Store {
                 url.ends_with(&format!("/{name}")) || url.ends_with(&format!(":{name}"))
             })
         };
-        by_url.or_else(by_name).cloned().ok_or_else(|| {
-            StoreError::NotFound(format!(
-                "repo {} (no registered repo has this URL or name)",
-                full_name.unwrap_or_else(|| urls.first().map(String::as_str).unwrap_or("?"))
-            ))
-        })
+        by_url.or_else(by_name).cloned().ok_or_else(not_found)
     }
 
     pub async fn list_repos(&self) -> Result<Vec<Repo>, StoreError> {
@@ -151,5 +199,55 @@ impl Store {
             return Err(StoreError::NotFound(format!("repo `{name}`")));
         }
         Ok(())
+    }
+}
+
+/// `LIKE` patterns (lowercase) that every registered URL a webhook may mean matches: it
+/// contains the last part of the payload's full name or of one of its URLs. A superset, for
+/// the exact comparison to narrow.
+fn hook_candidate_patterns(full_name: Option<&str>, urls: &[String]) -> Vec<String> {
+    let mut patterns: Vec<String> = Vec::new();
+    let names = full_name.into_iter().chain(urls.iter().map(String::as_str));
+    for name in names {
+        let last = normalize_url(name)
+            .rsplit(['/', ':'])
+            .next()
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        if last.is_empty() {
+            continue;
+        }
+        let escaped: String = last
+            .chars()
+            .flat_map(|c| match c {
+                '%' | '_' | '\\' => vec!['\\', c],
+                c => vec![c],
+            })
+            .collect();
+        let pattern = format!("%{escaped}%");
+        if !patterns.contains(&pattern) {
+            patterns.push(pattern);
+        }
+    }
+    patterns
+}
+
+#[cfg(test)]
+mod tests {
+    use super::hook_candidate_patterns;
+
+    #[test]
+    fn hook_lookups_match_on_the_last_part_of_names_and_urls_escaped() {
+        let urls = vec![
+            "https://github.com/Team/App.git".to_string(),
+            "git@github.com:team/app.git".to_string(),
+            "https://h/".to_string(),
+        ];
+        assert_eq!(
+            hook_candidate_patterns(Some("team/my_app%"), &urls),
+            vec!["%my\\_app\\%%".to_string(), "%app%".to_string(), "%h%".to_string()]
+        );
+        assert!(hook_candidate_patterns(None, &[]).is_empty());
+        assert!(hook_candidate_patterns(Some("/"), &[]).is_empty());
     }
 }

@@ -21,6 +21,7 @@ mod error;
 mod model;
 mod parse;
 mod reader;
+mod resources;
 
 #[cfg(test)]
 mod tests;
@@ -32,6 +33,10 @@ pub use model::{
     TriggerContext,
 };
 pub use parse::parse;
+pub use resources::{
+    Clamped, Limits, NANO_CPUS_PER_CPU, Resources, format_cpus, format_memory, parse_cpus,
+    parse_memory, parse_pids,
+};
 
 /// Parses a duration as `ocelot.yml` writes them (`30m`, `1h 30m`, `90s`); zero is refused.
 pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {

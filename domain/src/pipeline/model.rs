@@ -7,6 +7,7 @@ use regex::{Regex, RegexBuilder};
 use serde::{Deserialize, Serialize};
 
 use super::condition::TriggerExpr;
+use super::resources::Resources;
 
 /// Compiled size limit for branch regexes, so a hostile pattern fails
 /// validation instead of using a lot of memory.
@@ -31,6 +32,9 @@ pub struct Pipeline {
     pub timeout: Option<Duration>,
     /// `notify`.
     pub notify: Option<Notify>,
+    /// `resources`: limits below the worker's for this build's container.
+    #[serde(default)]
+    pub resources: Resources,
 }
 
 impl Pipeline {

@@ -11,8 +11,9 @@ use super::model::{
     BranchPattern, EnvVar, Notify, NotifyOn, Pipeline, SlackNotify, Stage, StageCondition,
 };
 use super::reader::{Cx, Field, Fields, Pos, load};
+use super::resources::{Resources, parse_cpus, parse_memory, parse_pids};
 
-const TOP_FIELDS: [&str; 8] = [
+const TOP_FIELDS: [&str; 9] = [
     "image",
     "machineTag",
     "buildTool",
@@ -21,11 +22,13 @@ const TOP_FIELDS: [&str; 8] = [
     "stages",
     "timeout",
     "notify",
+    "resources",
 ];
 const STAGE_FIELDS: [&str; 6] = ["name", "script", "env", "trigger", "triggers", "timeout"];
 const TRIGGER_FIELDS: [&str; 1] = ["branches"];
 const NOTIFY_FIELDS: [&str; 1] = ["slack"];
 const SLACK_FIELDS: [&str; 3] = ["identifier", "channel", "on"];
+const RESOURCES_FIELDS: [&str; 3] = ["memory", "cpus", "pids"];
 
 /// Parses and validates the text of an `ocelot.yml`.
 ///
@@ -95,6 +98,10 @@ fn read_pipeline(cx: &mut Cx, root: &Node) -> Option<Pipeline> {
         .unwrap_or_default();
     let timeout = fields.get("timeout").and_then(|f| f.duration(cx));
     let notify = fields.get("notify").and_then(|f| read_notify(cx, f));
+    let resources = fields
+        .get("resources")
+        .and_then(|f| read_resources(cx, f))
+        .unwrap_or_default();
     let stages = fields
         .require(cx, "stages", "at least one stage")
         .and_then(|f| read_stages(cx, f));
@@ -108,6 +115,7 @@ fn read_pipeline(cx: &mut Cx, root: &Node) -> Option<Pipeline> {
         stages: stages?,
         timeout,
         notify,
+        resources,
     })
 }
 
@@ -325,6 +333,25 @@ fn escape_hint(text: &str) -> Option<String> {
     matches!(text.chars().next(), Some('\u{8}' | '\t' | '\u{c}')).then(|| {
         "in double quotes a backslash starts an escape: write the line unquoted or in single quotes"
             .to_string()
+    })
+}
+
+/// `resources: {memory: 512m, cpus: 0.5, pids: 128}`: each optional, each only lowers the
+/// worker's limit.
+fn read_resources(cx: &mut Cx, field: &Field<'_>) -> Option<Resources> {
+    let map = field.mapping(cx, "a mapping like `{memory: 512m, cpus: 0.5, pids: 128}`")?;
+    let fields = Fields::read(cx, map, &field.path, &RESOURCES_FIELDS);
+    let mut value = |name: &str, parse: fn(&str) -> Result<u64, String>| {
+        let field = fields.get(name)?;
+        let text = field.string(cx)?;
+        parse(&text)
+            .map_err(|message| cx.error(field.pos, &field.path, message))
+            .ok()
+    };
+    Some(Resources {
+        memory: value("memory", parse_memory),
+        nano_cpus: value("cpus", parse_cpus),
+        pids: value("pids", parse_pids),
     })
 }
 

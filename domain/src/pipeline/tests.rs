@@ -533,3 +533,52 @@ fn deeply_nested_yaml_is_an_error_not_a_crash() {
         assert!(errs.0[0].message.starts_with("YAML syntax error"), "{errs}");
     }
 }
+
+#[test]
+fn resources_lower_the_workers_limits() {
+    let p = parse(
+        "image: a\nresources:\n  memory: 512m\n  cpus: 0.5\n  pids: 128\nstages: [{name: a, script: [x]}]\n",
+    )
+    .unwrap();
+    assert_eq!(
+        p.resources,
+        Resources {
+            memory: Some(512 << 20),
+            nano_cpus: Some(500_000_000),
+            pids: Some(128),
+        }
+    );
+    let p = parse("image: a\nresources: {pids: 64}\nstages: [{name: a, script: [x]}]\n").unwrap();
+    assert_eq!(p.resources.pids, Some(64));
+    assert_eq!(p.resources.memory, None);
+    let p = parse("image: a\nstages: [{name: a, script: [x]}]\n").unwrap();
+    assert_eq!(p.resources, Resources::default());
+}
+
+#[test]
+fn bad_resources_name_their_line_and_field() {
+    let errs = errors(
+        "image: a\nresources:\n  memory: lots\n  cpus: -1\n  pids: 2\n  disk: 1g\nstages: [{name: a, script: [x]}]\n",
+    );
+    let found: Vec<(usize, &str)> = errs.iter().map(|e| (e.line, e.field.as_str())).collect();
+    assert_eq!(
+        found,
+        [
+            (3, "resources.memory"),
+            (4, "resources.cpus"),
+            (5, "resources.pids"),
+            (6, "resources.disk"),
+        ],
+        "{errs}"
+    );
+    assert!(
+        errs.to_string().contains("not a memory size like `512m`"),
+        "{errs}"
+    );
+    let errs = errors("image: a\nresources: 2g\nstages: [{name: a, script: [x]}]\n");
+    assert_eq!(errs.lines(), vec![2], "{errs}");
+    assert!(
+        errs.to_string().contains("resources: expected a mapping"),
+        "{errs}"
+    );
+}

@@ -3,11 +3,12 @@
 //!
 //! The flow a handler follows:
 //! 1. [`Provider::from_path`] picks the provider from the URL segment;
-//! 2. [`parse`] reads the delivery id, the repository and the event from the
-//!    headers and body *without* checking the signature (the repository is
-//!    needed to look up its secret);
-//! 3. [`verify()`] checks the signature (or GitLab's token) with that secret, in
-//!    constant time, before anything of the parsed event is acted on.
+//! 2. [`identify()`] reads only the fields that name the repository (the
+//!    repository is needed to look up its secret), nothing else of the body;
+//! 3. [`verify()`] checks the signature (or GitLab's token) over the raw body
+//!    with that secret, in constant time;
+//! 4. [`parse`] reads the delivery id and the event from the headers and body
+//!    of a verified delivery only.
 //!
 //! Nothing here panics on input: every missing or mistyped field becomes
 //! [`HookError::Malformed`] naming the field's path.
@@ -21,8 +22,10 @@ pub mod bitbucket;
 pub mod gitea;
 pub mod github;
 pub mod gitlab;
+pub mod identify;
 pub mod verify;
 
+pub use identify::identify;
 pub use verify::{sign, verify};
 
 /// The VCS provider a webhook comes from.

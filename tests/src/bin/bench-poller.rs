@@ -7,7 +7,7 @@
 use anyhow::Context;
 use ocelot_core::model::PollSchedule;
 use ocelot_tests::git::GitServer;
-use ocelot_tests::nats::NatsServer;
+use ocelot_tests::nats::{NatsServer, NatsUser};
 use ocelot_tests::postgres::TestDatabase;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -55,9 +55,15 @@ async fn main() -> anyhow::Result<()> {
             .await?;
     }
     let bin = ocelot_tests::cluster::bin_dir()?.join("ocelot-poller");
+    // the streams, as an admin or worker makes them (the poller may only publish jobs)
+    let _streams = ocelot_core::queue::Bus::connect(
+        &nats.args(NatsUser::Admin),
+        ocelot_core::queue::Setup::Streams,
+    )
+    .await?;
     let mut child = tokio::process::Command::new(&bin)
         .env("OCELOT_DATABASE_URL", &database.url)
-        .env("OCELOT_NATS_URL", &nats.url)
+        .envs(nats.env(NatsUser::Poller))
         .env("RUST_LOG", "warn")
         .arg("--cache-dir")
         .arg(dir.path().join("cache"))

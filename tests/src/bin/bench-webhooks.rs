@@ -6,7 +6,7 @@
 //! `cargo run --release -p ocelot-tests --bin bench-webhooks -- [REQUESTS] [CONCURRENCY]`
 
 use anyhow::Context;
-use ocelot_tests::nats::NatsServer;
+use ocelot_tests::nats::{NatsServer, NatsUser};
 use ocelot_tests::postgres::TestDatabase;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -34,15 +34,17 @@ async fn main() -> anyhow::Result<()> {
             Some(secret),
         )
         .await?;
+    // the streams, as an admin or worker makes them (the hookhandler may only publish jobs)
+    let _streams = ocelot_core::queue::Bus::connect(
+        &nats.args(NatsUser::Admin),
+        ocelot_core::queue::Setup::Streams,
+    )
+    .await?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let address = listener.local_addr()?;
     let settings = ocelot_hookhandler::Settings {
-        database: ocelot_core::settings::DatabaseArgs {
-            database_url: database.url.clone(),
-        },
-        nats: ocelot_core::settings::NatsArgs {
-            nats_url: nats.url.clone(),
-        },
+        database: ocelot_core::settings::DatabaseArgs::new(database.url.clone()),
+        nats: nats.args(NatsUser::Hookhandler),
         log: ocelot_core::settings::LogArgs {
             log_format: ocelot_core::telemetry::LogFormat::Plain,
         },

@@ -162,3 +162,105 @@ async fn build_status_watch_and_workers_print_what_they_always_printed() {
         &run(&cluster, &["workers", "--json"], 0).await,
     );
 }
+
+/// A build's output with escape sequences aimed at the watcher's terminal.
+const HOSTILE_SH: &str = r#"printf '\033[31mred\033[0m plain\n'
+printf 'title\033]0;pwned\007 after\n'
+printf 'clip\033]52;c;ZWNobyBwd25lZA==\007 end\n'
+printf '\033[2J\033[Hcleared\n'
+printf 'real failure\r$ fake prompt\n'
+printf 'eight\302\2332Jbit\n'
+printf 'dcs\033P$qm\033\\ done\n'
+printf 'bell\007 and back\010space\n'
+"#;
+
+/// What the terminal must never get: every escape or control sequence but SGR colours.
+const NEVER_ON_A_TERMINAL: &[(&str, &str)] = &[
+    ("OSC title", "\x1b]0;"),
+    ("OSC 52 clipboard", "\x1b]52;"),
+    ("clear screen", "\x1b[2J"),
+    ("cursor home", "\x1b[H"),
+    ("carriage return", "\r"),
+    ("8-bit CSI", "\u{9b}"),
+    ("DCS", "\x1bP"),
+    ("BEL", "\x07"),
+    ("backspace", "\x08"),
+];
+
+/// A build that prints title, clipboard, clear-screen, fake-prompt, 8-bit CSI and DCS
+/// sequences: `ocelot build` and `ocelot watch` show its colours and its text, and none of
+/// the sequences; `--json` carries the raw bytes for scripts; the build passes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn build_output_cannot_drive_the_watchers_terminal() {
+    let cluster = Cluster::start().await.unwrap();
+    let yml = "image: ocelot/busybox\nstages:\n  - name: hostile\n    script: [sh hostile.sh]\n";
+    repo_with(&cluster, "hostile", yml, &[("hostile.sh", HOSTILE_SH)]).await;
+    let built = run(&cluster, &["build", "-r", "hostile"], 0).await;
+    let build_id = queued_build_id(&built).to_string();
+    let watched = run(&cluster, &["watch", &build_id], 0).await;
+    assert_eq!(watched.stdout, built.stdout, "replay differs");
+    for shown in [&built, &watched] {
+        for (what, sequence) in NEVER_ON_A_TERMINAL {
+            assert!(
+                !shown.both().contains(sequence),
+                "{what} reached the terminal: {:?}",
+                shown.both()
+            );
+        }
+        // the colours stay (reset at the end of the line), and the text around every sequence
+        for text in [
+            "\x1b[31mred\x1b[0m plain\x1b[0m\n",
+            "title after\n",
+            "clip end\n",
+            "cleared\n",
+            "real failure$ fake prompt\n",
+            "eight2Jbit\n",
+            "dcs done\n",
+            "bell and backspace\n",
+        ] {
+            assert!(
+                shown.stdout.contains(text),
+                "{text:?} missing: {:?}",
+                shown.stdout
+            );
+        }
+        // every escape left opens a colour: `ESC [ digits/;/: m`
+        for (at, _) in shown.stdout.match_indices('\x1b') {
+            let rest = &shown.stdout[at + 1..];
+            let end = rest.find('m').expect("an unterminated sequence");
+            assert!(
+                rest.starts_with('[')
+                    && rest[1..end]
+                        .chars()
+                        .all(|c| c.is_ascii_digit() || c == ';' || c == ':'),
+                "not a colour: {:?}",
+                &rest[..end.min(20)]
+            );
+        }
+    }
+
+    // scripts get the bytes the build printed
+    let json = run(&cluster, &["watch", &build_id, "--json"], 0).await;
+    let texts: Vec<String> = json
+        .stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|e| e["kind"]["type"] == "line")
+        .filter_map(|e| e["kind"]["text"].as_str().map(str::to_string))
+        .collect();
+    for raw in [
+        "\x1b[31mred\x1b[0m plain",
+        "title\x1b]0;pwned\x07 after",
+        "clip\x1b]52;c;ZWNobyBwd25lZA==\x07 end",
+        "\x1b[2J\x1b[Hcleared",
+        "real failure\r$ fake prompt",
+        "eight\u{9b}2Jbit",
+        "dcs\x1bP$qm\x1b\\ done",
+        "bell\x07 and back\x08space",
+    ] {
+        assert!(
+            texts.iter().any(|t| t == raw),
+            "{raw:?} not in the JSON lines: {texts:?}"
+        );
+    }
+}

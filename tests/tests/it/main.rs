@@ -6,8 +6,10 @@
 
 mod auth;
 mod build;
+mod bus_security;
 mod cancel;
 mod cli_output;
+mod database_tls;
 mod errors;
 mod harness;
 mod health;

@@ -118,7 +118,7 @@ async fn run_claimed(context: &WorkerContext, build: &Build) -> JobDisposition {
         context.store.clone(),
         build.id,
         build.attempt,
-        context.max_log_bytes,
+        crate::log_limit::LogLimit::new(context.max_log_bytes, context.max_log_lines),
         context.store_outage_budget,
     );
     let verdict = match attempt(context, build, &mut log).await {

@@ -165,6 +165,10 @@ pub(super) async fn open_environment(
                 build.attempt,
             )
             .await;
+            let (limits, clamped) = pipeline.resources.within(context.sandbox.limits);
+            for clamped in &clamped {
+                tracing::info!(build_id = build.id.get(), "{clamped}");
+            }
             let container = BuildContainer::start(
                 docker,
                 ContainerSpec {
@@ -176,6 +180,8 @@ pub(super) async fn open_environment(
                     workspace,
                     pull_timeout: context.pull_timeout,
                     registry_login,
+                    sandbox: &context.sandbox,
+                    limits,
                 },
             )
             .await

@@ -64,6 +64,13 @@ pub(crate) enum ExecutorError {
         registry: String,
         message: String,
     },
+    #[error(
+        "image `{image}` was pulled on this worker with another build's login for registry \
+         {registry}, and this build has none: add one with `ocelot creds add registry NAME \
+         --registry {registry} --username USER` (the worker then pulls it with this build's \
+         login)"
+    )]
+    PrivateImage { image: String, registry: String },
     #[error("Docker Engine: {0}")]
     Docker(String),
     #[error("{0}")]
@@ -111,7 +118,7 @@ impl Environment {
     pub(crate) async fn cleanup(self) {
         match self {
             Environment::Container(container) => container.remove().await,
-            Environment::Host(_) => {}
+            Environment::Host(host) => host.close().await,
         }
     }
 }

@@ -4,9 +4,11 @@
 
 use crate::client::{self, CliError};
 use crate::exit::ExitStatus;
+use ocelot_domain::BuildState;
 use ocelot_domain::events::Position;
 use ocelot_domain::ids::{Attempt, BuildId};
-use ocelot_proto::v1::WatchBuildRequest;
+use ocelot_proto::v1::build_event::Kind;
+use ocelot_proto::v1::{BuildEvent, WatchBuildRequest};
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -161,6 +163,31 @@ impl<D: Iterator<Item = Duration>> Resume<D> {
     }
 }
 
+/// Refuses a result that would end the watch successfully without the log checksum that
+/// every result of a build that ran carries (a forged or damaged one): the watch ends
+/// errored, never PASSED. A build skipped before it ran (attempt 0) has no log to check.
+pub(super) fn check_result(build_id: BuildId, event: &BuildEvent) -> Result<(), CliError> {
+    let Some(Kind::Result(result)) = &event.kind else {
+        return Ok(());
+    };
+    if !result.log_sha256.is_empty() {
+        return Ok(());
+    }
+    let state = ocelot_domain::wire::build_state_from_i32(result.state).ok();
+    let never_ran = Attempt::from(event.attempt) == Attempt::NONE;
+    let success = state.is_some_and(|state| ExitStatus::of_build(state) == ExitStatus::Passed);
+    if !success || (never_ran && state == Some(BuildState::Skipped)) {
+        return Ok(());
+    }
+    Err(CliError::new(
+        ExitStatus::Errored,
+        format!(
+            "build {build_id}: a result without a log checksum came in (attempt {}); it is not trusted, so the build is not reported passed: `ocelot status {build_id}` shows what the server recorded",
+            event.attempt
+        ),
+    ))
+}
+
 /// The error of a watch that gave up on a broken stream.
 pub(super) fn gave_up(build_id: BuildId, reason: &str) -> CliError {
     CliError::new(
@@ -194,6 +221,61 @@ mod tests {
             attempt: attempt.into(),
             seq: seq.into(),
         }
+    }
+
+    fn result_event(attempt: u32, state: BuildState, sha: &str) -> BuildEvent {
+        BuildEvent {
+            attempt,
+            seq: 9,
+            kind: Some(Kind::Result(ocelot_proto::v1::BuildResult {
+                state: ocelot_proto::v1::BuildState::from(state) as i32,
+                log_sha256: sha.into(),
+                ..Default::default()
+            })),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_passed_result_without_a_checksum_is_not_trusted() {
+        let Err(error) = check_result(BuildId::from(7), &result_event(1, BuildState::Passed, ""))
+        else {
+            panic!("a passed result without a checksum was accepted");
+        };
+        assert_eq!(error.status, ExitStatus::Errored);
+        assert!(
+            error.message.contains("without a log checksum"),
+            "{}",
+            error.message
+        );
+        assert!(
+            error.message.contains("ocelot status 7"),
+            "{}",
+            error.message
+        );
+        // skipped after running is a success too: it needs its checksum
+        assert!(check_result(BuildId::from(7), &result_event(2, BuildState::Skipped, "")).is_err());
+    }
+
+    #[test]
+    fn results_with_a_checksum_or_that_are_no_success_pass_through() {
+        let sha = "ab".repeat(32);
+        assert!(check_result(BuildId::from(7), &result_event(1, BuildState::Passed, &sha)).is_ok());
+        // no success: shown as it is, the exit status is not 0 anyway
+        assert!(check_result(BuildId::from(7), &result_event(1, BuildState::Failed, "")).is_ok());
+        assert!(
+            check_result(
+                BuildId::from(7),
+                &result_event(0, BuildState::Cancelled, "")
+            )
+            .is_ok()
+        );
+        assert!(check_result(BuildId::from(7), &result_event(2, BuildState::Errored, "")).is_ok());
+        // skipped before any worker ran it: no log, no checksum
+        assert!(check_result(BuildId::from(7), &result_event(0, BuildState::Skipped, "")).is_ok());
+        // not a result
+        let line = BuildEvent::default();
+        assert!(check_result(BuildId::from(7), &line).is_ok());
     }
 
     /// One second between tries, every time.

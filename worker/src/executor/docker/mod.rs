@@ -1,22 +1,36 @@
 //! The Docker executor (bollard): one container per build from the build's image, labelled
-//! with the build id, attempt and worker id so that leftovers can be found; the workspace is
-//! copied in; each stage runs with `docker exec`; the container is always removed.
+//! with the build id, attempt and worker id so that leftovers can be found, on a network of
+//! its own ([`network`]), limited and with few capabilities ([`limits`]); the workspace is
+//! copied in; each stage runs with `docker exec`; the container and its network are always
+//! removed. [`image`] decides whether the image is pulled (private images), [`firewall`]
+//! keeps builds off the host's own addresses.
+
+pub(crate) mod firewall;
+pub(crate) mod image;
+pub(crate) mod limits;
+pub(crate) mod network;
+pub(crate) mod settings;
+
+pub use firewall::HostAccess;
+pub use image::PullPolicy;
+pub use settings::SandboxArgs;
+pub(crate) use settings::Sandbox;
 
 use super::{ExecutorError, ScriptOutcome, ScriptRun};
+use network::BuildNetwork;
 use crate::log_sink::LogSink;
 use crate::output::ScriptOutput;
 use bollard::Docker;
-use bollard::auth::DockerCredentials;
 use bollard::container::LogOutput;
 use bollard::exec::{CreateExecOptions, StartExecOptions, StartExecResults};
 use bollard::models::ContainerCreateBody;
 use bollard::query_parameters::{
-    CreateContainerOptionsBuilder, CreateImageOptionsBuilder, RemoveContainerOptionsBuilder,
-    UploadToContainerOptionsBuilder,
+    CreateContainerOptionsBuilder, RemoveContainerOptionsBuilder, UploadToContainerOptionsBuilder,
 };
 use futures::StreamExt;
 use ocelot_core::ids::{Attempt, BuildId};
 use ocelot_core::model::LogStream;
+use ocelot_core::pipeline::Limits;
 use ocelot_core::secrets::RegistryLogin;
 use std::collections::HashMap;
 use std::path::Path;
@@ -90,6 +104,8 @@ pub(crate) struct BuildContainer {
     docker: Docker,
     id: String,
     removed: bool,
+    /// Removed after the container (dropped with it, removed in the background).
+    network: Option<BuildNetwork>,
 }
 
 impl Drop for BuildContainer {
@@ -99,11 +115,15 @@ impl Drop for BuildContainer {
         }
         let docker = self.docker.clone();
         let id = std::mem::take(&mut self.id);
+        let network = self.network.take();
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(async move {
                 let options = RemoveContainerOptionsBuilder::new().force(true).v(true).build();
                 if let Err(error) = docker.remove_container(&id, Some(options)).await {
                     tracing::warn!(container = %id, %error, "removing an abandoned build container failed");
+                }
+                if let Some(network) = network {
+                    network.remove_later();
                 }
             });
         }
@@ -122,42 +142,10 @@ pub(crate) struct ContainerSpec<'a> {
     pub(crate) pull_timeout: Duration,
     /// The login for the image's registry, if the build has one.
     pub(crate) registry_login: Option<&'a RegistryLogin>,
-}
-
-/// The reference to pull: without a tag or digest Docker would pull every tag, so `:latest`.
-fn pull_reference(image: &str) -> String {
-    let last_component = image.rsplit('/').next().unwrap_or(image);
-    if image.contains('@') || last_component.contains(':') {
-        image.to_string()
-    } else {
-        format!("{image}:latest")
-    }
-}
-
-/// A failed pull: a refused login (or a registry that wants one) is an authentication
-/// error naming the registry; anything else means the image is unavailable.
-fn pull_error(spec: &ContainerSpec<'_>, message: String) -> ExecutorError {
-    let lowered = message.to_ascii_lowercase();
-    if [
-        "unauthorized",
-        "authentication required",
-        "no basic auth credentials",
-        "denied",
-    ]
-    .iter()
-    .any(|needle| lowered.contains(needle))
-    {
-        return ExecutorError::RegistryAuthentication {
-            image: spec.image.to_string(),
-            registry: ocelot_core::secrets::image_registry(spec.image).to_string(),
-            message,
-        };
-    }
-    ExecutorError::ImageUnavailable {
-        image: spec.image.to_string(),
-        worker: spec.worker_id.to_string(),
-        message,
-    }
+    /// The worker's sandbox settings.
+    pub(crate) sandbox: &'a Sandbox,
+    /// This build's limits (the worker's, lowered by its `resources`).
+    pub(crate) limits: Limits,
 }
 
 fn is_not_found(error: &bollard::errors::Error) -> bool {
@@ -170,46 +158,6 @@ fn is_not_found(error: &bollard::errors::Error) -> bool {
     )
 }
 
-async fn ensure_image(docker: &Docker, spec: &ContainerSpec<'_>) -> Result<(), ExecutorError> {
-    match docker.inspect_image(spec.image).await {
-        Ok(_) => return Ok(()),
-        Err(error) if is_not_found(&error) => {}
-        Err(error) => {
-            return Err(ExecutorError::Docker(format!(
-                "inspecting image {}: {error}",
-                spec.image
-            )));
-        }
-    }
-    tracing::info!(image = spec.image, "image not present locally: pulling");
-    let unavailable = |message: String| ExecutorError::ImageUnavailable {
-        image: spec.image.to_string(),
-        worker: spec.worker_id.to_string(),
-        message,
-    };
-    let reference = pull_reference(spec.image);
-    let options = CreateImageOptionsBuilder::new()
-        .from_image(&reference)
-        .build();
-    let credentials = spec.registry_login.map(|login| DockerCredentials {
-        username: Some(login.username.clone()),
-        password: Some(login.password.expose().to_string()),
-        serveraddress: Some(login.registry.clone()),
-        ..Default::default()
-    });
-    let pull = async {
-        let mut progress = docker.create_image(Some(options), None, credentials);
-        while let Some(step) = progress.next().await {
-            step.map_err(|e| pull_error(spec, e.to_string()))?;
-        }
-        Ok::<(), ExecutorError>(())
-    };
-    tokio::time::timeout(spec.pull_timeout, pull)
-        .await
-        .map_err(|_| unavailable(format!("the pull took longer than {:?}", spec.pull_timeout)))??;
-    Ok(())
-}
-
 fn workspace_tar(workspace: &Path) -> Result<Vec<u8>, std::io::Error> {
     let mut builder = tar::Builder::new(Vec::new());
     builder.follow_symlinks(false);
@@ -218,20 +166,35 @@ fn workspace_tar(workspace: &Path) -> Result<Vec<u8>, std::io::Error> {
 }
 
 impl BuildContainer {
-    /// Pulls the image if needed, creates the container, copies the workspace in, starts it.
+    /// Pulls the image if needed and creates the build's network (at once, while the
+    /// workspace is packed), creates the container, copies the workspace in, starts it.
     pub(crate) async fn start(
         docker: &Docker,
         spec: ContainerSpec<'_>,
     ) -> Result<Self, ExecutorError> {
-        ensure_image(docker, &spec).await?;
         let labels = container_labels(spec.build_id, spec.attempt, spec.worker_id, spec.instance);
         let name = container_name(spec.build_id, spec.attempt);
+        let workspace = spec.workspace.to_path_buf();
+        let packing = tokio::task::spawn_blocking(move || workspace_tar(&workspace));
+        let (image, network) = tokio::join!(
+            image::ensure_image(docker, &spec),
+            BuildNetwork::create(docker, &name, labels.clone(), spec.sandbox.host_access),
+        );
+        let archive = packing
+            .await
+            .map_err(|e| ExecutorError::Io(format!("packing the workspace: {e}")))?
+            .map_err(|e| ExecutorError::Io(format!("packing the workspace: {e}")));
+        // a network made for nothing goes (in the background) when dropped here
+        let network = network?;
+        image?;
+        let archive = archive?;
         let body = ContainerCreateBody {
             image: Some(spec.image.to_string()),
             entrypoint: Some(vec!["/bin/sh".into(), "-c".into()]),
             cmd: Some(vec!["while :; do sleep 3600; done".into()]),
             labels: Some(labels),
             working_dir: Some(CONTAINER_WORKSPACE.to_string()),
+            host_config: Some(limits::host_config(spec.limits, &network.id)),
             ..Default::default()
         };
         let created = docker
@@ -247,20 +210,16 @@ impl BuildContainer {
             docker: docker.clone(),
             id: created.id,
             removed: false,
+            network: Some(network),
         };
-        if let Err(error) = container.prepare(&spec).await {
+        if let Err(error) = container.prepare(archive).await {
             container.remove().await;
             return Err(error);
         }
         Ok(container)
     }
 
-    async fn prepare(&self, spec: &ContainerSpec<'_>) -> Result<(), ExecutorError> {
-        let workspace = spec.workspace.to_path_buf();
-        let archive = tokio::task::spawn_blocking(move || workspace_tar(&workspace))
-            .await
-            .map_err(|e| ExecutorError::Io(format!("packing the workspace: {e}")))?
-            .map_err(|e| ExecutorError::Io(format!("packing the workspace: {e}")))?;
+    async fn prepare(&self, archive: Vec<u8>) -> Result<(), ExecutorError> {
         self.docker
             .upload_to_container(
                 &self.id,
@@ -374,8 +333,16 @@ impl BuildContainer {
         }
     }
 
-    /// Kills and removes the container (and its anonymous volumes).
+    /// Kills and removes the container (and its anonymous volumes), then its network in
+    /// the background (nobody waits for it).
     pub(crate) async fn remove(mut self) {
+        self.remove_container().await;
+        if let Some(network) = self.network.take() {
+            network.remove_later();
+        }
+    }
+
+    async fn remove_container(&mut self) {
         let options = RemoveContainerOptionsBuilder::new()
             .force(true)
             .v(true)
@@ -402,25 +369,5 @@ impl BuildContainer {
         }
         tracing::error!(container = %self.id, "build container left behind (labelled {LABEL_BUILD})");
         self.removed = true;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::pull_reference;
-
-    #[test]
-    fn pulls_name_a_tag() {
-        assert_eq!(pull_reference("alpine"), "alpine:latest");
-        assert_eq!(pull_reference("maven:3.5.2"), "maven:3.5.2");
-        assert_eq!(
-            pull_reference("registry:5000/team/app"),
-            "registry:5000/team/app:latest"
-        );
-        assert_eq!(
-            pull_reference("registry:5000/team/app:1"),
-            "registry:5000/team/app:1"
-        );
-        assert_eq!(pull_reference("app@sha256:abc"), "app@sha256:abc");
     }
 }
