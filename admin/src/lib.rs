@@ -5,6 +5,7 @@
 //! - `grpc`: the tonic adapters (one per RPC group) and the router.
 //! - `watch`: replays a build's log from its first line, then follows it live.
 //! - `sweeper`: re-publishes queued builds whose job never reached NATS.
+//! - [`retention`]: deletes the logs of builds that finished longer ago than `--keep-logs`.
 //! - `cancel`: `ocelot kill`: cancel a queued build, or stop a running one and wait for it.
 //! - `pending`: why a queued build waits (from the worker registry).
 //! - `error`: the one mapping from admin errors to gRPC statuses.
@@ -14,6 +15,7 @@ mod cancel;
 mod error;
 mod grpc;
 mod pending;
+pub mod retention;
 mod state;
 mod sweeper;
 mod watch;
@@ -60,6 +62,11 @@ pub struct Settings {
     /// (default: a folder under the system's temporary directory)
     #[arg(long, env = env_vars::OCELOT_CACHE_DIR)]
     pub cache_dir: Option<PathBuf>,
+    /// How long the log of a finished build is kept (`90d`, `12h`): older logs are deleted
+    /// in the background, in batches; the builds' rows and results stay. `0` or `forever`:
+    /// keep every log
+    #[arg(long, env = env_vars::OCELOT_KEEP_LOGS, value_parser = retention::parse_keep_logs, default_value = "90d")]
+    pub keep_logs: retention::KeepLogs,
     /// Without a command: serve the API
     #[command(subcommand)]
     pub command: Option<AdminCommand>,
@@ -217,6 +224,11 @@ pub async fn run(
     tracing::info!(%address, "admin listening");
     let sweeper_stop = CancellationToken::new();
     let sweeper = tokio::spawn(sweeper::run(state.clone(), sweeper_stop.clone()));
+    let retention = tokio::spawn(retention::run(
+        state.store.clone(),
+        settings.keep_logs,
+        sweeper_stop.clone(),
+    ));
     let registration = settings
         .consul
         .register(ServiceDefinition::listening("ocelot-admin", address))
@@ -226,5 +238,6 @@ pub async fn run(
     deregister(registration).await;
     sweeper_stop.cancel();
     let _ = sweeper.await;
+    let _ = retention.await;
     served
 }

@@ -1,4 +1,5 @@
-//! WatchBuild: a finished build is replayed from Postgres (its stored events, page by page);
+//! WatchBuild: a finished build is replayed from Postgres (its stored events, page by page;
+//! a pruned log, `--keep-logs`, as a line saying so and the result);
 //! a queued or running one is
 //! replayed from the first event of its log subject, then followed live until its result.
 //! A spawned producer feeds an mpsc channel; a failed send means the client left.
@@ -20,7 +21,7 @@ use ocelot_core::store::Store;
 use ocelot_proto::v1 as pb;
 use plan::{
     Gap, GapFill, GapWait, QuietBus, REPLAY_PAGE, Sent, Stream, check_bus_result, comes_after,
-    more_pages, replaced_result, replay_after, result_event, stream_for,
+    more_pages, pruned_log, replaced_result, replay_after, result_event, stream_for,
 };
 use std::pin::Pin;
 use std::time::Duration;
@@ -109,12 +110,10 @@ async fn follow_live(
                     continue;
                 }
                 // events the bus lost (published while NATS was away) come from Postgres
-                if let Some(gap) = Gap::between(last, event.position()) {
-                    for missed in fill_gap(&state.store, build.id, gap).await? {
-                        if send(sender, &missed).await.is_err() {
-                            return Ok(());
-                        }
-                    }
+                if let Some(gap) = Gap::between(last, event.position())
+                    && send_gap(&state.store, build.id, gap, sender).await?.is_err()
+                {
+                    return Ok(());
                 }
                 last = event.position();
                 let is_result = event.is_result();
@@ -176,6 +175,9 @@ async fn replay_final(
     let Some(after) = replay_after(attempt, resume_after) else {
         return Ok(());
     };
+    if attempt != Attempt::NONE && send_pruned(store, build, attempt, after, sender).await? {
+        return Ok(());
+    }
     let sent = if attempt == Attempt::NONE {
         Sent::nothing(after)
     } else {
@@ -188,6 +190,30 @@ async fn replay_final(
         let _ = send(sender, &result_event(build, attempt, sent.next_seq())).await;
     }
     Ok(())
+}
+
+/// When the build's log was pruned (`--keep-logs`), sends a line saying so and the result
+/// from the build row, and returns true; false (nothing sent) while the log is kept.
+async fn send_pruned(
+    store: &Store,
+    build: &Build,
+    attempt: Attempt,
+    after: Seq,
+    sender: &mpsc::Sender<Result<pb::BuildEvent, Status>>,
+) -> Result<bool, Status> {
+    let Some(pruned_at) = store
+        .log_pruned_at(build.id)
+        .await
+        .map_err(AdminError::from)?
+    else {
+        return Ok(false);
+    };
+    for event in &pruned_log(build, attempt, after, pruned_at) {
+        if send(sender, event).await.is_err() {
+            break;
+        }
+    }
+    Ok(true)
 }
 
 /// Sends the stored events of `attempt` after `after`, in order, one page at a time (never
@@ -235,6 +261,9 @@ async fn replay_earlier_attempt(
     let Some(after) = replay_after(attempt, resume_after) else {
         return Ok(());
     };
+    if send_pruned(store, build, attempt, after, sender).await? {
+        return Ok(());
+    }
     let Some(sent) = send_stored(store, build.id, attempt, after, sender).await? else {
         return Ok(());
     };
@@ -242,26 +271,38 @@ async fn replay_earlier_attempt(
     Ok(())
 }
 
-/// The events of `gap` that the bus lost (published while NATS was away), from Postgres.
-/// The worker stores events a moment after it publishes them, so a gap is waited for up to
-/// [`plan::GAP_WAIT`]; what is still missing then stays missing (the CLI's log check
-/// reports it).
-async fn fill_gap(store: &Store, build_id: BuildId, gap: Gap) -> Result<Vec<BuildEvent>, Status> {
+/// Sends the events of `gap` that the bus lost (published while NATS was away, or
+/// discarded by its limits), from Postgres, one page at a time (a gap may be most of a
+/// long log). The worker stores events a moment after it publishes them, so a gap is waited
+/// for up to [`plan::GAP_WAIT`]; what is still missing then stays missing (the CLI's log
+/// check reports it). `Err(())` in the `Ok`: the client left.
+async fn send_gap(
+    store: &Store,
+    build_id: BuildId,
+    gap: Gap,
+    sender: &mpsc::Sender<Result<pb::BuildEvent, Status>>,
+) -> Result<Result<(), ()>, Status> {
     let wait = GapWait::start(&gap);
+    let mut sent = Sent::nothing(gap.after);
+    let mut found = 0usize;
     loop {
-        let events = store
-            .events(
-                build_id,
-                gap.attempt,
-                gap.after,
-                gap.before,
-                i64::try_from(gap.missing).unwrap_or(i64::MAX),
-            )
+        let page = store
+            .events(build_id, gap.attempt, sent.last_seq, gap.before, REPLAY_PAGE)
             .await
             .map_err(AdminError::from)?;
-        match wait.check(events.len()) {
+        for event in &page {
+            if send(sender, event).await.is_err() {
+                return Ok(Err(()));
+            }
+            sent.record(event);
+        }
+        found += page.len();
+        if more_pages(page.len()) {
+            continue;
+        }
+        match wait.check(found) {
             GapFill::Wait => tokio::time::sleep(plan::GAP_RETRY).await,
-            GapFill::Complete => return Ok(events),
+            GapFill::Complete => return Ok(Ok(())),
             GapFill::Incomplete { still_missing } => {
                 tracing::warn!(
                     build_id = build_id.get(),
@@ -269,7 +310,7 @@ async fn fill_gap(store: &Store, build_id: BuildId, gap: Gap) -> Result<Vec<Buil
                     missing = still_missing,
                     "events lost from the log bus are not in Postgres either"
                 );
-                return Ok(events);
+                return Ok(Ok(()));
             }
         }
     }

@@ -21,6 +21,15 @@ pub struct Args {
     /// whose certificate the system's roots do not vouch for)
     #[arg(long, global = true, env = env_vars::OCELOT_TLS_CA)]
     pub tls_ca: Option<PathBuf>,
+    /// Send the API token over plain `http://` to an admin that is not on this machine
+    /// (loopback needs no flag); anyone on the way can read it. Prefer `https://`
+    #[arg(
+        long,
+        global = true,
+        env = env_vars::OCELOT_ALLOW_INSECURE,
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    pub allow_insecure: bool,
     /// The Consul agent that `--admin consul://SERVICE` asks (default: the local agent)
     #[command(flatten)]
     pub consul: ocelot_discovery::consul::ConsulArgs,
@@ -139,6 +148,10 @@ pub enum CredsCommand {
         /// it (without it, the worker's ~/.ssh/known_hosts decides)
         #[arg(long)]
         known_hosts_file: Option<PathBuf>,
+        /// vcs: the git host the token is sent to, and no other (e.g. `github.com`); default:
+        /// the host of the repo's URL (`-r`); required with --prefix
+        #[arg(long)]
+        host: Option<String>,
     },
     /// List credentials: names, kinds, scopes and dates, never values
     List {

@@ -108,6 +108,45 @@ pub(crate) struct AdminTarget {
     pub(crate) tls_ca: Option<PathBuf>,
     /// The Consul agent for `consul://SERVICE` addresses.
     pub(crate) consul: ConsulArgs,
+    /// Whether the token may go over plain `http://` to an admin off this machine.
+    pub(crate) allow_insecure: bool,
+}
+
+/// Whether `host` (from a URL: a name, an IPv4 address or a bracketed IPv6 one) is this
+/// machine: `localhost` (and `*.localhost`), 127.0.0.0/8 or ::1.
+fn is_loopback(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.eq_ignore_ascii_case("localhost") || host.to_ascii_lowercase().ends_with(".localhost")
+    {
+        return true;
+    }
+    host.parse::<std::net::IpAddr>()
+        .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Why the CLI will not talk to `url`: plain `http://` to an admin off this machine would
+/// show the API token to anyone on the way. `None`: go ahead.
+pub(crate) fn insecure_refusal(url: &str, allow_insecure: bool) -> Option<String> {
+    let rest = url.strip_prefix("http://")?;
+    if allow_insecure {
+        return None;
+    }
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host_port = authority.rsplit('@').next().unwrap_or_default();
+    let host = if host_port.starts_with('[') {
+        host_port.split(']').next().map(|h| format!("{h}]"))
+    } else {
+        host_port.split(':').next().map(str::to_string)
+    }
+    .unwrap_or_default();
+    if is_loopback(&host) {
+        return None;
+    }
+    Some(format!(
+        "refusing to send the API token over plain http:// to {host}, where anyone on the way can read it: \
+         serve the admin over TLS and use an https:// address (with --tls-ca for a private CA), \
+         or pass --allow-insecure (OCELOT_ALLOW_INSECURE=1) if this network is trusted"
+    ))
 }
 
 /// The admin's URL: `consul://SERVICE` is looked up in Consul (a healthy instance).
@@ -177,6 +216,10 @@ fn tls_config(
 pub(crate) async fn connect(admin: &AdminTarget) -> Result<Client, CliError> {
     let token = load_token()?;
     let url = admin_url(admin).await?;
+    // before any connection: the token must not leave in clear
+    if let Some(refusal) = insecure_refusal(&url, admin.allow_insecure) {
+        return Err(CliError::new(ExitStatus::Usage, refusal));
+    }
     let tls = tls_config(&url, admin.tls_ca.as_deref())?;
     let unreachable = |detail: String| {
         CliError::new(
@@ -234,7 +277,37 @@ pub(crate) fn from_status(status: tonic::Status) -> CliError {
 
 #[cfg(test)]
 mod tests {
-    use super::endpoint_url;
+    use super::{endpoint_url, insecure_refusal};
+
+    #[test]
+    fn plain_http_is_for_loopback_only_unless_allowed() {
+        for url in [
+            "http://127.0.0.1:50051",
+            "http://127.9.9.9:1",
+            "http://localhost:50051",
+            "http://LOCALHOST",
+            "http://ci.localhost:80",
+            "http://[::1]:50051",
+            "https://ci.example:443",
+            "https://192.0.2.1:443",
+        ] {
+            assert_eq!(insecure_refusal(url, false), None, "{url}");
+        }
+        for url in [
+            "http://192.0.2.1:50051",
+            "http://ci.example:50051",
+            "http://[2001:db8::1]:50051",
+            "http://10.0.0.1",
+            "http://localhost.example.com:1",
+            "http://127.0.0.1.nip.io:1",
+            "http://user@192.0.2.1:1/path",
+        ] {
+            let refusal = insecure_refusal(url, false).unwrap_or_else(|| panic!("{url}"));
+            assert!(refusal.contains("--allow-insecure"), "{refusal}");
+            assert!(refusal.contains("https://"), "{refusal}");
+            assert_eq!(insecure_refusal(url, true), None, "{url}");
+        }
+    }
 
     #[test]
     fn bare_addresses_get_a_scheme() {

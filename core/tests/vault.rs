@@ -58,6 +58,7 @@ fn acme_app() -> Scope {
 fn ci_bot() -> CredentialDetails {
     CredentialDetails {
         username: Some("ci-bot".into()),
+        host: Some("github.com".into()),
         ..CredentialDetails::default()
     }
 }

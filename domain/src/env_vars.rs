@@ -28,6 +28,8 @@ pub const OCELOT_TLS_CERT: &str = "OCELOT_TLS_CERT";
 pub const OCELOT_TLS_KEY: &str = "OCELOT_TLS_KEY";
 /// CLI: PEM CA certificate that signed the admin's certificate (for `https://` admins).
 pub const OCELOT_TLS_CA: &str = "OCELOT_TLS_CA";
+/// CLI: `1` to send the API token over plain `http://` to an admin that is not on loopback.
+pub const OCELOT_ALLOW_INSECURE: &str = "OCELOT_ALLOW_INSECURE";
 /// Address the hookhandler's HTTP server listens on.
 pub const OCELOT_HOOKS_LISTEN: &str = "OCELOT_HOOKS_LISTEN";
 /// The hookhandler's public base URL, printed by `ocelot repos add` for webhook settings.

@@ -1,7 +1,11 @@
 //! One webhook request, from bytes to status code:
-//! (rate limit, 429, in `rate_limit::limit` before the body is read) → provider (404) → parse (400) → repo (404) → signature (401) →
-//! event: ping 200, not built 202, push or pull request: recorded once (a repeated delivery
-//! id: 200, nothing queued again) → 202. Never a 5xx for bad input, never a panic.
+//! (rate limit, 429, in `rate_limit::limit` before the body is read) → provider (404) →
+//! the repo's name and URLs, read without parsing the rest (400) → repo and its secret →
+//! signature over the raw body (401) → parse (400) → event: ping 200, not built 202, push or
+//! pull request: recorded once (a repeated delivery id: 200, nothing queued again) → 202.
+//! An unknown repo gets exactly the answer of a bad signature (it is verified against a
+//! random stand-in secret, then refused), so registered repos cannot be enumerated. Never a
+//! 5xx for bad input, never a panic.
 
 use crate::processor::StoredRequest;
 use crate::providers::{self, HookError, HookEvent, Provider};
@@ -37,34 +41,36 @@ pub(crate) async fn receive(
             format!("unknown provider `{provider}`: use github, gitlab, bitbucket or gitea"),
         );
     };
+    let identity = match providers::identify(provider, &body) {
+        Ok(identity) => identity,
+        Err(hook_error) => return hook_error_response(&hook_error),
+    };
+    let found = match state
+        .store
+        .find_repo_for_hook(identity.full_name.as_deref(), &identity.urls)
+        .await
+    {
+        Ok(found) => Some(found),
+        Err(StoreError::NotFound(_)) => None,
+        Err(store_error) => return store_unavailable(&store_error),
+    };
+    let with = state.secrets.verify_with(found.as_ref());
+    let verified = providers::verify(provider, &headers, &body, &with.secret);
+    let repo = match (found, verified) {
+        (Some((repo, _)), Ok(())) if with.repos_own => repo,
+        (found, verified) => {
+            // the same answer whether the repo is unknown or the signature wrong
+            let hook_error = verified.err().unwrap_or(HookError::BadSignature);
+            let named = identity.full_name.as_deref().unwrap_or("?");
+            tracing::warn!(provider = provider.name(), repo = named,
+                registered = found.is_some(), %peer, error = %hook_error, "webhook refused");
+            return hook_error_response(&hook_error);
+        }
+    };
     let parsed = match providers::parse(provider, &headers, &body) {
         Ok(parsed) => parsed,
         Err(hook_error) => return hook_error_response(&hook_error),
     };
-    let (repo, secret) = match state
-        .store
-        .find_repo_for_hook(parsed.repo.full_name.as_deref(), &parsed.repo.urls)
-        .await
-    {
-        Ok(found) => found,
-        Err(StoreError::NotFound(what)) => {
-            return error(StatusCode::NOT_FOUND, format!("unknown {what}"));
-        }
-        Err(store_error) => return store_unavailable(&store_error),
-    };
-    let Some(secret) = secret else {
-        return error(
-            StatusCode::UNAUTHORIZED,
-            format!(
-                "repo `{}` has no webhook secret: add it again with `ocelot repos add`",
-                repo.name
-            ),
-        );
-    };
-    if let Err(hook_error) = providers::verify(provider, &headers, &body, &secret) {
-        tracing::warn!(provider = provider.name(), repo = %repo.name, %peer, error = %hook_error, "webhook refused");
-        return hook_error_response(&hook_error);
-    }
     let trigger = match &parsed.event {
         HookEvent::Ping => {
             return answer(StatusCode::OK, json!({ "pong": true, "repo": repo.name }));

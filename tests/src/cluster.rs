@@ -304,6 +304,7 @@ impl Cluster {
             tls_cert: certificates.as_ref().map(|c| c.cert.clone()),
             tls_key: certificates.as_ref().map(|c| c.key.clone()),
             cache_dir: Some(dir.path().join("admin-cache")),
+            keep_logs: Default::default(),
             command: None,
         };
         tasks.push(tokio::spawn(ocelot_admin::run(
@@ -324,6 +325,12 @@ impl Cluster {
                 Ok(Some(listener))
             };
         let mut worker_ids = Vec::new();
+        if workers.iter().any(|w| w.executor == ExecutorKind::Host) {
+            // host builds run as unprivileged uids, which must pass through to their
+            // workspaces (not list the directory: its master key stays root's, mode 0600)
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o711))?;
+        }
         for (index, spec) in workers.into_iter().enumerate() {
             let worker_id = format!(
                 "test-worker-{index}-{}",
@@ -342,6 +349,7 @@ impl Cluster {
                 concurrency: spec.concurrency,
                 tags: spec.tags,
                 executor: spec.executor,
+                host_build_uids: Some(host_build_uids(spec.concurrency)),
                 worker_id: Some(worker_id),
                 cache_dir: Some(dir.path().join(format!("worker-{index}"))),
                 max_attempts: 3,
@@ -628,4 +636,17 @@ pub fn workspaces_in(cache_dir: &Path) -> Vec<PathBuf> {
         }
     }
     found
+}
+
+/// Build uids for one host worker, apart from every other worker of every test process on
+/// this machine (by process id and a counter): `--host-build-uids`.
+pub fn host_build_uids(concurrency: usize) -> ocelot_worker::UidRange {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let slot = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 32;
+    let size = u32::try_from(concurrency.clamp(1, 16)).unwrap_or(16);
+    let first = 1_000_000 + (std::process::id() % 20_000) * 512 + slot * 16;
+    ocelot_worker::UidRange {
+        first,
+        last: first + size - 1,
+    }
 }

@@ -19,6 +19,8 @@ struct Backend {
     root: PathBuf,
     expected_authorization: String,
     refused: AtomicUsize,
+    /// Requests that carried an `Authorization` header at all (right or wrong).
+    offered: AtomicUsize,
 }
 
 /// Serves every repository under a root at `http://127.0.0.1:PORT/NAME.git`, to one user.
@@ -43,6 +45,7 @@ impl PrivateHttpGit {
             root: root.to_path_buf(),
             expected_authorization: format!("Basic {credentials}"),
             refused: AtomicUsize::new(0),
+            offered: AtomicUsize::new(0),
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let port = listener.local_addr()?.port();
@@ -63,6 +66,17 @@ impl PrivateHttpGit {
         format!("http://127.0.0.1:{}/{name}.git", self.port)
     }
 
+    /// The URL of repository `name` through another name of the server's address (e.g.
+    /// `localhost` instead of `127.0.0.1`): the same server, another host to a credential.
+    pub fn url_on(&self, host: &str, name: &str) -> String {
+        format!("http://{host}:{}/{name}.git", self.port)
+    }
+
+    /// How many requests carried credentials (an `Authorization` header), right or wrong.
+    pub fn offered(&self) -> usize {
+        self.backend.offered.load(Ordering::SeqCst)
+    }
+
     /// How many requests were refused for want of the right credentials.
     pub fn refused(&self) -> usize {
         self.backend.refused.load(Ordering::SeqCst)
@@ -70,6 +84,9 @@ impl PrivateHttpGit {
 }
 
 async fn serve(State(backend): State<Arc<Backend>>, request: Request) -> Response {
+    if request.headers().contains_key(header::AUTHORIZATION) {
+        backend.offered.fetch_add(1, Ordering::SeqCst);
+    }
     let authorized = request
         .headers()
         .get(header::AUTHORIZATION)

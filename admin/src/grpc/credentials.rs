@@ -5,6 +5,7 @@ use crate::state::AppState;
 use ocelot_core::model::unix_ms;
 use ocelot_core::secrets::{
     CredentialDetails, CredentialInfo, CredentialKind, Scope, SecretError, SecretStore, SecretValue,
+    normalize_host,
 };
 use ocelot_proto::v1 as pb;
 use pb::credential_scope::Scope as WireScope;
@@ -65,7 +66,32 @@ fn to_wire(info: &CredentialInfo) -> pb::Credential {
         username: info.details.username.clone().unwrap_or_default(),
         registry: info.details.registry.clone().unwrap_or_default(),
         checks_host_key: info.details.known_hosts.is_some(),
+        host: info.details.host.clone().unwrap_or_default(),
     }
+}
+
+/// The host a `vcs` token is bound to: the one given (normalised), else the host of its
+/// repo's URL. Other kinds keep what was given (validation refuses a host for them).
+fn vcs_host(
+    kind: CredentialKind,
+    given: &str,
+    repo: Option<&ocelot_core::model::Repo>,
+) -> Result<Option<String>, Status> {
+    let given = given.trim();
+    if !given.is_empty() {
+        if kind != CredentialKind::Vcs {
+            return Ok(Some(given.to_string()));
+        }
+        return normalize_host(given).map(Some).ok_or_else(|| {
+            Status::invalid_argument(format!(
+                "`{given}` is not a host (e.g. `github.com` or `10.0.0.5`, without scheme or path)"
+            ))
+        });
+    }
+    if kind != CredentialKind::Vcs {
+        return Ok(None);
+    }
+    Ok(repo.and_then(|repo| ocelot_core::repo_url::url_host(&repo.url)))
 }
 
 fn secret_status(error: SecretError) -> Status {
@@ -78,13 +104,16 @@ pub(super) async fn add(
 ) -> Result<Response<pb::Credential>, Status> {
     let kind: CredentialKind = request.kind.parse().map_err(secret_status)?;
     let scope = scope_from_wire(request.scope)?;
-    if let Scope::Repo(repo) = &scope {
-        state
-            .store
-            .find_repo(repo)
-            .await
-            .map_err(AdminError::from)?;
-    }
+    let repo = match &scope {
+        Scope::Repo(repo) => Some(
+            state
+                .store
+                .find_repo(repo)
+                .await
+                .map_err(AdminError::from)?,
+        ),
+        Scope::Prefix(_) => None,
+    };
     let value = String::from_utf8(request.value)
         .map_err(|_| Status::invalid_argument("the value is not UTF-8 text"))?;
     let value = SecretValue::new(
@@ -98,6 +127,7 @@ pub(super) async fn add(
         username: optional(request.username),
         registry: optional(request.registry),
         known_hosts: optional(request.known_hosts),
+        host: vcs_host(kind, &request.host, repo.as_ref())?,
     };
     state
         .secrets

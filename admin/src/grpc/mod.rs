@@ -231,8 +231,8 @@ impl ocelot_proto::v1::admin_server::Admin for AdminApi {
         &self,
         request: tonic::Request<ocelot_proto::v1::SetRepoOptionsRequest>,
     ) -> Result<tonic::Response<ocelot_proto::v1::Repo>, tonic::Status> {
-        let name = &request.get_ref().name;
-        scope::check_repo(&scope::of(&request)?, name, name)?;
+        let scope = scope::of(&request)?;
+        scope::check_named_repo(&self.state, &scope, &request.get_ref().name).await?;
         repos::set_options(&self.state, request.into_inner()).await
     }
 
@@ -241,7 +241,7 @@ impl ocelot_proto::v1::admin_server::Admin for AdminApi {
         request: tonic::Request<ocelot_proto::v1::AddPollRequest>,
     ) -> Result<tonic::Response<ocelot_proto::v1::Poll>, tonic::Status> {
         let scope = scope::of(&request)?;
-        scope::repo(&self.state, &scope, &request.get_ref().repo).await?;
+        scope::check_named_repo(&self.state, &scope, &request.get_ref().repo).await?;
         polls::add(&self.state, request.into_inner()).await
     }
 
@@ -257,7 +257,7 @@ impl ocelot_proto::v1::admin_server::Admin for AdminApi {
         request: tonic::Request<ocelot_proto::v1::RemovePollRequest>,
     ) -> Result<tonic::Response<ocelot_proto::v1::RemovePollResponse>, tonic::Status> {
         let scope = scope::of(&request)?;
-        scope::repo(&self.state, &scope, &request.get_ref().repo).await?;
+        scope::check_named_repo(&self.state, &scope, &request.get_ref().repo).await?;
         polls::remove(&self.state, request.into_inner()).await
     }
 

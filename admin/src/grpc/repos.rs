@@ -21,6 +21,8 @@ fn validate_name(name: &str) -> Result<(), AdminError> {
 }
 
 fn validate_url(url: &str) -> Result<(), AdminError> {
+    ocelot_core::repo_url::check_no_credentials(url)
+        .map_err(|e| AdminError::Invalid(e.to_string()))?;
     let known = ["git://", "http://", "https://", "file://", "ssh://"];
     if known.iter().any(|scheme| url.starts_with(scheme)) || url.contains('@') {
         Ok(())
@@ -29,6 +31,14 @@ fn validate_url(url: &str) -> Result<(), AdminError> {
             "invalid repo URL `{url}`: expected git://, http(s)://, ssh:// or file:// URL"
         )))
     }
+}
+
+/// A repo as shown: a URL registered with credentials in it (before they were refused) has
+/// them replaced by `***`.
+fn redacted(repo: &ocelot_core::model::Repo) -> pb::Repo {
+    let mut wire = pb::Repo::from(repo);
+    wire.url = ocelot_core::repo_url::redact_credentials(&wire.url).into_owned();
+    wire
 }
 
 /// A random webhook secret: 64 hex characters.
@@ -91,7 +101,7 @@ pub(super) async fn list(
         repos: repos
             .iter()
             .filter(|r| scope.allows(&r.name))
-            .map(pb::Repo::from)
+            .map(redacted)
             .collect(),
     }))
 }
@@ -134,5 +144,5 @@ pub(super) async fn set_options(
             .map_err(AdminError::from)?;
         tracing::info!(repo = %repo.name, allowed, "host execution set");
     }
-    Ok(Response::new(pb::Repo::from(&repo)))
+    Ok(Response::new(redacted(&repo)))
 }

@@ -47,6 +47,19 @@ pub(super) async fn repo(state: &AppState, scope: &RepoScope, asked: &str) -> Re
     Ok(repo)
 }
 
+/// Checks the repo named (or at the URL) `asked` for a limited token (an unlimited one needs
+/// no lookup: the handler's own answers stay as they were).
+pub(super) async fn check_named_repo(
+    state: &AppState,
+    scope: &RepoScope,
+    asked: &str,
+) -> Result<(), Status> {
+    if scope.is_all() {
+        return Ok(());
+    }
+    repo(state, scope, asked).await.map(|_| ())
+}
+
 /// Build `id`, when it exists and its repo is in scope.
 pub(super) async fn build(state: &AppState, scope: &RepoScope, id: BuildId) -> Result<Build, Status> {
     let build = state.store.get_build(id).await.map_err(AdminError::from)?;

@@ -3,9 +3,9 @@
 //! missed and how long they are waited for, and the results the admin makes up.
 
 use ocelot_core::BuildState;
-use ocelot_core::events::{BuildEvent, EventKind, Position};
+use ocelot_core::events::{BuildEvent, EventKind, LogDigest, Position};
 use ocelot_core::ids::{Attempt, BuildId, Seq};
-use ocelot_core::model::{Build, unix_ms};
+use ocelot_core::model::{Build, LogStream, unix_ms};
 use std::time::{Duration, SystemTime};
 use tokio::time::Instant;
 use tonic::Status;
@@ -241,6 +241,45 @@ impl Sent {
 /// Whether a page of `len` stored events may be followed by another (it was full).
 pub(super) fn more_pages(len: usize) -> bool {
     i64::try_from(len).unwrap_or(i64::MAX) >= REPLAY_PAGE
+}
+
+/// What a replay of a build whose log was pruned (`--keep-logs`) sends after `after`: a
+/// line saying so, then the result from the build row, its line count and checksum those of
+/// that one line (the log they described is gone; the client checks what it printed).
+pub(super) fn pruned_log(
+    build: &Build,
+    attempt: Attempt,
+    after: Seq,
+    pruned_at: SystemTime,
+) -> [BuildEvent; 2] {
+    let text = format!(
+        "[ocelot: the log of this build was pruned on {} (the admin keeps logs for --keep-logs after a build finishes); its result stays]",
+        humantime::format_rfc3339_seconds(pruned_at)
+    );
+    let mut digest = LogDigest::new();
+    digest.add_line(&text);
+    let note = BuildEvent {
+        build_id: build.id,
+        attempt,
+        seq: after.next(),
+        at_ms: unix_ms(pruned_at),
+        kind: EventKind::Line {
+            stage: "setup".to_string(),
+            stream: LogStream::System,
+            text,
+        },
+    };
+    let mut result = result_event(build, attempt, after.next().next());
+    if let EventKind::Result {
+        line_count,
+        log_sha256,
+        ..
+    } = &mut result.kind
+    {
+        *line_count = digest.count();
+        *log_sha256 = digest.hex();
+    }
+    [note, result]
 }
 
 /// The result of a build whose attempt stored none, from its row.
@@ -742,6 +781,42 @@ mod tests {
             panic!("a result of a running build was relayed");
         };
         assert!(why.contains("still running"), "{why}");
+    }
+
+    #[test]
+    fn a_pruned_log_replays_as_a_note_and_the_result() {
+        let mut row = build(BuildState::Passed, 2);
+        row.line_count = Some(300);
+        row.log_sha256 = Some("ab".repeat(32));
+        let pruned_at = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let [note, result] = pruned_log(&row, a(2), s(0), pruned_at);
+        assert_eq!((note.attempt, note.seq, result.seq), (a(2), s(1), s(2)));
+        let EventKind::Line { text, stream, .. } = &note.kind else {
+            panic!("not a line: {note:?}");
+        };
+        assert_eq!(*stream, LogStream::System);
+        assert!(
+            text.starts_with("[ocelot: the log of this build was pruned on 2023-11-14T22:13:20Z"),
+            "{text}"
+        );
+        let EventKind::Result {
+            state,
+            line_count,
+            log_sha256,
+            ..
+        } = &result.kind
+        else {
+            panic!("not a result: {result:?}");
+        };
+        let mut digest = LogDigest::new();
+        digest.add_line(text);
+        assert_eq!(
+            (*state, *line_count, log_sha256.as_str()),
+            (BuildState::Passed, 1, digest.hex().as_str())
+        );
+        // a client resuming after the note gets the result after it
+        let [note, _] = pruned_log(&row, a(2), s(1), pruned_at);
+        assert_eq!(note.seq, s(2));
     }
 
     #[test]

@@ -38,6 +38,11 @@ fn details_text(credential: &pb::Credential) -> String {
     if credential.checks_host_key {
         parts.push("host key checked".to_string());
     }
+    if !credential.host.is_empty() {
+        parts.push(format!("host {}", credential.host));
+    } else if credential.kind == "vcs" {
+        parts.push("NO HOST: sent nowhere; add it again with --host".to_string());
+    }
     if parts.is_empty() {
         "-".to_string()
     } else {
@@ -87,6 +92,7 @@ pub(crate) async fn run(
             username,
             registry,
             known_hosts_file,
+            host,
         } => {
             let known_hosts = match known_hosts_file {
                 Some(path) => std::fs::read_to_string(&path).map_err(|e| {
@@ -108,12 +114,18 @@ pub(crate) async fn run(
                     username: username.unwrap_or_default(),
                     registry: registry.unwrap_or_default(),
                     known_hosts,
+                    host: host.unwrap_or_default(),
                 })
                 .await
                 .map_err(client::from_status)?
                 .into_inner();
+            let bound = if stored.host.is_empty() {
+                String::new()
+            } else {
+                format!(" (sent to {} only)", stored.host)
+            };
             eprintln!(
-                "stored {} credential {} for {}",
+                "stored {} credential {} for {}{bound}",
                 stored.kind,
                 stored.name,
                 scope_text(&stored.scope)
@@ -133,7 +145,7 @@ pub(crate) async fn run(
                     .map(|c| {
                         json!({"name": c.name, "kind": c.kind, "scope": scope_text(&c.scope),
                                "username": c.username, "registry": c.registry,
-                               "checks_host_key": c.checks_host_key,
+                               "checks_host_key": c.checks_host_key, "host": c.host,
                                "created_at_ms": c.created_at_ms, "updated_at_ms": c.updated_at_ms})
                     })
                     .collect();

@@ -21,6 +21,7 @@ pub(crate) async fn dispatch(args: Args) -> ExitStatus {
         address: args.admin,
         tls_ca: args.tls_ca,
         consul: args.consul,
+        allow_insecure: args.allow_insecure,
     };
     let result = match args.command {
         Command::Build(build_args) => build::run(&admin, build_args).await,

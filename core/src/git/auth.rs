@@ -28,7 +28,8 @@ pub enum GitAuth {
 
 impl BuildCredentials {
     /// How to authenticate to the git server at `url`: an `ssh` key for SSH URLs, a `vcs`
-    /// token for the others; the most specific credential wins.
+    /// token bound to the URL's host for the others; the most specific credential wins. A
+    /// `vcs` token of another host (or of none) is never offered.
     pub fn git_auth(&self, url: &str) -> Option<GitAuth> {
         if is_ssh_url(url) {
             self.of_kind(CredentialKind::Ssh)
@@ -40,7 +41,7 @@ impl BuildCredentials {
                 })
         } else {
             self.of_kind(CredentialKind::Vcs)
-                .next()
+                .find(|c| c.info.details.serves_url(url))
                 .map(|c| GitAuth::Https {
                     username: c
                         .info

@@ -27,6 +27,10 @@ pub enum GitError {
     CommitNotFound { url: String, commit: String },
     #[error("git error in {url}: {message}")]
     Other { url: String, message: String },
+    /// A repo registered with `https://user:token@...` (before such URLs were refused): never
+    /// fetched, so the token reaches no log and no build's `.git/config`.
+    #[error(transparent)]
+    CredentialsInUrl(#[from] ocelot_domain::repo_url::CredentialsInUrl),
 }
 
 fn classify(url: &str, error: git2::Error) -> GitError {
@@ -71,6 +75,7 @@ pub struct RemoteRef {
 
 /// Lists the branch heads (`refs/heads/*`) of the repository at `url`, without cloning it.
 pub fn ls_remote(url: &str, auth: Option<&GitAuth>) -> Result<Vec<RemoteRef>, GitError> {
+    ocelot_domain::repo_url::check_no_credentials(url)?;
     let mut remote = git2::Remote::create_detached(url).map_err(|e| classify(url, e))?;
     let refusal = auth::Refusal::default();
     let connection = remote
@@ -143,6 +148,7 @@ impl MirrorCache {
 
     /// Brings the mirror of `url` up to date (all branches and tags) and returns its path.
     pub fn fetch(&self, url: &str, auth: Option<&GitAuth>) -> Result<PathBuf, GitError> {
+        ocelot_domain::repo_url::check_no_credentials(url)?;
         let path = self.mirror_path(url);
         let other = |message: String| GitError::Other {
             url: url.to_string(),

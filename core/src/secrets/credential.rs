@@ -73,6 +73,40 @@ pub struct CredentialDetails {
     /// `ssh`: `known_hosts` lines; when given, the server's host key must be one of them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub known_hosts: Option<String>,
+    /// `vcs`: the git host the token is for (lower case, no port); it is offered to URLs on
+    /// that host only. A `vcs` credential stored before hosts existed has none and is offered
+    /// to no host until it is stored again with one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+}
+
+/// The form of a host a `vcs` credential is bound to: what [`url_host`] makes of a URL on it
+/// (`Git.Example:8443` → `git.example`); `None` when `host` is not a host name or address.
+///
+/// [`url_host`]: ocelot_domain::repo_url::url_host
+pub fn normalize_host(host: &str) -> Option<String> {
+    let host = host.trim();
+    if host.is_empty() || host.contains(['/', '@', ' ']) || host.contains("://") {
+        return None;
+    }
+    let bracketed = if host.contains(':') && !host.starts_with('[') && host.matches(':').count() > 1
+    {
+        format!("[{host}]")
+    } else {
+        host.to_string()
+    };
+    ocelot_domain::repo_url::url_host(&format!("https://{bracketed}/"))
+}
+
+impl CredentialDetails {
+    /// Whether this `vcs` credential may be sent to the git server at `url`: its host is the
+    /// URL's host. A credential without a host goes nowhere.
+    pub fn serves_url(&self, url: &str) -> bool {
+        match (&self.host, ocelot_domain::repo_url::url_host(url)) {
+            (Some(bound), Some(host)) => *bound == host,
+            _ => false,
+        }
+    }
 }
 
 /// Which repos a credential serves.
@@ -204,13 +238,28 @@ pub fn validate_credential(
             unexpected("username", details.username.is_some())?;
             unexpected("registry", details.registry.is_some())?;
             unexpected("known_hosts", details.known_hosts.is_some())?;
+            unexpected("host", details.host.is_some())?;
         }
         CredentialKind::Vcs => {
             unexpected("registry", details.registry.is_some())?;
             unexpected("known_hosts", details.known_hosts.is_some())?;
+            match details.host.as_deref() {
+                None => {
+                    return invalid(
+                        "a vcs credential needs the git host it is for (--host, e.g. `github.com`; for one repo it is taken from the repo's URL): it is sent to that host only".into(),
+                    );
+                }
+                Some(host) if normalize_host(host).as_deref() != Some(host) => {
+                    return invalid(format!(
+                        "`{host}` is not a host name in lower case without port (e.g. `github.com`, `10.0.0.5`)"
+                    ));
+                }
+                Some(_) => {}
+            }
         }
         CredentialKind::Ssh => {
             unexpected("registry", details.registry.is_some())?;
+            unexpected("host", details.host.is_some())?;
             let key = value.expose();
             if !(key.trim_start().starts_with("-----BEGIN") && key.contains("PRIVATE KEY-----")) {
                 return invalid(
@@ -223,6 +272,7 @@ pub fn validate_credential(
         }
         CredentialKind::Registry => {
             unexpected("known_hosts", details.known_hosts.is_some())?;
+            unexpected("host", details.host.is_some())?;
             if details.username.as_deref().is_none_or(str::is_empty) {
                 return invalid("a registry credential needs a username (--username)".into());
             }
@@ -245,6 +295,41 @@ mod tests {
     fn values_never_show_in_debug() {
         let value = SecretValue::new("hunter2-long".into());
         assert!(!format!("{value:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn vcs_tokens_serve_their_own_host_only() {
+        assert_eq!(normalize_host("Git.Example:8443").as_deref(), Some("git.example"));
+        assert_eq!(normalize_host("127.0.0.1").as_deref(), Some("127.0.0.1"));
+        assert_eq!(normalize_host("::1").as_deref(), Some("::1"));
+        assert_eq!(normalize_host("https://git.example"), None);
+        assert_eq!(normalize_host("user@git.example"), None);
+        assert_eq!(normalize_host(""), None);
+        let bound = CredentialDetails {
+            host: Some("127.0.0.1".into()),
+            ..Default::default()
+        };
+        assert!(bound.serves_url("http://127.0.0.1:8080/team/app.git"));
+        assert!(!bound.serves_url("http://localhost:8080/team/app.git"));
+        assert!(!bound.serves_url("https://evil.example/127.0.0.1/app.git"));
+        assert!(!bound.serves_url("https://127.0.0.1.evil.example/app.git"));
+        assert!(!bound.serves_url("/srv/git/app.git"));
+        assert!(!CredentialDetails::default().serves_url("http://127.0.0.1/app.git"));
+        let value = SecretValue::new("token-123456".into());
+        let scope = Scope::Repo("app".into());
+        assert!(
+            validate_credential("t", CredentialKind::Vcs, &scope, &bound, &value).is_ok()
+        );
+        let unbound = CredentialDetails::default();
+        let error = validate_credential("t", CredentialKind::Vcs, &scope, &unbound, &value)
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("--host"), "{error}");
+        let upper = CredentialDetails {
+            host: Some("Git.Example".into()),
+            ..Default::default()
+        };
+        assert!(validate_credential("t", CredentialKind::Vcs, &scope, &upper, &value).is_err());
     }
 
     #[test]

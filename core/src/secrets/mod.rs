@@ -24,7 +24,7 @@ pub mod webhook;
 
 pub use credential::{
     Credential, CredentialDetails, CredentialInfo, CredentialKind, Scope, SecretValue,
-    validate_credential,
+    normalize_host, validate_credential,
 };
 pub use error::SecretError;
 pub use known_hosts::{KnownHosts, KnownHostsError};

@@ -26,12 +26,27 @@ async fn main() -> anyhow::Result<()> {
     let nats = NatsServer::start().await?;
     let store = ocelot_core::store::Store::connect(&database.url).await?;
     let secret = "bench-secret-0123456789abcdef";
+    // webhook secrets are sealed under the master key, as the admin does
+    let key_dir = tempfile::tempdir()?;
+    let key_file = key_dir.path().join("master.key");
+    {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&key_file)?
+            .write_all(ocelot_core::secrets::cipher::MasterKey::generate_hex()?.as_bytes())?;
+    }
+    let key = ocelot_core::secrets::cipher::MasterKey::from_file(&key_file)?;
+    let sealed = ocelot_core::secrets::webhook::seal(&key, "bench", secret)?;
     store
         .add_repo(
             "bench",
             "git://127.0.0.1:1/team/bench.git",
             "main",
-            Some(secret),
+            Some(&sealed),
         )
         .await?;
     // the streams, as an admin or worker makes them (the hookhandler may only publish jobs)
@@ -49,7 +64,7 @@ async fn main() -> anyhow::Result<()> {
             log_format: ocelot_core::telemetry::LogFormat::Plain,
         },
         secrets: ocelot_core::settings::SecretsArgs {
-            master_key_file: None,
+            master_key_file: Some(key_file.clone()),
         },
         secret_store: Default::default(),
         consul: Default::default(),

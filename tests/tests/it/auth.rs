@@ -192,3 +192,185 @@ async fn the_admin_serves_tls_and_the_cli_trusts_it_only_through_its_ca() {
         plain.both()
     );
 }
+
+/// Every row of `api_tokens` as Postgres keeps it: a write of any kind (an update of
+/// `last_used_at`, an insert) changes a row's `ctid`/`xmin` or the set of rows.
+async fn token_rows(client: &tokio_postgres::Client) -> Vec<(i64, String, String)> {
+    client
+        .query(
+            "SELECT id, ctid::text, xmin::text FROM api_tokens ORDER BY id",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| (row.get(0), row.get(1), row.get(2)))
+        .collect()
+}
+
+/// The next transaction id Postgres will hand out: it moves only when something writes.
+async fn next_xid(client: &tokio_postgres::Client) -> i64 {
+    client
+        .query_one(
+            "SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_with_a_wrong_token_cost_no_database_write() {
+    let cluster = Cluster::start().await.unwrap();
+    let (client, connection) = tokio_postgres::connect(&cluster.database.url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let reader = cluster
+        .store
+        .create_token("reader", TokenScope::Read)
+        .await
+        .unwrap();
+    let revoked = cluster
+        .store
+        .create_token("gone", TokenScope::Admin)
+        .await
+        .unwrap();
+    cluster.store.revoke_token("gone").await.unwrap();
+
+    let rows_before = token_rows(&client).await;
+    let xid_before = next_xid(&client).await;
+    const CALLS: usize = 30;
+    for call in 0..CALLS {
+        let token = match call % 3 {
+            0 => "ocl_0000000000000000000000000000000000000000".to_string(),
+            1 => revoked.clone(),
+            _ => format!("{reader}x"),
+        };
+        let refused = cluster
+            .ocelot_with_token(&token, &["status"])
+            .await
+            .unwrap();
+        assert_eq!(refused.code, 7, "{}", refused.both());
+    }
+    assert_eq!(
+        token_rows(&client).await,
+        rows_before,
+        "a refused call wrote to api_tokens"
+    );
+    let spent = next_xid(&client).await - xid_before;
+    assert!(
+        spent < CALLS as i64,
+        "{CALLS} refused calls used {spent} write transactions"
+    );
+
+    // a right token is marked used once, not once per call
+    let first = cluster
+        .ocelot_with_token(&reader, &["repos", "list"])
+        .await
+        .unwrap();
+    assert_eq!(first.code, 0, "{}", first.both());
+    let marked = token_rows(&client).await;
+    assert_ne!(marked, rows_before, "the first call marks the token used");
+    let started = std::time::Instant::now();
+    let mut changes = 0;
+    let mut last = marked;
+    for _ in 0..10 {
+        let again = cluster
+            .ocelot_with_token(&reader, &["repos", "list"])
+            .await
+            .unwrap();
+        assert_eq!(again.code, 0, "{}", again.both());
+        let now = token_rows(&client).await;
+        if now != last {
+            changes += 1;
+        }
+        last = now;
+    }
+    // at most once a minute: a slow machine may cross one minute boundary per minute taken
+    let allowed = started.elapsed().as_secs() / 60;
+    assert!(
+        changes <= allowed,
+        "10 calls within {:?} updated the token {changes} times",
+        started.elapsed()
+    );
+    let listed = cluster.ocelot(&["token", "list", "--json"]).await.unwrap();
+    let listed: serde_json::Value = serde_json::from_str(&listed.stdout).unwrap();
+    let reader_row = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "reader")
+        .unwrap();
+    assert_ne!(reader_row["last_used_at_ms"], 0, "{listed}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_sends_no_token_over_plain_http_off_this_machine() {
+    let cluster = Cluster::start().await.unwrap();
+    let ocelot = bin_dir().unwrap().join("ocelot");
+    // 192.0.2.1 (TEST-NET-1) is never contacted: the refusal comes before any connection
+    for (address, extra) in [
+        ("http://192.0.2.1:50051", None),
+        ("192.0.2.1:50051", None),
+        ("http://ci.example:50051", None),
+        ("http://192.0.2.1:50051", Some(("OCELOT_ALLOW_INSECURE", "0"))),
+    ] {
+        let mut command = tokio::process::Command::new(&ocelot);
+        command
+            .args(["repos", "list", "--admin", address])
+            .env("OCELOT_TOKEN", &cluster.token)
+            .env_remove("OCELOT_TLS_CA")
+            .env_remove("OCELOT_ALLOW_INSECURE")
+            .kill_on_drop(true);
+        if let Some((name, value)) = extra {
+            command.env(name, value);
+        }
+        let output = command.output().await.unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{address}: {stderr}");
+        assert!(
+            stderr.contains("refusing to send the API token over plain http://")
+                && stderr.contains("--allow-insecure")
+                && stderr.contains("--tls-ca"),
+            "{address}: {stderr}"
+        );
+        assert!(!stderr.contains("cannot reach"), "{address}: {stderr}");
+        assert!(!stderr.contains(&cluster.token), "{stderr}");
+    }
+    // loopback needs no flag, and the flag (from its variable) is understood
+    for allow in [None, Some("1")] {
+        let mut command = tokio::process::Command::new(&ocelot);
+        command
+            .args(["repos", "list", "--admin", &cluster.admin_url])
+            .env("OCELOT_TOKEN", &cluster.token)
+            .env_remove("OCELOT_ALLOW_INSECURE")
+            .kill_on_drop(true);
+        if let Some(value) = allow {
+            command.env("OCELOT_ALLOW_INSECURE", value);
+        }
+        let output = command.output().await.unwrap();
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let localhost = cluster.admin_url.replace("127.0.0.1", "localhost");
+    let by_name = tokio::process::Command::new(&ocelot)
+        .args(["repos", "list", "--admin", &localhost])
+        .env("OCELOT_TOKEN", &cluster.token)
+        .env_remove("OCELOT_ALLOW_INSECURE")
+        .kill_on_drop(true)
+        .output()
+        .await
+        .unwrap();
+    assert_ne!(
+        by_name.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&by_name.stderr)
+    );
+}

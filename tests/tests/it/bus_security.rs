@@ -8,7 +8,6 @@
 
 use crate::repo_with;
 use ocelot_core::BuildState;
-use ocelot_core::build_state::StageState;
 use ocelot_core::events::{BuildEvent, EventKind};
 use ocelot_core::ids::{BuildId, Seq};
 use ocelot_core::queue::{Bus, Setup};
@@ -87,13 +86,30 @@ async fn still_builds(cluster: &Cluster, name: &str) {
 
 /// The build of `cluster`'s only repo once its stage runs.
 async fn running_build(cluster: &Cluster) -> BuildId {
-    wait_until("the stage to run", Duration::from_secs(60), || async {
+    let running = wait_until("the stage to say it waits", Duration::from_secs(60), || async {
         let build = cluster.builds().await.ok()?.into_iter().next()?;
-        let stages = cluster.store.stages(build.id, build.attempt).await.ok()?;
-        (stages.first()?.state == StageState::Running).then_some(build.id)
+        let events = cluster
+            .store
+            .events(build.id, build.attempt, Seq::START, Seq::from(u64::MAX), 100)
+            .await
+            .ok()?;
+        events
+            .iter()
+            .any(|event| matches!(&event.kind, EventKind::Line { text, .. } if text == "waiting"))
+            .then_some(build.id)
     })
-    .await
-    .unwrap()
+    .await;
+    match running {
+        Ok(build_id) => build_id,
+        Err(error) => {
+            let build = cluster.builds().await.unwrap().into_iter().next().unwrap();
+            let events = cluster
+                .store
+                .events(build.id, build.attempt, Seq::START, Seq::from(u64::MAX), 100)
+                .await;
+            panic!("{error}: {build:#?} {events:#?}")
+        }
+    }
 }
 
 /// A raw NATS client as `user` (its own inbox, as the services use), and the errors the

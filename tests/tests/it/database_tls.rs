@@ -3,6 +3,7 @@
 //! certificate; without TLS, with an unknown CA, or under a name its certificate does not
 //! carry (`verify-full`), the connection is refused; `verify-ca` checks the chain only.
 
+use ocelot_core::error_chain::error_chain;
 use ocelot_core::settings::DatabaseArgs;
 use ocelot_core::store::Store;
 use ocelot_tests::pg_server::PostgresServer;
@@ -34,16 +35,15 @@ async fn the_store_connects_over_verified_tls_and_refuses_what_it_cannot_verify(
     let Err(error) = Store::connect_with_ca(&plain_url, None).await else {
         panic!("a connection without TLS was accepted");
     };
-    assert!(
-        format!("{error:?}").contains("no encryption") || format!("{error:?}").contains("pg_hba"),
-        "{error:?}"
-    );
+    let chain = error_chain(&error);
+    assert!(chain.contains("no encryption"), "{chain}");
     // verify-full without the CA (the system's roots do not know it): refused
     let verify_full = format!("{plain_url}?sslmode=verify-full");
     let Err(error) = Store::connect_with_ca(&verify_full, None).await else {
         panic!("a certificate of an unknown CA was accepted");
     };
-    assert!(format!("{error:?}").contains("UnknownIssuer"), "{error:?}");
+    let chain = error_chain(&error);
+    assert!(chain.contains("TLS handshake"), "{chain}");
     // a name the certificate does not carry (it names 127.0.0.1): verify-full refuses,
     // verify-ca (the chain only) accepts
     let by_name = plain_url.replace("127.0.0.1", "localhost");

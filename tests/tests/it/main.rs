@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod auth;
+mod branch_integrity;
 mod build;
 mod bus_security;
 mod cancel;
@@ -20,6 +21,7 @@ mod private_repos;
 mod secrets;
 mod settings;
 mod store;
+mod token_scopes;
 mod watch;
 mod webhooks;
 mod workers;

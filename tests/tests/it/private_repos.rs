@@ -262,3 +262,196 @@ async fn an_image_from_a_private_registry_is_pulled_with_its_login() {
         assert!(!output.both().contains(PASSWORD), "{}", output.both());
     }
 }
+
+/// Stores `value` as the vcs credential `NAME` of `repo` (user `builder`), with `--host`
+/// when given.
+async fn add_bound_token(
+    cluster: &Cluster,
+    name: &str,
+    repo: &str,
+    host: Option<&str>,
+    value: &[u8],
+) -> CliOutput {
+    let mut args = vec![
+        "creds",
+        "add",
+        "vcs",
+        name,
+        "-r",
+        repo,
+        "--username",
+        "builder",
+    ];
+    if let Some(host) = host {
+        args.extend(["--host", host]);
+    }
+    cluster.ocelot_with_input(&args, value).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vcs_token_is_sent_to_its_own_host_only() {
+    let cluster = Cluster::start().await.unwrap();
+    cluster
+        .git
+        .create_repo("private-http", &[("ocelot.yml", YML), ("notes.txt", NOTES)])
+        .unwrap();
+    let server = PrivateHttpGit::start(cluster.git.root(), "builder", TOKEN)
+        .await
+        .unwrap();
+    // the same server under two host names: a repo that names `localhost`, a token bound to
+    // 127.0.0.1. To the token they are different hosts.
+    let url = server.url_on("localhost", "private-http");
+    cluster.add_repo("elsewhere", &url).await.unwrap();
+    let added = add_bound_token(&cluster, "tok", "elsewhere", Some("127.0.0.1"), TOKEN.as_bytes()).await;
+    assert_eq!(added.code, 0, "{}", added.both());
+    assert!(added.stderr.contains("sent to 127.0.0.1 only"), "{}", added.both());
+    let refused = build_refused(&cluster, "elsewhere", &url).await;
+    assert!(
+        refused.stderr.contains("none is configured for this repository"),
+        "{}",
+        refused.both()
+    );
+    assert!(server.refused() > 0, "the server was never asked");
+    assert_eq!(
+        server.offered(),
+        0,
+        "a token bound to 127.0.0.1 was sent to localhost"
+    );
+
+    // a token for a prefix names its host; a host is a host, not a URL
+    for args in [
+        vec!["creds", "add", "vcs", "wide", "--prefix", "team/"],
+        vec!["creds", "add", "vcs", "wide", "--prefix", "team/", "--host", "https://x.example/"],
+    ] {
+        let no_host = cluster.ocelot_with_input(&args, TOKEN.as_bytes()).await.unwrap();
+        assert_eq!(no_host.code, 6, "{}", no_host.both());
+        assert!(no_host.stderr.contains("host"), "{}", no_host.both());
+    }
+
+    // bound to the repo's host, the same token builds
+    let rebound = add_bound_token(&cluster, "tok", "elsewhere", Some("LocalHost"), TOKEN.as_bytes()).await;
+    assert_eq!(rebound.code, 0, "{}", rebound.both());
+    let built = cluster.ocelot(&["build", "-r", "elsewhere"]).await.unwrap();
+    assert_eq!(built.code, 0, "{}", built.both());
+    assert!(built.stdout.contains(NOTES), "{}", built.both());
+    assert!(server.offered() > 0);
+
+    // by default a repo's token is bound to the host of the repo's URL
+    cluster
+        .add_repo("direct", &server.url("private-http"))
+        .await
+        .unwrap();
+    let derived = add_bound_token(&cluster, "tok", "direct", None, TOKEN.as_bytes()).await;
+    assert_eq!(derived.code, 0, "{}", derived.both());
+    assert!(derived.stderr.contains("sent to 127.0.0.1 only"), "{}", derived.both());
+    let listed = cluster.ocelot(&["creds", "list"]).await.unwrap();
+    assert!(
+        listed.stdout.contains("host 127.0.0.1") && listed.stdout.contains("host localhost"),
+        "{}",
+        listed.both()
+    );
+
+    // a token stored before hosts existed goes nowhere; the upgrade (V12) binds a repo's
+    // token to its repo's host, and it builds again
+    let (client, connection) =
+        tokio_postgres::connect(&cluster.database.url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+    tokio::spawn(connection);
+    client
+        .execute(
+            "UPDATE credentials SET details = details - 'host' WHERE kind = 'vcs' AND scope = 'direct'",
+            &[],
+        )
+        .await
+        .unwrap();
+    let offered = server.offered();
+    let legacy = cluster.ocelot(&["creds", "list"]).await.unwrap();
+    assert!(legacy.stdout.contains("NO HOST"), "{}", legacy.both());
+    build_refused(&cluster, "direct", &server.url("private-http")).await;
+    assert_eq!(server.offered(), offered, "an unbound token was sent");
+    let migration = include_str!("../../../core/src/store/migrations/V12__token_repo_scopes.sql");
+    let binding = &migration[migration.find("UPDATE credentials").unwrap()..];
+    client.batch_execute(binding).await.unwrap();
+    let rebuilt = cluster.ocelot(&["build", "-r", "direct"]).await.unwrap();
+    assert_eq!(rebuilt.code, 0, "{}", rebuilt.both());
+    for output in [&added, &refused, &rebound, &built, &derived, &listed, &rebuilt] {
+        assert!(!output.both().contains(TOKEN), "{}", output.both());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_in_a_repo_url_are_refused_and_old_ones_never_used() {
+    let cluster = Cluster::start().await.unwrap();
+    cluster
+        .git
+        .create_repo("private-http", &[("ocelot.yml", YML), ("notes.txt", NOTES)])
+        .unwrap();
+    let server = PrivateHttpGit::start(cluster.git.root(), "builder", TOKEN)
+        .await
+        .unwrap();
+    let leaky = server
+        .url("private-http")
+        .replace("http://", &format!("http://builder:{TOKEN}@"));
+    let token_as_user = server
+        .url("private-http")
+        .replace("http://", &format!("http://{TOKEN}@"));
+    for url in [&leaky, &token_as_user] {
+        let refused = cluster
+            .ocelot(&["repos", "add", "leaky", url])
+            .await
+            .unwrap();
+        assert_eq!(refused.code, 6, "{}", refused.both());
+        assert!(
+            refused.stderr.contains("carries credentials")
+                && refused.stderr.contains("ocelot creds add vcs"),
+            "{}",
+            refused.both()
+        );
+        assert!(!refused.both().contains(TOKEN), "{}", refused.both());
+    }
+    // an SSH user name is no credential
+    for (name, url) in [
+        ("ssh-url", "ssh://git@127.0.0.1:1/app.git"),
+        ("scp-like", "git@127.0.0.1:app.git"),
+    ] {
+        let added = cluster.ocelot(&["repos", "add", name, url]).await.unwrap();
+        assert_eq!(added.code, 0, "{}", added.both());
+    }
+
+    // a row registered before the refusal: listed without its token, never fetched
+    let (client, connection) =
+        tokio_postgres::connect(&cluster.database.url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+    tokio::spawn(connection);
+    client
+        .execute(
+            "INSERT INTO repos (name, url, default_branch) VALUES ('legacy', $1, 'main')",
+            &[&leaky],
+        )
+        .await
+        .unwrap();
+    let listed = cluster.ocelot(&["repos", "list", "--json"]).await.unwrap();
+    assert_eq!(listed.code, 0, "{}", listed.both());
+    assert!(listed.stdout.contains("legacy") && listed.stdout.contains("***@"), "{}", listed.both());
+    let build = cluster.ocelot(&["build", "-r", "legacy"]).await.unwrap();
+    assert_eq!(build.code, 6, "{}", build.both());
+    assert!(build.stderr.contains("carries credentials"), "{}", build.both());
+    for output in [&listed, &build] {
+        assert!(!output.both().contains(TOKEN), "{}", output.both());
+    }
+    assert_eq!(server.offered(), 0, "the legacy URL's credentials were sent");
+    assert_eq!(server.refused(), 0, "the legacy URL was fetched");
+
+    // the way it should be: the URL without credentials, the token as a credential
+    cluster
+        .add_repo("private-http", &server.url("private-http"))
+        .await
+        .unwrap();
+    let added = add_bound_token(&cluster, "tok", "private-http", None, TOKEN.as_bytes()).await;
+    assert_eq!(added.code, 0, "{}", added.both());
+    let built = cluster.ocelot(&["build", "-r", "private-http"]).await.unwrap();
+    assert_eq!(built.code, 0, "{}", built.both());
+    assert!(built.stdout.contains(NOTES), "{}", built.both());
+}

@@ -260,8 +260,9 @@ async fn forged_malformed_oversized_and_unknown_requests_queue_nothing() {
         Some(&secret),
     )
     .await;
-    assert_eq!(missing.status, 400, "{}", missing.body);
-    assert!(missing.body.contains("repository"), "{}", missing.body);
+    // a payload naming no repository names no registered one: refused like a forgery
+    assert_eq!(missing.status, 401, "{}", missing.body);
+    assert_eq!(missing.body, wrong.body);
     // an event that builds nothing: 202 with a reason
     let issues = github("issues", "issue-1");
     let issues: Vec<(&str, &str)> = issues.iter().map(|(n, v)| (*n, v.as_str())).collect();
@@ -296,7 +297,7 @@ async fn forged_malformed_oversized_and_unknown_requests_queue_nothing() {
     )
     .await;
     assert_eq!(pong.status, 200, "{}", pong.body);
-    // an unknown repo: 404; an unknown provider: 404
+    // an unknown repo: the answer of a bad signature (401); an unknown provider: 404
     let mut stranger = body.clone();
     set(
         &mut stranger,
@@ -311,7 +312,8 @@ async fn forged_malformed_oversized_and_unknown_requests_queue_nothing() {
         Some(&secret),
     )
     .await;
-    assert_eq!(unknown.status, 404, "{}", unknown.body);
+    assert_eq!(unknown.status, 401, "{}", unknown.body);
+    assert_eq!(unknown.body, wrong.body);
     let nowhere = post(
         &format!("{}/hooks/svn", cluster.hooks_url.as_ref().unwrap()),
         &headers,
@@ -462,6 +464,8 @@ async fn gitlab_bitbucket_and_gitea_deliveries_build_pushes_and_pull_requests() 
     assert_eq!(response.status, 202, "{}", response.body);
 
     // GitHub tag push of `second`: `branches` does not filter tags; GIT_TAG is set
+    repo.git(&["tag", "v1.0", &second]).unwrap();
+    repo.git(&["push", "-q", "origin", "v1.0"]).unwrap();
     let mut tag_push = fixture("github", "push_tag");
     set(&mut tag_push, "ref", json!("refs/tags/v1.0"));
     set(&mut tag_push, "after", json!(second));
@@ -498,7 +502,7 @@ async fn gitlab_bitbucket_and_gitea_deliveries_build_pushes_and_pull_requests() 
         .unwrap();
     let log = log_of(&cluster, gitea).await;
     assert!(
-        log.contains("trigger=pull_request branch=fix-hooks pr=5 base=main"),
+        log.contains("trigger=pull_request branch=pull/5 pr=5 base=main"),
         "{log}"
     );
 }
@@ -685,4 +689,252 @@ stages:
     for build in &builds {
         assert!(!log_of(&cluster, build).await.contains(SECRET));
     }
+}
+
+/// Status and body of a refused delivery: what a sender learns.
+fn answer_of(response: &HttpResponse) -> (u16, String) {
+    (response.status, response.body.clone())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_repo_and_a_forged_signature_are_answered_alike_and_valid_deliveries_build() {
+    let cluster = cluster_with_hooks(HookSpec::default()).await;
+    let repo = cluster
+        .git
+        .create_repo("team/sealed", &[("ocelot.yml", ECHO_YML)])
+        .unwrap();
+    let secret = cluster.add_repo("sealed", &repo.url).await.unwrap();
+
+    // at rest the secret is sealed: no plain text in the table
+    let (client, connection) =
+        tokio_postgres::connect(&cluster.database.url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+    tokio::spawn(connection);
+    let row = client
+        .query_one(
+            "SELECT webhook_secret, webhook_ciphertext FROM repos WHERE name = 'sealed'",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, Option<String>>(0), None);
+    let ciphertext: Vec<u8> = row.get(1);
+    assert!(
+        !ciphertext
+            .windows(secret.len())
+            .any(|w| w == secret.as_bytes()),
+        "the webhook secret is stored in plain text"
+    );
+
+    let mut body = fixture("github", "push_branch");
+    set(&mut body, "ref", json!("refs/heads/main"));
+    set(&mut body, "before", Value::Null);
+    set(&mut body, "after", json!(repo.head().unwrap()));
+    set(&mut body, "repository.full_name", json!("team/sealed"));
+    let mut stranger = body.clone();
+    set(&mut stranger, "repository.full_name", json!("nobody/secret-project"));
+    let headers = github("push", "probe");
+    let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
+    let (known, unknown) = (body.to_string(), stranger.to_string());
+
+    // the attack: probing names with a made-up secret; a registered name must not answer
+    // differently from an unregistered one
+    for secret_tried in [Some("made-up-secret-0123456789"), None] {
+        let forged = deliver(&cluster, Provider::GitHub, &headers, known.as_bytes(), secret_tried).await;
+        let probed =
+            deliver(&cluster, Provider::GitHub, &headers, unknown.as_bytes(), secret_tried).await;
+        assert_eq!(forged.status, 401, "{}", forged.body);
+        assert_eq!(answer_of(&forged), answer_of(&probed));
+    }
+    // even signed with a real secret, an unknown repo is a bad signature
+    let probed = deliver(&cluster, Provider::GitHub, &headers, unknown.as_bytes(), Some(&secret)).await;
+    let forged = deliver(
+        &cluster,
+        Provider::GitHub,
+        &headers,
+        known.as_bytes(),
+        Some("made-up-secret-0123456789"),
+    )
+    .await;
+    assert_eq!(answer_of(&forged), answer_of(&probed));
+    // GitLab's token header, the same
+    let mut gitlab = fixture("gitlab", "push_branch");
+    set(&mut gitlab, "project.path_with_namespace", json!("team/sealed"));
+    let mut gitlab_stranger = gitlab.clone();
+    set(&mut gitlab_stranger, "project.path_with_namespace", json!("nobody/else"));
+    let gitlab_headers = [("X-Gitlab-Event", "Push Hook"), ("X-Gitlab-Event-UUID", "gl-probe")];
+    let forged = deliver(
+        &cluster,
+        Provider::GitLab,
+        &gitlab_headers,
+        gitlab.to_string().as_bytes(),
+        Some("made-up-secret-0123456789"),
+    )
+    .await;
+    let probed = deliver(
+        &cluster,
+        Provider::GitLab,
+        &gitlab_headers,
+        gitlab_stranger.to_string().as_bytes(),
+        Some("made-up-secret-0123456789"),
+    )
+    .await;
+    assert_eq!(forged.status, 401, "{}", forged.body);
+    assert_eq!(answer_of(&forged), answer_of(&probed));
+    assert_eq!(count_deliveries(&cluster).await, 0, "a refused request was recorded");
+
+    // the rest still works: a valid delivery is verified, recorded and built
+    let valid = deliver_github(&cluster, "push", "valid-1", &body, &secret).await;
+    assert_eq!(valid.status, 202, "{}", valid.body);
+    let builds = final_build(&cluster, 1).await;
+    assert_eq!(builds.len(), 1, "{builds:?}");
+    assert_eq!(builds[0].state, ocelot_core::BuildState::Passed);
+    assert_eq!(count_deliveries(&cluster).await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_text_webhook_secrets_of_an_earlier_release_keep_working_and_get_sealed() {
+    use ocelot_core::secrets::cipher::MasterKey;
+    use ocelot_core::secrets::{SecretError, webhook};
+    use ocelot_core::store::{Store, StoredWebhookSecret};
+    use ocelot_tests::nats::{NatsServer, NatsUser};
+    use ocelot_tests::postgres::TestDatabase;
+
+    const LEGACY: &str = "legacy-secret-0123456789";
+    // the schema as migration 10 left it, with a repo whose secret is plain text
+    let database = TestDatabase::create().await.unwrap();
+    let (client, connection) = tokio_postgres::connect(&database.url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    client
+        .batch_execute(
+            "CREATE TABLE schema_migrations (version INT PRIMARY KEY, name TEXT NOT NULL,
+                 applied_at TIMESTAMPTZ NOT NULL DEFAULT now())",
+        )
+        .await
+        .unwrap();
+    for (version, sql) in ocelot_core::store::migrations_before(11) {
+        client.batch_execute(sql).await.unwrap();
+        client
+            .execute(
+                "INSERT INTO schema_migrations (version, name) VALUES ($1, 'old')",
+                &[&version],
+            )
+            .await
+            .unwrap();
+    }
+    client
+        .execute(
+            "INSERT INTO repos (name, url, webhook_secret) VALUES ('legacy', 'git://127.0.0.1:1/team/legacy.git', $1)",
+            &[&LEGACY],
+        )
+        .await
+        .unwrap();
+    // a release with sealing reads it as it is until it is sealed
+    let store = Store::connect(&database.url).await.unwrap();
+    let (_, stored) = store
+        .find_repo_for_hook(Some("team/legacy"), &[])
+        .await
+        .unwrap();
+    assert_eq!(stored, Some(StoredWebhookSecret::Plain(LEGACY.to_string())));
+
+    // a hookhandler holding the master key starts: it seals the secret
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = dir.path().join("master.key");
+    {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&key_file)
+            .unwrap()
+            .write_all(MasterKey::generate_hex().unwrap().as_bytes())
+            .unwrap();
+    }
+    let key = MasterKey::from_file(&key_file).unwrap();
+    let nats = NatsServer::start().await.unwrap();
+    let _streams = ocelot_core::queue::Bus::connect(
+        &nats.args(NatsUser::Admin),
+        ocelot_core::queue::Setup::Streams,
+    )
+    .await
+    .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let settings = ocelot_hookhandler::Settings {
+        database: ocelot_core::settings::DatabaseArgs::new(database.url.clone()),
+        nats: nats.args(NatsUser::Hookhandler),
+        log: ocelot_core::settings::LogArgs {
+            log_format: ocelot_core::telemetry::LogFormat::Plain,
+        },
+        secrets: ocelot_core::settings::SecretsArgs {
+            master_key_file: Some(key_file.clone()),
+        },
+        secret_store: Default::default(),
+        consul: Default::default(),
+        listen: address,
+        cache_dir: Some(dir.path().join("cache")),
+        max_body_bytes: 1024 * 1024,
+        rate_limit: std::num::NonZeroU32::new(1000).unwrap(),
+        rate_burst: std::num::NonZeroU32::new(1000).unwrap(),
+        processors: 0,
+    };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let hookhandler = tokio::spawn(ocelot_hookhandler::run(settings, listener, async move {
+        let _ = stopped.await;
+    }));
+    ocelot_tests::wait_for_port(address.port(), Duration::from_secs(30))
+        .await
+        .unwrap();
+    let row = client
+        .query_one(
+            "SELECT webhook_secret, webhook_key_id FROM repos WHERE name = 'legacy'",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, Option<String>>(0), None, "still plain text");
+    assert_eq!(row.get::<_, Option<String>>(1), Some(key.id()));
+
+    // deliveries signed with the secret the forge still has are accepted; others are not
+    let mut body = fixture("github", "push_branch");
+    set(&mut body, "ref", json!("refs/heads/main"));
+    set(&mut body, "repository.full_name", json!("team/legacy"));
+    let text = body.to_string();
+    let url = format!("http://{address}/hooks/github");
+    let signed = |secret: &str, delivery: &'static str| {
+        let (name, value) = providers::sign(Provider::GitHub, text.as_bytes(), secret);
+        vec![
+            ("X-GitHub-Event", "push".to_string()),
+            ("X-GitHub-Delivery", delivery.to_string()),
+            (name, value),
+        ]
+    };
+    let send = |headers: Vec<(&'static str, String)>| {
+        let url = url.clone();
+        let text = text.clone();
+        async move {
+            let borrowed: Vec<(&str, &str)> =
+                headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
+            post(&url, &borrowed, text.as_bytes()).await.unwrap()
+        }
+    };
+    let accepted = send(signed(LEGACY, "legacy-1")).await;
+    assert_eq!(accepted.status, 202, "{}", accepted.body);
+    let refused = send(signed("not-the-legacy-secret", "legacy-2")).await;
+    assert_eq!(refused.status, 401, "{}", refused.body);
+
+    // sealing again changes nothing; a service with another master key refuses to start
+    assert_eq!(webhook::seal_plain_secrets(&store, &key).await.unwrap(), 0);
+    let other = MasterKey::from_hex(&MasterKey::generate_hex().unwrap()).unwrap();
+    assert!(matches!(
+        webhook::seal_plain_secrets(&store, &other).await,
+        Err(SecretError::WrongMasterKey { .. })
+    ));
+    let _ = stop.send(());
+    hookhandler.await.unwrap().unwrap();
 }

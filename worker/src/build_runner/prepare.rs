@@ -8,13 +8,18 @@ use crate::executor::Environment;
 use crate::executor::ExecutorKind;
 use crate::executor::docker::{BuildContainer, ContainerSpec};
 use crate::executor::host::HostEnvironment;
-use ocelot_core::git::CommitInfo;
+use ocelot_core::git::{CommitInfo, TreeFileError};
 use ocelot_core::model::Build;
 use ocelot_core::pipeline::{self, Pipeline};
 use ocelot_core::secrets::mask::Masker;
 use ocelot_core::secrets::{BuildCredentials, RegistryLogin, SecretStore};
 use std::time::Duration;
 use tempfile::TempDir;
+
+/// The pipeline file, at the root of the commit.
+const PIPELINE_FILE: &str = "ocelot.yml";
+/// The largest `ocelot.yml` a worker reads (1 MiB).
+const MAX_PIPELINE_BYTES: u64 = 1024 * 1024;
 
 /// How long fetching and checking out the commit may take.
 const CHECKOUT_TIMEOUT: Duration = Duration::from_secs(600);
@@ -77,7 +82,7 @@ pub(super) async fn set_up(
     let masker = Masker::new(credentials.all().iter().map(|c| c.value.expose()));
     log.set_masker(masker.clone());
     let commit = check_out(context, build, &credentials, &workspace).await?;
-    let pipeline = read_pipeline(build, &workspace).await?;
+    let pipeline = read_pipeline(context, build, &commit).await?;
     Ok(Setup {
         workspace,
         credentials,
@@ -118,18 +123,35 @@ async fn check_out(
     }
 }
 
-async fn read_pipeline(build: &Build, workspace: &TempDir) -> Result<Pipeline, SetupFailure> {
-    let text = match tokio::fs::read_to_string(workspace.path().join("ocelot.yml")).await {
-        Ok(text) => text,
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+/// Reads `ocelot.yml` from the git objects of the commit (the mirror's), never from the
+/// checkout: a committed symbolic link is refused instead of followed on the worker's host,
+/// and so is a file over [`MAX_PIPELINE_BYTES`].
+async fn read_pipeline(
+    context: &WorkerContext,
+    build: &Build,
+    commit: &CommitInfo,
+) -> Result<Pipeline, SetupFailure> {
+    let mirrors = context.mirrors.clone();
+    let url = build.repo_url.clone();
+    let full = commit.commit.clone();
+    let read = tokio::task::spawn_blocking(move || {
+        mirrors.read_regular_file(&url, &full, PIPELINE_FILE, MAX_PIPELINE_BYTES)
+    })
+    .await;
+    let text = match read {
+        Ok(Ok(text)) => text,
+        Ok(Err(TreeFileError::Missing { .. })) => {
             return Err(SetupFailure::new(format!(
                 "no ocelot.yml at the root of commit {}",
                 messages::short(&build.commit)
             )));
         }
+        Ok(Err(error)) => {
+            return Err(SetupFailure::new(format!("cannot read ocelot.yml: {error}")));
+        }
         Err(error) => {
             return Err(SetupFailure::new(format!(
-                "cannot read ocelot.yml: {error}"
+                "cannot read ocelot.yml: reading task failed: {error}"
             )));
         }
     };
@@ -188,13 +210,68 @@ pub(super) async fn open_environment(
             .map_err(|e| SetupFailure::new(e.to_string()))?;
             Ok(Environment::Container(container))
         }
-        (None, ExecutorKind::Host) => Ok(Environment::Host(HostEnvironment::new(
-            workspace.to_path_buf(),
-        ))),
+        (None, ExecutorKind::Host) => open_host(context, build, workspace).await,
         (None, ExecutorKind::Docker) => Err(SetupFailure::new(format!(
             "ocelot.yml names no image: only a worker started with `--executor host` runs builds \
              outside a container (this build was routed by machineTag `{}`)",
             build.tag
         ))),
     }
+}
+
+/// The host, for a build naming no image on a host worker: only for repos an admin opted in
+/// and never for a pull request; the scripts run as a uid of their own.
+async fn open_host(
+    context: &WorkerContext,
+    build: &Build,
+    workspace: &std::path::Path,
+) -> Result<Environment, SetupFailure> {
+    if build.pull_request.is_some() {
+        return Err(SetupFailure::new(format!(
+            "pull-request builds never run on the host: ocelot.yml names no image and worker {} \
+             runs such builds directly on its host, where a pull request's unreviewed code \
+             (from a fork or not) must not run; name an `image` in ocelot.yml so that the \
+             build runs in a container",
+            context.worker_id
+        )));
+    }
+    let allowed = context
+        .store
+        .repo_allows_host(build.repo_id)
+        .await
+        .map_err(|error| {
+            SetupFailure::new(format!(
+                "cannot read whether repo {} may run builds on the host: {error}",
+                build.repo_name
+            ))
+        })?;
+    if !allowed {
+        return Err(SetupFailure::new(format!(
+            "repo {repo} may not run builds on the host: ocelot.yml names no image and worker \
+             {worker} runs such builds directly on its host; an admin can allow it with \
+             `ocelot repos set {repo} --allow-host true`, or name an `image` in ocelot.yml so \
+             that the build runs in a container",
+            repo = build.repo_name,
+            worker = context.worker_id
+        )));
+    }
+    let Some(users) = &context.host_users else {
+        return Err(SetupFailure::new(format!(
+            "worker {} has no build users (--host-build-uids)",
+            context.worker_id
+        )));
+    };
+    let Some(user) = users.take() else {
+        return Err(SetupFailure::new(format!(
+            "every build uid of worker {} (--host-build-uids {}) is busy or still runs a process",
+            context.worker_id,
+            users.range()
+        )));
+    };
+    let prefix = format!("build-{}-{}-home-", build.id, build.attempt);
+    let host = HostEnvironment::open(user, workspace, &context.workspaces, &prefix)
+        .await
+        .map_err(|error| SetupFailure::new(format!("cannot prepare the host build: {error}")))?;
+    tracing::info!(uid = host.uid(), "host build runs as its own uid");
+    Ok(Environment::Host(host))
 }
