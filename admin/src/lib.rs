@@ -202,10 +202,7 @@ pub async fn run(
         secrets,
         bus,
     } = connections;
-    let master_key = settings
-        .secrets
-        .load()
-        .context("loading the master key")?;
+    let master_key = settings.secrets.load().context("loading the master key")?;
     if let Some(key) = &master_key {
         ocelot_core::secrets::webhook::seal_plain_secrets(&store, key)
             .await

@@ -124,7 +124,10 @@ mod tests {
         );
         assert_eq!(parse_keep_logs("0"), Ok(KeepLogs::FOREVER));
         assert_eq!(parse_keep_logs("forever"), Ok(KeepLogs::FOREVER));
-        assert!(parse_keep_logs("0s").is_err(), "only `0` and `forever` say forever");
+        assert!(
+            parse_keep_logs("0s").is_err(),
+            "only `0` and `forever` say forever"
+        );
         assert_eq!(KeepLogs::default(), parse_keep_logs("90d").unwrap());
         let error = parse_keep_logs("soon").unwrap_err();
         assert!(error.contains("`0` or `forever`"), "{error}");

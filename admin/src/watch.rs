@@ -111,7 +111,9 @@ async fn follow_live(
                 }
                 // events the bus lost (published while NATS was away) come from Postgres
                 if let Some(gap) = Gap::between(last, event.position())
-                    && send_gap(&state.store, build.id, gap, sender).await?.is_err()
+                    && send_gap(&state.store, build.id, gap, sender)
+                        .await?
+                        .is_err()
                 {
                     return Ok(());
                 }
@@ -287,7 +289,13 @@ async fn send_gap(
     let mut found = 0usize;
     loop {
         let page = store
-            .events(build_id, gap.attempt, sent.last_seq, gap.before, REPLAY_PAGE)
+            .events(
+                build_id,
+                gap.attempt,
+                sent.last_seq,
+                gap.before,
+                REPLAY_PAGE,
+            )
             .await
             .map_err(AdminError::from)?;
         for event in &page {

@@ -116,8 +116,7 @@ pub(crate) struct AdminTarget {
 /// machine: `localhost` (and `*.localhost`), 127.0.0.0/8 or ::1.
 fn is_loopback(host: &str) -> bool {
     let host = host.trim_start_matches('[').trim_end_matches(']');
-    if host.eq_ignore_ascii_case("localhost") || host.to_ascii_lowercase().ends_with(".localhost")
-    {
+    if host.eq_ignore_ascii_case("localhost") || host.to_ascii_lowercase().ends_with(".localhost") {
         return true;
     }
     host.parse::<std::net::IpAddr>()

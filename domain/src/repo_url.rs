@@ -117,7 +117,10 @@ mod tests {
             assert!(!error.redacted.contains("token"), "{url}");
             assert!(!error.redacted.contains("secret"), "{url}");
             assert!(!error.redacted.contains("ghp_"), "{url}");
-            assert!(error.to_string().contains("ocelot creds add vcs"), "{error}");
+            assert!(
+                error.to_string().contains("ocelot creds add vcs"),
+                "{error}"
+            );
         }
         assert_eq!(
             redact_credentials("https://user:token@git.example/a"),
@@ -140,11 +143,23 @@ mod tests {
 
     #[test]
     fn hosts_are_read_from_every_url_form() {
-        assert_eq!(url_host("https://Git.Example:8443/x").as_deref(), Some("git.example"));
-        assert_eq!(url_host("https://user@git.example/x").as_deref(), Some("git.example"));
-        assert_eq!(url_host("git://127.0.0.1:9418/a.git").as_deref(), Some("127.0.0.1"));
+        assert_eq!(
+            url_host("https://Git.Example:8443/x").as_deref(),
+            Some("git.example")
+        );
+        assert_eq!(
+            url_host("https://user@git.example/x").as_deref(),
+            Some("git.example")
+        );
+        assert_eq!(
+            url_host("git://127.0.0.1:9418/a.git").as_deref(),
+            Some("127.0.0.1")
+        );
         assert_eq!(url_host("http://[::1]:80/a").as_deref(), Some("::1"));
-        assert_eq!(url_host("git@github.com:team/app.git").as_deref(), Some("github.com"));
+        assert_eq!(
+            url_host("git@github.com:team/app.git").as_deref(),
+            Some("github.com")
+        );
         assert_eq!(url_host("ssh://git@host:22/app").as_deref(), Some("host"));
         assert_eq!(url_host("http://localhost/a").as_deref(), Some("localhost"));
         assert_eq!(url_host("file:///srv/a.git"), None);

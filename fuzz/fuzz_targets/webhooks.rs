@@ -37,5 +37,7 @@ fuzz_target!(|data: &[u8]| {
         HeaderName::from_static("x-github-delivery"),
         HeaderValue::from_static("72d3162e-cc78-11e3-81ab-4c9367dc0958"),
     );
+    // what runs on every unauthenticated request, before the signature is checked
+    let _ = ocelot_hookhandler::providers::identify(provider, rest);
     let _ = ocelot_hookhandler::providers::parse(provider, &headers, rest);
 });

@@ -136,10 +136,7 @@ pub async fn run(
     .await?;
     let trigger = connections.trigger(cache_dir(settings.cache_dir.clone(), "hookhandler"));
     let Connections { store, bus, .. } = connections;
-    let master_key = settings
-        .secrets
-        .load()
-        .context("loading the master key")?;
+    let master_key = settings.secrets.load().context("loading the master key")?;
     match &master_key {
         Some(key) => {
             ocelot_core::secrets::webhook::seal_plain_secrets(&store, key)
@@ -150,9 +147,8 @@ pub async fn run(
             "no master key: deliveries for repos whose webhook secret is sealed are refused (set OCELOT_MASTER_KEY_FILE)"
         ),
     }
-    let secrets = Arc::new(
-        secret::HookSecrets::new(master_key).context("preparing webhook verification")?,
-    );
+    let secrets =
+        Arc::new(secret::HookSecrets::new(master_key).context("preparing webhook verification")?);
     let state = AppState {
         store: store.clone(),
         bus: bus.clone(),

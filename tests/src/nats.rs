@@ -55,7 +55,7 @@ pub struct NatsServer {
 
 /// Writes the server's configuration (a fresh password per user, then the template) and
 /// each user's password file (mode 0600) into `dir`.
-fn write_config(dir: &Path) -> anyhow::Result<()> {
+fn write_config(dir: &Path, tls: Option<&crate::tls::TestCertificates>) -> anyhow::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let mut config = String::new();
@@ -70,6 +70,13 @@ fn write_config(dir: &Path) -> anyhow::Result<()> {
             .write_all(password.as_bytes())?;
     }
     config.push_str(AUTH_TEMPLATE);
+    if let Some(tls) = tls {
+        config.push_str(&format!(
+            "\ntls {{\n  cert_file: \"{}\"\n  key_file: \"{}\"\n}}\n",
+            tls.cert.display(),
+            tls.key.display()
+        ));
+    }
     std::fs::write(dir.join("nats.conf"), config)?;
     Ok(())
 }
@@ -110,12 +117,26 @@ impl NatsServer {
         NatsServer::start_on("127.0.0.1").await
     }
 
+    /// A server on 127.0.0.1 that speaks TLS only, with `certificates`' server certificate.
+    pub async fn start_tls(
+        certificates: &crate::tls::TestCertificates,
+    ) -> anyhow::Result<NatsServer> {
+        NatsServer::start_with("127.0.0.1", Some(certificates)).await
+    }
+
     /// A server listening on `ip` (e.g. a Docker network's gateway, for containers).
     pub async fn start_on(ip: &str) -> anyhow::Result<NatsServer> {
+        NatsServer::start_with(ip, None).await
+    }
+
+    async fn start_with(
+        ip: &str,
+        tls: Option<&crate::tls::TestCertificates>,
+    ) -> anyhow::Result<NatsServer> {
         let mut last_error = None;
         for _ in 0..3 {
             let dir = tempfile::tempdir()?;
-            write_config(dir.path())?;
+            write_config(dir.path(), tls)?;
             let port = crate::free_port()?;
             let child = spawn(ip, port, dir.path())?;
             match crate::wait_for_address(ip, port, Duration::from_secs(10)).await {
@@ -189,16 +210,5 @@ impl NatsServer {
         anyhow::ensure!(self.child.is_none(), "nats-server is running");
         self.child = Some(spawn(&self.ip, self.port, self.dir.path())?);
         crate::wait_for_address(&self.ip, self.port, Duration::from_secs(20)).await
-    }
-}
-
-// H3-DEBUG: temporary
-impl Drop for NatsServer {
-    fn drop(&mut self) {
-        let log = self.log();
-        if log.contains("Violation") || log.contains("Authorization Error") {
-            let _ = std::fs::create_dir_all("/tmp/h3-nats-violations");
-            let _ = std::fs::write(format!("/tmp/h3-nats-violations/{}.log", self.port), log);
-        }
     }
 }

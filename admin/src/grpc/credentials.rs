@@ -4,8 +4,8 @@ use crate::error::AdminError;
 use crate::state::AppState;
 use ocelot_core::model::unix_ms;
 use ocelot_core::secrets::{
-    CredentialDetails, CredentialInfo, CredentialKind, Scope, SecretError, SecretStore, SecretValue,
-    normalize_host,
+    CredentialDetails, CredentialInfo, CredentialKind, Scope, SecretError, SecretStore,
+    SecretValue, normalize_host,
 };
 use ocelot_proto::v1 as pb;
 use pb::credential_scope::Scope as WireScope;

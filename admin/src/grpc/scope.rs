@@ -61,7 +61,11 @@ pub(super) async fn check_named_repo(
 }
 
 /// Build `id`, when it exists and its repo is in scope.
-pub(super) async fn build(state: &AppState, scope: &RepoScope, id: BuildId) -> Result<Build, Status> {
+pub(super) async fn build(
+    state: &AppState,
+    scope: &RepoScope,
+    id: BuildId,
+) -> Result<Build, Status> {
     let build = state.store.get_build(id).await.map_err(AdminError::from)?;
     if scope.allows(&build.repo_name) {
         Ok(build)

@@ -3,6 +3,7 @@
 use crate::args::StatusArgs;
 use crate::client::{self, AdminTarget, CliError};
 use crate::exit::ExitStatus;
+use crate::render::terminal::plain;
 use ocelot_domain::wire;
 use ocelot_proto::v1 as pb;
 use serde_json::json;
@@ -86,7 +87,8 @@ pub(crate) async fn run(admin: &AdminTarget, args: StatusArgs) -> Result<ExitSta
                 build.number,
                 state_name(build.state)
             );
-            println!("  commit   {} ({})", build.commit, build.branch);
+            // the branch, the reason and stage names may come from a repo: no escapes
+            println!("  commit   {} ({})", build.commit, plain(&build.branch));
             println!(
                 "  trigger  {}  attempt {}  worker {}",
                 build.trigger,
@@ -99,7 +101,7 @@ pub(crate) async fn run(admin: &AdminTarget, args: StatusArgs) -> Result<ExitSta
             );
             println!("  duration {}", duration(&build));
             if !build.reason.is_empty() {
-                println!("  reason   {}", build.reason);
+                println!("  reason   {}", plain(&build.reason));
             }
             if !detail.pending_reason.is_empty() {
                 println!("  waiting  {}", detail.pending_reason);
@@ -126,7 +128,7 @@ pub(crate) async fn run(admin: &AdminTarget, args: StatusArgs) -> Result<ExitSta
                     .unwrap_or_default();
                 println!(
                     "  stage {:<20} {:<10} {:<8} {}",
-                    stage.name,
+                    plain(&stage.name),
                     wire::stage_state_from_i32(stage.state).as_str(),
                     code,
                     took
@@ -169,7 +171,7 @@ pub(crate) async fn run(admin: &AdminTarget, args: StatusArgs) -> Result<ExitSta
                 build.id,
                 build.repo,
                 build.number,
-                build.branch,
+                plain(&build.branch),
                 build.commit.get(..7).unwrap_or(&build.commit),
                 state_name(build.state),
                 duration(build)

@@ -57,10 +57,7 @@ pub(crate) async fn run(
                     } else {
                         token.repos.join(",")
                     };
-                    println!(
-                        "{:<24} {:<8} {state:<8} {repos}",
-                        token.name, token.scope
-                    );
+                    println!("{:<24} {:<8} {state:<8} {repos}", token.name, token.scope);
                 }
             }
         }

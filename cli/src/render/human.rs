@@ -113,29 +113,21 @@ impl HumanRenderer {
                 let took = seconds(stage.duration_ms);
                 let name = terminal::plain(&stage.name);
                 let line = match state {
-                    ocelot_domain::StageState::Passed => paint(
-                        self.color,
-                        "32",
-                        &format!("✔ {name} passed ({took})"),
-                    ),
+                    ocelot_domain::StageState::Passed => {
+                        paint(self.color, "32", &format!("✔ {name} passed ({took})"))
+                    }
                     ocelot_domain::StageState::Skipped => {
                         paint(self.color, "2", &format!("⊘ {name} skipped"))
                     }
-                    ocelot_domain::StageState::TimedOut => paint(
-                        self.color,
-                        "31",
-                        &format!("⏱ {name} timed out ({took})"),
-                    ),
+                    ocelot_domain::StageState::TimedOut => {
+                        paint(self.color, "31", &format!("⏱ {name} timed out ({took})"))
+                    }
                     _ => {
                         let code = stage
                             .exit_code
                             .map(|c| format!(": exit code {c}"))
                             .unwrap_or_default();
-                        paint(
-                            self.color,
-                            "31",
-                            &format!("✘ {name} failed{code} ({took})"),
-                        )
+                        paint(self.color, "31", &format!("✘ {name} failed{code} ({took})"))
                     }
                 };
                 self.status(line);

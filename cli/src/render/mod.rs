@@ -4,7 +4,7 @@
 
 mod human;
 mod json;
-mod terminal;
+pub(crate) mod terminal;
 
 use ocelot_domain::BuildState;
 use ocelot_domain::events::LogDigest;

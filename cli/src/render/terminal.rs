@@ -98,7 +98,10 @@ mod tests {
 
     #[test]
     fn plain_text_is_not_copied() {
-        assert!(matches!(log_line("hello, world\tand a tab"), Cow::Borrowed(_)));
+        assert!(matches!(
+            log_line("hello, world\tand a tab"),
+            Cow::Borrowed(_)
+        ));
         assert!(matches!(log_line("héllo ✔ 日本"), Cow::Borrowed(_)));
     }
 
@@ -125,13 +128,25 @@ mod tests {
             "x\x1b]52;c;Y3VybCBldmlsLmV4YW1wbGUgfCBzaA==\x07y",
             "xy",
         ),
-        ("hyperlink (OSC 8)", "\x1b]8;;https://evil.example\x1b\\click\x1b]8;;\x1b\\", "click"),
+        (
+            "hyperlink (OSC 8)",
+            "\x1b]8;;https://evil.example\x1b\\click\x1b]8;;\x1b\\",
+            "click",
+        ),
         ("clear screen", "\x1b[2J\x1b[Hclean", "clean"),
         ("cursor up and erase line", "ok\x1b[1A\x1b[2Kfine", "okfine"),
         ("private mode (hide cursor)", "\x1b[?25lhidden", "hidden"),
         ("alternate screen", "\x1b[?1049hgone", "gone"),
-        ("fake prompt with CR", "error: tests failed\r$ all good       ", "error: tests failed$ all good       "),
-        ("backspaces over text", "FAIL\x08\x08\x08\x08PASS", "FAILPASS"),
+        (
+            "fake prompt with CR",
+            "error: tests failed\r$ all good       ",
+            "error: tests failed$ all good       ",
+        ),
+        (
+            "backspaces over text",
+            "FAIL\x08\x08\x08\x08PASS",
+            "FAILPASS",
+        ),
         ("bell", "ding\x07", "ding"),
         ("8-bit CSI (U+009B) clear screen", "a\u{9b}2Jb", "a2Jb"),
         ("8-bit OSC (U+009D) title", "a\u{9d}0;t\u{9c}b", "a0;tb"),
@@ -142,7 +157,11 @@ mod tests {
         ("reset terminal (ESC c)", "\x1bcafter", "after"),
         ("save/restore cursor (ESC 7/8)", "\x1b7a\x1b8b", "ab"),
         ("device status report (answer typed back)", "\x1b[6nq", "q"),
-        ("unterminated OSC swallows the rest of the line only", "a\x1b]0;title and more", "a"),
+        (
+            "unterminated OSC swallows the rest of the line only",
+            "a\x1b]0;title and more",
+            "a",
+        ),
         ("DEL", "a\x7fb", "ab"),
         ("NUL", "a\0b", "ab"),
         ("SGR with an intermediate byte is not SGR", "\x1b[1 mx", "x"),

@@ -4,8 +4,9 @@
 //! gets them from Postgres (the admin fills the gap, page by page). One flooding build can
 //! thus push other builds' events off the bus early, never out of their logs.
 //!
-//! A stream created by an earlier release (no byte limit) gets [`LOGS_MAX_BYTES`] when the
-//! admin starts, updated in place (its events stay; a worker may not update streams and
+//! JetStream reserves a stream's byte limit on its store: a server with less room gets a
+//! smaller limit (1 GiB, then 256 MiB), with a warning. A stream created by an earlier
+//! release (no byte limit) gets [`LOGS_MAX_BYTES`] when the admin starts, updated in place (its events stay; a worker may not update streams and
 //! only warns). A byte limit an operator set
 //! (`nats stream edit OCELOT_LOGS --max-bytes ...`) is kept.
 
@@ -17,47 +18,71 @@ use std::time::Duration;
 pub const LOGS_MAX_AGE: Duration = Duration::from_secs(14 * 24 * 3600);
 /// How many bytes of events the bus keeps, all builds together: 4 GiB.
 pub const LOGS_MAX_BYTES: i64 = 4 * 1024 * 1024 * 1024;
+/// The byte limits tried in turn: JetStream reserves a stream's limit on its store, so a
+/// server with less room than [`LOGS_MAX_BYTES`] refuses it; a smaller one is tried then.
+const MAX_BYTES_TRIED: [i64; 3] = [LOGS_MAX_BYTES, 1024 * 1024 * 1024, 256 * 1024 * 1024];
 
-fn config() -> stream::Config {
+fn config(max_bytes: i64) -> stream::Config {
     stream::Config {
         name: LOGS_STREAM.to_string(),
         subjects: vec!["logs.>".to_string()],
         retention: stream::RetentionPolicy::Limits,
         storage: stream::StorageType::File,
         max_age: LOGS_MAX_AGE,
-        max_bytes: LOGS_MAX_BYTES,
+        max_bytes,
         discard: stream::DiscardPolicy::Old,
         ..Default::default()
     }
 }
 
-/// The byte limit for a stream that now has `max_bytes`: `None` when it keeps its own.
-fn bounded(max_bytes: i64) -> Option<i64> {
-    // the server says -1 (or 0 on old servers) for "no limit"
-    (max_bytes <= 0).then_some(LOGS_MAX_BYTES)
+/// Whether a stream with `max_bytes` has no byte limit (the server says -1, or 0).
+fn unbounded(max_bytes: i64) -> bool {
+    max_bytes <= 0
 }
 
 /// Creates the stream when missing; bounds one that has no byte limit.
 pub(super) async fn set_up(jetstream: &jetstream::Context) -> Result<(), QueueError> {
-    let error = |e: &dyn std::fmt::Display| QueueError::Setup(format!("stream {LOGS_STREAM}: {e}"));
-    let stream = jetstream
-        .get_or_create_stream(config())
-        .await
-        .map_err(|e| error(&e))?;
+    let mut refused = Vec::new();
+    let mut created = None;
+    for max_bytes in MAX_BYTES_TRIED {
+        match jetstream.get_or_create_stream(config(max_bytes)).await {
+            Ok(stream) => {
+                created = Some(stream);
+                break;
+            }
+            Err(e) => refused.push(format!("{} MiB: {e}", max_bytes >> 20)),
+        }
+    }
+    let Some(stream) = created else {
+        return Err(QueueError::Setup(format!(
+            "stream {LOGS_STREAM} could not be created ({}); give JetStream more room (free disk, `max_file_store`)",
+            refused.join("; ")
+        )));
+    };
+    if !refused.is_empty() {
+        tracing::warn!(stream = LOGS_STREAM, refused = %refused.join("; "), "the log bus got a smaller byte limit than 4 GiB");
+    }
     let current = &stream.cached_info().config;
-    if let Some(max_bytes) = bounded(current.max_bytes) {
+    if !unbounded(current.max_bytes) {
+        return Ok(());
+    }
+    for max_bytes in MAX_BYTES_TRIED {
         let mut updated = current.clone();
         updated.max_bytes = max_bytes;
         updated.discard = stream::DiscardPolicy::Old;
         // only the admin may update the stream: a worker leaves it to the admin
         match jetstream.update_stream(&updated).await {
-            Ok(_) => tracing::info!(
-                stream = LOGS_STREAM,
-                max_bytes,
-                "the log bus had no byte limit: bounded (its events stay)"
-            ),
+            Ok(_) => {
+                tracing::info!(
+                    stream = LOGS_STREAM,
+                    max_bytes,
+                    "the log bus had no byte limit: bounded (its events stay)"
+                );
+                return Ok(());
+            }
             Err(e) => tracing::warn!(
                 stream = LOGS_STREAM,
+                max_bytes,
                 error = %e,
                 "the log bus has no byte limit and could not be bounded (the admin bounds it on start-up)"
             ),
@@ -71,11 +96,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_an_unbounded_stream_gets_the_default_limit() {
-        assert_eq!(bounded(-1), Some(LOGS_MAX_BYTES));
-        assert_eq!(bounded(0), Some(LOGS_MAX_BYTES));
-        assert_eq!(bounded(1 << 20), None, "an operator's limit is kept");
-        assert_eq!(config().max_bytes, LOGS_MAX_BYTES);
-        assert_eq!(config().discard, stream::DiscardPolicy::Old);
+    fn only_an_unbounded_stream_gets_a_limit_and_the_largest_is_tried_first() {
+        assert!(unbounded(-1) && unbounded(0));
+        assert!(!unbounded(1 << 20), "an operator's limit is kept");
+        assert_eq!(MAX_BYTES_TRIED[0], LOGS_MAX_BYTES);
+        assert!(MAX_BYTES_TRIED.windows(2).all(|w| w[0] > w[1]));
+        assert_eq!(config(LOGS_MAX_BYTES).max_bytes, LOGS_MAX_BYTES);
+        assert_eq!(config(1).discard, stream::DiscardPolicy::Old);
     }
 }

@@ -299,7 +299,10 @@ mod tests {
 
     #[test]
     fn vcs_tokens_serve_their_own_host_only() {
-        assert_eq!(normalize_host("Git.Example:8443").as_deref(), Some("git.example"));
+        assert_eq!(
+            normalize_host("Git.Example:8443").as_deref(),
+            Some("git.example")
+        );
         assert_eq!(normalize_host("127.0.0.1").as_deref(), Some("127.0.0.1"));
         assert_eq!(normalize_host("::1").as_deref(), Some("::1"));
         assert_eq!(normalize_host("https://git.example"), None);
@@ -317,9 +320,7 @@ mod tests {
         assert!(!CredentialDetails::default().serves_url("http://127.0.0.1/app.git"));
         let value = SecretValue::new("token-123456".into());
         let scope = Scope::Repo("app".into());
-        assert!(
-            validate_credential("t", CredentialKind::Vcs, &scope, &bound, &value).is_ok()
-        );
+        assert!(validate_credential("t", CredentialKind::Vcs, &scope, &bound, &value).is_ok());
         let unbound = CredentialDetails::default();
         let error = validate_credential("t", CredentialKind::Vcs, &scope, &unbound, &value)
             .unwrap_err()

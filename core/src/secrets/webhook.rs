@@ -15,11 +15,7 @@ fn binding(repo: &str) -> String {
 }
 
 /// `secret` sealed for `repo` under `key`.
-pub fn seal(
-    key: &MasterKey,
-    repo: &str,
-    secret: &str,
-) -> Result<SealedWebhookSecret, SecretError> {
+pub fn seal(key: &MasterKey, repo: &str, secret: &str) -> Result<SealedWebhookSecret, SecretError> {
     let sealed = key.seal(secret.as_bytes(), &binding(repo))?;
     Ok(SealedWebhookSecret {
         key_id: key.id(),

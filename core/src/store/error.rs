@@ -65,7 +65,8 @@ impl From<tokio_postgres::Error> for StoreError {
         let io_failure = std::error::Error::source(&error)
             .is_some_and(|source| source.downcast_ref::<std::io::Error>().is_some());
         if error.is_closed() || io_failure {
-            return StoreError::Unavailable(error.to_string());
+            // with its causes: a refused TLS certificate says why
+            return StoreError::Unavailable(crate::error_chain::error_chain(&error));
         }
         if let Some(db_error) = error.as_db_error() {
             if is_outage(db_error.code()) {

@@ -1,11 +1,11 @@
 //! The `repos` table.
 
+use super::webhook_secrets::{SECRET_COLUMNS, stored_from_row};
+use super::{SealedWebhookSecret, StoredWebhookSecret};
 use super::{Store, StoreError};
 use crate::ids::RepoId;
 use crate::model::Repo;
 use ocelot_domain::repo_url::normalize_url;
-use super::webhook_secrets::{SECRET_COLUMNS, stored_from_row};
-use super::{SealedWebhookSecret, StoredWebhookSecret};
 use tokio_postgres::Row;
 
 const COLUMNS: &str =
@@ -245,7 +245,11 @@ mod tests {
         ];
         assert_eq!(
             hook_candidate_patterns(Some("team/my_app%"), &urls),
-            vec!["%my\\_app\\%%".to_string(), "%app%".to_string(), "%h%".to_string()]
+            vec![
+                "%my\\_app\\%%".to_string(),
+                "%app%".to_string(),
+                "%h%".to_string()
+            ]
         );
         assert!(hook_candidate_patterns(None, &[]).is_empty());
         assert!(hook_candidate_patterns(Some("/"), &[]).is_empty());

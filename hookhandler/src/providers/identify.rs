@@ -125,10 +125,30 @@ mod tests {
         let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/webhooks");
         let mut checked = 0;
         for (provider, folder, delivery, event) in [
-            (Provider::GitHub, "github", "X-GitHub-Delivery", "X-GitHub-Event"),
-            (Provider::GitLab, "gitlab", "X-Gitlab-Event-UUID", "X-Gitlab-Event"),
-            (Provider::Bitbucket, "bitbucket", "X-Request-UUID", "X-Event-Key"),
-            (Provider::Gitea, "gitea", "X-Gitea-Delivery", "X-Gitea-Event"),
+            (
+                Provider::GitHub,
+                "github",
+                "X-GitHub-Delivery",
+                "X-GitHub-Event",
+            ),
+            (
+                Provider::GitLab,
+                "gitlab",
+                "X-Gitlab-Event-UUID",
+                "X-Gitlab-Event",
+            ),
+            (
+                Provider::Bitbucket,
+                "bitbucket",
+                "X-Request-UUID",
+                "X-Event-Key",
+            ),
+            (
+                Provider::Gitea,
+                "gitea",
+                "X-Gitea-Delivery",
+                "X-Gitea-Event",
+            ),
         ] {
             let hdrs = headers(&[(delivery, "d-1"), (event, "not-built")]);
             for entry in std::fs::read_dir(format!("{dir}/{folder}")).unwrap() {

@@ -241,7 +241,7 @@ pub(super) mod tests {
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(2000))]
 
-        /// `parse` and `verify` on arbitrary bytes and headers never panic (each
+        /// `identify`, `parse` and `verify` on arbitrary bytes and headers never panic (each
         /// provider's tests also run `parse` on mutated fixtures).
         #[test]
         fn never_panics_on_arbitrary_input(
@@ -249,6 +249,7 @@ pub(super) mod tests {
             headers in random_headers(),
             body in body(),
         ) {
+            let _ = super::super::identify(provider, &body);
             let _ = parse(provider, &headers, &body);
             let _ = verify(provider, &headers, &body, "secret");
         }

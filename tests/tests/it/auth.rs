@@ -223,9 +223,10 @@ async fn next_xid(client: &tokio_postgres::Client) -> i64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_with_a_wrong_token_cost_no_database_write() {
     let cluster = Cluster::start().await.unwrap();
-    let (client, connection) = tokio_postgres::connect(&cluster.database.url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
+    let (client, connection) =
+        tokio_postgres::connect(&cluster.database.url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
     tokio::spawn(connection);
     let reader = cluster
         .store
@@ -315,7 +316,10 @@ async fn the_cli_sends_no_token_over_plain_http_off_this_machine() {
         ("http://192.0.2.1:50051", None),
         ("192.0.2.1:50051", None),
         ("http://ci.example:50051", None),
-        ("http://192.0.2.1:50051", Some(("OCELOT_ALLOW_INSECURE", "0"))),
+        (
+            "http://192.0.2.1:50051",
+            Some(("OCELOT_ALLOW_INSECURE", "0")),
+        ),
     ] {
         let mut command = tokio::process::Command::new(&ocelot);
         command

@@ -29,7 +29,11 @@ async fn log_of(cluster: &Cluster, build: &Build) -> String {
     lines.iter().map(|l| format!("{}\n", l.text)).collect()
 }
 
-async fn final_build_where(cluster: &Cluster, what: &str, wanted: impl Fn(&Build) -> bool) -> Build {
+async fn final_build_where(
+    cluster: &Cluster,
+    what: &str,
+    wanted: impl Fn(&Build) -> bool,
+) -> Build {
     wait_until(what, Duration::from_secs(90), || async {
         cluster
             .builds()
@@ -49,7 +53,9 @@ async fn a_commit_that_is_not_on_the_branch_is_refused_and_one_that_is_builds() 
     let on_main = repo.head().unwrap();
     // a branch with a commit main does not have (a fork's pull request would be the same)
     repo.git(&["checkout", "-q", "-b", "feature"]).unwrap();
-    let elsewhere = repo.commit(&[("evil.sh", "exfiltrate")], "not on main").unwrap();
+    let elsewhere = repo
+        .commit(&[("evil.sh", "exfiltrate")], "not on main")
+        .unwrap();
     repo.git(&["push", "-q", "origin", "feature"]).unwrap();
     repo.git(&["checkout", "-q", "main"]).unwrap();
     let newer = repo.commit(&[("src.txt", "2")], "main moves on").unwrap();
@@ -62,13 +68,23 @@ async fn a_commit_that_is_not_on_the_branch_is_refused_and_one_that_is_builds() 
         .unwrap();
     assert_eq!(refused.code, 6, "{}", refused.both());
     assert!(
-        refused.stderr.contains(&format!("commit {elsewhere} is not on branch `main`")),
+        refused
+            .stderr
+            .contains(&format!("commit {elsewhere} is not on branch `main`")),
         "{}",
         refused.both()
     );
     // an abbreviated id is resolved first, then refused all the same
     let short = cluster
-        .ocelot(&["build", "-r", "team/app", "-b", "main", "-c", &elsewhere[..10]])
+        .ocelot(&[
+            "build",
+            "-r",
+            "team/app",
+            "-b",
+            "main",
+            "-c",
+            &elsewhere[..10],
+        ])
         .await
         .unwrap();
     assert_eq!(short.code, 6, "{}", short.both());
@@ -95,7 +111,11 @@ async fn a_commit_that_is_not_on_the_branch_is_refused_and_one_that_is_builds() 
         .await
         .unwrap();
     assert_eq!(feature.code, 0, "{}", feature.both());
-    assert!(feature.stdout.contains("branch=[feature]"), "{}", feature.both());
+    assert!(
+        feature.stdout.contains("branch=[feature]"),
+        "{}",
+        feature.both()
+    );
     assert!(!feature.stdout.contains("DEPLOYING"), "{}", feature.both());
     let head = cluster
         .ocelot(&["build", "-r", "team/app", "-b", "main"])
@@ -175,7 +195,10 @@ async fn a_fork_pull_request_from_a_branch_named_main_builds_as_pull_n() {
     assert_eq!(pr_build.commit, fork_commit);
     let log = log_of(&cluster, &pr_build).await;
     assert!(log.contains("branch=[pull/7]"), "{log}");
-    assert!(!log.contains("DEPLOYING"), "the fork ran a main-only stage:\n{log}");
+    assert!(
+        !log.contains("DEPLOYING"),
+        "the fork ran a main-only stage:\n{log}"
+    );
     assert!(
         log.contains("stage deploy skipped: its triggers are not met"),
         "{log}"

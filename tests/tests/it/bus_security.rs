@@ -11,59 +11,42 @@ use ocelot_core::BuildState;
 use ocelot_core::events::{BuildEvent, EventKind};
 use ocelot_core::ids::{BuildId, Seq};
 use ocelot_core::queue::{Bus, Setup};
-use ocelot_tests::cluster::{Cluster, WorkerSpec, bin_dir};
+use ocelot_tests::cluster::{Cluster, bin_dir};
 use ocelot_tests::nats::{NatsServer, NatsUser};
 use ocelot_tests::services::ServiceProcess;
 use ocelot_tests::{free_port, wait_for_port, wait_until};
-use ocelot_worker::ExecutorKind;
-use std::path::Path;
 use std::time::Duration;
 use tokio::sync::mpsc;
 
-/// A cluster with a Docker worker and one that runs the builds of machine tag `bare` on the
-/// host (so a stage can wait for a file the test creates).
-async fn host_cluster() -> Cluster {
-    Cluster::start_with(vec![
-        WorkerSpec::default(),
-        WorkerSpec {
-            tags: vec!["bare".into()],
-            executor: ExecutorKind::Host,
-            concurrency: 1,
-            ..WorkerSpec::default()
-        },
-    ])
-    .await
-    .unwrap()
-}
-
-/// Registers `name`, whose stage runs on the host worker and waits until the file `release`
-/// returns exists (in a directory the build's unprivileged user can look into), then passes
+/// Registers `name`, whose stage waits until the test releases it ([`release`]), then passes
 /// or fails.
-async fn waiting_repo(
-    cluster: &Cluster,
-    name: &str,
-    pass: bool,
-) -> (tempfile::TempDir, std::path::PathBuf) {
-    use std::os::unix::fs::PermissionsExt;
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let marker = dir.path().join("release");
-    repo_with(cluster, name, &waiting_yml(&marker, pass), &[]).await;
-    let allowed = cluster
-        .ocelot(&["repos", "set", name, "--allow-host", "true"])
-        .await
-        .unwrap();
-    assert_eq!(allowed.code, 0, "{}", allowed.both());
-    (dir, marker)
+async fn waiting_repo(cluster: &Cluster, name: &str, pass: bool) {
+    let end = if pass { "exit 0" } else { "exit 1" };
+    let yml = format!(
+        "image: ocelot/busybox\nstages:\n  - name: wait\n    script:\n      - echo waiting\n      - while [ ! -e /tmp/release ]; do sleep 0.2; done\n      - echo released\n      - {end}\n"
+    );
+    repo_with(cluster, name, &yml, &[]).await;
 }
 
-/// An `ocelot.yml` whose stage waits until `marker` exists, then passes or fails.
-fn waiting_yml(marker: &Path, pass: bool) -> String {
-    let marker = marker.display();
-    let end = if pass { "exit 0" } else { "exit 1" };
-    format!(
-        "machineTag: bare\nstages:\n  - name: wait\n    script:\n      - echo waiting\n      - while [ ! -e {marker} ]; do sleep 0.2; done\n      - echo released\n      - {end}\n"
+/// Lets the waiting stage of `build_id` go on: the file it waits for, made in its container
+/// (once the container runs).
+async fn release(cluster: &Cluster, build_id: BuildId) {
+    wait_until(
+        "the file to be made in the build's container",
+        Duration::from_secs(60),
+        || async {
+            let containers = cluster.containers_of_build(build_id).await.ok()?;
+            let container = containers.first()?;
+            let output = tokio::process::Command::new("docker")
+                .args(["exec", container, "touch", "/tmp/release"])
+                .output()
+                .await
+                .ok()?;
+            output.status.success().then_some(())
+        },
     )
+    .await
+    .unwrap();
 }
 
 /// The cluster still builds: a new repo's build passes.
@@ -84,32 +67,29 @@ async fn still_builds(cluster: &Cluster, name: &str) {
     );
 }
 
-/// The build of `cluster`'s only repo once its stage runs.
+/// The build of `cluster`'s only repo once its stage started (its events up to then are
+/// stored; the stage waits for [`release`]).
 async fn running_build(cluster: &Cluster) -> BuildId {
-    let running = wait_until("the stage to say it waits", Duration::from_secs(60), || async {
+    wait_until("the stage to start", Duration::from_secs(60), || async {
         let build = cluster.builds().await.ok()?.into_iter().next()?;
         let events = cluster
             .store
-            .events(build.id, build.attempt, Seq::START, Seq::from(u64::MAX), 100)
+            .events(
+                build.id,
+                build.attempt,
+                Seq::START,
+                Seq::from(u64::MAX),
+                100,
+            )
             .await
             .ok()?;
         events
             .iter()
-            .any(|event| matches!(&event.kind, EventKind::Line { text, .. } if text == "waiting"))
+            .any(|event| matches!(event.kind, EventKind::StageStarted { .. }))
             .then_some(build.id)
     })
-    .await;
-    match running {
-        Ok(build_id) => build_id,
-        Err(error) => {
-            let build = cluster.builds().await.unwrap().into_iter().next().unwrap();
-            let events = cluster
-                .store
-                .events(build.id, build.attempt, Seq::START, Seq::from(u64::MAX), 100)
-                .await;
-            panic!("{error}: {build:#?} {events:#?}")
-        }
-    }
+    .await
+    .unwrap()
 }
 
 /// A raw NATS client as `user` (its own inbox, as the services use), and the errors the
@@ -190,8 +170,8 @@ async fn a_client_without_nats_credentials_cannot_connect() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn publishers_and_workers_may_not_cancel_read_logs_or_take_jobs() {
-    let cluster = host_cluster().await;
-    let (_release_dir, marker) = waiting_repo(&cluster, "guarded", true).await;
+    let cluster = Cluster::start().await.unwrap();
+    waiting_repo(&cluster, "guarded", true).await;
     let build = {
         let cluster = &cluster;
         async move { cluster.ocelot(&["build", "-r", "guarded"]).await.unwrap() }
@@ -229,7 +209,7 @@ async fn publishers_and_workers_may_not_cancel_read_logs_or_take_jobs() {
             }
             eprintln!("{}: refused", user.name());
         }
-        std::fs::write(&marker, b"").unwrap();
+        release(&cluster, build_id).await;
         build_id
     };
     let (built, build_id) = tokio::join!(build, attacks);
@@ -243,8 +223,8 @@ async fn publishers_and_workers_may_not_cancel_read_logs_or_take_jobs() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_result_forged_on_the_bus_is_dropped_and_the_real_one_reported() {
-    let cluster = host_cluster().await;
-    let (_release_dir, marker) = waiting_repo(&cluster, "forged", false).await;
+    let cluster = Cluster::start().await.unwrap();
+    waiting_repo(&cluster, "forged", false).await;
     // an admin of its own, as a process, to read what it logs
     let port = free_port().unwrap();
     let env = [
@@ -328,7 +308,7 @@ async fn a_result_forged_on_the_bus_is_dropped_and_the_real_one_reported() {
         .await
         .unwrap();
         // only now may the build end (it fails)
-        std::fs::write(&marker, b"").unwrap();
+        release(&cluster, build_id).await;
         build_id
     };
     let (watched, build_id) = tokio::join!(watcher, forger);

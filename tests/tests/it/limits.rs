@@ -104,7 +104,10 @@ async fn a_flood_of_empty_lines_stops_at_the_line_limit() {
     .await
     .unwrap();
     repo_with(&cluster, "empty-lines", EMPTY_LINES_YML, &[]).await;
-    let built = cluster.ocelot(&["build", "-r", "empty-lines"]).await.unwrap();
+    let built = cluster
+        .ocelot(&["build", "-r", "empty-lines"])
+        .await
+        .unwrap();
     assert_eq!(
         built.code,
         0,
@@ -151,7 +154,13 @@ async fn a_flood_of_empty_lines_stops_at_the_line_limit() {
     );
 
     // the worker is fine: the next build runs and keeps its output
-    repo_with(&cluster, "after", "image: ocelot/busybox\nstages:\n  - name: a\n    script: [echo next build]\n", &[]).await;
+    repo_with(
+        &cluster,
+        "after",
+        "image: ocelot/busybox\nstages:\n  - name: a\n    script: [echo next build]\n",
+        &[],
+    )
+    .await;
     let next = cluster.ocelot(&["build", "-r", "after"]).await.unwrap();
     assert_eq!(next.code, 0, "{}", next.both());
     assert!(next.stdout.contains("next build"), "{}", next.both());

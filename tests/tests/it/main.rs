@@ -18,6 +18,7 @@ mod limits;
 mod log_outage;
 mod poller;
 mod private_repos;
+mod sandbox;
 mod secrets;
 mod settings;
 mod store;

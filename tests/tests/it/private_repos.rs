@@ -302,12 +302,25 @@ async fn a_vcs_token_is_sent_to_its_own_host_only() {
     // 127.0.0.1. To the token they are different hosts.
     let url = server.url_on("localhost", "private-http");
     cluster.add_repo("elsewhere", &url).await.unwrap();
-    let added = add_bound_token(&cluster, "tok", "elsewhere", Some("127.0.0.1"), TOKEN.as_bytes()).await;
+    let added = add_bound_token(
+        &cluster,
+        "tok",
+        "elsewhere",
+        Some("127.0.0.1"),
+        TOKEN.as_bytes(),
+    )
+    .await;
     assert_eq!(added.code, 0, "{}", added.both());
-    assert!(added.stderr.contains("sent to 127.0.0.1 only"), "{}", added.both());
+    assert!(
+        added.stderr.contains("sent to 127.0.0.1 only"),
+        "{}",
+        added.both()
+    );
     let refused = build_refused(&cluster, "elsewhere", &url).await;
     assert!(
-        refused.stderr.contains("none is configured for this repository"),
+        refused
+            .stderr
+            .contains("none is configured for this repository"),
         "{}",
         refused.both()
     );
@@ -321,15 +334,34 @@ async fn a_vcs_token_is_sent_to_its_own_host_only() {
     // a token for a prefix names its host; a host is a host, not a URL
     for args in [
         vec!["creds", "add", "vcs", "wide", "--prefix", "team/"],
-        vec!["creds", "add", "vcs", "wide", "--prefix", "team/", "--host", "https://x.example/"],
+        vec![
+            "creds",
+            "add",
+            "vcs",
+            "wide",
+            "--prefix",
+            "team/",
+            "--host",
+            "https://x.example/",
+        ],
     ] {
-        let no_host = cluster.ocelot_with_input(&args, TOKEN.as_bytes()).await.unwrap();
+        let no_host = cluster
+            .ocelot_with_input(&args, TOKEN.as_bytes())
+            .await
+            .unwrap();
         assert_eq!(no_host.code, 6, "{}", no_host.both());
         assert!(no_host.stderr.contains("host"), "{}", no_host.both());
     }
 
     // bound to the repo's host, the same token builds
-    let rebound = add_bound_token(&cluster, "tok", "elsewhere", Some("LocalHost"), TOKEN.as_bytes()).await;
+    let rebound = add_bound_token(
+        &cluster,
+        "tok",
+        "elsewhere",
+        Some("LocalHost"),
+        TOKEN.as_bytes(),
+    )
+    .await;
     assert_eq!(rebound.code, 0, "{}", rebound.both());
     let built = cluster.ocelot(&["build", "-r", "elsewhere"]).await.unwrap();
     assert_eq!(built.code, 0, "{}", built.both());
@@ -343,7 +375,11 @@ async fn a_vcs_token_is_sent_to_its_own_host_only() {
         .unwrap();
     let derived = add_bound_token(&cluster, "tok", "direct", None, TOKEN.as_bytes()).await;
     assert_eq!(derived.code, 0, "{}", derived.both());
-    assert!(derived.stderr.contains("sent to 127.0.0.1 only"), "{}", derived.both());
+    assert!(
+        derived.stderr.contains("sent to 127.0.0.1 only"),
+        "{}",
+        derived.both()
+    );
     let listed = cluster.ocelot(&["creds", "list"]).await.unwrap();
     assert!(
         listed.stdout.contains("host 127.0.0.1") && listed.stdout.contains("host localhost"),
@@ -375,7 +411,9 @@ async fn a_vcs_token_is_sent_to_its_own_host_only() {
     client.batch_execute(binding).await.unwrap();
     let rebuilt = cluster.ocelot(&["build", "-r", "direct"]).await.unwrap();
     assert_eq!(rebuilt.code, 0, "{}", rebuilt.both());
-    for output in [&added, &refused, &rebound, &built, &derived, &listed, &rebuilt] {
+    for output in [
+        &added, &refused, &rebound, &built, &derived, &listed, &rebuilt,
+    ] {
         assert!(!output.both().contains(TOKEN), "{}", output.both());
     }
 }
@@ -434,14 +472,26 @@ async fn credentials_in_a_repo_url_are_refused_and_old_ones_never_used() {
         .unwrap();
     let listed = cluster.ocelot(&["repos", "list", "--json"]).await.unwrap();
     assert_eq!(listed.code, 0, "{}", listed.both());
-    assert!(listed.stdout.contains("legacy") && listed.stdout.contains("***@"), "{}", listed.both());
+    assert!(
+        listed.stdout.contains("legacy") && listed.stdout.contains("***@"),
+        "{}",
+        listed.both()
+    );
     let build = cluster.ocelot(&["build", "-r", "legacy"]).await.unwrap();
     assert_eq!(build.code, 6, "{}", build.both());
-    assert!(build.stderr.contains("carries credentials"), "{}", build.both());
+    assert!(
+        build.stderr.contains("carries credentials"),
+        "{}",
+        build.both()
+    );
     for output in [&listed, &build] {
         assert!(!output.both().contains(TOKEN), "{}", output.both());
     }
-    assert_eq!(server.offered(), 0, "the legacy URL's credentials were sent");
+    assert_eq!(
+        server.offered(),
+        0,
+        "the legacy URL's credentials were sent"
+    );
     assert_eq!(server.refused(), 0, "the legacy URL was fetched");
 
     // the way it should be: the URL without credentials, the token as a credential
@@ -451,7 +501,10 @@ async fn credentials_in_a_repo_url_are_refused_and_old_ones_never_used() {
         .unwrap();
     let added = add_bound_token(&cluster, "tok", "private-http", None, TOKEN.as_bytes()).await;
     assert_eq!(added.code, 0, "{}", added.both());
-    let built = cluster.ocelot(&["build", "-r", "private-http"]).await.unwrap();
+    let built = cluster
+        .ocelot(&["build", "-r", "private-http"])
+        .await
+        .unwrap();
     assert_eq!(built.code, 0, "{}", built.both());
     assert!(built.stdout.contains(NOTES), "{}", built.both());
 }

@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 const COMMAND_LINE_ONLY: &[(&str, &str)] = &[
     ("ocelot-admin token create", "name"),
     ("ocelot-admin token create", "scope"),
+    ("ocelot-admin token create", "repos"),
     ("ocelot-admin token revoke", "name"),
     ("ocelot-admin rotate-key", "new_key_file"),
 ];

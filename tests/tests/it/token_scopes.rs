@@ -41,26 +41,126 @@ struct Case {
 }
 
 const CASES: &[Case] = &[
-    Case { rpc: "TriggerBuild", args: &["build", "-r", "other/app", "--no-follow"], input: None, expect: Expect::LikeMissing },
-    Case { rpc: "WatchBuild", args: &["watch", "{other}"], input: None, expect: Expect::LikeMissing },
-    Case { rpc: "GetBuild", args: &["status", "{other}"], input: None, expect: Expect::LikeMissing },
-    Case { rpc: "CancelBuild", args: &["kill", "{other}"], input: None, expect: Expect::LikeMissing },
-    Case { rpc: "RerunBuild", args: &["rerun", "{other}", "--no-follow"], input: None, expect: Expect::LikeMissing },
-    Case { rpc: "ListBuilds", args: &["status", "--json", "--limit", "100"], input: None, expect: Expect::Filtered },
-    Case { rpc: "AddRepo", args: &["repos", "add", "other/new", "git://127.0.0.1:1/new.git"], input: None, expect: Expect::Refused("is not one of them") },
-    Case { rpc: "ListRepos", args: &["repos", "list", "--json"], input: None, expect: Expect::Filtered },
-    Case { rpc: "RemoveRepo", args: &["repos", "remove", "other/app"], input: None, expect: Expect::LikeMissing },
-    Case { rpc: "SetRepoOptions", args: &["repos", "set", "other/app", "--secrets-for-forks", "true"], input: None, expect: Expect::LikeMissing },
-    Case { rpc: "AddPoll", args: &["poll", "add", "-r", "other/app", "--every", "1h"], input: None, expect: Expect::LikeMissing },
-    Case { rpc: "ListPolls", args: &["poll", "list", "--json"], input: None, expect: Expect::Filtered },
-    Case { rpc: "RemovePoll", args: &["poll", "remove", "-r", "other/app"], input: None, expect: Expect::LikeMissing },
-    Case { rpc: "ListWorkers", args: &["workers", "--json"], input: None, expect: Expect::Independent },
-    Case { rpc: "AddCredential", args: &["creds", "add", "env", "STOLEN", "-r", "other/app"], input: Some("planted-value-1234"), expect: Expect::LikeMissing },
-    Case { rpc: "ListCredentials", args: &["creds", "list", "--json"], input: None, expect: Expect::Filtered },
-    Case { rpc: "RemoveCredential", args: &["creds", "remove", "env", "OTHER_SECRET", "-r", "other/app"], input: None, expect: Expect::LikeMissing },
-    Case { rpc: "CreateToken", args: &["token", "create", "--name", "escalated", "--scope", "admin"], input: None, expect: Expect::Refused("needs a token for every repo") },
-    Case { rpc: "ListTokens", args: &["token", "list"], input: None, expect: Expect::Refused("needs a token for every repo") },
-    Case { rpc: "RevokeToken", args: &["token", "revoke", "test-admin"], input: None, expect: Expect::Refused("needs a token for every repo") },
+    Case {
+        rpc: "TriggerBuild",
+        args: &["build", "-r", "other/app", "--no-follow"],
+        input: None,
+        expect: Expect::LikeMissing,
+    },
+    Case {
+        rpc: "WatchBuild",
+        args: &["watch", "{other}"],
+        input: None,
+        expect: Expect::LikeMissing,
+    },
+    Case {
+        rpc: "GetBuild",
+        args: &["status", "{other}"],
+        input: None,
+        expect: Expect::LikeMissing,
+    },
+    Case {
+        rpc: "CancelBuild",
+        args: &["kill", "{other}"],
+        input: None,
+        expect: Expect::LikeMissing,
+    },
+    Case {
+        rpc: "RerunBuild",
+        args: &["rerun", "{other}", "--no-follow"],
+        input: None,
+        expect: Expect::LikeMissing,
+    },
+    Case {
+        rpc: "ListBuilds",
+        args: &["status", "--json", "--limit", "100"],
+        input: None,
+        expect: Expect::Filtered,
+    },
+    Case {
+        rpc: "AddRepo",
+        args: &["repos", "add", "other/new", "git://127.0.0.1:1/new.git"],
+        input: None,
+        expect: Expect::Refused("is not one of them"),
+    },
+    Case {
+        rpc: "ListRepos",
+        args: &["repos", "list", "--json"],
+        input: None,
+        expect: Expect::Filtered,
+    },
+    Case {
+        rpc: "RemoveRepo",
+        args: &["repos", "remove", "other/app"],
+        input: None,
+        expect: Expect::LikeMissing,
+    },
+    Case {
+        rpc: "SetRepoOptions",
+        args: &["repos", "set", "other/app", "--secrets-for-forks", "true"],
+        input: None,
+        expect: Expect::LikeMissing,
+    },
+    Case {
+        rpc: "AddPoll",
+        args: &["poll", "add", "-r", "other/app", "--every", "1h"],
+        input: None,
+        expect: Expect::LikeMissing,
+    },
+    Case {
+        rpc: "ListPolls",
+        args: &["poll", "list", "--json"],
+        input: None,
+        expect: Expect::Filtered,
+    },
+    Case {
+        rpc: "RemovePoll",
+        args: &["poll", "remove", "-r", "other/app"],
+        input: None,
+        expect: Expect::LikeMissing,
+    },
+    Case {
+        rpc: "ListWorkers",
+        args: &["workers", "--json"],
+        input: None,
+        expect: Expect::Independent,
+    },
+    Case {
+        rpc: "AddCredential",
+        args: &["creds", "add", "env", "STOLEN", "-r", "other/app"],
+        input: Some("planted-value-1234"),
+        expect: Expect::LikeMissing,
+    },
+    Case {
+        rpc: "ListCredentials",
+        args: &["creds", "list", "--json"],
+        input: None,
+        expect: Expect::Filtered,
+    },
+    Case {
+        rpc: "RemoveCredential",
+        args: &["creds", "remove", "env", "OTHER_SECRET", "-r", "other/app"],
+        input: None,
+        expect: Expect::LikeMissing,
+    },
+    Case {
+        rpc: "CreateToken",
+        args: &["token", "create", "--name", "escalated", "--scope", "admin"],
+        input: None,
+        expect: Expect::Refused("needs a token for every repo"),
+    },
+    Case {
+        rpc: "ListTokens",
+        args: &["token", "list"],
+        input: None,
+        expect: Expect::Refused("needs a token for every repo"),
+    },
+    Case {
+        rpc: "RevokeToken",
+        args: &["token", "revoke", "test-admin"],
+        input: None,
+        expect: Expect::Refused("needs a token for every repo"),
+    },
 ];
 
 /// The RPCs the proto declares.
@@ -107,8 +207,15 @@ async fn build_passes(cluster: &Cluster, name: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_token_limited_to_team_repos_sees_and_touches_nothing_else() {
     let cluster = Cluster::start().await.unwrap();
-    for (git_name, name) in [("team-app", "team/app"), ("team-lib", "team/lib"), ("other-app", "other/app")] {
-        let repo = cluster.git.create_repo(git_name, &[("ocelot.yml", YML)]).unwrap();
+    for (git_name, name) in [
+        ("team-app", "team/app"),
+        ("team-lib", "team/lib"),
+        ("other-app", "other/app"),
+    ] {
+        let repo = cluster
+            .git
+            .create_repo(git_name, &[("ocelot.yml", YML)])
+            .unwrap();
         cluster.add_repo(name, &repo.url).await.unwrap();
     }
     let team_build = build_passes(&cluster, "team/app").await;
@@ -124,7 +231,10 @@ async fn a_token_limited_to_team_repos_sees_and_touches_nothing_else() {
     }
     for (name, repo) in [("OTHER_SECRET", "other/app"), ("TEAM_SECRET", "team/lib")] {
         let done = cluster
-            .ocelot_with_input(&["creds", "add", "env", name, "-r", repo], b"value-of-a-secret")
+            .ocelot_with_input(
+                &["creds", "add", "env", name, "-r", repo],
+                b"value-of-a-secret",
+            )
             .await
             .unwrap();
         assert_eq!(done.code, 0, "{}", done.both());
@@ -134,7 +244,9 @@ async fn a_token_limited_to_team_repos_sees_and_touches_nothing_else() {
     let mut tokens = Vec::new();
     for (name, scope) in [("team-admin", "admin"), ("team-ci", "trigger")] {
         let created = cluster
-            .ocelot(&["token", "create", "--name", name, "--scope", scope, "--repos", "team/*"])
+            .ocelot(&[
+                "token", "create", "--name", name, "--scope", scope, "--repos", "team/*",
+            ])
             .await
             .unwrap();
         assert_eq!(created.code, 0, "{}", created.both());
@@ -150,7 +262,12 @@ async fn a_token_limited_to_team_repos_sees_and_touches_nothing_else() {
         .find(|t| t["name"] == "team-ci")
         .unwrap();
     assert_eq!(team["repos"], serde_json::json!(["team/*"]), "{listed}");
-    let all = listed.as_array().unwrap().iter().find(|t| t["name"] == "test-admin").unwrap();
+    let all = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "test-admin")
+        .unwrap();
     assert_eq!(all["repos"], serde_json::json!([]), "{listed}");
     let human = cluster.ocelot(&["token", "list"]).await.unwrap();
     assert!(human.stdout.contains("team/*"), "{}", human.both());
@@ -168,7 +285,11 @@ async fn a_token_limited_to_team_repos_sees_and_touches_nothing_else() {
         .await
         .unwrap();
     assert_eq!(status.code, 0, "{}", status.both());
-    assert!(status.stdout.contains("team/app") && status.stdout.contains("team/lib"), "{}", status.both());
+    assert!(
+        status.stdout.contains("team/app") && status.stdout.contains("team/lib"),
+        "{}",
+        status.both()
+    );
     assert!(!status.stdout.contains("other/app"), "{}", status.both());
     for verb in [
         vec!["status", "{other}"],
@@ -178,12 +299,33 @@ async fn a_token_limited_to_team_repos_sees_and_touches_nothing_else() {
         vec!["build", "-r", "other/app", "--no-follow"],
         vec!["status", "-r", "other/app"],
     ] {
-        let hidden = run(&cluster, &team_ci, &substitute(&verb, "other/app", &other_build), None).await;
-        let missing = run(&cluster, &team_ci, &substitute(&verb, MISSING_REPO, MISSING_BUILD), None).await;
+        let hidden = run(
+            &cluster,
+            &team_ci,
+            &substitute(&verb, "other/app", &other_build),
+            None,
+        )
+        .await;
+        let missing = run(
+            &cluster,
+            &team_ci,
+            &substitute(&verb, MISSING_REPO, MISSING_BUILD),
+            None,
+        )
+        .await;
         assert_ne!(hidden.code, 0, "{verb:?}: {}", hidden.both());
-        assert_eq!(hidden.code, missing.code, "{verb:?}: {}\n{}", hidden.both(), missing.both());
         assert_eq!(
-            hidden.stderr.replace(&other_build, MISSING_BUILD).replace("other/app", MISSING_REPO),
+            hidden.code,
+            missing.code,
+            "{verb:?}: {}\n{}",
+            hidden.both(),
+            missing.both()
+        );
+        assert_eq!(
+            hidden
+                .stderr
+                .replace(&other_build, MISSING_BUILD)
+                .replace("other/app", MISSING_REPO),
             missing.stderr,
             "{verb:?}"
         );
@@ -194,26 +336,61 @@ async fn a_token_limited_to_team_repos_sees_and_touches_nothing_else() {
         .await
         .unwrap();
     assert_eq!(within.code, 0, "{}", within.both());
-    let rerun = cluster.ocelot_with_token(&team_ci, &["rerun", &team_build]).await.unwrap();
+    let rerun = cluster
+        .ocelot_with_token(&team_ci, &["rerun", &team_build])
+        .await
+        .unwrap();
     assert_eq!(rerun.code, 0, "{}", rerun.both());
     assert!(rerun.stdout.contains("scoped"), "{}", rerun.both());
-    let built = cluster.ocelot_with_token(&team_ci, &["build", "-r", "team/lib"]).await.unwrap();
+    let built = cluster
+        .ocelot_with_token(&team_ci, &["build", "-r", "team/lib"])
+        .await
+        .unwrap();
     assert_eq!(built.code, 0, "{}", built.both());
-    let watched = cluster.ocelot_with_token(&team_ci, &["watch", &team_build]).await.unwrap();
+    let watched = cluster
+        .ocelot_with_token(&team_ci, &["watch", &team_build])
+        .await
+        .unwrap();
     assert_eq!(watched.code, 0, "{}", watched.both());
 
     // every RPC of the proto is in the table, and each withstands its attack
     let table: BTreeSet<String> = CASES.iter().map(|c| c.rpc.to_string()).collect();
-    assert_eq!(table, proto_rpcs(), "an RPC without a repo-scope case (add it to CASES)");
+    assert_eq!(
+        table,
+        proto_rpcs(),
+        "an RPC without a repo-scope case (add it to CASES)"
+    );
     for case in CASES {
-        let hidden = run(&cluster, &team_admin, &substitute(case.args, "other/app", &other_build), case.input).await;
+        let hidden = run(
+            &cluster,
+            &team_admin,
+            &substitute(case.args, "other/app", &other_build),
+            case.input,
+        )
+        .await;
         match case.expect {
             Expect::LikeMissing => {
-                let missing = run(&cluster, &team_admin, &substitute(case.args, MISSING_REPO, MISSING_BUILD), case.input).await;
+                let missing = run(
+                    &cluster,
+                    &team_admin,
+                    &substitute(case.args, MISSING_REPO, MISSING_BUILD),
+                    case.input,
+                )
+                .await;
                 assert_ne!(hidden.code, 0, "{}: {}", case.rpc, hidden.both());
-                assert_eq!(hidden.code, missing.code, "{}: {}\n{}", case.rpc, hidden.both(), missing.both());
                 assert_eq!(
-                    hidden.stderr.replace(&other_build, MISSING_BUILD).replace("other/app", MISSING_REPO),
+                    hidden.code,
+                    missing.code,
+                    "{}: {}\n{}",
+                    case.rpc,
+                    hidden.both(),
+                    missing.both()
+                );
+                assert_eq!(
+                    hidden
+                        .stderr
+                        .replace(&other_build, MISSING_BUILD)
+                        .replace("other/app", MISSING_REPO),
                     missing.stderr,
                     "{}",
                     case.rpc
@@ -221,13 +398,33 @@ async fn a_token_limited_to_team_repos_sees_and_touches_nothing_else() {
             }
             Expect::Refused(text) => {
                 assert_eq!(hidden.code, 7, "{}: {}", case.rpc, hidden.both());
-                assert!(hidden.stderr.contains(text), "{}: {}", case.rpc, hidden.both());
+                assert!(
+                    hidden.stderr.contains(text),
+                    "{}: {}",
+                    case.rpc,
+                    hidden.both()
+                );
             }
             Expect::Filtered => {
                 assert_eq!(hidden.code, 0, "{}: {}", case.rpc, hidden.both());
-                assert!(!hidden.stdout.contains("other/app"), "{}: {}", case.rpc, hidden.both());
-                assert!(!hidden.stdout.contains("OTHER_SECRET"), "{}: {}", case.rpc, hidden.both());
-                assert!(hidden.stdout.contains("team/"), "{}: {}", case.rpc, hidden.both());
+                assert!(
+                    !hidden.stdout.contains("other/app"),
+                    "{}: {}",
+                    case.rpc,
+                    hidden.both()
+                );
+                assert!(
+                    !hidden.stdout.contains("OTHER_SECRET"),
+                    "{}: {}",
+                    case.rpc,
+                    hidden.both()
+                );
+                assert!(
+                    hidden.stdout.contains("team/"),
+                    "{}: {}",
+                    case.rpc,
+                    hidden.both()
+                );
             }
             Expect::Independent => {
                 assert_eq!(hidden.code, 0, "{}: {}", case.rpc, hidden.both());
@@ -238,22 +435,38 @@ async fn a_token_limited_to_team_repos_sees_and_touches_nothing_else() {
     let prefix = run(
         &cluster,
         &team_admin,
-        &substitute(&["creds", "add", "env", "WIDE", "--prefix", "team/"], "", ""),
+        &substitute(
+            &["creds", "add", "env", "WIDE", "--prefix", "team/"],
+            "",
+            "",
+        ),
         Some("value-of-a-secret"),
     )
     .await;
     assert_eq!(prefix.code, 7, "{}", prefix.both());
-    assert!(prefix.stderr.contains("need a token for every repo"), "{}", prefix.both());
+    assert!(
+        prefix.stderr.contains("need a token for every repo"),
+        "{}",
+        prefix.both()
+    );
 
     // nothing of other/app changed: its repo, build, poll and credential are all there
     let repos = cluster.ocelot(&["repos", "list", "--json"]).await.unwrap();
-    assert!(repos.stdout.contains("other/app") && !repos.stdout.contains("other/new"), "{}", repos.both());
+    assert!(
+        repos.stdout.contains("other/app") && !repos.stdout.contains("other/new"),
+        "{}",
+        repos.both()
+    );
     let build = crate::status_json(&cluster, other_build.parse().unwrap()).await;
     assert_eq!(build["state"], "passed", "{build}");
     let polls = cluster.ocelot(&["poll", "list", "--json"]).await.unwrap();
     assert!(polls.stdout.contains("other/app"), "{}", polls.both());
     let creds = cluster.ocelot(&["creds", "list", "--json"]).await.unwrap();
-    assert!(creds.stdout.contains("OTHER_SECRET") && !creds.stdout.contains("STOLEN"), "{}", creds.both());
+    assert!(
+        creds.stdout.contains("OTHER_SECRET") && !creds.stdout.contains("STOLEN"),
+        "{}",
+        creds.both()
+    );
     let tokens = cluster.ocelot(&["token", "list", "--json"]).await.unwrap();
     assert!(!tokens.stdout.contains("escalated"), "{}", tokens.both());
     let still = cluster.ocelot(&["status"]).await.unwrap();

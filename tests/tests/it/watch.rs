@@ -259,7 +259,13 @@ async fn old_logs_are_pruned_and_their_builds_results_stay() {
     assert!(
         cluster
             .store
-            .events(old, old_build.attempt, ocelot_core::ids::Seq::START, ocelot_core::ids::Seq::from(u64::MAX), 10)
+            .events(
+                old,
+                old_build.attempt,
+                ocelot_core::ids::Seq::START,
+                ocelot_core::ids::Seq::from(u64::MAX),
+                10
+            )
             .await
             .unwrap()
             .is_empty(),
@@ -299,5 +305,8 @@ async fn old_logs_are_pruned_and_their_builds_results_stay() {
         .await
         .unwrap();
     assert_eq!(recent_watch.code, 0, "{}", recent_watch.both());
-    assert_eq!(line_numbers(&recent_watch.stdout), (1..=20).collect::<Vec<u32>>());
+    assert_eq!(
+        line_numbers(&recent_watch.stdout),
+        (1..=20).collect::<Vec<u32>>()
+    );
 }

@@ -733,7 +733,11 @@ async fn an_unknown_repo_and_a_forged_signature_are_answered_alike_and_valid_del
     set(&mut body, "after", json!(repo.head().unwrap()));
     set(&mut body, "repository.full_name", json!("team/sealed"));
     let mut stranger = body.clone();
-    set(&mut stranger, "repository.full_name", json!("nobody/secret-project"));
+    set(
+        &mut stranger,
+        "repository.full_name",
+        json!("nobody/secret-project"),
+    );
     let headers = github("push", "probe");
     let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
     let (known, unknown) = (body.to_string(), stranger.to_string());
@@ -741,14 +745,34 @@ async fn an_unknown_repo_and_a_forged_signature_are_answered_alike_and_valid_del
     // the attack: probing names with a made-up secret; a registered name must not answer
     // differently from an unregistered one
     for secret_tried in [Some("made-up-secret-0123456789"), None] {
-        let forged = deliver(&cluster, Provider::GitHub, &headers, known.as_bytes(), secret_tried).await;
-        let probed =
-            deliver(&cluster, Provider::GitHub, &headers, unknown.as_bytes(), secret_tried).await;
+        let forged = deliver(
+            &cluster,
+            Provider::GitHub,
+            &headers,
+            known.as_bytes(),
+            secret_tried,
+        )
+        .await;
+        let probed = deliver(
+            &cluster,
+            Provider::GitHub,
+            &headers,
+            unknown.as_bytes(),
+            secret_tried,
+        )
+        .await;
         assert_eq!(forged.status, 401, "{}", forged.body);
         assert_eq!(answer_of(&forged), answer_of(&probed));
     }
     // even signed with a real secret, an unknown repo is a bad signature
-    let probed = deliver(&cluster, Provider::GitHub, &headers, unknown.as_bytes(), Some(&secret)).await;
+    let probed = deliver(
+        &cluster,
+        Provider::GitHub,
+        &headers,
+        unknown.as_bytes(),
+        Some(&secret),
+    )
+    .await;
     let forged = deliver(
         &cluster,
         Provider::GitHub,
@@ -760,10 +784,21 @@ async fn an_unknown_repo_and_a_forged_signature_are_answered_alike_and_valid_del
     assert_eq!(answer_of(&forged), answer_of(&probed));
     // GitLab's token header, the same
     let mut gitlab = fixture("gitlab", "push_branch");
-    set(&mut gitlab, "project.path_with_namespace", json!("team/sealed"));
+    set(
+        &mut gitlab,
+        "project.path_with_namespace",
+        json!("team/sealed"),
+    );
     let mut gitlab_stranger = gitlab.clone();
-    set(&mut gitlab_stranger, "project.path_with_namespace", json!("nobody/else"));
-    let gitlab_headers = [("X-Gitlab-Event", "Push Hook"), ("X-Gitlab-Event-UUID", "gl-probe")];
+    set(
+        &mut gitlab_stranger,
+        "project.path_with_namespace",
+        json!("nobody/else"),
+    );
+    let gitlab_headers = [
+        ("X-Gitlab-Event", "Push Hook"),
+        ("X-Gitlab-Event-UUID", "gl-probe"),
+    ];
     let forged = deliver(
         &cluster,
         Provider::GitLab,
@@ -782,7 +817,11 @@ async fn an_unknown_repo_and_a_forged_signature_are_answered_alike_and_valid_del
     .await;
     assert_eq!(forged.status, 401, "{}", forged.body);
     assert_eq!(answer_of(&forged), answer_of(&probed));
-    assert_eq!(count_deliveries(&cluster).await, 0, "a refused request was recorded");
+    assert_eq!(
+        count_deliveries(&cluster).await,
+        0,
+        "a refused request was recorded"
+    );
 
     // the rest still works: a valid delivery is verified, recorded and built
     let valid = deliver_github(&cluster, "push", "valid-1", &body, &secret).await;
@@ -887,18 +926,28 @@ async fn plain_text_webhook_secrets_of_an_earlier_release_keep_working_and_get_s
     let hookhandler = tokio::spawn(ocelot_hookhandler::run(settings, listener, async move {
         let _ = stopped.await;
     }));
+    // the listener accepts before the service starts: wait for the sealing itself
+    let sealed_under = wait_until(
+        "the legacy secret sealed",
+        Duration::from_secs(30),
+        || async {
+            let row = client
+                .query_one(
+                    "SELECT webhook_secret, webhook_key_id FROM repos WHERE name = 'legacy'",
+                    &[],
+                )
+                .await
+                .ok()?;
+            row.get::<_, Option<String>>(1)
+                .map(|key_id| (row.get::<_, Option<String>>(0), key_id))
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(sealed_under, (None, key.id()), "sealed, no plain text left");
     ocelot_tests::wait_for_port(address.port(), Duration::from_secs(30))
         .await
         .unwrap();
-    let row = client
-        .query_one(
-            "SELECT webhook_secret, webhook_key_id FROM repos WHERE name = 'legacy'",
-            &[],
-        )
-        .await
-        .unwrap();
-    assert_eq!(row.get::<_, Option<String>>(0), None, "still plain text");
-    assert_eq!(row.get::<_, Option<String>>(1), Some(key.id()));
 
     // deliveries signed with the secret the forge still has are accepted; others are not
     let mut body = fixture("github", "push_branch");
@@ -935,6 +984,19 @@ async fn plain_text_webhook_secrets_of_an_earlier_release_keep_working_and_get_s
         webhook::seal_plain_secrets(&store, &other).await,
         Err(SecretError::WrongMasterKey { .. })
     ));
+    // `rotate-key` re-seals it under the new key, and running it again changes nothing
+    assert_eq!(webhook::reseal(&store, &key, &other).await.unwrap(), 1);
+    assert_eq!(webhook::reseal(&store, &key, &other).await.unwrap(), 0);
+    let (repo, stored) = store
+        .find_repo_for_hook(Some("team/legacy"), &[])
+        .await
+        .unwrap();
+    let stored = stored.unwrap();
+    assert_eq!(
+        webhook::open(Some(&other), &repo.name, &stored).unwrap(),
+        LEGACY
+    );
+    assert!(webhook::open(Some(&key), &repo.name, &stored).is_err());
     let _ = stop.send(());
     hookhandler.await.unwrap().unwrap();
 }

@@ -128,7 +128,9 @@ pub(crate) fn ensure(access: HostAccess) -> Result<(), FirewallError> {
     static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
     match access {
         HostAccess::Allow => {
-            tracing::warn!("builds may reach this host's own addresses (--build-host-access allow)");
+            tracing::warn!(
+                "builds may reach this host's own addresses (--build-host-access allow)"
+            );
             Ok(())
         }
         HostAccess::External => {

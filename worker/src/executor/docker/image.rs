@@ -76,8 +76,8 @@ pub(crate) fn canonical_repository(image: &str) -> String {
         None => last.to_string(),
     };
     let first = path.split('/').next().unwrap_or(&path);
-    let has_registry = path.contains('/')
-        && (first.contains('.') || first.contains(':') || first == "localhost");
+    let has_registry =
+        path.contains('/') && (first.contains('.') || first.contains(':') || first == "localhost");
     let path = path.to_ascii_lowercase();
     if has_registry {
         return path;
@@ -221,7 +221,11 @@ pub(super) async fn ensure_image(
 }
 
 async fn pull(docker: &Docker, spec: &ContainerSpec<'_>) -> Result<(), ExecutorError> {
-    tracing::info!(image = spec.image, login = spec.registry_login.is_some(), "pulling");
+    tracing::info!(
+        image = spec.image,
+        login = spec.registry_login.is_some(),
+        "pulling"
+    );
     if spec.registry_login.is_some() {
         spec.sandbox
             .private_images
@@ -289,7 +293,11 @@ mod tests {
             "library/alpine:latest",
             "alpine@sha256:abc",
         ] {
-            assert_eq!(canonical_repository(same), "docker.io/library/alpine", "{same}");
+            assert_eq!(
+                canonical_repository(same),
+                "docker.io/library/alpine",
+                "{same}"
+            );
         }
         assert_eq!(canonical_repository("team/app:1"), "docker.io/team/app");
         assert_eq!(
@@ -338,7 +346,11 @@ mod tests {
         assert!(images.any_private(["registry:5000/team/app:latest"]).await);
         let again = PrivateImages::load(&path).unwrap();
         // another tag or a digest of the same repository is private too
-        assert!(again.any_private(["sha256:1234", "registry:5000/team/app@sha256:ab"]).await);
+        assert!(
+            again
+                .any_private(["sha256:1234", "registry:5000/team/app@sha256:ab"])
+                .await
+        );
         assert!(!again.any_private(["registry:5000/team/other"]).await);
         assert_eq!(
             std::fs::read_to_string(&path).unwrap(),

@@ -63,7 +63,14 @@ mod tests {
         assert_eq!(config.security_opt, Some(vec!["no-new-privileges".into()]));
         assert_eq!(config.cap_drop, Some(vec!["ALL".into()]));
         let added = config.cap_add.unwrap();
-        for dangerous in ["NET_RAW", "MKNOD", "SYS_CHROOT", "SETFCAP", "SETPCAP", "AUDIT_WRITE"] {
+        for dangerous in [
+            "NET_RAW",
+            "MKNOD",
+            "SYS_CHROOT",
+            "SETFCAP",
+            "SETPCAP",
+            "AUDIT_WRITE",
+        ] {
             assert!(!added.iter().any(|c| c == dangerous), "{dangerous}");
         }
         assert_eq!(config.network_mode.as_deref(), Some("net"));

@@ -13,11 +13,10 @@ pub(crate) mod settings;
 
 pub use firewall::HostAccess;
 pub use image::PullPolicy;
-pub use settings::SandboxArgs;
 pub(crate) use settings::Sandbox;
+pub use settings::SandboxArgs;
 
 use super::{ExecutorError, ScriptOutcome, ScriptRun};
-use network::BuildNetwork;
 use crate::log_sink::LogSink;
 use crate::output::ScriptOutput;
 use bollard::Docker;
@@ -28,6 +27,7 @@ use bollard::query_parameters::{
     CreateContainerOptionsBuilder, RemoveContainerOptionsBuilder, UploadToContainerOptionsBuilder,
 };
 use futures::StreamExt;
+use network::BuildNetwork;
 use ocelot_core::ids::{Attempt, BuildId};
 use ocelot_core::model::LogStream;
 use ocelot_core::pipeline::Limits;
