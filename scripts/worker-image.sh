@@ -8,10 +8,14 @@
 #   BIN_DIR  directory of the built binaries (default: <repo>/target/release, else target/debug)
 #   IMAGE    image name (default: ocelot/services:local)
 #
-# Run a worker from it (the Docker socket lets it start build containers next to itself):
+# Run a worker from it (the Docker socket lets it start build containers next to itself). A
+# worker in a container cannot change the Docker host's firewall: install the rule that keeps
+# builds off the host's own addresses on the Docker host yourself, and tell the worker so:
+#   iptables -C INPUT -i ocb+ -j DROP 2>/dev/null || iptables -I INPUT -i ocb+ -j DROP
+#   ip6tables -C INPUT -i ocb+ -j DROP 2>/dev/null || ip6tables -I INPUT -i ocb+ -j DROP
 #   docker run -d --network NET -v /var/run/docker.sock:/var/run/docker.sock \
 #     -e OCELOT_DATABASE_URL=... -e OCELOT_NATS_URL=... -e OCELOT_MASTER_KEY=... \
-#     ocelot/services:local ocelot-worker
+#     -e OCELOT_BUILD_HOST_ACCESS=external ocelot/services:local ocelot-worker
 set -euo pipefail
 
 repo_dir=$(cd "$(dirname "$0")/.." && pwd)

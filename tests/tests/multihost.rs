@@ -59,6 +59,26 @@ impl Drop for DockerThings {
     }
 }
 
+/// Installs, on this (the Docker) host, the rules `--build-host-access external` leaves to the
+/// operator, unless they are there (`-C` checks first).
+fn install_host_firewall_rules() {
+    for rule in ocelot_worker::host_firewall_rules() {
+        let mut words: Vec<&str> = rule.split_whitespace().collect();
+        let program = words.remove(0);
+        let mut check = words.clone();
+        check[0] = "-C";
+        let present = Command::new(program).args(&check).status().unwrap();
+        if !present.success() {
+            let inserted = Command::new(program).args(&words).output().unwrap();
+            assert!(
+                inserted.status.success(),
+                "{rule}: {}",
+                String::from_utf8_lossy(&inserted.stderr)
+            );
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_worker_cut_off_mid_build_is_fenced_and_the_build_completes_once_elsewhere() {
     let suffix = &uuid::Uuid::new_v4().simple().to_string()[..8];
@@ -141,6 +161,10 @@ async fn a_worker_cut_off_mid_build_is_fenced_and_the_build_completes_once_elsew
     )
     .unwrap();
 
+    // the workers run in containers (their iptables would guard their own network namespace,
+    // not the Docker host's): the operator, this test, keeps builds off the host, and the
+    // workers are told so (`--build-host-access external`)
+    install_host_firewall_rules();
     // two worker hosts
     for index in 0..2 {
         let name = format!("ocelot-mh-{suffix}-worker-{index}");
@@ -176,6 +200,8 @@ async fn a_worker_cut_off_mid_build_is_fenced_and_the_build_completes_once_elsew
                 "1s",
                 "--min-free-disk-mib",
                 "1",
+                "--build-host-access",
+                "external",
             ]
             .map(str::to_string),
         );

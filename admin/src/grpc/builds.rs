@@ -10,7 +10,8 @@ use ocelot_core::trigger::TriggerRequest;
 use ocelot_proto::v1 as pb;
 use tonic::{Response, Status};
 
-#[tracing::instrument(skip(state))]
+// the repo may be a URL: logged without any credentials in it
+#[tracing::instrument(skip_all, fields(repo = %ocelot_core::repo_url::redact_credentials(&request.repo), branch = %request.branch, commit = %request.commit))]
 pub(super) async fn trigger(
     state: &AppState,
     scope: &RepoScope,

@@ -165,7 +165,7 @@ pub fn parse_pids(text: &str) -> Result<u64, String> {
 /// `512m`, `2g`, or bytes when not a whole number of KiB.
 pub fn format_memory(bytes: u64) -> String {
     for (shift, unit) in [(40, "t"), (30, "g"), (20, "m"), (10, "k")] {
-        if bytes >= 1 << shift && bytes % (1 << shift) == 0 {
+        if bytes >= 1 << shift && bytes.is_multiple_of(1 << shift) {
             return format!("{}{unit}", bytes >> shift);
         }
     }

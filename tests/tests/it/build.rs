@@ -236,6 +236,11 @@ async fn builds_without_an_image_run_on_a_host_worker_of_their_tag() {
     .unwrap();
     let yml = "machineTag: bare-metal\nstages:\n  - name: native\n    script:\n      - echo \"host workspace $WORKSPACE\"\n      - test -f ocelot.yml\n      - test -z \"$OCELOT_DATABASE_URL\"\n      - sleep 600 & echo \"background $!\"\n";
     repo_with(&cluster, "native", yml, &[]).await;
+    let allowed = cluster
+        .ocelot(&["repos", "set", "native", "--allow-host", "true"])
+        .await
+        .unwrap();
+    assert_eq!(allowed.code, 0, "{}", allowed.both());
     // a process of nobody's build: ending the stage's process group must not touch it
     let mut bystander = tokio::process::Command::new("sleep")
         .arg("300")

@@ -331,3 +331,52 @@ async fn a_result_forged_on_the_bus_is_dropped_and_the_real_one_reported() {
     );
     still_builds(&cluster, "after-forgery").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn services_reach_a_tls_only_nats_with_its_ca_and_nothing_else_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let certificates = ocelot_tests::tls::TestCertificates::generate(dir.path()).unwrap();
+    let nats = NatsServer::start_tls(&certificates).await.unwrap();
+    // with the CA (and a user): the streams are set up, the registry answers
+    let mut admin = nats.args(NatsUser::Admin);
+    admin.nats_tls_ca = Some(certificates.ca.clone());
+    let bus = Bus::connect(&admin, Setup::Streams).await.unwrap();
+    assert!(bus.list_workers().await.unwrap().is_empty());
+    // a hookhandler over TLS publishes jobs into the streams the admin made
+    let mut hookhandler = nats.args(NatsUser::Hookhandler);
+    hookhandler.nats_tls_ca = Some(certificates.ca.clone());
+    let publisher = Bus::connect(&hookhandler, Setup::PublishOnly)
+        .await
+        .unwrap();
+    publisher
+        .publish_job(
+            "default",
+            &ocelot_core::model::Job {
+                build_id: BuildId::from(1),
+            },
+        )
+        .await
+        .unwrap();
+    // without TLS: the server refuses the plain connection
+    let plain = async_nats::ConnectOptions::with_user_and_password(
+        "admin".into(),
+        nats.password(NatsUser::Admin).unwrap(),
+    )
+    .connect(nats.url.as_str())
+    .await;
+    assert!(plain.is_err(), "a client without TLS connected");
+    // TLS without the CA (the system's roots do not know it): refused
+    let unknown_ca = async_nats::ConnectOptions::with_user_and_password(
+        "admin".into(),
+        nats.password(NatsUser::Admin).unwrap(),
+    )
+    .require_tls(true)
+    .connect(nats.url.as_str())
+    .await;
+    let Err(error) = unknown_ca else {
+        panic!("a server certificate of an unknown CA was trusted");
+    };
+    assert!(error.to_string().contains("UnknownIssuer"), "{error}");
+    // the first connection still works
+    assert!(bus.list_workers().await.unwrap().is_empty());
+}

@@ -14,6 +14,7 @@ mod database_tls;
 mod errors;
 mod harness;
 mod health;
+mod host_executor;
 mod limits;
 mod log_outage;
 mod poller;

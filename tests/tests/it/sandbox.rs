@@ -344,20 +344,24 @@ stages:
         .unwrap();
 }
 
-/// An address of this host that is not loopback: Docker's default bridge's gateway.
-async fn host_address(docker: &Docker) -> String {
-    let bridge = docker
-        .inspect_network(
-            "bridge",
-            None::<bollard::query_parameters::InspectNetworkOptions>,
-        )
-        .await
+/// An IPv4 address of this host that is neither loopback nor on a build bridge (`eth0`'s).
+fn host_address() -> String {
+    let output = std::process::Command::new("ip")
+        .args(["-4", "-o", "addr", "show"])
+        .output()
         .unwrap();
-    bridge
-        .ipam
-        .and_then(|ipam| ipam.config)
-        .and_then(|configs| configs.into_iter().find_map(|c| c.gateway))
-        .expect("Docker's bridge network has a gateway")
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .find_map(|line| {
+            let mut fields = line.split_whitespace().skip(1);
+            let interface = fields.next()?;
+            let address = fields.nth(1)?.split('/').next()?;
+            let ours = ["lo", "ocb", "oca", "veth"]
+                .iter()
+                .any(|prefix| interface.starts_with(prefix));
+            (!ours).then(|| address.to_string())
+        })
+        .expect("this host has a non-loopback IPv4 address")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -376,7 +380,6 @@ async fn builds_reach_the_host_only_on_a_worker_that_allows_it() {
     ])
     .await
     .unwrap();
-    let docker = docker().await;
     // a service on every address of the host, like a Postgres listening on 0.0.0.0
     let listener = tokio::net::TcpListener::bind("0.0.0.0:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -391,7 +394,7 @@ async fn builds_reach_the_host_only_on_a_worker_that_allows_it() {
             }
         }
     });
-    let host_ip = host_address(&docker).await;
+    let host_ip = host_address();
     let script = format!(
         r#"    script:
       - 'gateway=$(ip route | awk "/^default/ {{print \$3}}"); echo "gateway $gateway"'

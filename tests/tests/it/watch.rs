@@ -250,11 +250,14 @@ async fn old_logs_are_pruned_and_their_builds_results_stay() {
         .unwrap()
         .duration()
         .unwrap();
-    let pruned = ocelot_admin::retention::pass(&cluster.store, keep)
-        .await
-        .unwrap();
-    assert_eq!(pruned.builds, 1, "{pruned:?}");
-    assert!(pruned.events > 20, "{pruned:?}");
+    // two admins' passes at once: the old build is pruned once, by one of them
+    let (first, second) = tokio::join!(
+        ocelot_admin::retention::pass(&cluster.store, keep),
+        ocelot_admin::retention::pass(&cluster.store, keep)
+    );
+    let (first, second) = (first.unwrap(), second.unwrap());
+    assert_eq!(first.builds + second.builds, 1, "{first:?} {second:?}");
+    assert!(first.events + second.events > 20, "{first:?} {second:?}");
     let old_build = cluster.store.get_build(old).await.unwrap();
     assert!(
         cluster

@@ -147,7 +147,9 @@ async fn read_pipeline(
             )));
         }
         Ok(Err(error)) => {
-            return Err(SetupFailure::new(format!("cannot read ocelot.yml: {error}")));
+            return Err(SetupFailure::new(format!(
+                "cannot read ocelot.yml: {error}"
+            )));
         }
         Err(error) => {
             return Err(SetupFailure::new(format!(
