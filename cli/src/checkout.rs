@@ -59,5 +59,10 @@ fn remote_url(repo: &git2::Repository, branch: Option<&str>) -> Option<String> {
         .filter(|n| names.contains(n))
         .or_else(|| names.iter().find(|n| *n == "origin").cloned())
         .or_else(|| (names.len() == 1).then(|| names[0].clone()))?;
-    repo.find_remote(&name).ok()?.url().ok().map(str::to_string)
+    // a token in the remote URL (`https://user:token@host/...`) never leaves this machine
+    repo.find_remote(&name)
+        .ok()?
+        .url()
+        .ok()
+        .map(|url| ocelot_domain::repo_url::strip_credentials(url).into_owned())
 }

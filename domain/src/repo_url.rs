@@ -67,6 +67,15 @@ pub fn redact_credentials(url: &str) -> Cow<'_, str> {
     }
 }
 
+/// `url` without any credentials in it (`https://user:token@host/x` → `https://host/x`): the
+/// form to send or compare, e.g. a checkout's remote URL.
+pub fn strip_credentials(url: &str) -> Cow<'_, str> {
+    match embedded_span(url) {
+        None => Cow::Borrowed(url),
+        Some((start, end)) => Cow::Owned(format!("{}{}", &url[..start], &url[end + 1..])),
+    }
+}
+
 /// The host `url` names, lower-cased, without user or port (`https://user@Git.Example:8443/x`
 /// → `git.example`; `git@host:path` → `host`; an IPv6 address without brackets). `None` for a
 /// local path or `file://` URL.
@@ -125,6 +134,14 @@ mod tests {
         assert_eq!(
             redact_credentials("https://user:token@git.example/a"),
             "https://***@git.example/a"
+        );
+        assert_eq!(
+            strip_credentials("https://user:token@git.example/a"),
+            "https://git.example/a"
+        );
+        assert_eq!(
+            strip_credentials("git@github.com:team/app.git"),
+            "git@github.com:team/app.git"
         );
         for url in [
             "https://git.example/team/app.git",

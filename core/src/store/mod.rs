@@ -16,12 +16,12 @@ pub mod tls;
 mod webhook_secrets;
 
 pub use api_tokens::ApiToken;
-pub use log_retention::STALE_CLAIM;
 pub use builds::{BuildFilter, ClaimOutcome, Inserted, NewBuild};
 pub use credentials::StoredCredential;
 pub use deliveries::{Delivery, NewDelivery, Recorded};
 pub use error::{StoreError, retrying};
 pub use events::Appended;
+pub use log_retention::STALE_CLAIM;
 pub use migrate::migrations_before;
 pub use ocelot_domain::repo_url::normalize_url;
 pub use polls::{ClaimedPoll, PollOutcome};
