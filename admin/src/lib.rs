@@ -101,7 +101,9 @@ pub async fn rotate_key(settings: &Settings, new_key_file: &std::path::Path) -> 
         .context("no current master key: set OCELOT_MASTER_KEY_FILE or OCELOT_MASTER_KEY")?;
     let new = MasterKey::from_file(new_key_file).context("loading the new master key")?;
     anyhow::ensure!(old.id() != new.id(), "the new key is the current key");
-    let store = settings.database.connect()
+    let store = settings
+        .database
+        .connect()
         .await
         .context("connecting to Postgres")?;
     // webhook secrets first: a rotation stopped between the two steps can be run again
@@ -143,7 +145,9 @@ pub enum TokenCommand {
 
 /// Runs a token command against the database.
 pub async fn token_command(settings: &Settings, command: &TokenCommand) -> anyhow::Result<()> {
-    let store = settings.database.connect()
+    let store = settings
+        .database
+        .connect()
         .await
         .context("connecting to Postgres")?;
     match command {

@@ -34,6 +34,20 @@ pub(crate) fn check(settings: &Settings) -> anyhow::Result<Arc<UidPool>> {
         range.len(),
         settings.concurrency
     );
+    if let Some(key) = &settings.secrets.master_key_file {
+        let mode = std::fs::metadata(key)
+            .with_context(|| format!("reading the master key file {}", key.display()))?
+            .permissions()
+            .mode();
+        anyhow::ensure!(
+            mode & 0o004 == 0,
+            "the master key file {} is readable by every user (mode {:o}), the host builds' \
+             too: `chmod o-r {}`",
+            key.display(),
+            mode & 0o7777,
+            key.display()
+        );
+    }
     Ok(UidPool::new(range))
 }
 

@@ -33,12 +33,12 @@ pub use executor::ExecutorKind;
 /// The uids a host worker's builds run as (`--host-build-uids`).
 pub use executor::host::UidRange;
 
-/// How build containers are named and labelled (what the sweeper goes by), for tests that
-/// make containers like a worker's.
-pub use executor::docker::{container_labels, container_name};
 /// The build sandbox's settings and the host firewall rule it relies on.
 pub use executor::docker::firewall::rule_commands as host_firewall_rules;
 pub use executor::docker::{HostAccess, PullPolicy, SandboxArgs};
+/// How build containers are named and labelled (what the sweeper goes by), for tests that
+/// make containers like a worker's.
+pub use executor::docker::{container_labels, container_name};
 
 use anyhow::Context;
 use clap::Parser;

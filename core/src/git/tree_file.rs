@@ -54,7 +54,8 @@ impl MirrorCache {
         path: &str,
         max_bytes: u64,
     ) -> Result<String, TreeFileError> {
-        let repo = git2::Repository::open_bare(self.mirror_path(url)).map_err(|e| classify(url, e))?;
+        let repo =
+            git2::Repository::open_bare(self.mirror_path(url)).map_err(|e| classify(url, e))?;
         let found = find_commit(&repo, url, commit)?;
         let tree = found.tree().map_err(|e| classify(url, e))?;
         let path_text = path.to_string();
@@ -165,10 +166,19 @@ mod tests {
             "{link:?}"
         );
         assert!(link.to_string().contains("symbolic link"), "{link}");
-        assert!(matches!(read("dir.yml"), Err(TreeFileError::NotAFile { .. })));
+        assert!(matches!(
+            read("dir.yml"),
+            Err(TreeFileError::NotAFile { .. })
+        ));
         let big = read("big.yml").unwrap_err();
-        assert!(matches!(big, TreeFileError::TooLarge { size: 2048, .. }), "{big:?}");
+        assert!(
+            matches!(big, TreeFileError::TooLarge { size: 2048, .. }),
+            "{big:?}"
+        );
         assert!(big.to_string().contains("limit of 1024 bytes"), "{big}");
-        assert!(matches!(read("none.yml"), Err(TreeFileError::Missing { .. })));
+        assert!(matches!(
+            read("none.yml"),
+            Err(TreeFileError::Missing { .. })
+        ));
     }
 }

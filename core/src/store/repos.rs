@@ -8,8 +8,7 @@ use crate::model::Repo;
 use ocelot_domain::repo_url::normalize_url;
 use tokio_postgres::Row;
 
-const COLUMNS: &str =
-    "id, name, url, default_branch, secrets_for_forks, allow_host, created_at";
+const COLUMNS: &str = "id, name, url, default_branch, secrets_for_forks, allow_host, created_at";
 
 fn repo_from_row(row: &Row) -> Result<Repo, StoreError> {
     Ok(Repo {

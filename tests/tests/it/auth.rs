@@ -2,6 +2,8 @@
 //! refused with a clear message and exit code 7. Tokens are made by `ocelot-admin token
 //! create` (the first) and `ocelot token create` (by admins), listed without values, revoked.
 //! The admin serves TLS when given a certificate, and the CLI trusts it through `--tls-ca`.
+//! Wrong tokens cost the database no write; the CLI keeps its token off plain `http://` to
+//! other machines.
 
 use ocelot_core::auth::TokenScope;
 use ocelot_tests::cluster::{Cluster, bin_dir};

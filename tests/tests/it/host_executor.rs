@@ -75,7 +75,11 @@ async fn a_repo_not_allowed_on_the_host_errors_saying_how_to_allow_it() {
 
     let refused = cluster.ocelot(&["build", "-r", "native"]).await.unwrap();
     assert_eq!(refused.code, 3, "{}", refused.both());
-    assert!(!refused.stdout.contains("RAN-ON-HOST"), "{}", refused.both());
+    assert!(
+        !refused.stdout.contains("RAN-ON-HOST"),
+        "{}",
+        refused.both()
+    );
     let status = status_json(&cluster, queued_build_id(&refused)).await;
     assert_eq!(status["state"], "errored");
     let reason = status["reason"].as_str().unwrap();
@@ -104,9 +108,12 @@ async fn pull_requests_never_run_on_the_host_even_when_the_repo_allows_it() {
     allow_host(&cluster, "native", true).await;
     let repo_id = cluster.store.find_repo("native").await.unwrap().id;
     // a job as the hookhandler queues it for a pull request (from a fork, then not)
-    let bus = Bus::connect(&cluster.nats.args(NatsUser::Hookhandler), Setup::PublishOnly)
-        .await
-        .unwrap();
+    let bus = Bus::connect(
+        &cluster.nats.args(NatsUser::Hookhandler),
+        Setup::PublishOnly,
+    )
+    .await
+    .unwrap();
     for (number, from_fork) in [(7, true), (8, false)] {
         let inserted = cluster
             .store
@@ -152,15 +159,14 @@ async fn a_host_build_cannot_read_the_worker_its_files_or_another_build() {
     let cluster = host_cluster(2).await;
     // a victim build: a secret file in its workspace, then it waits for the test
     let release_dir = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(release_dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    // writable by the victim (where it says its workspace), the test releases it there
+    std::fs::set_permissions(release_dir.path(), std::fs::Permissions::from_mode(0o1777)).unwrap();
     let release = release_dir.path().join("release");
+    let told = release_dir.path().join("workspace");
     let victim_yml = host_yml(&[
         "echo victim-secret-contents > secret.txt",
-        "echo \"victim workspace $WORKSPACE\"",
-        &format!(
-            "while [ ! -e {} ]; do sleep 0.1; done",
-            release.display()
-        ),
+        &format!("echo \"$WORKSPACE\" > {}", told.display()),
+        &format!("while [ ! -e {} ]; do sleep 0.1; done", release.display()),
     ]);
     repo_with(&cluster, "victim", &victim_yml, &[]).await;
     allow_host(&cluster, "victim", true).await;
@@ -169,13 +175,14 @@ async fn a_host_build_cannot_read_the_worker_its_files_or_another_build() {
         .await
         .unwrap();
     let victim_id: ocelot_core::ids::BuildId = queued.stdout.trim().parse().unwrap();
-    let victim_workspace = wait_until("the victim's workspace", Duration::from_secs(60), || async {
-        let build = cluster.store.get_build(victim_id).await.ok()?;
-        let lines = cluster.store.lines(build.id, build.attempt).await.ok()?;
-        lines
-            .iter()
-            .find_map(|l| l.text.strip_prefix("victim workspace ").map(str::to_string))
-    })
+    let victim_workspace = wait_until(
+        "the victim's workspace",
+        Duration::from_secs(60),
+        || async {
+            let text = std::fs::read_to_string(&told).ok()?;
+            text.ends_with('\n').then(|| text.trim().to_string())
+        },
+    )
     .await
     .unwrap();
 
@@ -191,14 +198,22 @@ async fn a_host_build_cannot_read_the_worker_its_files_or_another_build() {
         ("cache-dir", format!("ls {}", cache_dir.display())),
         ("mirrors", format!("ls {}/mirrors", cache_dir.display())),
         ("workspaces", "ls \"$(dirname \"$WORKSPACE\")\"".to_string()),
-        ("victim-secret", format!("cat {victim_workspace}/secret.txt")),
+        (
+            "victim-secret",
+            format!("cat {victim_workspace}/secret.txt"),
+        ),
         ("victim-workspace", format!("ls {victim_workspace}")),
     ];
     let mut lines: Vec<String> = vec![
         "echo \"uid=$(id -u)\"".into(),
-        "for f in /proc/[0-9]*/environ; do tr \"\\000\" \"\\n\" < \"$f\" 2>/dev/null || true; done".into(),
+        "for f in /proc/[0-9]*/environ; do tr \"\\000\" \"\\n\" < \"$f\" 2>/dev/null || true; done"
+            .into(),
     ];
-    lines.extend(probes.iter().map(|(what, command)| attempt(what, command.clone())));
+    lines.extend(
+        probes
+            .iter()
+            .map(|(what, command)| attempt(what, command.clone())),
+    );
     let line_refs: Vec<&str> = lines.iter().map(String::as_str).collect();
     repo_with(&cluster, "spy", &host_yml(&line_refs), &[]).await;
     allow_host(&cluster, "spy", true).await;
@@ -206,8 +221,16 @@ async fn a_host_build_cannot_read_the_worker_its_files_or_another_build() {
     std::fs::write(&release, "go").unwrap();
     assert_eq!(spy.code, 0, "{}", spy.both());
     for (what, _) in &probes {
-        assert!(spy.stdout.contains(&format!("denied-{what}")), "{what}:\n{}", spy.both());
-        assert!(!spy.stdout.contains(&format!("LEAK-{what}")), "{what}:\n{}", spy.both());
+        assert!(
+            spy.stdout.contains(&format!("denied-{what}")),
+            "{what}:\n{}",
+            spy.both()
+        );
+        assert!(
+            !spy.stdout.contains(&format!("LEAK-{what}")),
+            "{what}:\n{}",
+            spy.both()
+        );
     }
     let uid: u32 = spy
         .stdout
@@ -215,12 +238,24 @@ async fn a_host_build_cannot_read_the_worker_its_files_or_another_build() {
         .find_map(|l| l.split("uid=").nth(1)?.trim().parse().ok())
         .unwrap_or_else(|| panic!("no uid line:\n{}", spy.both()));
     assert_ne!(uid, 0);
-    assert_ne!(uid, rustix::process::geteuid().as_raw(), "the worker's own uid");
+    assert_ne!(
+        uid,
+        rustix::process::geteuid().as_raw(),
+        "the worker's own uid"
+    );
     // nothing of the worker's secrets reached the log
-    let spy_build = cluster.store.get_build(queued_build_id(&spy)).await.unwrap();
+    let spy_build = cluster
+        .store
+        .get_build(queued_build_id(&spy))
+        .await
+        .unwrap();
     let log = log_of(&cluster, &spy_build).await;
     let key = std::fs::read_to_string(&master_key).unwrap();
-    for secret in [cluster.database.url.as_str(), key.trim(), "victim-secret-contents"] {
+    for secret in [
+        cluster.database.url.as_str(),
+        key.trim(),
+        "victim-secret-contents",
+    ] {
         assert!(!log.contains(secret), "`{secret}` leaked:\n{log}");
     }
     assert!(!log.contains("OCELOT_DATABASE_URL"), "{log}");
@@ -260,7 +295,9 @@ async fn a_daemonised_process_does_not_outlive_its_host_build() {
         .flatten()
         .filter_map(|e| std::fs::read_to_string(e.path().join("status")).ok())
         .filter(|s| {
-            let live = !s.lines().any(|l| l.starts_with("State:") && l.contains('Z'));
+            let live = !s
+                .lines()
+                .any(|l| l.starts_with("State:") && l.contains('Z'));
             let ruid = s
                 .lines()
                 .find_map(|l| l.strip_prefix("Uid:"))
@@ -268,7 +305,10 @@ async fn a_daemonised_process_does_not_outlive_its_host_build() {
             live && ruid == Some(uid.to_string())
         })
         .collect();
-    assert!(of_uid.is_empty(), "processes of uid {uid} remain: {of_uid:?}");
+    assert!(
+        of_uid.is_empty(),
+        "processes of uid {uid} remain: {of_uid:?}"
+    );
     // the worker still builds
     let again = cluster.ocelot(&["build", "-r", "daemon"]).await.unwrap();
     assert_eq!(again.code, 0, "{}", again.both());
@@ -307,13 +347,17 @@ async fn a_symlinked_or_huge_ocelot_yml_is_refused_and_never_read_from_the_host(
     // a regular file over the limit
     repo.git(&["rm", "-q", "ocelot.yml"]).unwrap();
     let huge = format!("# {}\n{good}", "x".repeat(2 * 1024 * 1024));
-    repo.commit(&[("ocelot.yml", huge.as_str())], "huge").unwrap();
+    repo.commit(&[("ocelot.yml", huge.as_str())], "huge")
+        .unwrap();
     repo.push().unwrap();
     let output = cluster.ocelot(&["build", "-r", "links"]).await.unwrap();
     assert_eq!(output.code, 3, "{}", output.both());
     let status = status_json(&cluster, queued_build_id(&output)).await;
     let reason = status["reason"].as_str().unwrap();
-    assert!(reason.contains("over the limit of 1048576 bytes"), "{reason}");
+    assert!(
+        reason.contains("over the limit of 1048576 bytes"),
+        "{reason}"
+    );
     // the worker then runs a good build
     repo.commit(&[("ocelot.yml", good)], "fixed").unwrap();
     repo.push().unwrap();

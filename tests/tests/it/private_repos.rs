@@ -3,6 +3,8 @@
 //! `vcs` / `ssh` credential, and fail cleanly, naming the repository, without it or with a
 //! wrong one; an image in a private registry (registry API v2 behind Basic authentication)
 //! is pulled with the `registry` login. Credential values never appear in any output.
+//! A `vcs` token goes only to the host it is bound to (the same server under another name
+//! gets nothing), and credentials in a repo URL are refused (old rows: never fetched).
 
 use ocelot_tests::cluster::{CliOutput, Cluster};
 use ocelot_tests::git_http::PrivateHttpGit;
@@ -421,7 +423,7 @@ async fn a_vcs_token_is_sent_to_its_own_host_only() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn credentials_in_a_repo_url_are_refused_and_old_ones_never_used() {
     let cluster = Cluster::start().await.unwrap();
-    cluster
+    let repo = cluster
         .git
         .create_repo("private-http", &[("ocelot.yml", YML), ("notes.txt", NOTES)])
         .unwrap();
@@ -507,4 +509,27 @@ async fn credentials_in_a_repo_url_are_refused_and_old_ones_never_used() {
         .unwrap();
     assert_eq!(built.code, 0, "{}", built.both());
     assert!(built.stdout.contains(NOTES), "{}", built.both());
+
+    // a checkout whose remote URL carries the token: `ocelot build` finds the repo by the URL
+    // without it, and the token never leaves the machine
+    let checkout = cluster.dir.path().join("checkout");
+    repo.clone_to(&checkout).unwrap();
+    let set = std::process::Command::new("git")
+        .args(["remote", "set-url", "origin", &leaky])
+        .current_dir(&checkout)
+        .status()
+        .unwrap();
+    assert!(set.success());
+    let from_checkout = cluster.ocelot_in(&checkout, &["build"]).await.unwrap();
+    assert_eq!(from_checkout.code, 0, "{}", from_checkout.both());
+    assert!(
+        from_checkout.stdout.contains(NOTES),
+        "{}",
+        from_checkout.both()
+    );
+    assert!(
+        !from_checkout.both().contains(TOKEN),
+        "{}",
+        from_checkout.both()
+    );
 }

@@ -32,7 +32,11 @@ pub(crate) fn runs_processes(uid: u32) -> bool {
         let has_uid = status
             .lines()
             .find_map(|l| l.strip_prefix("Uid:"))
-            .is_some_and(|ids| ids.split_whitespace().take(3).any(|id| id == uid.to_string()));
+            .is_some_and(|ids| {
+                ids.split_whitespace()
+                    .take(3)
+                    .any(|id| id == uid.to_string())
+            });
         has_uid && !zombie
     })
 }

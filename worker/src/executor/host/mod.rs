@@ -218,9 +218,7 @@ fn no_new_privileges(command: &mut tokio::process::Command) {
     // SAFETY: the closure runs in the forked child before exec and only makes one
     // `prctl(PR_SET_NO_NEW_PRIVS)` system call: no allocation, no lock, async-signal-safe.
     unsafe {
-        command.pre_exec(|| {
-            rustix::thread::set_no_new_privs(true).map_err(std::io::Error::from)
-        });
+        command.pre_exec(|| rustix::thread::set_no_new_privs(true).map_err(std::io::Error::from));
     }
 }
 
@@ -281,9 +279,9 @@ async fn kill_group(process_group: Option<u32>, child: &mut tokio::process::Chil
 mod tests {
     use super::*;
     use crate::executor::shell_script;
-    use std::sync::Arc;
     use crate::log_sink::testing::VecSink;
     use ocelot_core::secrets::mask::Masker;
+    use std::sync::Arc;
     use tokio_util::sync::CancellationToken;
 
     /// Build uids of this test process (apart from other processes' by its pid).
@@ -327,9 +325,10 @@ mod tests {
         let parent = tempfile::tempdir().unwrap();
         make_traversable(parent.path()).unwrap();
         let user = test_users().take().unwrap();
-        let mut host = HostEnvironment::open(user, workspace.path(), parent.path(), "build-1-1-home-")
-            .await
-            .unwrap();
+        let mut host =
+            HostEnvironment::open(user, workspace.path(), parent.path(), "build-1-1-home-")
+                .await
+                .unwrap();
         let mut sink = VecSink::new(max_bytes);
         let lines: Vec<String> = script.iter().map(|l| l.to_string()).collect();
         let run = ScriptRun {
@@ -375,11 +374,17 @@ mod tests {
 
     #[tokio::test]
     async fn a_daemonised_process_ends_with_its_stage() {
-        let script = ["setsid sleep 1000 >/dev/null 2>&1 < /dev/null &", "echo left"];
+        let script = [
+            "setsid sleep 1000 >/dev/null 2>&1 < /dev/null &",
+            "echo left",
+        ];
         let (outcome, _sink, _workspace, host, _parent) =
             on_host_open(&script, Masker::default(), None, 1 << 20).await;
         assert_eq!(outcome, ScriptOutcome::Exited(0));
-        assert!(!confine::runs_processes(host.uid()), "a process of the build's uid outlived its stage");
+        assert!(
+            !confine::runs_processes(host.uid()),
+            "a process of the build's uid outlived its stage"
+        );
         host.close().await;
     }
 

@@ -19,9 +19,9 @@ const MAX_RANGE: u32 = 100_000;
 impl UidRange {
     /// Reads `FIRST-LAST`.
     pub fn parse(text: &str) -> Result<UidRange, String> {
-        let (first, last) = text
-            .split_once('-')
-            .ok_or_else(|| format!("`{text}` is not a uid range FIRST-LAST (e.g. 200000-200999)"))?;
+        let (first, last) = text.split_once('-').ok_or_else(|| {
+            format!("`{text}` is not a uid range FIRST-LAST (e.g. 200000-200999)")
+        })?;
         let number = |part: &str| {
             part.trim()
                 .parse::<u32>()
@@ -138,7 +138,14 @@ mod tests {
             })
         );
         assert_eq!(UidRange::parse("200000-200999").unwrap().len(), 1000);
-        for bad in ["200000", "5-10", "300-200", "60000-70000", "a-b", "10000-4000000000"] {
+        for bad in [
+            "200000",
+            "5-10",
+            "300-200",
+            "60000-70000",
+            "a-b",
+            "10000-4000000000",
+        ] {
             assert!(UidRange::parse(bad).is_err(), "{bad}");
         }
     }
