@@ -247,7 +247,17 @@ async fn queue_build(
                 }
                 None => true,
             };
-            let config = mirrors.read_file(&url, &mirror, &commit, "ocelot.yml")?;
+            // never loaded past the limit nor through a link: the worker reports those
+            let config = match mirrors.read_regular_file(
+                &url,
+                &commit,
+                pipeline::FILE_NAME,
+                pipeline::MAX_FILE_BYTES,
+            ) {
+                Ok(text) => Some(text),
+                Err(crate::git::TreeFileError::Git(error)) => return Err(error),
+                Err(_) => None,
+            };
             let message = mirrors.commit_message(&url, &mirror, &commit)?;
             Ok(Resolved {
                 commit,

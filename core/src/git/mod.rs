@@ -251,28 +251,6 @@ impl MirrorCache {
         Ok(commit.message().unwrap_or_default().to_string())
     }
 
-    /// The text of `path` at `commit` in a mirror; `None` when the file does not exist there.
-    pub fn read_file(
-        &self,
-        url: &str,
-        mirror: &Path,
-        commit: &str,
-        path: &str,
-    ) -> Result<Option<String>, GitError> {
-        let repo = git2::Repository::open_bare(mirror).map_err(|e| classify(url, e))?;
-        let commit = find_commit(&repo, url, commit)?;
-        let tree = commit.tree().map_err(|e| classify(url, e))?;
-        let entry = match tree.get_path(Path::new(path)) {
-            Ok(entry) => entry,
-            Err(_) => return Ok(None),
-        };
-        let object = entry.to_object(&repo).map_err(|e| classify(url, e))?;
-        let Some(blob) = object.as_blob() else {
-            return Ok(None);
-        };
-        Ok(Some(String::from_utf8_lossy(blob.content()).into_owned()))
-    }
-
     /// Fetches `url` and checks `commit` out into the empty directory `dest` (a git
     /// repository whose `origin` is `url`, HEAD detached at the commit). The commit info
     /// covers `previous..commit` when `previous` is known there (a push's whole range), else
@@ -453,17 +431,14 @@ mod tests {
         assert_eq!(cache.resolve_commit(&url, &mirror, short).unwrap(), head);
         assert_eq!(
             cache
-                .read_file(&url, &mirror, &head, "ocelot.yml")
-                .unwrap()
-                .as_deref(),
-            Some("image: a\n")
-        );
-        assert_eq!(
-            cache
-                .read_file(&url, &mirror, &head, "missing.yml")
+                .read_regular_file(&url, &head, "ocelot.yml", 1024)
                 .unwrap(),
-            None
+            "image: a\n"
         );
+        assert!(matches!(
+            cache.read_regular_file(&url, &head, "missing.yml", 1024),
+            Err(TreeFileError::Missing { .. })
+        ));
 
         let dest = tmp.path().join("ws");
         std::fs::create_dir(&dest).unwrap();

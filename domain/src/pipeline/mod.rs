@@ -33,6 +33,12 @@ pub use model::{
     TriggerContext,
 };
 pub use parse::parse;
+
+/// The build file's name, at the root of the commit.
+pub const FILE_NAME: &str = "ocelot.yml";
+/// The largest build file any service reads (its size comes from the git object's header,
+/// before its content): a bigger one is refused, never loaded.
+pub const MAX_FILE_BYTES: u64 = 1024 * 1024;
 pub use resources::{
     Clamped, Limits, NANO_CPUS_PER_CPU, Resources, format_cpus, format_memory, parse_cpus,
     parse_memory, parse_pids,

@@ -17,9 +17,9 @@ use std::time::Duration;
 use tempfile::TempDir;
 
 /// The pipeline file, at the root of the commit.
-const PIPELINE_FILE: &str = "ocelot.yml";
+const PIPELINE_FILE: &str = pipeline::FILE_NAME;
 /// The largest `ocelot.yml` a worker reads (1 MiB).
-const MAX_PIPELINE_BYTES: u64 = 1024 * 1024;
+const MAX_PIPELINE_BYTES: u64 = pipeline::MAX_FILE_BYTES;
 
 /// How long fetching and checking out the commit may take.
 const CHECKOUT_TIMEOUT: Duration = Duration::from_secs(600);
