@@ -157,6 +157,8 @@ async fn attempt(context: &WorkerContext, build: &Build, log: &mut AttemptLog) -
     // the worker's shutdown stops the build too (and hands it back)
     let cancel = context.hand_back.child_token();
     let _watcher = cancel::watch(context, build.id, cancel.clone()).await;
+    // made while the commit is checked out; dropped (and removed) if the build cannot start
+    let network = prepare::start_network(context, build);
     let setup = match prepare::set_up(context, build, log).await {
         Ok(setup) => setup,
         Err(failure) => {
@@ -204,6 +206,7 @@ async fn attempt(context: &WorkerContext, build: &Build, log: &mut AttemptLog) -
         &pipeline,
         registry_login.as_ref(),
         workspace.path(),
+        network,
     )
     .await;
     let mut environment = match opened {

@@ -6,7 +6,8 @@ use crate::attempt_log::AttemptLog;
 use crate::context::WorkerContext;
 use crate::executor::Environment;
 use crate::executor::ExecutorKind;
-use crate::executor::docker::{BuildContainer, ContainerSpec};
+use crate::executor::docker::network::PendingNetwork;
+use crate::executor::docker::{BuildContainer, ContainerSpec, container_labels, container_name};
 use crate::executor::host::HostEnvironment;
 use ocelot_core::git::{CommitInfo, TreeFileError};
 use ocelot_core::model::Build;
@@ -163,14 +164,46 @@ async fn read_pipeline(
     })
 }
 
+/// On a Docker worker every build runs in a container: its network is made (after the
+/// containers of its earlier attempts on this host are gone) while the commit is checked
+/// out. `None` on a host worker, which learns only from `ocelot.yml` whether it needs one.
+pub(super) fn start_network(context: &WorkerContext, build: &Build) -> Option<PendingNetwork> {
+    if context.executor != ExecutorKind::Docker {
+        return None;
+    }
+    let docker = context.docker.clone()?;
+    let labels = container_labels(
+        build.id,
+        build.attempt,
+        &context.worker_id,
+        &context.instance,
+    );
+    let sweep = {
+        let docker = docker.clone();
+        let instance = context.instance.clone();
+        let (build_id, attempt) = (build.id, build.attempt);
+        async move {
+            crate::sweeper::remove_earlier_attempts(&docker, &instance, build_id, attempt).await;
+        }
+    };
+    Some(PendingNetwork::start(
+        docker,
+        container_name(build.id, build.attempt),
+        labels,
+        context.sandbox.host_access,
+        sweep,
+    ))
+}
+
 /// The container (or, on a host worker for a file naming no image, the host) the stages
-/// run in.
+/// run in; `network`: the one [`start_network`] began, if any.
 pub(super) async fn open_environment(
     context: &WorkerContext,
     build: &Build,
     pipeline: &Pipeline,
     registry_login: Option<&RegistryLogin>,
     workspace: &std::path::Path,
+    network: Option<PendingNetwork>,
 ) -> Result<Environment, SetupFailure> {
     match (&pipeline.image, context.executor) {
         (Some(image), _) => {
@@ -182,13 +215,16 @@ pub(super) async fn open_environment(
             };
             // a lost attempt's container may still run its script on this Docker host: it
             // goes before this attempt's starts, so two attempts never run at once here
-            crate::sweeper::remove_earlier_attempts(
-                docker,
-                &context.instance,
-                build.id,
-                build.attempt,
-            )
-            .await;
+            // (an early network did so before it was made)
+            if network.is_none() {
+                crate::sweeper::remove_earlier_attempts(
+                    docker,
+                    &context.instance,
+                    build.id,
+                    build.attempt,
+                )
+                .await;
+            }
             let (limits, clamped) = pipeline.resources.within(context.sandbox.limits);
             for clamped in &clamped {
                 tracing::info!(build_id = build.id.get(), "{clamped}");
@@ -206,6 +242,7 @@ pub(super) async fn open_environment(
                     registry_login,
                     sandbox: &context.sandbox,
                     limits,
+                    network,
                 },
             )
             .await

@@ -27,7 +27,7 @@ use bollard::query_parameters::{
     CreateContainerOptionsBuilder, RemoveContainerOptionsBuilder, UploadToContainerOptionsBuilder,
 };
 use futures::StreamExt;
-use network::BuildNetwork;
+use network::{BuildNetwork, PendingNetwork};
 use ocelot_core::ids::{Attempt, BuildId};
 use ocelot_core::model::LogStream;
 use ocelot_core::pipeline::Limits;
@@ -146,6 +146,9 @@ pub(crate) struct ContainerSpec<'a> {
     pub(crate) sandbox: &'a Sandbox,
     /// This build's limits (the worker's, lowered by its `resources`).
     pub(crate) limits: Limits,
+    /// The build's network, when it was started early ([`PendingNetwork`]); else it is made
+    /// here, with its earlier attempts' containers already removed by the caller.
+    pub(crate) network: Option<PendingNetwork>,
 }
 
 fn is_not_found(error: &bollard::errors::Error) -> bool {
@@ -170,16 +173,23 @@ impl BuildContainer {
     /// workspace is packed), creates the container, copies the workspace in, starts it.
     pub(crate) async fn start(
         docker: &Docker,
-        spec: ContainerSpec<'_>,
+        mut spec: ContainerSpec<'_>,
     ) -> Result<Self, ExecutorError> {
         let labels = container_labels(spec.build_id, spec.attempt, spec.worker_id, spec.instance);
         let name = container_name(spec.build_id, spec.attempt);
         let workspace = spec.workspace.to_path_buf();
         let packing = tokio::task::spawn_blocking(move || workspace_tar(&workspace));
-        let (image, network) = tokio::join!(
-            image::ensure_image(docker, &spec),
-            BuildNetwork::create(docker, &name, labels.clone(), spec.sandbox.host_access),
-        );
+        let pending = spec.network.take();
+        let network = async {
+            match pending {
+                Some(pending) => pending.ready().await,
+                None => {
+                    BuildNetwork::create(docker, &name, labels.clone(), spec.sandbox.host_access)
+                        .await
+                }
+            }
+        };
+        let (image, network) = tokio::join!(image::ensure_image(docker, &spec), network);
         let archive = packing
             .await
             .map_err(|e| ExecutorError::Io(format!("packing the workspace: {e}")))?

@@ -70,6 +70,35 @@ impl BuildNetwork {
     }
 }
 
+/// A build's network being made while the build sets up (checkout, `ocelot.yml`), so that
+/// its cost is hidden behind the checkout. Dropped unused, the network it makes is removed.
+#[derive(Debug)]
+pub(crate) struct PendingNetwork(tokio::task::JoinHandle<Result<BuildNetwork, ExecutorError>>);
+
+impl PendingNetwork {
+    /// Runs `before` (what must happen before the build's container exists), then creates the
+    /// network `name`, in the background.
+    pub(crate) fn start(
+        docker: Docker,
+        name: String,
+        labels: HashMap<String, String>,
+        access: HostAccess,
+        before: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> Self {
+        PendingNetwork(tokio::spawn(async move {
+            before.await;
+            BuildNetwork::create(&docker, &name, labels, access).await
+        }))
+    }
+
+    /// The network, once made.
+    pub(crate) async fn ready(self) -> Result<BuildNetwork, ExecutorError> {
+        self.0
+            .await
+            .map_err(|e| ExecutorError::Docker(format!("creating the build's network: {e}")))?
+    }
+}
+
 impl Drop for BuildNetwork {
     fn drop(&mut self) {
         if !self.removed {
