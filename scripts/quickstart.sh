@@ -109,8 +109,9 @@ YML
 fi
 if ! running git-daemon; then
   log "serving $git_root on git://127.0.0.1:$git_port/"
-  nohup git daemon --reuseaddr --export-all --base-path="$git_root" --listen=127.0.0.1 \
-    --port="$git_port" "$git_root" >"$state_dir/logs/git-daemon.log" 2>&1 &
+  # pushes allowed (loopback only): the README's next steps push to the sample and build it
+  nohup git daemon --reuseaddr --export-all --enable=receive-pack --base-path="$git_root" \
+    --listen=127.0.0.1 --port="$git_port" "$git_root" >"$state_dir/logs/git-daemon.log" 2>&1 &
   echo $! >"$state_dir/pids/git-daemon"
   wait_port "$git_port"
 fi
