@@ -243,26 +243,13 @@ pub(crate) async fn sweep(docker: &Docker, store: &Store, instance: &str) -> Res
         let (Some(id), Some(labels)) = (container.id, container.labels) else {
             continue;
         };
-        let build_id = labels
-            .get(LABEL_BUILD)
-            .and_then(|v| v.parse::<BuildId>().ok());
-        let attempt = labels
-            .get(LABEL_ATTEMPT)
-            .and_then(|v| v.parse::<u32>().ok())
-            .map(Attempt::from);
-        let keep = match (build_id, attempt) {
-            (Some(build_id), Some(attempt)) => owned(store, build_id, attempt)
-                .await
-                .map_err(|e| format!("reading build {build_id}: {e}"))?,
-            // labelled by this installation but unreadable: not a build container we made
-            _ => true,
-        };
-        if keep {
+        // labelled by this installation but unreadable: not a build container we made, kept
+        let Some((build_id, attempt)) = abandoned(store, &labels).await? else {
             continue;
-        }
+        };
         match force_remove(docker, &id).await {
             Ok(()) => {
-                tracing::info!(container = %id, build_id = build_id.map(BuildId::get), attempt = attempt.map(Attempt::get), "removed a leftover build container");
+                tracing::info!(container = %id, build_id = build_id.get(), attempt = attempt.get(), "removed a leftover build container");
                 removed += 1;
             }
             Err(error) => {

@@ -387,11 +387,12 @@ fn range_info(
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use std::process::Command;
 
-    fn git(dir: &Path, args: &[&str]) {
+    /// Runs `git ARGS` in `dir` as a fixed author (the test repositories' commits).
+    pub(in crate::git) fn git(dir: &Path, args: &[&str]) {
         let status = Command::new("git")
             .args(args)
             .current_dir(dir)

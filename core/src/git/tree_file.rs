@@ -117,20 +117,8 @@ impl MirrorCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::git::tests::git;
     use std::process::Command;
-
-    fn git(dir: &Path, args: &[&str]) {
-        let status = Command::new("git")
-            .args(args)
-            .current_dir(dir)
-            .env("GIT_AUTHOR_NAME", "t")
-            .env("GIT_AUTHOR_EMAIL", "t@t")
-            .env("GIT_COMMITTER_NAME", "t")
-            .env("GIT_COMMITTER_EMAIL", "t@t")
-            .status()
-            .unwrap();
-        assert!(status.success(), "git {args:?}");
-    }
 
     fn head(dir: &Path) -> String {
         let out = Command::new("git")
