@@ -265,6 +265,99 @@ async fn an_image_from_a_private_registry_is_pulled_with_its_login() {
     }
 }
 
+/// The attack: repo `thief` names the private image that repo `owner` pulled with its
+/// registry login onto the same worker, hoping to run in it without any login.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_private_image_pulled_for_one_repo_is_not_used_by_another() {
+    const PASSWORD: &str = "registry-pass-9d2f4a";
+    let registry = PrivateRegistry::start("ocelot/busybox", "owner", PASSWORD)
+        .await
+        .unwrap();
+    let host = registry.host();
+    let suffix = &uuid::Uuid::new_v4().simple().to_string()[..8];
+    let image = format!("{host}/team/private-tools-{suffix}");
+    let cluster = Cluster::start().await.unwrap();
+    let yml = format!(
+        "image: {image}\nstages:\n  - name: inside\n    script:\n      - echo \"ran in the private image\"\n"
+    );
+    for name in ["owner", "thief"] {
+        let repo = cluster
+            .git
+            .create_repo(name, &[("ocelot.yml", yml.as_str())])
+            .unwrap();
+        cluster.add_repo(name, &repo.url).await.unwrap();
+    }
+    let added = cluster
+        .ocelot_with_input(
+            &[
+                "creds",
+                "add",
+                "registry",
+                "owner-registry",
+                "-r",
+                "owner",
+                "--registry",
+                &host,
+                "--username",
+                "owner",
+            ],
+            PASSWORD.as_bytes(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(added.code, 0, "{}", added.both());
+
+    // the owner's build pulls the image with its login: it is now on the worker's host
+    let owned = cluster.ocelot(&["build", "-r", "owner"]).await.unwrap();
+    assert_eq!(owned.code, 0, "{}", owned.both());
+    assert!(
+        owned.stdout.contains("ran in the private image"),
+        "{}",
+        owned.both()
+    );
+    let present = tokio::process::Command::new("docker")
+        .args(["image", "inspect", &format!("{image}:latest")])
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        present.status.success(),
+        "the image is not on the Docker host"
+    );
+
+    // the thief has no login: refused, its script never ran in the image
+    let stolen = cluster.ocelot(&["build", "-r", "thief"]).await.unwrap();
+    assert_eq!(stolen.code, 3, "{}", stolen.both());
+    assert!(
+        stolen
+            .both()
+            .contains("was pulled on this worker with another build's login"),
+        "{}",
+        stolen.both()
+    );
+    assert!(
+        !stolen.stdout.contains("ran in the private image"),
+        "{}",
+        stolen.both()
+    );
+
+    // the owner still builds (pulling again with its own login)
+    let again = cluster.ocelot(&["build", "-r", "owner"]).await.unwrap();
+    let _ = tokio::process::Command::new("docker")
+        .args(["rmi", "-f", &format!("{image}:latest")])
+        .output()
+        .await;
+    assert_eq!(again.code, 0, "{}", again.both());
+    assert!(
+        again.stdout.contains("ran in the private image"),
+        "{}",
+        again.both()
+    );
+    for output in [&added, &owned, &stolen, &again] {
+        assert!(!output.both().contains(PASSWORD), "{}", output.both());
+    }
+}
+
 /// Stores `value` as the vcs credential `NAME` of `repo` (user `builder`), with `--host`
 /// when given.
 async fn add_bound_token(
