@@ -90,6 +90,13 @@ pub fn pull_request_branch(number: i64) -> String {
     format!("pull/{number}")
 }
 
+/// The name a tag is built under (`GIT_BRANCH`, `\branch` conditions, the previous
+/// successful commit): `tags/NAME`, never the bare name, so that a tag called `main` is not
+/// built as branch `main` (`GIT_TAG` has the bare name).
+pub fn tag_branch(tag: &str) -> String {
+    format!("tags/{tag}")
+}
+
 /// What the build's `ocelot.yml` and commit say before any worker reads them.
 #[derive(Debug, PartialEq, Eq)]
 struct Routing {
@@ -211,9 +218,10 @@ async fn queue_build(
 ) -> Result<Inserted, TriggerError> {
     let repo = store.find_repo(&request.repo).await?;
     let auth = BuildCredentials::new(secrets.for_repo(&repo.name).await?).git_auth(&repo.url);
-    let branch = match &request.pull_request {
-        Some(pr) => pull_request_branch(pr.number),
-        None => request
+    let branch = match (&request.pull_request, &request.git_tag) {
+        (Some(pr), _) => pull_request_branch(pr.number),
+        (None, Some(tag)) => tag_branch(tag),
+        (None, None) => request
             .branch
             .clone()
             .filter(|b| !b.is_empty())

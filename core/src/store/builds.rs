@@ -389,7 +389,8 @@ impl Store {
 
     /// The commit of the latest passed build of `repo_id`'s `branch` before `build_id`, of
     /// the same kind: a pull request's build (named `pull/N`; earlier releases named it after
-    /// its source branch) is never the previous success of a branch build, nor the reverse.
+    /// its source branch) or a tag's (`tags/NAME`; earlier: the bare name) is never the
+    /// previous success of a branch build, nor the reverse.
     pub async fn previous_successful_commit(
         &self,
         repo_id: RepoId,
@@ -402,8 +403,9 @@ impl Store {
             .query_opt(
                 "SELECT b.commit_sha FROM builds b WHERE b.repo_id = $1 AND b.branch = $2
                    AND b.id < $3 AND b.state = 'passed'
-                   AND (b.pr_number IS NULL) =
-                       (SELECT this.pr_number IS NULL FROM builds this WHERE this.id = $3)
+                   AND ((b.pr_number IS NULL), (b.git_tag IS NULL)) =
+                       (SELECT this.pr_number IS NULL, this.git_tag IS NULL
+                          FROM builds this WHERE this.id = $3)
                  ORDER BY b.id DESC LIMIT 1",
                 &[&repo_id, &branch, &build_id],
             )

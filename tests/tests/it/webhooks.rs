@@ -493,7 +493,7 @@ async fn gitlab_bitbucket_and_gitea_deliveries_build_pushes_and_pull_requests() 
     assert_eq!(tag[0].git_tag.as_deref(), Some("v1.0"));
     let tag_log = log_of(&cluster, tag[0]).await;
     assert!(
-        tag_log.contains("trigger=tag branch=v1.0 pr= base= tag=v1.0"),
+        tag_log.contains("trigger=tag branch=tags/v1.0 pr= base= tag=v1.0"),
         "{tag_log}"
     );
     let gitea = prs
