@@ -54,4 +54,32 @@ impl TestDatabase {
             url: with_database(&server, &name)?,
         })
     }
+
+    /// A new database with the schema as the migrations before `version` left it (recorded
+    /// as applied, so the store migrates from there), and a client to fill it in the shape
+    /// of that release.
+    pub async fn at_migration(
+        version: i32,
+    ) -> anyhow::Result<(TestDatabase, tokio_postgres::Client)> {
+        let database = TestDatabase::create().await?;
+        let (client, connection) =
+            tokio_postgres::connect(&database.url, tokio_postgres::NoTls).await?;
+        tokio::spawn(connection);
+        client
+            .batch_execute(
+                "CREATE TABLE schema_migrations (version INT PRIMARY KEY, name TEXT NOT NULL,
+                     applied_at TIMESTAMPTZ NOT NULL DEFAULT now())",
+            )
+            .await?;
+        for (applied, sql) in ocelot_core::store::migrations_before(version) {
+            client.batch_execute(sql).await?;
+            client
+                .execute(
+                    "INSERT INTO schema_migrations (version, name) VALUES ($1, 'old')",
+                    &[&applied],
+                )
+                .await?;
+        }
+        Ok((database, client))
+    }
 }

@@ -201,6 +201,25 @@ async fn a_private_ssh_repo_builds_with_its_key_and_checks_the_host_key() {
     }
 }
 
+/// `ocelot creds add registry NAME SCOPE... --registry HOST --username USER`, the password
+/// on standard input.
+async fn add_registry_login(
+    cluster: &Cluster,
+    name: &str,
+    scope: &[&str],
+    host: &str,
+    username: &str,
+    password: &str,
+) -> CliOutput {
+    let mut args = vec!["creds", "add", "registry", name];
+    args.extend_from_slice(scope);
+    args.extend_from_slice(&["--registry", host, "--username", username]);
+    cluster
+        .ocelot_with_input(&args, password.as_bytes())
+        .await
+        .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_image_from_a_private_registry_is_pulled_with_its_login() {
     const PASSWORD: &str = "registry-pass-5b7c1e";
@@ -230,24 +249,15 @@ async fn an_image_from_a_private_registry_is_pulled_with_its_login() {
         refused.both()
     );
 
-    let added = cluster
-        .ocelot_with_input(
-            &[
-                "creds",
-                "add",
-                "registry",
-                "team-registry",
-                "--prefix",
-                "pu",
-                "--registry",
-                &host,
-                "--username",
-                "puller",
-            ],
-            PASSWORD.as_bytes(),
-        )
-        .await
-        .unwrap();
+    let added = add_registry_login(
+        &cluster,
+        "team-registry",
+        &["--prefix", "pu"],
+        &host,
+        "puller",
+        PASSWORD,
+    )
+    .await;
     assert_eq!(added.code, 0, "{}", added.both());
     let built = cluster.ocelot(&["build", "-r", "pulls"]).await.unwrap();
     let _ = tokio::process::Command::new("docker")
@@ -287,24 +297,15 @@ async fn a_private_image_pulled_for_one_repo_is_not_used_by_another() {
             .unwrap();
         cluster.add_repo(name, &repo.url).await.unwrap();
     }
-    let added = cluster
-        .ocelot_with_input(
-            &[
-                "creds",
-                "add",
-                "registry",
-                "owner-registry",
-                "-r",
-                "owner",
-                "--registry",
-                &host,
-                "--username",
-                "owner",
-            ],
-            PASSWORD.as_bytes(),
-        )
-        .await
-        .unwrap();
+    let added = add_registry_login(
+        &cluster,
+        "owner-registry",
+        &["-r", "owner"],
+        &host,
+        "owner",
+        PASSWORD,
+    )
+    .await;
     assert_eq!(added.code, 0, "{}", added.both());
 
     // the owner's build pulls the image with its login: it is now on the worker's host

@@ -459,29 +459,8 @@ async fn stored_events_come_back_in_order_with_the_stages_they_imply() {
 /// the attempt's start, its stages, its lines and its result, in sequence order.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logs_of_the_old_shape_are_migrated_into_events() {
-    let database = TestDatabase::create().await.unwrap();
-    let (client, connection) = tokio_postgres::connect(&database.url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(connection);
     // the schema as migration 8 left it, with one finished build in the old shape
-    client
-        .batch_execute(
-            "CREATE TABLE schema_migrations (version INT PRIMARY KEY, name TEXT NOT NULL,
-                 applied_at TIMESTAMPTZ NOT NULL DEFAULT now())",
-        )
-        .await
-        .unwrap();
-    for (version, sql) in ocelot_core::store::migrations_before(9) {
-        client.batch_execute(sql).await.unwrap();
-        client
-            .execute(
-                "INSERT INTO schema_migrations (version, name) VALUES ($1, 'old')",
-                &[&version],
-            )
-            .await
-            .unwrap();
-    }
+    let (database, client) = TestDatabase::at_migration(9).await.unwrap();
     client
         .batch_execute(
             "INSERT INTO repos (name, url) VALUES ('r', 'git://h/r');

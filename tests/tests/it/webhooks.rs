@@ -842,28 +842,7 @@ async fn plain_text_webhook_secrets_of_an_earlier_release_keep_working_and_get_s
 
     const LEGACY: &str = "legacy-secret-0123456789";
     // the schema as migration 10 left it, with a repo whose secret is plain text
-    let database = TestDatabase::create().await.unwrap();
-    let (client, connection) = tokio_postgres::connect(&database.url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(connection);
-    client
-        .batch_execute(
-            "CREATE TABLE schema_migrations (version INT PRIMARY KEY, name TEXT NOT NULL,
-                 applied_at TIMESTAMPTZ NOT NULL DEFAULT now())",
-        )
-        .await
-        .unwrap();
-    for (version, sql) in ocelot_core::store::migrations_before(11) {
-        client.batch_execute(sql).await.unwrap();
-        client
-            .execute(
-                "INSERT INTO schema_migrations (version, name) VALUES ($1, 'old')",
-                &[&version],
-            )
-            .await
-            .unwrap();
-    }
+    let (database, client) = TestDatabase::at_migration(11).await.unwrap();
     client
         .execute(
             "INSERT INTO repos (name, url, webhook_secret) VALUES ('legacy', 'git://127.0.0.1:1/team/legacy.git', $1)",
