@@ -9,6 +9,8 @@
 # then /tmp/old/target/debug. Binaries without NATS users (before issue 11) get a NATS
 # server without them. Needs scripts/setup.sh's services (Postgres, nats-server, the base
 # image). Bounded: RUNS builds per side (default 15), then everything it started is stopped.
+# OLD_WORKER_ARGS / NEW_WORKER_ARGS: extra worker flags per side (e.g. the same binaries with
+# NEW_WORKER_ARGS="--warm-images 0" on one side).
 set -euo pipefail
 repo_dir=$(cd "$(dirname "$0")/.." && pwd)
 state_dir=${OCELOT_STATE_DIR:-$repo_dir/.state}
@@ -72,14 +74,16 @@ start_side() {
   wait_port "$admin_port"
   env "${common[@]}" "$bin/ocelot-admin" token create --name bench --scope admin >"$dir/token"
   env "${common[@]}" "${worker_env[@]}" "OCELOT_CACHE_DIR=$dir/worker-cache" \
-    "$bin/ocelot-worker" --concurrency 2 >"$dir/worker.log" 2>&1 &
+    "$bin/ocelot-worker" --concurrency 2 $worker_args >"$dir/worker.log" 2>&1 &
   pids+=($!)
   OCELOT_ADMIN=http://127.0.0.1:$admin_port OCELOT_TOKEN=$(cat "$dir/token") \
     "$bin/ocelot" repos add bench "git://127.0.0.1:$git_port/bench.git" >/dev/null
   side_port=$admin_port
 }
+worker_args=${OLD_WORKER_ARGS:-}
 start_side old "$old_bin"
 old_port=$side_port
+worker_args=${NEW_WORKER_ARGS:-}
 start_side new "$new_bin"
 new_port=$side_port
 trap 'cleanup; psql "DROP DATABASE IF EXISTS bench_ab_old_$$"; psql "DROP DATABASE IF EXISTS bench_ab_new_$$"' EXIT

@@ -88,6 +88,11 @@ pub const OCELOT_BUILD_PIDS: &str = "OCELOT_BUILD_PIDS";
 pub const OCELOT_BUILD_HOST_ACCESS: &str = "OCELOT_BUILD_HOST_ACCESS";
 /// Worker: `if-not-present` (default) or `always` pull build images.
 pub const OCELOT_PULL: &str = "OCELOT_PULL";
+/// Worker: how many images it keeps a warm (started, unused) build container for; `0` turns
+/// warm starts off.
+pub const OCELOT_WARM_IMAGES: &str = "OCELOT_WARM_IMAGES";
+/// Worker: how long an unused warm container is kept (`10m`).
+pub const OCELOT_WARM_IDLE: &str = "OCELOT_WARM_IDLE";
 /// Hookhandler: largest accepted request body in bytes.
 pub const OCELOT_MAX_BODY_BYTES: &str = "OCELOT_MAX_BODY_BYTES";
 /// Hookhandler: requests per second allowed from one source address.

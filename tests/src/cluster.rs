@@ -125,6 +125,8 @@ pub struct Cluster {
     pub token: String,
     pub dir: tempfile::TempDir,
     pub worker_ids: Vec<String>,
+    /// The installation's id (labels its build containers and networks).
+    pub instance: String,
     /// `http://127.0.0.1:PORT` of each worker's and poller's health endpoints, with the
     /// service's name, when the spec asked for them.
     pub health_urls: Vec<(String, String)>,
@@ -135,6 +137,41 @@ pub struct Cluster {
 impl Drop for Cluster {
     fn drop(&mut self) {
         self.stop.cancel();
+        // the in-process workers stop with the test's runtime, without removing their warm
+        // containers or the networks still being removed in the background
+        remove_docker_leftovers(&self.instance);
+    }
+}
+
+/// Removes every container and network labelled with installation `instance` (a test's
+/// own database: nobody else's), with the docker CLI; best effort.
+pub fn remove_docker_leftovers(instance: &str) {
+    let filter = format!("label=io.ocelot.instance={instance}");
+    let listed = |args: &[&str]| -> Vec<String> {
+        std::process::Command::new("docker")
+            .args(args)
+            .output()
+            .map(|out| {
+                String::from_utf8_lossy(&out.stdout)
+                    .split_whitespace()
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let containers = listed(&["ps", "-aq", "--filter", &filter]);
+    if !containers.is_empty() {
+        let _ = std::process::Command::new("docker")
+            .args(["rm", "-f", "-v"])
+            .args(&containers)
+            .output();
+    }
+    let networks = listed(&["network", "ls", "-q", "--filter", &filter]);
+    if !networks.is_empty() {
+        let _ = std::process::Command::new("docker")
+            .args(["network", "rm"])
+            .args(&networks)
+            .output();
     }
 }
 
@@ -420,6 +457,7 @@ impl Cluster {
         }
 
         let store = Store::connect(&database.url).await?;
+        let instance = store.instance_id().await?;
         let token = store
             .create_token("test-admin", ocelot_core::auth::TokenScope::Admin)
             .await?;
@@ -439,6 +477,7 @@ impl Cluster {
             token,
             dir,
             worker_ids,
+            instance,
             health_urls,
             stop,
             tasks,
@@ -587,20 +626,24 @@ impl Cluster {
             .await?)
     }
 
-    /// Containers (running or not) of this cluster's workers labelled with `build_id`.
+    /// Containers (running or not) of this cluster's workers named after `build_id` (as a
+    /// build names its container, also a warm one it took).
     pub async fn containers_of_build(&self, build_id: BuildId) -> anyhow::Result<Vec<String>> {
         let docker = bollard::Docker::connect_with_local_defaults()?
             .negotiate_version()
             .await?;
         let mut found = Vec::new();
         for worker_id in &self.worker_ids {
-            let filters = std::collections::HashMap::from([(
-                "label".to_string(),
-                vec![
-                    format!("io.ocelot.build-id={build_id}"),
-                    format!("io.ocelot.worker-id={worker_id}"),
-                ],
-            )]);
+            let filters = std::collections::HashMap::from([
+                (
+                    "label".to_string(),
+                    vec![format!("io.ocelot.worker-id={worker_id}")],
+                ),
+                (
+                    "name".to_string(),
+                    vec![ocelot_worker::build_name_filter(build_id)],
+                ),
+            ]);
             let containers = docker
                 .list_containers(Some(
                     bollard::query_parameters::ListContainersOptionsBuilder::new()

@@ -308,6 +308,8 @@ fn follow_container_lifetimes(
             "--filter",
             "event=die",
             "--filter",
+            "event=rename",
+            "--filter",
             &format!("label=io.ocelot.instance={instance}"),
             "--format",
             "{{json .}}",
@@ -330,22 +332,18 @@ fn follow_container_lifetimes(
                 },
             };
             let event: serde_json::Value = serde_json::from_str(&line).unwrap();
-            let labels = &event["Actor"]["Attributes"];
-            let (Some(build), Some(attempt)) = (
-                labels["io.ocelot.build-id"]
-                    .as_str()
-                    .and_then(|v| v.parse().ok()),
-                labels["io.ocelot.attempt"]
-                    .as_str()
-                    .and_then(|v| v.parse::<u32>().ok())
-                    .map(Attempt::from),
-            ) else {
+            // named after the attempt when created for it or when it took a warm container
+            // (a rename: its start, as far as the attempt is concerned)
+            let Some((build, attempt)) = event["Actor"]["Attributes"]["name"]
+                .as_str()
+                .and_then(ocelot_worker::container_owner)
+            else {
                 continue;
             };
             let at = event["timeNano"].as_i64().unwrap();
             let entry = lifetimes.entry((build, attempt)).or_default();
             match event["Action"].as_str() {
-                Some("start") => entry.0 = Some(at),
+                Some("start" | "rename") => entry.0 = Some(at),
                 Some("die") => entry.1 = Some(at),
                 _ => {}
             }
@@ -362,10 +360,14 @@ async fn leftover_containers(instance: &str) -> Vec<String> {
         .negotiate_version()
         .await
         .unwrap();
-    let filters = std::collections::HashMap::from([(
-        "label".to_string(),
-        vec![format!("io.ocelot.instance={instance}")],
-    )]);
+    // warm containers of running workers are not leftovers (they go when their worker stops)
+    let filters = std::collections::HashMap::from([
+        (
+            "label".to_string(),
+            vec![format!("io.ocelot.instance={instance}")],
+        ),
+        ("name".to_string(), vec!["^/ocelot-build-".to_string()]),
+    ]);
     docker
         .list_containers(Some(
             bollard::query_parameters::ListContainersOptionsBuilder::new()

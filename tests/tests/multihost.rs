@@ -43,6 +43,9 @@ struct DockerThings {
     network: String,
     image: String,
     containers: Vec<String>,
+    /// The installation whose build and warm containers (made by the workers in
+    /// `containers` on this Docker host) go too.
+    instance: Option<String>,
 }
 
 impl Drop for DockerThings {
@@ -51,6 +54,9 @@ impl Drop for DockerThings {
             let _ = Command::new("docker")
                 .args(["rm", "-f", container])
                 .output();
+        }
+        if let Some(instance) = &self.instance {
+            ocelot_tests::cluster::remove_docker_leftovers(instance);
         }
         let _ = Command::new("docker")
             .args(["network", "rm", &self.network])
@@ -86,6 +92,7 @@ async fn a_worker_cut_off_mid_build_is_fenced_and_the_build_completes_once_elsew
         network: format!("ocelot-mh-{suffix}"),
         image: format!("ocelot/services:mh-{suffix}"),
         containers: Vec::new(),
+        instance: None,
     };
     docker(&["network", "create", &things.network]);
     let gateway = docker(&[
@@ -126,6 +133,7 @@ async fn a_worker_cut_off_mid_build_is_fenced_and_the_build_completes_once_elsew
         .await
         .unwrap();
     let store = Store::connect(&database_url).await.unwrap();
+    things.instance = Some(store.instance_id().await.unwrap());
     let token = store
         .create_token("multihost", ocelot_core::auth::TokenScope::Admin)
         .await
@@ -385,6 +393,9 @@ async fn a_worker_cut_off_mid_build_is_fenced_and_the_build_completes_once_elsew
                 "-aq",
                 "--filter",
                 &format!("label=io.ocelot.instance={instance}"),
+                // a build's, not a worker's warm container
+                "--filter",
+                "name=^/ocelot-build-",
             ])
             .is_empty()
             .then_some(())

@@ -38,6 +38,9 @@ pub(crate) struct WorkerContext {
     pub(crate) store_outage_budget: Duration,
     /// Build container limits, network, host access and private images.
     pub(crate) sandbox: Arc<crate::executor::docker::Sandbox>,
+    /// Started containers ready for the next builds of recently used images
+    /// (`--warm-images`); `None` without Docker or with warm starts off.
+    pub(crate) warm: Option<Arc<crate::executor::docker::warm::WarmPool>>,
     /// The uids host builds run as (`--host-build-uids`); `None` on a Docker worker.
     pub(crate) host_users: Option<Arc<crate::executor::host::UidPool>>,
 }

@@ -38,7 +38,7 @@ pub use executor::docker::firewall::rule_commands as host_firewall_rules;
 pub use executor::docker::{HostAccess, PullPolicy, SandboxArgs};
 /// How build containers are named and labelled (what the sweeper goes by), for tests that
 /// make containers like a worker's.
-pub use executor::docker::{container_labels, container_name};
+pub use executor::docker::{build_name_filter, container_labels, container_name, container_owner};
 
 use anyhow::Context;
 use clap::Parser;
@@ -212,7 +212,23 @@ pub async fn run(
     }
     let sandbox = executor::docker::Sandbox::new(&settings.sandbox, &cache_dir)
         .with_context(|| format!("reading the private images under {}", cache_dir.display()))?;
+    let warm = match &docker {
+        Some(docker) if settings.sandbox.warm_images > 0 => {
+            Some(executor::docker::warm::WarmPool::start(
+                docker.clone(),
+                executor::docker::warm::WarmSettings {
+                    images: settings.sandbox.warm_images,
+                    idle: settings.sandbox.warm_idle,
+                    worker_id: worker_id.clone(),
+                    instance: instance.clone(),
+                    host_access: settings.sandbox.build_host_access,
+                },
+            ))
+        }
+        _ => None,
+    };
     let context = WorkerContext {
+        warm: warm.clone(),
         worker_id,
         instance,
         store,
@@ -303,6 +319,9 @@ pub async fn run(
         shutdown,
     )
     .await;
+    if let Some(warm) = warm {
+        warm.close().await;
+    }
     sweep_stop.cancel();
     let _ = sweeper.await;
     let _ = checks.await;

@@ -1,11 +1,17 @@
 //! Removes build containers that no attempt owns any more: left by a worker that died (or
 //! by this worker's previous incarnation), on this worker's Docker host. A container is kept
-//! only while its build is `running` in the very attempt its labels name; containers of
-//! other installations (another database) are never touched. Workspaces under the worker's
-//! cache directory (`build-ID-ATTEMPT-…`) left by a killed worker go the same way, and so
-//! do build networks (labelled like their containers) once their container is gone.
+//! only while its build is `running` in the very attempt its name says
+//! (`ocelot-build-BUILD-ATTEMPT-…`: a warm container is named so when a build takes it);
+//! containers of other installations (another database) are never touched. Warm containers
+//! nobody took are removed once past the time their labels give (their worker is gone).
+//! Workspaces under the worker's cache directory (`build-ID-ATTEMPT-…`) left by a killed
+//! worker go the same way, and so do build networks (labelled like their containers, or as
+//! warm ones) once their container is gone.
 
-use crate::executor::docker::{LABEL_ATTEMPT, LABEL_BUILD, LABEL_INSTANCE};
+use crate::executor::docker::warm::warm_until;
+use crate::executor::docker::{
+    LABEL_ATTEMPT, LABEL_BUILD, LABEL_INSTANCE, build_name_filter, container_owner,
+};
 use bollard::Docker;
 use bollard::query_parameters::{
     ListContainersOptionsBuilder, ListNetworksOptionsBuilder, RemoveContainerOptionsBuilder,
@@ -120,13 +126,14 @@ pub(crate) async fn remove_earlier_attempts(
     if attempt <= Attempt::FIRST {
         return;
     }
-    let filters = HashMap::from([(
-        "label".to_string(),
-        vec![
-            format!("{LABEL_INSTANCE}={instance}"),
-            format!("{LABEL_BUILD}={build_id}"),
-        ],
-    )]);
+    // by name: a warm container taken by an attempt is named after it, its labels are not
+    let filters = HashMap::from([
+        (
+            "label".to_string(),
+            vec![format!("{LABEL_INSTANCE}={instance}")],
+        ),
+        ("name".to_string(), vec![build_name_filter(build_id)]),
+    ]);
     let listed = docker
         .list_containers(Some(
             ListContainersOptionsBuilder::new()
@@ -143,12 +150,8 @@ pub(crate) async fn remove_earlier_attempts(
         }
     };
     for container in containers {
-        let earlier = container
-            .labels
-            .as_ref()
-            .and_then(|labels| labels.get(LABEL_ATTEMPT))
-            .and_then(|value| value.parse::<u32>().ok())
-            .is_some_and(|theirs| Attempt::from(theirs) < attempt);
+        let earlier = owner_by_name(container.names.as_deref())
+            .is_some_and(|(theirs, their_attempt)| theirs == build_id && their_attempt < attempt);
         let Some(id) = container.id.filter(|_| earlier) else {
             continue;
         };
@@ -163,20 +166,41 @@ pub(crate) async fn remove_earlier_attempts(
     }
 }
 
-/// Whether a resource labelled `labels` belongs to no running attempt any more (unreadable
-/// labels: not one of ours, kept).
-async fn abandoned(
-    store: &Store,
-    labels: &HashMap<String, String>,
-) -> Result<Option<(BuildId, Attempt)>, String> {
+/// The build and attempt a container's names (as Docker lists them) name.
+fn owner_by_name(names: Option<&[String]>) -> Option<(BuildId, Attempt)> {
+    names?.iter().find_map(|name| container_owner(name))
+}
+
+/// The build and attempt a network's labels name.
+fn owner_by_labels(labels: &HashMap<String, String>) -> Option<(BuildId, Attempt)> {
     let build_id = labels
         .get(LABEL_BUILD)
-        .and_then(|v| v.parse::<BuildId>().ok());
+        .and_then(|v| v.parse::<BuildId>().ok())?;
     let attempt = labels
         .get(LABEL_ATTEMPT)
         .and_then(|v| v.parse::<u32>().ok())
-        .map(Attempt::from);
-    let (Some(build_id), Some(attempt)) = (build_id, attempt) else {
+        .map(Attempt::from)?;
+    Some((build_id, attempt))
+}
+
+/// Whether a warm container or network (labelled `labels`) is past the time its worker
+/// removes it unused: its worker is gone. One a build took is still in use then and
+/// (a network) cannot be removed, or (a container) is named after its build.
+fn warm_expired(labels: &HashMap<String, String>) -> bool {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::SystemTime::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs();
+    warm_until(labels).is_some_and(|until| until < now)
+}
+
+/// Whether the resource of `owner` (a build's attempt) belongs to no running attempt any
+/// more (no owner: not one of ours, kept).
+async fn abandoned(
+    store: &Store,
+    owner: Option<(BuildId, Attempt)>,
+) -> Result<Option<(BuildId, Attempt)>, String> {
+    let Some((build_id, attempt)) = owner else {
         return Ok(None);
     };
     let owned = owned(store, build_id, attempt)
@@ -207,7 +231,15 @@ pub(crate) async fn sweep_networks(
         let (Some(id), Some(labels)) = (network.id, network.labels) else {
             continue;
         };
-        let Some((build_id, attempt)) = abandoned(store, &labels).await? else {
+        if warm_expired(&labels) {
+            // in use by a build that took its container, Docker refuses: kept
+            if docker.remove_network(&id).await.is_ok() {
+                tracing::info!(network = %id, "removed a leftover warm network");
+                removed += 1;
+            }
+            continue;
+        }
+        let Some((build_id, attempt)) = abandoned(store, owner_by_labels(&labels)).await? else {
             continue;
         };
         match docker.remove_network(&id).await {
@@ -243,8 +275,22 @@ pub(crate) async fn sweep(docker: &Docker, store: &Store, instance: &str) -> Res
         let (Some(id), Some(labels)) = (container.id, container.labels) else {
             continue;
         };
-        // labelled by this installation but unreadable: not a build container we made, kept
-        let Some((build_id, attempt)) = abandoned(store, &labels).await? else {
+        let owner = owner_by_name(container.names.as_deref());
+        if owner.is_none() && warm_expired(&labels) {
+            match force_remove(docker, &id).await {
+                Ok(()) => {
+                    tracing::info!(container = %id, "removed a leftover warm container");
+                    removed += 1;
+                }
+                Err(error) => {
+                    tracing::warn!(container = %id, %error, "cannot remove a leftover warm container")
+                }
+            }
+            continue;
+        }
+        // labelled by this installation but not named after a build: not a build
+        // container we made (or a warm one still kept), kept
+        let Some((build_id, attempt)) = abandoned(store, owner).await? else {
             continue;
         };
         match force_remove(docker, &id).await {

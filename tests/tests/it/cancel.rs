@@ -283,6 +283,40 @@ async fn labelled_container(docker: &bollard::Docker, instance: &str, build_id: 
         .id
 }
 
+/// Creates (not starts) a container labelled as a worker labels its warm containers, to be
+/// removed from `until` (unix seconds) on.
+async fn warm_container(docker: &bollard::Docker, instance: &str, until: u64) -> String {
+    let labels = std::collections::HashMap::from([
+        ("io.ocelot.instance".to_string(), instance.to_string()),
+        (
+            "io.ocelot.worker-id".to_string(),
+            "a-worker-that-died".to_string(),
+        ),
+        ("io.ocelot.warm-until".to_string(), until.to_string()),
+    ]);
+    let name = format!(
+        "ocelot-warm-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    );
+    docker
+        .create_container(
+            Some(
+                bollard::query_parameters::CreateContainerOptionsBuilder::new()
+                    .name(&name)
+                    .build(),
+            ),
+            bollard::models::ContainerCreateBody {
+                image: Some("ocelot/busybox".into()),
+                cmd: Some(vec!["sleep".into(), "300".into()]),
+                labels: Some(labels),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap()
+        .id
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn containers_no_attempt_owns_are_swept_and_other_installations_are_not() {
     let cluster = Cluster::start().await.unwrap();
@@ -304,6 +338,10 @@ async fn containers_no_attempt_owns_are_swept_and_other_installations_are_not() 
     let orphan = labelled_container(&docker, &instance, BuildId::from(999_999)).await;
     // another installation's container on the same Docker host
     let foreign = labelled_container(&docker, "another-installation", finished).await;
+    // warm containers of a worker that died: one past the time its worker would have removed
+    // it, one not yet (its worker may be alive: kept)
+    let expired_warm = warm_container(&docker, &instance, 1).await;
+    let kept_warm = warm_container(&docker, &instance, u64::MAX / 2).await;
     wait_until(
         "the leftovers to be swept",
         Duration::from_secs(30),
@@ -313,7 +351,8 @@ async fn containers_no_attempt_owns_are_swept_and_other_installations_are_not() 
                 let id = id.to_string();
                 async move { docker.inspect_container(&id, None).await.is_ok() }
             };
-            (!exists(&left).await && !exists(&orphan).await).then_some(())
+            (!exists(&left).await && !exists(&orphan).await && !exists(&expired_warm).await)
+                .then_some(())
         },
     )
     .await
@@ -321,6 +360,10 @@ async fn containers_no_attempt_owns_are_swept_and_other_installations_are_not() 
     assert!(
         docker.inspect_container(&foreign, None).await.is_ok(),
         "another installation's container was removed"
+    );
+    assert!(
+        docker.inspect_container(&kept_warm, None).await.is_ok(),
+        "a warm container was removed before its time"
     );
     let _ = docker
         .remove_container(

@@ -24,6 +24,7 @@ mod secrets;
 mod settings;
 mod store;
 mod token_scopes;
+mod warm;
 mod watch;
 mod webhooks;
 mod workers;

@@ -67,38 +67,38 @@ async fn worker_still_builds(cluster: &Cluster, repo: &str) {
     );
 }
 
-/// Waits until no container and no network of `build_id` is left by the cluster's workers.
+/// Waits until no container of `build_id` is left by the cluster's workers, and every
+/// network of the installation is in use (by a running build or a warm container): the
+/// build's own network went with its container.
 async fn wait_cleaned_up(cluster: &Cluster, docker: &Docker, build_id: BuildId) {
     wait_until(
         &format!("build {build_id}'s container and network to be removed"),
         Duration::from_secs(30),
         || async {
-            for worker_id in &cluster.worker_ids {
-                let filters = std::collections::HashMap::from([(
-                    "label".to_string(),
-                    vec![
-                        format!("io.ocelot.build-id={build_id}"),
-                        format!("io.ocelot.worker-id={worker_id}"),
-                    ],
-                )]);
-                let containers = docker
-                    .list_containers(Some(
-                        bollard::query_parameters::ListContainersOptionsBuilder::new()
-                            .all(true)
-                            .filters(&filters)
-                            .build(),
-                    ))
+            if !cluster.containers_of_build(build_id).await.ok()?.is_empty() {
+                return None;
+            }
+            let filters = std::collections::HashMap::from([(
+                "label".to_string(),
+                vec![format!("io.ocelot.instance={}", cluster.instance)],
+            )]);
+            let networks = docker
+                .list_networks(Some(
+                    bollard::query_parameters::ListNetworksOptionsBuilder::new()
+                        .filters(&filters)
+                        .build(),
+                ))
+                .await
+                .ok()?;
+            for network in networks {
+                let inspected = docker
+                    .inspect_network(
+                        network.id.as_deref()?,
+                        None::<bollard::query_parameters::InspectNetworkOptions>,
+                    )
                     .await
                     .ok()?;
-                let networks = docker
-                    .list_networks(Some(
-                        bollard::query_parameters::ListNetworksOptionsBuilder::new()
-                            .filters(&filters)
-                            .build(),
-                    ))
-                    .await
-                    .ok()?;
-                if !containers.is_empty() || !networks.is_empty() {
+                if inspected.containers.unwrap_or_default().is_empty() {
                     return None;
                 }
             }

@@ -172,6 +172,10 @@ pub(super) fn start_network(context: &WorkerContext, build: &Build) -> Option<Pe
         return None;
     }
     let docker = context.docker.clone()?;
+    // a warm container (with its own network) will likely serve the build
+    if context.warm.as_ref().is_some_and(|warm| warm.has_any()) {
+        return None;
+    }
     let labels = container_labels(
         build.id,
         build.attempt,
@@ -244,6 +248,7 @@ pub(super) async fn open_environment(
                     limits,
                     network,
                 },
+                context.warm.as_deref(),
             )
             .await
             .map_err(|e| SetupFailure::new(e.to_string()))?;

@@ -172,15 +172,24 @@ fn pull_error(spec: &ContainerSpec<'_>, message: String) -> ExecutorError {
     }
 }
 
-/// The names of the image `image` on the Docker host (its own reference, its tags and
-/// digests), or `None` when the host does not have it.
-async fn local_names(docker: &Docker, image: &str) -> Result<Option<Vec<String>>, ExecutorError> {
+/// The image `image` as the Docker host has it: its id and names (its own reference, its
+/// tags and digests).
+struct LocalImage {
+    id: String,
+    names: Vec<String>,
+}
+
+/// The image `image` on the Docker host, or `None` when the host does not have it.
+async fn local_image(docker: &Docker, image: &str) -> Result<Option<LocalImage>, ExecutorError> {
     match docker.inspect_image(image).await {
         Ok(inspected) => {
             let mut names = vec![image.to_string()];
             names.extend(inspected.repo_tags.unwrap_or_default());
             names.extend(inspected.repo_digests.unwrap_or_default());
-            Ok(Some(names))
+            Ok(Some(LocalImage {
+                id: inspected.id.unwrap_or_default(),
+                names,
+            }))
         }
         Err(error) if super::is_not_found(&error) => Ok(None),
         Err(error) => Err(ExecutorError::Docker(format!(
@@ -189,17 +198,18 @@ async fn local_names(docker: &Docker, image: &str) -> Result<Option<Vec<String>>
     }
 }
 
-/// Makes the build's image ready on the Docker host, as [`decide`] says.
+/// Makes the build's image ready on the Docker host, as [`decide`] says; the id of the image
+/// the build runs.
 pub(super) async fn ensure_image(
     docker: &Docker,
     spec: &ContainerSpec<'_>,
-) -> Result<(), ExecutorError> {
-    let local = local_names(docker, spec.image).await?;
+) -> Result<String, ExecutorError> {
+    let local = local_image(docker, spec.image).await?;
     let private = match &local {
-        Some(names) => {
+        Some(local) => {
             spec.sandbox
                 .private_images
-                .any_private(names.iter().map(String::as_str))
+                .any_private(local.names.iter().map(String::as_str))
                 .await
         }
         None => false,
@@ -210,13 +220,22 @@ pub(super) async fn ensure_image(
         private,
         spec.registry_login.is_some(),
     );
-    match decision {
-        PullDecision::UseLocal => Ok(()),
-        PullDecision::Refuse => Err(ExecutorError::PrivateImage {
+    match (decision, local) {
+        (PullDecision::UseLocal, Some(local)) => Ok(local.id),
+        (PullDecision::Refuse, _) => Err(ExecutorError::PrivateImage {
             image: spec.image.to_string(),
             registry: ocelot_core::secrets::image_registry(spec.image).to_string(),
         }),
-        PullDecision::Pull => pull(docker, spec).await,
+        (PullDecision::Pull | PullDecision::UseLocal, _) => {
+            pull(docker, spec).await?;
+            match local_image(docker, spec.image).await? {
+                Some(pulled) => Ok(pulled.id),
+                None => Err(pull_error(
+                    spec,
+                    "the pull ended but the Docker host has no such image".into(),
+                )),
+            }
+        }
     }
 }
 

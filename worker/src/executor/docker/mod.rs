@@ -10,6 +10,7 @@ pub(crate) mod image;
 pub(crate) mod limits;
 pub(crate) mod network;
 pub(crate) mod settings;
+pub(crate) mod warm;
 
 pub use firewall::HostAccess;
 pub use image::PullPolicy;
@@ -24,7 +25,8 @@ use bollard::container::LogOutput;
 use bollard::exec::{CreateExecOptions, StartExecOptions, StartExecResults};
 use bollard::models::ContainerCreateBody;
 use bollard::query_parameters::{
-    CreateContainerOptionsBuilder, RemoveContainerOptionsBuilder, UploadToContainerOptionsBuilder,
+    CreateContainerOptionsBuilder, RemoveContainerOptionsBuilder, RenameContainerOptionsBuilder,
+    UploadToContainerOptionsBuilder,
 };
 use futures::StreamExt;
 use network::{BuildNetwork, PendingNetwork};
@@ -35,6 +37,7 @@ use ocelot_core::secrets::RegistryLogin;
 use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
+use warm::{WarmKey, WarmPool};
 
 /// Where the workspace lives inside the container.
 pub(crate) const CONTAINER_WORKSPACE: &str = "/workspace";
@@ -79,6 +82,22 @@ pub fn container_labels(
 pub fn container_name(build_id: BuildId, attempt: Attempt) -> String {
     let suffix = uuid::Uuid::new_v4().simple().to_string();
     format!("ocelot-build-{build_id}-{attempt}-{}", &suffix[..6])
+}
+
+/// The build and attempt a container named `name` (as Docker lists it, with or without the
+/// leading `/`) belongs to: see [`container_name`]. A warm container not taken yet has none.
+pub fn container_owner(name: &str) -> Option<(BuildId, Attempt)> {
+    let name = name.strip_prefix('/').unwrap_or(name);
+    let mut parts = name.strip_prefix("ocelot-build-")?.splitn(3, '-');
+    let build_id = parts.next()?.parse().ok()?;
+    let attempt = parts.next()?.parse::<u32>().ok()?.into();
+    parts.next()?;
+    Some((build_id, attempt))
+}
+
+/// The Docker name filter (a regular expression) of the containers of `build_id`'s attempts.
+pub fn build_name_filter(build_id: BuildId) -> String {
+    format!("^/ocelot-build-{build_id}-")
 }
 
 /// Connects to the local Docker Engine (`DOCKER_HOST` or the default socket) and agrees on an
@@ -169,52 +188,108 @@ fn workspace_tar(workspace: &Path) -> Result<Vec<u8>, std::io::Error> {
 }
 
 impl BuildContainer {
-    /// Pulls the image if needed and creates the build's network (at once, while the
-    /// workspace is packed), creates the container, copies the workspace in, starts it.
+    /// Makes the build's image ready (pulled if needed, while the workspace is packed), then
+    /// takes a warm container of that image from `warm` if it has one, else creates the
+    /// container (on the build's network) itself; names it after the build, copies the
+    /// workspace in, and has `warm` start the next one.
     pub(crate) async fn start(
         docker: &Docker,
         mut spec: ContainerSpec<'_>,
+        warm: Option<&WarmPool>,
     ) -> Result<Self, ExecutorError> {
         let labels = container_labels(spec.build_id, spec.attempt, spec.worker_id, spec.instance);
         let name = container_name(spec.build_id, spec.attempt);
         let workspace = spec.workspace.to_path_buf();
         let packing = tokio::task::spawn_blocking(move || workspace_tar(&workspace));
+        // made early (while the commit was checked out) when no warm container was kept; a
+        // network made for nothing goes (in the background) when dropped
         let pending = spec.network.take();
-        let network = async {
-            match pending {
-                Some(pending) => pending.ready().await,
-                None => {
-                    BuildNetwork::create(docker, &name, labels.clone(), spec.sandbox.host_access)
-                        .await
-                }
-            }
+        let image_id = image::ensure_image(docker, &spec).await?;
+        let key = WarmKey {
+            image: spec.image.to_string(),
+            limits: spec.limits,
         };
-        let (image, network) = tokio::join!(image::ensure_image(docker, &spec), network);
+        let taken = match warm {
+            Some(warm) => warm.take(&key, &image_id).await,
+            None => None,
+        };
         let archive = packing
             .await
             .map_err(|e| ExecutorError::Io(format!("packing the workspace: {e}")))?
-            .map_err(|e| ExecutorError::Io(format!("packing the workspace: {e}")));
-        // a network made for nothing goes (in the background) when dropped here
-        let network = network?;
-        image?;
-        let archive = archive?;
+            .map_err(|e| ExecutorError::Io(format!("packing the workspace: {e}")))
+            .map(bytes::Bytes::from)?;
+        let container = match taken {
+            Some(container) => match container.claim(&name, archive.clone()).await {
+                Ok(()) => Some(container),
+                Err(error) => {
+                    tracing::warn!(%error, "a warm container could not be used; starting one");
+                    container.remove().await;
+                    None
+                }
+            },
+            None => None,
+        };
+        let container = match container {
+            Some(container) => container,
+            None => {
+                let network = match pending {
+                    Some(pending) => pending.ready().await?,
+                    None => {
+                        BuildNetwork::create(
+                            docker,
+                            &name,
+                            labels.clone(),
+                            spec.sandbox.host_access,
+                        )
+                        .await?
+                    }
+                };
+                Self::create_started(
+                    docker,
+                    &name,
+                    &image_id,
+                    labels,
+                    spec.limits,
+                    network,
+                    Some(archive),
+                )
+                .await?
+            }
+        };
+        if let Some(warm) = warm {
+            warm.refill(key, image_id);
+        }
+        Ok(container)
+    }
+
+    /// Creates the container `name` from `image` on `network`, copies `archive` in if
+    /// given, and starts it; removed (with `network`) if any step fails.
+    pub(crate) async fn create_started(
+        docker: &Docker,
+        name: &str,
+        image: &str,
+        labels: HashMap<String, String>,
+        limits: Limits,
+        network: BuildNetwork,
+        archive: Option<bytes::Bytes>,
+    ) -> Result<Self, ExecutorError> {
         let body = ContainerCreateBody {
-            image: Some(spec.image.to_string()),
+            image: Some(image.to_string()),
             entrypoint: Some(vec!["/bin/sh".into(), "-c".into()]),
             cmd: Some(vec!["while :; do sleep 3600; done".into()]),
             labels: Some(labels),
             working_dir: Some(CONTAINER_WORKSPACE.to_string()),
-            host_config: Some(limits::host_config(spec.limits, &network.id)),
+            host_config: Some(limits::host_config(limits, &network.id)),
             ..Default::default()
         };
         let created = docker
             .create_container(
-                Some(CreateContainerOptionsBuilder::new().name(&name).build()),
+                Some(CreateContainerOptionsBuilder::new().name(name).build()),
                 body,
             )
             .await
             .map_err(|e| {
-                ExecutorError::Docker(format!("creating a container from {}: {e}", spec.image))
+                ExecutorError::Docker(format!("creating a container from {image}: {e}"))
             })?;
         let container = BuildContainer {
             docker: docker.clone(),
@@ -229,22 +304,54 @@ impl BuildContainer {
         Ok(container)
     }
 
-    async fn prepare(&self, archive: Vec<u8>) -> Result<(), ExecutorError> {
-        self.docker
-            .upload_to_container(
-                &self.id,
-                Some(UploadToContainerOptionsBuilder::new().path("/").build()),
-                bollard::body_full(archive.into()),
-            )
-            .await
-            .map_err(|e| {
-                ExecutorError::Docker(format!("copying the workspace into the container: {e}"))
-            })?;
+    async fn prepare(&self, archive: Option<bytes::Bytes>) -> Result<(), ExecutorError> {
+        if let Some(archive) = archive {
+            self.upload(archive).await?;
+        }
         self.docker
             .start_container(&self.id, None)
             .await
             .map_err(|e| ExecutorError::Docker(format!("starting the container: {e}")))?;
         Ok(())
+    }
+
+    async fn upload(&self, archive: bytes::Bytes) -> Result<(), ExecutorError> {
+        self.docker
+            .upload_to_container(
+                &self.id,
+                Some(UploadToContainerOptionsBuilder::new().path("/").build()),
+                bollard::body_full(archive),
+            )
+            .await
+            .map_err(|e| {
+                ExecutorError::Docker(format!("copying the workspace into the container: {e}"))
+            })
+    }
+
+    /// A container found on the Docker host (without its network), to be removed.
+    pub(crate) fn adopt(docker: &Docker, id: String) -> Self {
+        BuildContainer {
+            docker: docker.clone(),
+            id,
+            removed: false,
+            network: None,
+        }
+    }
+
+    /// Makes a warm container the build's: named after it (which the sweeper and the
+    /// attempt fence go by), with its workspace copied in.
+    async fn claim(&self, name: &str, archive: bytes::Bytes) -> Result<(), ExecutorError> {
+        let rename = async {
+            self.docker
+                .rename_container(
+                    &self.id,
+                    RenameContainerOptionsBuilder::new().name(name).build(),
+                )
+                .await
+                .map_err(|e| ExecutorError::Docker(format!("naming the warm container: {e}")))
+        };
+        let (renamed, uploaded) = tokio::join!(rename, self.upload(archive));
+        renamed.and(uploaded)
     }
 
     pub(crate) async fn run(
@@ -379,5 +486,27 @@ impl BuildContainer {
         }
         tracing::error!(container = %self.id, "build container left behind (labelled {LABEL_BUILD})");
         self.removed = true;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn container_names_name_their_attempt() {
+        let name = container_name(BuildId::from(12), Attempt::from(3));
+        assert_eq!(
+            container_owner(&format!("/{name}")),
+            Some((BuildId::from(12), Attempt::from(3)))
+        );
+        assert_eq!(
+            container_owner(&name),
+            Some((BuildId::from(12), Attempt::from(3)))
+        );
+        assert_eq!(container_owner("/ocelot-build-12-3"), None);
+        assert_eq!(container_owner("/ocelot-warm-abc"), None);
+        assert_eq!(container_owner("/ocelot-build-x-3-abc"), None);
+        assert!(name.starts_with(&build_name_filter(BuildId::from(12))[2..]));
     }
 }

@@ -6,6 +6,7 @@ use super::image::{PrivateImages, PullPolicy};
 use ocelot_core::env_vars;
 use ocelot_core::pipeline::{Limits, NANO_CPUS_PER_CPU, parse_cpus, parse_memory, parse_pids};
 use std::path::Path;
+use std::time::Duration;
 
 /// Build container limits and isolation.
 #[derive(Debug, Clone, clap::Args)]
@@ -32,6 +33,25 @@ pub struct SandboxArgs {
     /// another build's registry login again, with this build's), or `always`
     #[arg(long, env = env_vars::OCELOT_PULL, value_enum, default_value = "if-not-present")]
     pub pull: PullPolicy,
+    /// For how many recently used images a started, unused container (with its network) is
+    /// kept ready, so that a build starts without waiting for Docker; each serves one build
+    /// and is never reused. `0` turns warm starts off
+    #[arg(long, env = env_vars::OCELOT_WARM_IMAGES, default_value_t = 2)]
+    pub warm_images: usize,
+    /// How long a warm container nobody used is kept before it is removed
+    #[arg(long, env = env_vars::OCELOT_WARM_IDLE, value_parser = parse_idle, default_value = "10m")]
+    pub warm_idle: Duration,
+}
+
+fn parse_idle(text: &str) -> Result<Duration, String> {
+    let idle = ocelot_core::pipeline::parse_duration(text)?;
+    if idle < super::warm::MIN_IDLE {
+        return Err(format!(
+            "at least {} s: a warm container is handed out only while it has a minute left",
+            super::warm::MIN_IDLE.as_secs()
+        ));
+    }
+    Ok(idle)
 }
 
 impl Default for SandboxArgs {
@@ -42,6 +62,8 @@ impl Default for SandboxArgs {
             build_pids: 512,
             build_host_access: HostAccess::Deny,
             pull: PullPolicy::IfNotPresent,
+            warm_images: 2,
+            warm_idle: Duration::from_secs(600),
         }
     }
 }
