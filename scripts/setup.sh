@@ -13,6 +13,10 @@
 #   OCELOT_STATE_DIR  where data and logs live (default: <repo>/.state)
 #   OCELOT_PG_PORT    PostgreSQL port (default 55432)
 #   OCELOT_NATS_PORT  NATS port (default 54222)
+#   OCELOT_PG_FSYNC   on (default): durable PostgreSQL (fsync and synchronous_commit on);
+#                     off: fsync=off, for throwaway test clusters only (scripts/test.sh sets it).
+#                     Applied on every run with ALTER SYSTEM + reload, so when the quickstart and
+#                     the tests share one state directory, whichever ran last decides
 #   SETUP_SERVERS=0   install only, start no server
 set -euo pipefail
 
@@ -115,11 +119,43 @@ if ! as_pg "$pg_bin/pg_ctl" -D "$pg_data" status >/dev/null 2>&1 \
   log "port $pg_port is taken by another server: set OCELOT_PG_PORT to a free port (or stop it)"
   exit 1
 fi
-if ! as_pg "$pg_bin/pg_ctl" -D "$pg_data" status >/dev/null 2>&1; then
+pg_fsync=${OCELOT_PG_FSYNC:-on}
+case $pg_fsync in
+  on | off) ;;
+  *) log "OCELOT_PG_FSYNC must be on or off, not '$pg_fsync'"; exit 1 ;;
+esac
+# durability is not a start option (a command-line setting would beat ALTER SYSTEM): it is
+# set below, on every run, in postgresql.auto.conf
+start_pg() {
   log "starting PostgreSQL on 127.0.0.1:$pg_port"
   as_pg "$pg_bin/pg_ctl" -D "$pg_data" -l "$pg_data/server.log" -w \
-    -o "-c listen_addresses=127.0.0.1 -p $pg_port -k /tmp -c max_connections=300 -c fsync=off" start >/dev/null
+    -o "-c listen_addresses=127.0.0.1 -p $pg_port -k /tmp -c max_connections=300" start >/dev/null
+}
+if ! as_pg "$pg_bin/pg_ctl" -D "$pg_data" status >/dev/null 2>&1; then
+  start_pg
 fi
+pg_sql() { "$pg_bin/psql" -h 127.0.0.1 -p "$pg_port" -U ocelot -d postgres -qtAXc "$1"; }
+# a server an earlier setup.sh started with `-c fsync=off` on its command line: ALTER SYSTEM
+# cannot change that, so it is restarted once without it when durability is asked for
+if [ "$(pg_sql "SELECT source FROM pg_settings WHERE name = 'fsync'")" = "command line" ] \
+  && [ "$(pg_sql 'SHOW fsync')" != "$pg_fsync" ]; then
+  log "restarting PostgreSQL: it was started with fsync=off on its command line"
+  as_pg "$pg_bin/pg_ctl" -D "$pg_data" -w stop -m fast >/dev/null
+  start_pg
+fi
+pg_fsync_was=$(pg_sql 'SHOW fsync')
+pg_sql "ALTER SYSTEM SET fsync = $pg_fsync"
+pg_sql "ALTER SYSTEM SET synchronous_commit = on"
+pg_sql "SELECT pg_reload_conf()" >/dev/null
+for _ in $(seq 1 50); do [ "$(pg_sql 'SHOW fsync')" = "$pg_fsync" ] && break; sleep 0.1; done
+[ "$(pg_sql 'SHOW fsync')" = "$pg_fsync" ] || { log "PostgreSQL did not take fsync=$pg_fsync"; exit 1; }
+if [ "$pg_fsync_was" = "off" ] && [ "$pg_fsync" = "on" ]; then
+  # what was written while fsync was off may still be only in the kernel's cache: flush it
+  # (PostgreSQL's advice when turning fsync on)
+  log "PostgreSQL is durable again (fsync=on): flushing its data directory to disk"
+  as_pg "$pg_bin/initdb" --sync-only -D "$pg_data" >/dev/null
+fi
+[ "$pg_fsync" = "off" ] && log "PostgreSQL runs with fsync=off (OCELOT_PG_FSYNC=off): for tests only, a crash can lose data"
 "$pg_bin/psql" -h 127.0.0.1 -p "$pg_port" -U ocelot -d postgres -tAc "SELECT 1 FROM pg_database WHERE datname='ocelot'" | grep -q 1 \
   || "$pg_bin/psql" -h 127.0.0.1 -p "$pg_port" -U ocelot -d postgres -qc "CREATE DATABASE ocelot" 
 

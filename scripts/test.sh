@@ -8,6 +8,7 @@ set -euo pipefail
 repo_dir=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo_dir"
 export OCELOT_STATE_DIR=${OCELOT_STATE_DIR:-$repo_dir/.state}
+export OCELOT_PG_FSYNC=${OCELOT_PG_FSYNC:-off} # test databases are throwaway: no fsync (setup.sh; the quickstart sets it on again)
 step() { printf '\n\033[1m== %s\033[0m\n' "$*" >&2; }
 
 step "set-up (scripts/setup.sh)"

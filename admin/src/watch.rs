@@ -20,8 +20,8 @@ use ocelot_core::model::Build;
 use ocelot_core::store::Store;
 use ocelot_proto::v1 as pb;
 use plan::{
-    Gap, GapFill, GapWait, QuietBus, REPLAY_PAGE, Sent, Stream, check_bus_result, comes_after,
-    more_pages, pruned_log, replaced_result, replay_after, result_event, stream_for,
+    Gap, GapFill, GapWait, QuietBus, REPLAY_PAGE, Sent, Stream, check_bus_result, more_pages,
+    new_part, pruned_log, replaced_result, replay_after, result_event, stream_for,
 };
 use std::pin::Pin;
 use std::time::Duration;
@@ -100,10 +100,11 @@ async fn follow_live(
         match next {
             Ok(Some(Ok(event))) => {
                 // events of an attempt that a newer one replaced are not part of the log,
-                // and what the client has is not sent again
-                if !comes_after(event.position(), last) {
+                // and what the client has is not sent again (a run of lines that a resume
+                // position falls in goes on after it)
+                let Some(event) = new_part(event, last) else {
                     continue;
-                }
+                };
                 // a result is relayed only when Postgres agrees with it (anyone who can
                 // publish on the bus could forge one)
                 if event.is_result() && !result_agrees(&state.store, &event).await? {
@@ -117,7 +118,7 @@ async fn follow_live(
                 {
                     return Ok(());
                 }
-                last = event.position();
+                last = event.last_position();
                 let is_result = event.is_result();
                 if send(sender, &event).await.is_err() || is_result {
                     return Ok(());
@@ -286,7 +287,7 @@ async fn send_gap(
 ) -> Result<Result<(), ()>, Status> {
     let wait = GapWait::start(&gap);
     let mut sent = Sent::nothing(gap.after);
-    let mut found = 0usize;
+    let mut found = 0u64;
     loop {
         let page = store
             .events(
@@ -303,8 +304,8 @@ async fn send_gap(
                 return Ok(Err(()));
             }
             sent.record(event);
+            found += plan::numbers_in(event);
         }
-        found += page.len();
         if more_pages(page.len()) {
             continue;
         }

@@ -32,6 +32,15 @@ pub enum EventKind {
         stream: LogStream,
         text: String,
     },
+    /// Consecutive lines of one stage and stream, each followed by `\n` in `text` (so no
+    /// line holds a `\n`): the first is numbered by the event's `seq`, the next `seq + 1`,
+    /// and so on. How a script's output travels and is stored: one event per run of lines,
+    /// not per line, while every line keeps its number.
+    Lines {
+        stage: String,
+        stream: LogStream,
+        text: String,
+    },
     StageStarted {
         index: u32,
         name: String,
@@ -58,6 +67,7 @@ impl EventKind {
         match self {
             EventKind::AttemptStarted { .. } => "attempt_started",
             EventKind::Line { .. } => "line",
+            EventKind::Lines { .. } => "lines",
             EventKind::StageStarted { .. } => "stage_started",
             EventKind::StageFinished { .. } => "stage_finished",
             EventKind::Result { .. } => "result",
@@ -65,15 +75,95 @@ impl EventKind {
     }
 }
 
+/// How many lines a [`EventKind::Lines`] text holds: its `\n`s.
+pub fn run_line_count(text: &str) -> u64 {
+    // a plain byte count: the compiler vectorises it
+    let count = text.as_bytes().iter().filter(|&&byte| byte == b'\n').count();
+    u64::try_from(count).unwrap_or(u64::MAX)
+}
+
+/// The part of a run's `text` whose first line is numbered `first` that lies strictly
+/// between `after` and `before`: `(its first seq, its text)`, `None` when nothing does.
+pub fn run_slice(text: &str, first: u64, after: u64, before: u64) -> Option<(u64, &str)> {
+    let mut start = 0;
+    let mut seq = first;
+    // skip the lines up to `after`
+    while seq <= after {
+        let end = text[start..].find('\n')?;
+        start += end + 1;
+        seq += 1;
+    }
+    let from = seq;
+    let mut end = start;
+    while seq < before && end < text.len() {
+        match text[end..].find('\n') {
+            Some(at) => end += at + 1,
+            None => break,
+        }
+        seq += 1;
+    }
+    (end > start).then(|| (from, &text[start..end]))
+}
+
 impl BuildEvent {
     pub fn is_result(&self) -> bool {
         matches!(self.kind, EventKind::Result { .. })
     }
 
+    /// Where the event starts: its first line for a run of lines.
     pub fn position(&self) -> Position {
         Position {
             attempt: self.attempt,
             seq: self.seq,
+        }
+    }
+
+    /// The sequence number of the event's last line (its own for any other event).
+    pub fn last_seq(&self) -> Seq {
+        match &self.kind {
+            EventKind::Lines { text, .. } => Seq::from(
+                self.seq
+                    .get()
+                    .saturating_add(run_line_count(text).saturating_sub(1)),
+            ),
+            _ => self.seq,
+        }
+    }
+
+    /// Where the event ends: a reader that has it has everything up to here.
+    pub fn last_position(&self) -> Position {
+        Position {
+            attempt: self.attempt,
+            seq: self.last_seq(),
+        }
+    }
+
+    /// The part of the event strictly between `after` and `before` (sequence numbers of its
+    /// attempt): a run of lines is cut to its lines there, another event is whole or `None`.
+    pub fn between(&self, after: Seq, before: Seq) -> Option<BuildEvent> {
+        match &self.kind {
+            EventKind::Lines {
+                stage,
+                stream,
+                text,
+            } => {
+                if self.seq > after && self.last_seq() < before {
+                    return Some(self.clone());
+                }
+                let (first, text) = run_slice(text, self.seq.get(), after.get(), before.get())?;
+                Some(BuildEvent {
+                    build_id: self.build_id,
+                    attempt: self.attempt,
+                    seq: Seq::from(first),
+                    at_ms: self.at_ms,
+                    kind: EventKind::Lines {
+                        stage: stage.clone(),
+                        stream: *stream,
+                        text: text.to_string(),
+                    },
+                })
+            }
+            _ => (self.seq > after && self.seq < before).then(|| self.clone()),
         }
     }
 }
@@ -103,6 +193,12 @@ impl LogDigest {
         self.count += 1;
         self.hasher.update(text.as_bytes());
         self.hasher.update(b"\n");
+    }
+
+    /// Adds the lines of a run ([`EventKind::Lines`]): each is followed by `\n` already.
+    pub fn add_run(&mut self, text: &str) {
+        self.count += run_line_count(text);
+        self.hasher.update(text.as_bytes());
     }
 
     pub fn count(&self) -> u64 {
@@ -144,6 +240,71 @@ mod tests {
         assert_eq!(ab.count(), 2);
         assert_eq!(joined.count(), 1);
         assert_eq!(ab.hex(), joined.hex(), "same bytes, different line count");
+    }
+
+    fn run(seq: u64, text: &str) -> BuildEvent {
+        BuildEvent {
+            build_id: BuildId::from(7),
+            attempt: Attempt::FIRST,
+            seq: Seq::from(seq),
+            at_ms: 42,
+            kind: EventKind::Lines {
+                stage: "build".into(),
+                stream: LogStream::Stdout,
+                text: text.into(),
+            },
+        }
+    }
+
+    fn run_text(event: &BuildEvent) -> (u64, &str) {
+        match &event.kind {
+            EventKind::Lines { text, .. } => (event.seq.get(), text),
+            _ => panic!("not a run: {event:?}"),
+        }
+    }
+
+    #[test]
+    fn a_run_digests_as_its_lines_one_by_one() {
+        let mut lines = LogDigest::new();
+        for text in ["a", "", "c c"] {
+            lines.add_line(text);
+        }
+        let mut runs = LogDigest::new();
+        runs.add_run("a\n\n");
+        runs.add_run("c c\n");
+        assert_eq!((runs.count(), runs.hex()), (lines.count(), lines.hex()));
+    }
+
+    #[test]
+    fn a_run_numbers_each_line_and_is_cut_between_sequence_numbers() {
+        let event = run(10, "a\nb\nc\nd\n");
+        assert_eq!(event.last_seq(), Seq::from(13));
+        assert_eq!(event.last_position().seq, Seq::from(13));
+        let s = Seq::from;
+        // whole
+        let whole = event.between(s(9), s(14)).unwrap();
+        assert_eq!(run_text(&whole), (10, "a\nb\nc\nd\n"));
+        // after a line in the middle (a resume there)
+        let tail = event.between(s(11), s(u64::MAX)).unwrap();
+        assert_eq!(run_text(&tail), (12, "c\nd\n"));
+        // before a line in the middle (a gap up to there)
+        let head = event.between(s(0), s(12)).unwrap();
+        assert_eq!(run_text(&head), (10, "a\nb\n"));
+        let middle = event.between(s(10), s(13)).unwrap();
+        assert_eq!(run_text(&middle), (11, "b\nc\n"));
+        // nothing left
+        assert!(event.between(s(13), s(u64::MAX)).is_none());
+        assert!(event.between(s(0), s(10)).is_none());
+        assert!(event.between(s(20), s(30)).is_none());
+        // another event is whole or nothing
+        let mut line = event.clone();
+        line.kind = EventKind::StageStarted {
+            index: 0,
+            name: "x".into(),
+        };
+        assert_eq!(line.last_seq(), s(10));
+        assert!(line.between(s(9), s(11)).is_some());
+        assert!(line.between(s(10), s(11)).is_none());
     }
 
     #[test]

@@ -229,6 +229,15 @@ impl From<&BuildEvent> for pb::BuildEvent {
                 stream: pb::LogStream::from(*stream).into(),
                 text: text.clone(),
             }),
+            EventKind::Lines {
+                stage,
+                stream,
+                text,
+            } => Kind::Lines(pb::LogLines {
+                stage: stage.clone(),
+                stream: pb::LogStream::from(*stream).into(),
+                text: text.clone(),
+            }),
             EventKind::StageStarted { index, name } => Kind::StageStarted(pb::StageStarted {
                 index: *index,
                 name: name.clone(),
@@ -283,6 +292,11 @@ pub fn event_from_proto(build_id: BuildId, event: &pb::BuildEvent) -> Option<Bui
             stage: line.stage.clone(),
             stream: log_stream_from_i32(line.stream),
             text: line.text.clone(),
+        },
+        Kind::Lines(lines) => EventKind::Lines {
+            stage: lines.stage.clone(),
+            stream: log_stream_from_i32(lines.stream),
+            text: lines.text.clone(),
         },
         Kind::StageStarted(stage) => EventKind::StageStarted {
             index: stage.index,

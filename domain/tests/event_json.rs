@@ -12,12 +12,13 @@ use ocelot_domain::model::LogStream;
 use ocelot_domain::{BuildState, StageState};
 
 /// The event kinds, by their position in [`kind_index`].
-const KINDS: [&str; 5] = [
+const KINDS: [&str; 6] = [
     "attempt_started",
     "line",
     "stage_started",
     "stage_finished",
     "result",
+    "lines",
 ];
 
 /// Where `kind` is in [`KINDS`]. No wildcard: a new kind does not compile until it is
@@ -29,6 +30,7 @@ fn kind_index(kind: &EventKind) -> usize {
         EventKind::StageStarted { .. } => 2,
         EventKind::StageFinished { .. } => 3,
         EventKind::Result { .. } => 4,
+        EventKind::Lines { .. } => 5,
     }
 }
 
@@ -63,6 +65,13 @@ fn examples() -> Vec<BuildEvent> {
             duration_ms: 4321,
             line_count: 1,
             log_sha256: "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08".into(),
+        },
+        // the bus's and the store's form of a script's output (`--json` shows one `line`
+        // per line)
+        EventKind::Lines {
+            stage: "test".into(),
+            stream: LogStream::Stdout,
+            text: "running 2 tests\n\ttest a ... \u{1b}[32mok\u{1b}[0m\n".into(),
         },
     ];
     kinds
@@ -131,6 +140,11 @@ fn stage_finished() {
 #[test]
 fn result() {
     pin("result");
+}
+
+#[test]
+fn lines() {
+    pin("lines");
 }
 
 /// A stage that never ran has no exit code: `null`, not a missing field.

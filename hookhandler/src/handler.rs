@@ -2,7 +2,8 @@
 //! (rate limit, 429, in `rate_limit::limit` before the body is read) → provider (404) →
 //! the repo's name and URLs, read without parsing the rest (400) → repo and its secret →
 //! signature over the raw body (401) → parse (400) → event: ping 200, not built 202, push or
-//! pull request: recorded once (a repeated delivery id: 200, nothing queued again) → 202.
+//! pull request: recorded once (a repeated delivery id: 200, nothing queued again), durably
+//! (group commit, `record`: answered after the commit; not recorded: 503) → 202.
 //! An unknown repo gets exactly the answer of a bad signature (it is verified against a
 //! random stand-in secret, then refused), so registered repos cannot be enumerated. Never a
 //! 5xx for bad input, never a panic.
@@ -16,7 +17,8 @@ use axum::body::Bytes;
 use axum::extract::{ConnectInfo, Path, State};
 use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, StatusCode};
-use ocelot_core::store::{NewDelivery, Recorded, StoreError};
+use crate::record::{PendingDelivery, RecordError};
+use ocelot_core::store::{Recorded, StoreError};
 use serde_json::json;
 use std::net::SocketAddr;
 
@@ -104,11 +106,12 @@ pub(crate) async fn receive(
             );
         }
     };
+    // answered only once the delivery's group commit is done (`record`)
     let recorded = state
-        .store
-        .record_delivery(&NewDelivery {
+        .recorder
+        .submit(PendingDelivery {
             provider: provider.name(),
-            delivery_id: &parsed.delivery_id,
+            delivery_id: parsed.delivery_id.clone(),
             repo_id: repo.id,
             event: event_name,
             request,
@@ -134,7 +137,7 @@ pub(crate) async fn receive(
             StatusCode::OK,
             json!({ "duplicate": true, "delivery": parsed.delivery_id }),
         ),
-        Err(store_error) => store_unavailable(&store_error),
+        Err(record_error) => not_recorded(&record_error, &parsed.delivery_id),
     }
 }
 
@@ -144,6 +147,16 @@ fn hook_error_response(hook_error: &HookError) -> Response {
         HookError::MissingHeader(_) | HookError::Malformed(_) => StatusCode::BAD_REQUEST,
     };
     error(status, hook_error.to_string())
+}
+
+/// The delivery's group was not recorded: the sender should retry (the group's error is
+/// logged once by `record`).
+fn not_recorded(record_error: &RecordError, delivery: &str) -> Response {
+    tracing::warn!(error = %record_error, %delivery, "webhook not recorded");
+    error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "the database is unavailable: deliver again later",
+    )
 }
 
 /// The store is down: the sender should retry (the delivery was not recorded).

@@ -1,7 +1,9 @@
 //! `ocelot-hookhandler`: the HTTP endpoint for VCS webhooks. A request is rate-limited,
 //! matched to its repo (from the few fields that name it), verified over its raw body with
-//! the repo's secret, then parsed, recorded once (by delivery id) and answered at once; the recorded deliveries are the durable queue that the
-//! processors turn into builds through `core::trigger::queue_build`, off the request path.
+//! the repo's secret, then parsed, recorded once (by delivery id) and answered as soon as the
+//! record is committed (deliveries arriving together share one commit); the recorded
+//! deliveries are the durable queue that the processors turn into builds through
+//! `core::trigger::queue_build`, off the request path.
 //! Stateless: any number can run against one Postgres.
 //!
 //! - [`run`]: connect, serve on a bound listener and process deliveries until shutdown.
@@ -9,14 +11,17 @@
 //! - `providers`: parsing and signature verification per provider.
 //! - `handler`: one request, from bytes to status code.
 //! - `trigger`: what a delivery asks to build, as stored.
+//! - `record`: deliveries recorded by group commit, answered once durable (`group_commit`).
 //! - `processor`: recorded deliveries → builds, with retries.
 //! - `rate_limit`: per-source limits.
 //! - `secret`: the secret a delivery is verified with (a random stand-in for unknown repos).
 
+mod group_commit;
 mod handler;
 mod processor;
 pub mod providers;
 mod rate_limit;
+mod record;
 mod secret;
 mod state;
 mod trigger;
@@ -157,6 +162,7 @@ pub async fn run(
             settings.rate_burst,
         )),
         recorded: Arc::new(Notify::new()),
+        recorder: record::start(store.clone()),
         secrets,
     };
     let stop = CancellationToken::new();

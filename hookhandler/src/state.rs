@@ -15,6 +15,8 @@ pub(crate) struct AppState {
     pub(crate) limiter: Arc<rate_limit::SourceLimiter>,
     /// Wakes the processors when a delivery was recorded.
     pub(crate) recorded: Arc<Notify>,
+    /// Records deliveries by group commit.
+    pub(crate) recorder: crate::record::Recorder,
     /// The secrets deliveries are verified with.
     pub(crate) secrets: Arc<crate::secret::HookSecrets>,
 }

@@ -1,33 +1,33 @@
-//! The log of one build attempt: numbers its events, publishes each to the log bus at once,
-//! and stores them in Postgres in batches (every [`FLUSH_EVENTS`] events or [`FLUSH_EVERY`]),
-//! the same events in both. It keeps the log digest the result carries, applies the build's
-//! log limits (bytes and lines) to script output, masks Ocelot's own lines (script output arrives masked), and
-//! stops writing once a newer attempt owns the build (fencing).
-//!
-//! Postgres being away does not lose the log: writes wait out an outage for the worker's
-//! store-outage budget; past it the build goes on and its events wait in memory (bounded by
-//! the log limit) until Postgres answers again. The result is stored with the events not
-//! yet stored, in one transaction, so a final build always has its whole log.
+//! The log of one build attempt: numbers its events, keeps the log digest the result
+//! carries, applies the build's log limits (bytes and lines) to script output, masks
+//! Ocelot's own lines (script output arrives masked), gathers a script's lines into runs
+//! (one event per run, every line numbered) and hands the events to its [`writer`] task,
+//! which publishes them to the log bus in batches and stores the same events in Postgres.
+//! Once a newer attempt owns the build, nothing more is written (fencing).
+
+mod writer;
 
 use crate::log_limit::{Admission, LogLimit};
 use crate::log_sink::LogSink;
 use ocelot_core::events::{BuildEvent, EventKind, LogDigest};
 use ocelot_core::ids::{Attempt, BuildId, Seq};
 use ocelot_core::model::{LogStream, unix_ms};
-use ocelot_core::queue::{Bus, PublishAckFuture};
+use ocelot_core::queue::Bus;
 use ocelot_core::secrets::mask::Masker;
-use ocelot_core::store::{Appended, Store, StoreError, retrying};
-use std::time::{Duration, Instant, SystemTime};
+use ocelot_core::store::Store;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, SystemTime};
+use tokio::sync::{mpsc, oneshot};
+use writer::{Command, Writer};
 
 /// The system lines before the first stage (and after the last) belong to this pseudo-stage.
 pub(crate) const SETUP_STAGE: &str = "setup";
 
-const FLUSH_EVENTS: usize = 500;
-const FLUSH_EVERY: Duration = Duration::from_millis(250);
-/// Publish acknowledgements awaited at once; more in flight wait for a flush.
-const MAX_PENDING_ACKS: usize = 1000;
-/// How long a flush waits for JetStream to acknowledge what it was sent.
-const ACK_DEADLINE: Duration = Duration::from_secs(10);
+/// A run of lines is handed to the writer at this size, or at the end of a chunk of output.
+const RUN_BYTES: usize = 32 * 1024;
+/// Commands waiting for the writer: past this, output waits (the writer is behind).
+const WRITER_QUEUE: usize = 256;
 
 /// Where the attempt's result went.
 #[derive(Debug, PartialEq, Eq)]
@@ -41,21 +41,15 @@ pub(crate) enum Finished {
 }
 
 pub(crate) struct AttemptLog {
-    bus: Bus,
-    store: Store,
     build_id: BuildId,
     attempt: Attempt,
     seq: Seq,
     digest: LogDigest,
-    /// Published, not yet stored, in order.
-    unstored: Vec<BuildEvent>,
-    pending_acks: Vec<PublishAckFuture>,
-    last_flush: Instant,
-    /// Set once Postgres said a newer attempt owns the build: this one writes no more.
-    fenced_out: bool,
-    /// Set while Postgres stays away past the budget: writes are tried once per flush.
-    store_down: bool,
-    store_outage_budget: Duration,
+    /// The run of script lines being gathered, not yet handed to the writer.
+    run: Option<BuildEvent>,
+    writer: mpsc::Sender<Command>,
+    /// Set by the writer once Postgres said a newer attempt owns the build.
+    fenced_out: Arc<AtomicBool>,
     /// Hides the build's secret values in Ocelot's own lines.
     masker: Masker,
     limit: LogLimit,
@@ -72,6 +66,7 @@ impl std::fmt::Debug for AttemptLog {
 }
 
 impl AttemptLog {
+    /// The log of `attempt`; its writer task runs until the log is dropped.
     pub(crate) fn new(
         bus: Bus,
         store: Store,
@@ -80,19 +75,25 @@ impl AttemptLog {
         limit: LogLimit,
         store_outage_budget: Duration,
     ) -> Self {
-        AttemptLog {
+        let fenced_out = Arc::new(AtomicBool::new(false));
+        let (sender, receiver) = mpsc::channel(WRITER_QUEUE);
+        let writer = Writer::new(
             bus,
             store,
             build_id,
             attempt,
+            fenced_out.clone(),
+            store_outage_budget,
+        );
+        tokio::spawn(writer.run(receiver));
+        AttemptLog {
+            build_id,
+            attempt,
             seq: Seq::START,
             digest: LogDigest::new(),
-            unstored: Vec::new(),
-            pending_acks: Vec::new(),
-            last_flush: Instant::now(),
-            fenced_out: false,
-            store_down: false,
-            store_outage_budget,
+            run: None,
+            writer: sender,
+            fenced_out,
             masker: Masker::default(),
             limit,
         }
@@ -104,21 +105,16 @@ impl AttemptLog {
     }
 
     pub(crate) fn fenced_out(&self) -> bool {
-        self.fenced_out
+        self.fenced_out.load(Ordering::Relaxed)
     }
 
-    /// Publishes one event (stored with the next batch) and returns its sequence number.
+    /// Hands one event to the writer (published and stored within moments) and returns
+    /// its sequence number.
     pub(crate) async fn emit(&mut self, kind: EventKind) -> Seq {
+        self.end_run().await;
         let event = self.next_event(kind);
         let seq = event.seq;
-        self.publish(&event).await;
-        self.unstored.push(event);
-        if self.unstored.len() >= FLUSH_EVENTS
-            || self.pending_acks.len() >= MAX_PENDING_ACKS
-            || self.last_flush.elapsed() >= FLUSH_EVERY
-        {
-            self.flush().await;
-        }
+        self.send(Command::Event(event)).await;
         seq
     }
 
@@ -138,11 +134,12 @@ impl AttemptLog {
         .await;
     }
 
-    /// Stores what is not stored yet and waits for pending publishes.
+    /// Publishes and stores what the writer holds, and waits for pending publishes.
     pub(crate) async fn flush(&mut self) {
-        self.last_flush = Instant::now();
-        self.store_unstored().await;
-        self.await_acks().await;
+        self.end_run().await;
+        let (answer, answered) = oneshot::channel();
+        self.send(Command::Flush(answer)).await;
+        let _ = answered.await;
     }
 
     /// Ends the log: a line on output that was not kept, then the result, stored with every
@@ -156,10 +153,7 @@ impl AttemptLog {
         if let Some(report) = self.limit.report() {
             self.system(SETUP_STAGE, report).await;
         }
-        self.await_acks().await;
-        if self.fenced_out {
-            return Finished::FencedOut;
-        }
+        self.end_run().await;
         let result = self.next_event(EventKind::Result {
             state,
             reason: reason.unwrap_or_default().to_string(),
@@ -167,36 +161,15 @@ impl AttemptLog {
             line_count: self.digest.count(),
             log_sha256: self.digest.hex(),
         });
-        let mut events = std::mem::take(&mut self.unstored);
-        events.push(result);
-        let (build_id, attempt) = (self.build_id, self.attempt);
-        let store = &self.store;
-        let recorded = retrying("recording the result", self.store_outage_budget, || {
-            store.finish_attempt(build_id, attempt, &events)
+        let (answer, answered) = oneshot::channel();
+        self.send(Command::Finish(result, answer)).await;
+        answered.await.unwrap_or_else(|_| {
+            tracing::error!(
+                build_id = self.build_id.get(),
+                "the log writer stopped before the result was recorded"
+            );
+            Finished::NotRecorded
         })
-        .await;
-        match recorded {
-            Ok(Appended::Stored) => {
-                if let Some(result) = events.last() {
-                    self.publish(result).await;
-                }
-                self.await_acks().await;
-                Finished::Recorded
-            }
-            Ok(Appended::FencedOut) => {
-                tracing::warn!(
-                    build_id = build_id.get(),
-                    attempt = attempt.get(),
-                    "the build is no longer this attempt's (a newer attempt, or it was ended): result dropped"
-                );
-                self.fenced_out = true;
-                Finished::FencedOut
-            }
-            Err(error) => {
-                tracing::error!(build_id = build_id.get(), %error, "the result could not be recorded");
-                Finished::NotRecorded
-            }
-        }
     }
 
     fn next_event(&mut self, kind: EventKind) -> BuildEvent {
@@ -213,99 +186,49 @@ impl AttemptLog {
         }
     }
 
-    async fn publish(&mut self, event: &BuildEvent) {
-        if self.fenced_out {
-            return;
-        }
-        match self.bus.publish_event(event).await {
-            Ok(ack) => self.pending_acks.push(ack),
-            Err(error) => {
-                tracing::warn!(build_id = self.build_id.get(), %error, "log event not published (Postgres keeps it)");
-            }
-        }
-    }
-
-    async fn store_unstored(&mut self) {
-        if self.unstored.is_empty() || self.fenced_out {
-            return;
-        }
-        // a restart of Postgres must not lose events: the output waits meanwhile; past the
-        // budget, one try per flush while the events wait in memory
-        let budget = if self.store_down {
-            Duration::ZERO
-        } else {
-            self.store_outage_budget
-        };
-        let (build_id, attempt) = (self.build_id, self.attempt);
-        let store = &self.store;
-        let events = &self.unstored;
-        let stored = retrying("storing log events", budget, || {
-            store.append_events(build_id, attempt, events)
-        })
-        .await;
-        match stored {
-            Ok(Appended::Stored) => {
-                if self.store_down {
-                    tracing::info!(
-                        build_id = build_id.get(),
-                        events = self.unstored.len(),
-                        "Postgres is back: the events kept meanwhile are stored"
-                    );
-                }
-                self.store_down = false;
-                self.unstored.clear();
-            }
-            Ok(Appended::FencedOut) => {
-                tracing::warn!(
-                    build_id = build_id.get(),
-                    attempt = attempt.get(),
-                    "a newer attempt owns the build: this attempt stops writing"
-                );
-                self.fenced_out = true;
-                self.unstored.clear();
-            }
-            Err(error) if error.is_transient() => {
-                if !self.store_down {
-                    tracing::warn!(build_id = build_id.get(), %error, "Postgres is still away: the build goes on, its log waits in memory until Postgres is back");
-                }
-                self.store_down = true;
-            }
-            Err(error) => self.give_up(&error),
-        }
-    }
-
-    /// A write Postgres refused for good (not an outage): the events stay on the bus only.
-    fn give_up(&mut self, error: &StoreError) {
-        tracing::error!(build_id = self.build_id.get(), %error, events = self.unstored.len(), "log events refused by Postgres (they stay on the log bus)");
-        self.unstored.clear();
-    }
-
-    async fn await_acks(&mut self) {
-        if self.pending_acks.is_empty() {
-            return;
-        }
-        let acks = futures::future::join_all(
-            self.pending_acks
-                .drain(..)
-                .map(std::future::IntoFuture::into_future),
+    /// Adds a script's line to the open run (a new one when the stage or stream changes).
+    async fn add_to_run(&mut self, stage: &str, stream: LogStream, text: &str) {
+        let continues = matches!(
+            &self.run,
+            Some(BuildEvent { kind: EventKind::Lines { stage: s, stream: t, text: run }, .. })
+                if s == stage && *t == stream && run.len() + text.len() < RUN_BYTES
         );
-        match tokio::time::timeout(ACK_DEADLINE, acks).await {
-            Ok(results) => {
-                let failed = results.iter().filter(|r| r.is_err()).count();
-                if failed > 0 {
-                    tracing::warn!(
-                        build_id = self.build_id.get(),
-                        failed,
-                        "log events not acknowledged by JetStream (Postgres keeps them)"
-                    );
-                }
-            }
-            Err(_) => {
-                tracing::warn!(
-                    build_id = self.build_id.get(),
-                    "JetStream did not acknowledge log events in time (Postgres keeps them)"
-                );
-            }
+        if !continues {
+            self.end_run().await;
+        }
+        self.seq = self.seq.next();
+        self.digest.add_line(text);
+        let (build_id, attempt, seq) = (self.build_id, self.attempt, self.seq);
+        let run = self.run.get_or_insert_with(|| BuildEvent {
+            build_id,
+            attempt,
+            seq,
+            at_ms: unix_ms(SystemTime::now()),
+            kind: EventKind::Lines {
+                stage: stage.to_string(),
+                stream,
+                text: String::new(),
+            },
+        });
+        if let EventKind::Lines { text: lines, .. } = &mut run.kind {
+            lines.push_str(text);
+            lines.push('\n');
+        }
+    }
+
+    /// Hands the open run, if any, to the writer.
+    async fn end_run(&mut self) {
+        if let Some(run) = self.run.take() {
+            self.send(Command::Event(run)).await;
+        }
+    }
+
+    async fn send(&mut self, command: Command) {
+        if self.writer.send(command).await.is_err() {
+            tracing::error!(
+                build_id = self.build_id.get(),
+                "the log writer stopped: events are lost"
+            );
         }
     }
 }
@@ -320,18 +243,25 @@ impl LogSink for AttemptLog {
     }
 
     async fn output_line(&mut self, stage: &str, stream: LogStream, text: String) {
-        let text = match self.limit.admit(&text) {
-            Admission::Keep => text,
-            Admission::Marker(marker) => {
-                return self.system(stage, marker).await;
+        match self.limit.admit(&text) {
+            // a line holds no line break (the splitter ends lines there): it joins a run
+            Admission::Keep if !text.contains('\n') => {
+                self.add_to_run(stage, stream, &text).await;
             }
-            Admission::Drop => return,
-        };
-        self.emit(EventKind::Line {
-            stage: stage.to_string(),
-            stream,
-            text,
-        })
-        .await;
+            Admission::Keep => {
+                self.emit(EventKind::Line {
+                    stage: stage.to_string(),
+                    stream,
+                    text,
+                })
+                .await;
+            }
+            Admission::Marker(marker) => self.system(stage, marker).await,
+            Admission::Drop => {}
+        }
+    }
+
+    async fn end_of_chunk(&mut self) {
+        self.end_run().await;
     }
 }

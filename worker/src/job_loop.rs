@@ -1,17 +1,18 @@
 //! Pulls jobs: one loop per tag, all sharing a semaphore of `--concurrency` permits, so a
-//! worker never runs more builds than it may. A running build's job gets an in-progress ack
-//! every quarter of the ack wait; a final build acks its job. On shutdown the loops stop
+//! worker never runs more builds than it may. A running build keeps its job's lease (the ack
+//! wait) with confirmed in-progress acks every 2 s at most; a build whose lease lapsed (the
+//! worker was paused or cut off for longer than the ack wait) is stopped and its job left
+//! alone, for the worker that took it over. A final build acks its job. On shutdown the loops stop
 //! pulling and running builds get a grace period; builds still running then are stopped and
 //! their jobs handed back (nak) so that another worker runs them at once.
 
 use crate::build_runner::{JobDisposition, run_build};
 use crate::context::WorkerContext;
-use ocelot_core::queue::JobMessage;
-use ocelot_core::queue::WorkerInfo;
+use ocelot_core::queue::{JobMessage, PROGRESS_EVERY, WorkerInfo};
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -61,8 +62,7 @@ pub(crate) async fn run(
     let mut loops = JoinSet::new();
     for tag in &tags {
         let consumer = context.bus.job_consumer(tag, timing.ack_wait).await?;
-        // renewed well within the consumer's real ack wait, whatever this worker asked for
-        let progress_every = consumer.ack_wait() / 4;
+        let ack_wait = consumer.ack_wait();
         let running_count = running_count.clone();
         let count_changed = count_changed.clone();
         let context = context.clone();
@@ -114,7 +114,7 @@ pub(crate) async fn run(
                         running_count.fetch_add(1, Ordering::SeqCst);
                         count_changed.notify_one();
                         running.spawn(async move {
-                            handle_job(&context, job, progress_every).await;
+                            handle_job(&context, job, ack_wait).await;
                             running_count.fetch_sub(1, Ordering::SeqCst);
                             count_changed.notify_one();
                             drop(permit);
@@ -160,32 +160,94 @@ async fn all_end_within(tasks: &mut JoinSet<()>, limit: Duration) -> bool {
         .is_ok()
 }
 
-async fn handle_job(context: &WorkerContext, job: JobMessage, progress_every: Duration) {
-    let build_id = job.job.build_id;
-    let keep_alive = CancellationToken::new();
-    let ticker = {
-        let keep_alive = keep_alive.clone();
-        let job = &job;
-        async move {
-            loop {
-                tokio::select! {
-                    () = keep_alive.cancelled() => return,
-                    () = tokio::time::sleep(progress_every) => {
-                        if let Err(error) = job.in_progress().await {
-                            tracing::warn!(build_id = build_id.get(), %error, "in-progress ack failed");
-                        }
-                    }
-                }
+/// The lease of a job: JetStream delivers it again to another worker once it goes `ack_wait`
+/// without a renewal. Renewals are confirmed by the server; the lease may have run out once
+/// none was confirmed for `ack_wait` (counted from when the confirmed renewal was sent, which
+/// is no later than when the server got it). Whatever this clock says, the attempt number
+/// in Postgres fences a lapsed attempt's writes: the clock only makes the worker stop.
+#[derive(Debug)]
+struct Lease {
+    ack_wait: Duration,
+    renewed_at: Instant,
+}
+
+impl Lease {
+    fn new(ack_wait: Duration) -> Self {
+        Lease {
+            ack_wait,
+            renewed_at: Instant::now(),
+        }
+    }
+
+    /// How often it is renewed: well within the ack wait, and at most [`PROGRESS_EVERY`]
+    /// apart, so that a renewal lost on the way (a NATS reconnect) costs nothing.
+    fn renew_every(&self) -> Duration {
+        (self.ack_wait / 4).min(PROGRESS_EVERY)
+    }
+
+    fn lapsed(&self, now: Instant) -> bool {
+        now.saturating_duration_since(self.renewed_at) >= self.ack_wait
+    }
+}
+
+/// Keeps `job`'s lease until `done`; cancels `lost` and returns true when it lapsed.
+async fn keep_lease(
+    job: &JobMessage,
+    mut lease: Lease,
+    done: CancellationToken,
+    lost: CancellationToken,
+) -> bool {
+    let build_id = job.job.build_id.get();
+    let every = lease.renew_every();
+    loop {
+        tokio::select! {
+            () = done.cancelled() => return false,
+            () = tokio::time::sleep(every) => {}
+        }
+        // checked before renewing: a worker paused for longer (SIGSTOP, a frozen VM) may have
+        // had its job delivered to another worker meanwhile
+        let sent_at = Instant::now();
+        if lease.lapsed(sent_at) {
+            tracing::warn!(build_id, silent = ?sent_at.saturating_duration_since(lease.renewed_at),
+                ack_wait = ?lease.ack_wait,
+                "the job's lease lapsed (no renewal confirmed within the ack wait): stopping the build; another worker takes it over");
+            lost.cancel();
+            return true;
+        }
+        match job.in_progress(every).await {
+            Ok(()) => lease.renewed_at = sent_at,
+            Err(error) => {
+                tracing::warn!(build_id, %error, "renewing the job's lease failed (retried)")
             }
         }
-    };
+    }
+}
+
+async fn handle_job(context: &WorkerContext, job: JobMessage, ack_wait: Duration) {
+    let build_id = job.job.build_id;
+    let lease = Lease::new(ack_wait);
+    // the build stops (as at a shutdown) when its lease lapses
+    let lost = context.hand_back.child_token();
+    let mut context = context.clone();
+    context.hand_back = lost.clone();
+    let done = CancellationToken::new();
     let run = async {
         // a job delivered again may take over a running build; a first delivery may not
-        let disposition = run_build(context, build_id, job.delivered() > 1).await;
-        keep_alive.cancel();
+        let disposition = run_build(&context, build_id, job.delivered() > 1).await;
+        done.cancel();
         disposition
     };
-    let (disposition, ()) = tokio::join!(run, ticker);
+    let (disposition, lapsed) = tokio::join!(run, keep_lease(&job, lease, done.clone(), lost));
+    if lapsed {
+        // the job may be another worker's now: acking or handing back would end or move
+        // that worker's delivery (acks go by stream message); it comes back by itself
+        tracing::info!(
+            build_id = build_id.get(),
+            ?disposition,
+            "the lapsed job is left alone (delivered again after its ack wait, or already)"
+        );
+        return;
+    }
     let acked = match disposition {
         JobDisposition::Done => job.ack().await,
         JobDisposition::Retry => job.nak(RETRY_DELAY).await,
@@ -193,5 +255,25 @@ async fn handle_job(context: &WorkerContext, job: JobMessage, progress_every: Du
     };
     if let Err(error) = acked {
         tracing::warn!(build_id = build_id.get(), %error, "acknowledging the job failed (it may run again; the claim fences it)");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Lease;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn a_lease_is_renewed_often_and_lapses_after_the_ack_wait() {
+        let lease = Lease::new(Duration::from_secs(10));
+        assert_eq!(lease.renew_every(), Duration::from_secs(2));
+        assert_eq!(
+            Lease::new(Duration::from_secs(4)).renew_every(),
+            Duration::from_secs(1)
+        );
+        let start = lease.renewed_at;
+        assert!(!lease.lapsed(start + Duration::from_millis(9_999)));
+        assert!(lease.lapsed(start + Duration::from_secs(10)));
+        assert!(!lease.lapsed(Instant::now()));
     }
 }

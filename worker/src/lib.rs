@@ -108,9 +108,12 @@ pub struct Settings {
     #[arg(long, env = env_vars::OCELOT_SHUTDOWN_GRACE, value_parser = humantime_duration, default_value = "30s")]
     pub shutdown_grace: Duration,
     /// How long a job stays with a worker that gives no sign of life (a crashed or cut-off
-    /// worker) before it is delivered again; running builds renew it every quarter of it.
-    /// Set by the first worker that creates a tag's consumer: keep it equal on all workers
-    #[arg(long, env = env_vars::OCELOT_JOB_ACK_WAIT, value_parser = humantime_duration, default_value = "60s")]
+    /// worker) before another worker takes its build over: the job's lease. Running builds
+    /// renew it every 2 s (every quarter of it, if shorter); a worker that could not renew
+    /// it for this long (paused, cut off from NATS) stops the build and leaves it to the
+    /// worker that took it over. The last worker to start sets it for its tags: keep it
+    /// equal on all workers
+    #[arg(long, env = env_vars::OCELOT_JOB_ACK_WAIT, value_parser = job_ack_wait, default_value = "10s")]
     pub job_ack_wait: Duration,
     /// The output a build keeps, in MiB: past it, a marker line says so and the rest is
     /// counted, not kept (the build goes on). Lines keep at most 64 KiB each
@@ -141,6 +144,15 @@ pub struct Settings {
 
 fn humantime_duration(text: &str) -> Result<Duration, String> {
     ocelot_core::pipeline::parse_duration(text)
+}
+
+/// A job's ack wait: long enough for a few renewals.
+fn job_ack_wait(text: &str) -> Result<Duration, String> {
+    let wait = humantime_duration(text)?;
+    if wait < Duration::from_secs(2) {
+        return Err(format!("{text} is too short: at least 2s"));
+    }
+    Ok(wait)
 }
 
 fn default_worker_id() -> String {

@@ -19,6 +19,10 @@ pub(crate) trait LogSink: Send {
         stream: LogStream,
         text: String,
     ) -> impl Future<Output = ()> + Send;
+
+    /// The lines of one chunk of output were all given: what is gathered goes on its way
+    /// (a slow build's line must not wait for more).
+    fn end_of_chunk(&mut self) -> impl Future<Output = ()> + Send;
 }
 
 #[cfg(test)]
@@ -72,5 +76,7 @@ pub(crate) mod testing {
                 Admission::Drop => {}
             }
         }
+
+        async fn end_of_chunk(&mut self) {}
     }
 }

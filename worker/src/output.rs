@@ -65,6 +65,7 @@ impl<'a> ScriptOutput<'a> {
         for line in masked {
             sink.output_line(stage, stream, line).await;
         }
+        sink.end_of_chunk().await;
     }
 
     /// The script ended: each stream's unterminated last line and what masking held back.
@@ -82,6 +83,7 @@ impl<'a> ScriptOutput<'a> {
                 sink.output_line(stage, stream, line).await;
             }
         }
+        sink.end_of_chunk().await;
     }
 }
 

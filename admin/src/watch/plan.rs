@@ -14,8 +14,8 @@ use tonic::Status;
 pub(super) const GAP_WAIT: Duration = Duration::from_secs(5);
 /// How often Postgres is asked again for events missing from the bus.
 pub(super) const GAP_RETRY: Duration = Duration::from_millis(200);
-/// How many stored events a replay reads at once.
-pub(super) const REPLAY_PAGE: i64 = 1000;
+/// How many stored events a replay reads at once (a run of lines is one, up to 64 KiB).
+pub(super) const REPLAY_PAGE: i64 = 200;
 
 /// Which stream a WatchBuild request gets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,6 +67,23 @@ pub(super) fn replay_after(attempt: Attempt, resume_after: Position) -> Option<S
 /// later in this one. Events of an attempt that a newer one replaced are not part of the log.
 pub(super) fn comes_after(event: Position, last: Position) -> bool {
     event > last
+}
+
+/// What of `event` is new to a client that has everything up to `last`: all of it, the
+/// lines of a run after `last` (a resume position inside the run), or nothing.
+pub(super) fn new_part(event: BuildEvent, last: Position) -> Option<BuildEvent> {
+    if !comes_after(event.last_position(), last) {
+        return None;
+    }
+    if comes_after(event.position(), last) {
+        return Some(event);
+    }
+    event.between(last.seq, Seq::from(u64::MAX))
+}
+
+/// How many sequence numbers `event` covers: its lines for a run, one otherwise.
+pub(super) fn numbers_in(event: &BuildEvent) -> u64 {
+    event.last_seq().get() - event.seq.get() + 1
 }
 
 /// Events that a live stream did not get from the bus (published while NATS was away):
@@ -125,9 +142,8 @@ impl GapWait {
         }
     }
 
-    /// What to do after Postgres answered with `found` of the missed events.
-    pub(super) fn check(&self, found: usize) -> GapFill {
-        let found = u64::try_from(found).unwrap_or(u64::MAX);
+    /// What to do after Postgres answered with `found` of the missed sequence numbers.
+    pub(super) fn check(&self, found: u64) -> GapFill {
         if found >= self.missing {
             GapFill::Complete
         } else if Instant::now() >= self.deadline {
@@ -227,7 +243,7 @@ impl Sent {
     }
 
     pub(super) fn record(&mut self, event: &BuildEvent) {
-        self.last_seq = event.seq;
+        self.last_seq = event.last_seq();
         self.last_at_ms = event.at_ms;
         self.result |= event.is_result();
     }
@@ -488,6 +504,34 @@ mod tests {
         // from the start, every event is new
         assert!(comes_after(at(0, 1), Position::default()));
         assert!(comes_after(at(1, 1), Position::default()));
+    }
+
+    fn run(attempt: u32, seq: u64, text: &str) -> BuildEvent {
+        BuildEvent {
+            kind: EventKind::Lines {
+                stage: "test".into(),
+                stream: LogStream::Stdout,
+                text: text.into(),
+            },
+            ..line(attempt, seq)
+        }
+    }
+
+    #[test]
+    fn a_run_the_client_has_part_of_goes_on_after_that_part() {
+        let event = run(2, 10, "a\nb\nc\n");
+        assert_eq!(numbers_in(&event), 3);
+        assert_eq!(new_part(event.clone(), at(2, 9)), Some(event.clone()));
+        assert_eq!(new_part(event.clone(), at(1, 90)), Some(event.clone()));
+        assert_eq!(new_part(event.clone(), at(2, 10)), Some(run(2, 11, "b\nc\n")));
+        assert_eq!(new_part(event.clone(), at(2, 11)), Some(run(2, 12, "c\n")));
+        assert_eq!(new_part(event.clone(), at(2, 12)), None);
+        assert_eq!(new_part(event, at(3, 1)), None);
+        // what follows a run starts after its last line
+        let mut sent = Sent::nothing(s(0));
+        sent.record(&run(2, 1, "a\nb\n"));
+        assert_eq!(sent.next_seq(), s(3));
+        assert_eq!(Gap::between(at(2, 2), at(2, 3)), None);
     }
 
     #[test]

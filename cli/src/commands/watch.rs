@@ -8,9 +8,10 @@ use crate::args::WatchArgs;
 use crate::client::{self, AdminTarget, CliError};
 use crate::exit::ExitStatus;
 use crate::render::Renderer;
-use ocelot_domain::events::Position;
+use ocelot_domain::events::{Position, run_line_count, run_slice};
 use ocelot_domain::ids::{Attempt, BuildId};
 use ocelot_proto::v1::BuildEvent;
+use ocelot_proto::v1::build_event::Kind;
 use resume::{Broken, Resume, Seen, broken, gave_up, not_connected, reconnect_delays};
 use tokio::time::Instant;
 
@@ -26,12 +27,39 @@ pub(crate) async fn run(admin: &AdminTarget, args: WatchArgs) -> Result<ExitStat
     .await
 }
 
-/// Where a received event stands in the build's log.
-fn position(event: &BuildEvent) -> Position {
+/// Where a received event ends in the build's log: its last line for a run of lines.
+fn last_position(event: &BuildEvent) -> Position {
+    let lines = match &event.kind {
+        Some(Kind::Lines(lines)) => run_line_count(&lines.text).saturating_sub(1),
+        _ => 0,
+    };
     Position {
         attempt: event.attempt.into(),
-        seq: event.seq.into(),
+        seq: event.seq.saturating_add(lines).into(),
     }
+}
+
+/// What of `event` is new after `last` (the last event shown): all of it, the lines of a
+/// run after `last`, or nothing (`None`).
+fn new_part(mut event: BuildEvent, last: Position) -> Option<BuildEvent> {
+    if last_position(&event) <= last {
+        return None;
+    }
+    let first = Position {
+        attempt: event.attempt.into(),
+        seq: event.seq.into(),
+    };
+    if first > last {
+        return Some(event);
+    }
+    // a run of lines that `last` falls in: its lines after `last`
+    let Some(Kind::Lines(lines)) = &mut event.kind else {
+        return None;
+    };
+    let (seq, text) = run_slice(&lines.text, event.seq, last.seq.get(), u64::MAX)?;
+    lines.text = text.to_string();
+    event.seq = seq;
+    Some(event)
 }
 
 /// Streams the build's events through a renderer; the exit status reports its result.
@@ -78,7 +106,11 @@ async fn follow_attempt(
                                 Ok(Some(event)) => {
                                     // a resumed stream starts after the last event shown;
                                     // never show a line twice
-                                    let Seen::New { reconnected } = resume.seen(position(&event))
+                                    let Some(event) = new_part(event, resume.last()) else {
+                                        continue;
+                                    };
+                                    let Seen::New { reconnected } =
+                                        resume.seen(last_position(&event))
                                     else {
                                         continue;
                                     };
@@ -126,5 +158,48 @@ async fn follow_attempt(
             return Err(gave_up(build_id, &reason));
         };
         tokio::time::sleep(delay).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ocelot_proto::v1::LogLines;
+
+    fn run(attempt: u32, seq: u64, text: &str) -> BuildEvent {
+        BuildEvent {
+            attempt,
+            seq,
+            at_ms: 0,
+            kind: Some(Kind::Lines(LogLines {
+                stage: "build".into(),
+                stream: 1,
+                text: text.into(),
+            })),
+        }
+    }
+
+    fn at(attempt: u32, seq: u64) -> Position {
+        Position {
+            attempt: attempt.into(),
+            seq: seq.into(),
+        }
+    }
+
+    #[test]
+    fn a_run_ends_at_its_last_line() {
+        assert_eq!(last_position(&run(1, 5, "a\nb\nc\n")), at(1, 7));
+        assert_eq!(last_position(&run(1, 5, "a\n")), at(1, 5));
+    }
+
+    #[test]
+    fn a_run_that_was_partly_shown_goes_on_after_the_last_line_shown() {
+        let event = run(1, 5, "a\nb\nc\n");
+        assert_eq!(new_part(event.clone(), at(1, 4)), Some(event.clone()));
+        assert_eq!(new_part(event.clone(), at(0, 9)), Some(event.clone()));
+        assert_eq!(new_part(event.clone(), at(1, 5)), Some(run(1, 6, "b\nc\n")));
+        assert_eq!(new_part(event.clone(), at(1, 6)), Some(run(1, 7, "c\n")));
+        assert_eq!(new_part(event.clone(), at(1, 7)), None);
+        assert_eq!(new_part(event, at(2, 1)), None);
     }
 }

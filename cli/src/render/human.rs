@@ -94,6 +94,19 @@ impl HumanRenderer {
                     None => print(),
                 }
             }
+            Kind::Lines(lines) => {
+                // the whole run in one write
+                let text = terminal::log_lines(&lines.text);
+                let print = || {
+                    let mut stdout = std::io::stdout().lock();
+                    let _ = stdout.write_all(text.as_bytes());
+                    let _ = stdout.flush();
+                };
+                match &self.spinner {
+                    Some(spinner) => spinner.suspend(print),
+                    None => print(),
+                }
+            }
             Kind::StageStarted(stage) => {
                 self.stop_spinner();
                 let name = terminal::plain(&stage.name).into_owned();

@@ -7,7 +7,7 @@ mod json;
 pub(crate) mod terminal;
 
 use ocelot_domain::BuildState;
-use ocelot_domain::events::LogDigest;
+use ocelot_domain::events::{LogDigest, run_line_count};
 use ocelot_domain::ids::{Attempt, BuildId, Seq};
 use ocelot_proto::v1 as pb;
 use pb::build_event::Kind;
@@ -66,8 +66,15 @@ impl IntegrityCheck {
             self.out_of_order += 1;
         }
         self.last_seq = seq;
-        if let Some(Kind::Line(line)) = &event.kind {
-            self.digest.add_line(&line.text);
+        match &event.kind {
+            Some(Kind::Line(line)) => self.digest.add_line(&line.text),
+            Some(Kind::Lines(lines)) => {
+                self.digest.add_run(&lines.text);
+                // the next event follows the run's last line
+                let more = run_line_count(&lines.text).saturating_sub(1);
+                self.last_seq = Seq::from(seq.get().saturating_add(more));
+            }
+            _ => {}
         }
     }
 

@@ -21,6 +21,20 @@ pub(crate) fn log_line(text: &str) -> Cow<'_, str> {
     neutralise(text, true)
 }
 
+/// A run of lines, each followed by `\n`, made safe line by line as [`log_line`] does;
+/// borrowed whole when no line needs it (a flood is printed as it came, in one write).
+pub(crate) fn log_lines(text: &str) -> Cow<'_, str> {
+    if !text.chars().any(|c| c != '\n' && is_control(c)) {
+        return Cow::Borrowed(text);
+    }
+    let mut safe = String::with_capacity(text.len());
+    for line in text.split_terminator('\n') {
+        safe.push_str(&log_line(line));
+        safe.push('\n');
+    }
+    Cow::Owned(safe)
+}
+
 /// `text` without any escape sequence or control character.
 pub(crate) fn plain(text: &str) -> Cow<'_, str> {
     neutralise(text, false)
@@ -178,6 +192,25 @@ mod tests {
             );
             assert_eq!(plain(input), *expected, "{what} (plain)");
         }
+    }
+
+    #[test]
+    fn a_run_of_lines_is_made_safe_line_by_line() {
+        assert!(matches!(log_lines("a\tb\nc\n\n"), Cow::Borrowed(_)));
+        let mut run = String::new();
+        let mut expected = String::new();
+        for (_, input, shown) in HOSTILE {
+            run.push_str(input);
+            run.push('\n');
+            expected.push_str(shown);
+            expected.push('\n');
+        }
+        assert_eq!(log_lines(&run), expected);
+        // a colour a line leaves open is reset at its end, not carried to the next
+        assert_eq!(
+            log_lines("\x1b[31mred\nplain\n"),
+            "\x1b[31mred\x1b[0m\nplain\n"
+        );
     }
 
     #[test]

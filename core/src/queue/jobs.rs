@@ -39,8 +39,9 @@ impl Bus {
     }
 
     /// The durable consumer shared by every worker of `tag`. A job not acknowledged (nor
-    /// marked in progress) within `ack_wait` is delivered again; the worker that creates the
-    /// consumer sets it, and a worker asking for another value is told so in its log.
+    /// marked in progress) within `ack_wait` is delivered again. A consumer made with
+    /// another ack wait (by an earlier release, or a worker with another `--job-ack-wait`)
+    /// is updated to `ack_wait`: the last worker to start sets it.
     pub async fn job_consumer(
         &self,
         tag: &str,
@@ -53,17 +54,15 @@ impl Bus {
             .await
             .map_err(|e| QueueError::Setup(e.to_string()))?;
         let name = format!("jobs-{tag}");
+        let config = pull::Config {
+            durable_name: Some(name.clone()),
+            filter_subject: format!("jobs.{tag}"),
+            ack_policy: jetstream::consumer::AckPolicy::Explicit,
+            ack_wait,
+            ..Default::default()
+        };
         let mut consumer: jetstream::consumer::Consumer<pull::Config> = stream
-            .get_or_create_consumer(
-                &name,
-                pull::Config {
-                    durable_name: Some(name.clone()),
-                    filter_subject: format!("jobs.{tag}"),
-                    ack_policy: jetstream::consumer::AckPolicy::Explicit,
-                    ack_wait,
-                    ..Default::default()
-                },
-            )
+            .get_or_create_consumer(&name, config.clone())
             .await
             .map_err(|e| QueueError::Setup(format!("consumer {name}: {e}")))?;
         let current = consumer
@@ -73,13 +72,17 @@ impl Bus {
             .config
             .ack_wait;
         if current != ack_wait {
-            tracing::warn!(consumer = %name, current = ?current, wanted = ?ack_wait,
-                "the job consumer keeps the ack wait it was created with");
+            tracing::info!(consumer = %name, was = ?current, now = ?ack_wait,
+                "updating the job consumer's ack wait (keep --job-ack-wait equal on every worker)");
+            consumer = stream
+                .update_consumer(config)
+                .await
+                .map_err(|e| QueueError::Setup(format!("updating consumer {name}: {e}")))?;
         }
         Ok(JobConsumer {
             tag: tag.to_string(),
             consumer,
-            ack_wait: current,
+            ack_wait,
         })
     }
 }
@@ -89,7 +92,7 @@ impl Bus {
 pub struct JobConsumer {
     tag: String,
     consumer: jetstream::consumer::Consumer<pull::Config>,
-    /// The consumer's ack wait (set by whoever created it).
+    /// The consumer's ack wait: the lease of each job it delivers.
     ack_wait: Duration,
 }
 
@@ -149,11 +152,14 @@ impl JobMessage {
         self.message.info().map(|info| info.delivered).unwrap_or(1)
     }
 
-    /// Tells JetStream the job is still being worked on (resets its ack-wait).
-    pub async fn in_progress(&self) -> Result<(), QueueError> {
-        self.message
-            .ack_with(AckKind::Progress)
+    /// Tells JetStream the job is still being worked on (resets its ack-wait) and waits up
+    /// to `wait` for the server to confirm it got the renewal.
+    pub async fn in_progress(&self, wait: Duration) -> Result<(), QueueError> {
+        tokio::time::timeout(wait, self.message.double_ack_with(AckKind::Progress))
             .await
+            .map_err(|_| {
+                QueueError::Consume(format!("no answer to an in-progress ack within {wait:?}"))
+            })?
             .map_err(|e| QueueError::Consume(e.to_string()))
     }
 

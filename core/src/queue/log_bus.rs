@@ -1,11 +1,14 @@
-//! The log bus: every event of a build goes to `logs.<build id>`; a watcher replays the
-//! subject from its first event with an ordered consumer, then follows it live.
+//! The log bus: every event of a build goes to `logs.<build id>`, several in one message (a
+//! JSON array, in order: a flood costs per batch, not per line); a watcher replays the
+//! subject from its first message with an ordered consumer, then follows it live, one event
+//! at a time.
 
 use super::{Bus, LOGS_STREAM, QueueError};
 use crate::events::BuildEvent;
 use crate::ids::BuildId;
 use async_nats::jetstream::{self, consumer};
 use futures::StreamExt;
+use std::collections::VecDeque;
 
 impl Bus {
     /// Publishes one event; the returned future resolves when JetStream stored it.
@@ -13,9 +16,20 @@ impl Bus {
         &self,
         event: &BuildEvent,
     ) -> Result<jetstream::context::PublishAckFuture, QueueError> {
-        let payload = serde_json::to_vec(event).map_err(|e| QueueError::Publish(e.to_string()))?;
+        self.publish_events(event.build_id, std::slice::from_ref(event))
+            .await
+    }
+
+    /// Publishes events of `build_id`, in order, as one message; the returned future
+    /// resolves when JetStream stored it.
+    pub async fn publish_events(
+        &self,
+        build_id: BuildId,
+        events: &[BuildEvent],
+    ) -> Result<jetstream::context::PublishAckFuture, QueueError> {
+        let payload = serde_json::to_vec(events).map_err(|e| QueueError::Publish(e.to_string()))?;
         self.jetstream
-            .publish(format!("logs.{}", event.build_id), payload.into())
+            .publish(format!("logs.{build_id}"), payload.into())
             .await
             .map_err(|e| QueueError::Publish(e.to_string()))
     }
@@ -42,13 +56,18 @@ impl Bus {
             .messages()
             .await
             .map_err(|e| QueueError::Consume(e.to_string()))?;
-        Ok(EventSubscription { messages })
+        Ok(EventSubscription {
+            messages,
+            pending: VecDeque::new(),
+        })
     }
 }
 
 /// A replaying, then live, view of one build's events.
 pub struct EventSubscription {
     messages: consumer::pull::Ordered,
+    /// The rest of the last message's events.
+    pending: VecDeque<BuildEvent>,
 }
 
 impl std::fmt::Debug for EventSubscription {
@@ -58,19 +77,26 @@ impl std::fmt::Debug for EventSubscription {
 }
 
 impl EventSubscription {
-    /// The next event; `None` when the subscription ended.
+    /// The next event; `None` when the subscription ended. Cancel-safe: an event taken
+    /// from a message is kept until it is returned.
     pub async fn next(&mut self) -> Option<Result<BuildEvent, QueueError>> {
-        let message = match self.messages.next().await? {
-            Ok(message) => message,
-            Err(e) => return Some(Err(QueueError::Consume(e.to_string()))),
-        };
-        Some(
-            serde_json::from_slice::<BuildEvent>(&message.payload).map_err(|e| {
-                QueueError::Malformed {
-                    subject: message.subject.to_string(),
-                    message: e.to_string(),
+        loop {
+            if let Some(event) = self.pending.pop_front() {
+                return Some(Ok(event));
+            }
+            let message = match self.messages.next().await? {
+                Ok(message) => message,
+                Err(e) => return Some(Err(QueueError::Consume(e.to_string()))),
+            };
+            match serde_json::from_slice::<Vec<BuildEvent>>(&message.payload) {
+                Ok(events) => self.pending.extend(events),
+                Err(e) => {
+                    return Some(Err(QueueError::Malformed {
+                        subject: message.subject.to_string(),
+                        message: e.to_string(),
+                    }));
                 }
-            }),
-        )
+            }
+        }
     }
 }

@@ -26,8 +26,14 @@ pub const JOBS_STREAM: &str = "OCELOT_JOBS";
 pub const LOGS_STREAM: &str = "OCELOT_LOGS";
 /// The tag of jobs whose `ocelot.yml` names no `machineTag`.
 pub const DEFAULT_TAG: &str = "default";
-/// How long a job stays with a worker that sends no sign of life before it is delivered again.
-pub const DEFAULT_JOB_ACK_WAIT: Duration = Duration::from_secs(60);
+/// How long a job stays with a worker that sends no sign of life before it is delivered again:
+/// the job's lease. A running build renews it every [`PROGRESS_EVERY`] at most, so a dead
+/// worker's builds go to another worker within this long of its death.
+pub const DEFAULT_JOB_ACK_WAIT: Duration = Duration::from_secs(10);
+/// The longest a running build's worker waits between two renewals of its job's lease
+/// (in-progress acks): short next to any ack wait, so that one lost renewal (a NATS
+/// reconnect) never costs a live worker its build.
+pub const PROGRESS_EVERY: Duration = Duration::from_secs(2);
 
 /// What went wrong talking to NATS.
 #[derive(Debug, thiserror::Error)]

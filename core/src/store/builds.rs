@@ -137,6 +137,22 @@ pub enum ClaimOutcome {
     HeldByAnother(Build),
 }
 
+/// The attempt a claim replaced, when the build was running: it ends without a result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Superseded {
+    pub attempt: Attempt,
+    /// The worker that ran it and went silent (its job's lease ran out); `None` when that
+    /// worker handed the build back itself (a shutdown).
+    pub lost_worker: Option<String>,
+}
+
+/// A claim's outcome, with the attempt it replaced (a take-over).
+#[derive(Debug)]
+pub struct Claim {
+    pub outcome: ClaimOutcome,
+    pub superseded: Option<Superseded>,
+}
+
 impl Store {
     /// Inserts a build with the next number of its repository, unless a build with the same
     /// dedupe key exists: then that one is returned with `created: false`.
@@ -325,30 +341,65 @@ impl Store {
         max_attempts: i32,
         take_over_running: bool,
     ) -> Result<ClaimOutcome, StoreError> {
+        self.claim(build_id, worker, max_attempts, take_over_running)
+            .await
+            .map(|claim| claim.outcome)
+    }
+
+    /// [`Store::claim_build`], also telling which attempt a take-over replaced and whether
+    /// its worker was lost.
+    pub async fn claim(
+        &self,
+        build_id: BuildId,
+        worker: &str,
+        max_attempts: i32,
+        take_over_running: bool,
+    ) -> Result<Claim, StoreError> {
         let what = format!("build {build_id}");
         let claim = state_change(&what, BuildTransition::Claim { take_over_running })?;
         let exhaust = state_change(&what, BuildTransition::ExhaustAttempts)?;
         let id = build_id.to_db();
         let client = self.client().await?;
+        // the row as it was before the claim (locked first, so it is the one updated)
         let claimed = client
             .query_opt(
-                "UPDATE builds SET state = $5, attempt = attempt + 1, worker_id = $2,
+                "UPDATE builds b SET state = $5, attempt = b.attempt + 1, worker_id = $2,
                         started_at = now(), job_published = true
-                 WHERE id = $1 AND state = ANY($4)
-                   AND attempt - handed_back < $3
-                 RETURNING id",
+                 FROM (SELECT id, state AS was_state, attempt AS was_attempt,
+                              worker_id AS was_worker
+                         FROM builds WHERE id = $1 FOR UPDATE) was
+                 WHERE b.id = was.id AND b.state = ANY($4)
+                   AND b.attempt - b.handed_back < $3
+                 RETURNING was.was_state, was.was_attempt, was.was_worker",
                 &[&id, &worker, &max_attempts, &claim.from, &claim.to],
             )
             .await?;
-        if claimed.is_some() {
-            return Ok(ClaimOutcome::Claimed(build_with(&client, build_id).await?));
+        if let Some(was) = claimed {
+            let superseded = if was.get::<_, String>(0) == BuildState::Running.as_str() {
+                Some(Superseded {
+                    attempt: Attempt::from_db(was.get(1))?,
+                    lost_worker: was.get(2),
+                })
+            } else {
+                None
+            };
+            return Ok(Claim {
+                outcome: ClaimOutcome::Claimed(build_with(&client, build_id).await?),
+                superseded,
+            });
         }
         let build = build_with(&client, build_id).await?;
+        let done = |outcome| {
+            Ok(Claim {
+                outcome,
+                superseded: None,
+            })
+        };
         if build.state.is_final() {
-            return Ok(ClaimOutcome::AlreadyFinal(build));
+            return done(ClaimOutcome::AlreadyFinal(build));
         }
         if build.state == BuildState::Running && !take_over_running {
-            return Ok(ClaimOutcome::HeldByAnother(build));
+            return done(ClaimOutcome::HeldByAnother(build));
         }
         let lost: i32 = client
             .query_one(
@@ -366,20 +417,22 @@ impl Store {
                 &[&id, &reason, &exhaust.to, &exhaust.from],
             )
             .await?;
-        Ok(ClaimOutcome::AttemptsExhausted(
+        done(ClaimOutcome::AttemptsExhausted(
             build_with(&client, build_id).await?,
         ))
     }
 
     /// Records that `attempt` was handed back by a worker shutting down, so that it does not
     /// count against the attempt limit; false when the attempt no longer owns the build.
+    /// No worker holds the build until the next claim (its worker is cleared), which tells
+    /// that claim the attempt was handed back, not lost.
     pub async fn hand_back(&self, build_id: BuildId, attempt: Attempt) -> Result<bool, StoreError> {
         let client = self.client().await?;
         let build_id = build_id.to_db();
         let attempt = attempt.to_db();
         let updated = client
             .execute(
-                "UPDATE builds SET handed_back = handed_back + 1
+                "UPDATE builds SET handed_back = handed_back + 1, worker_id = NULL
                  WHERE id = $1 AND attempt = $2 AND state = 'running'",
                 &[&build_id, &attempt],
             )

@@ -15,7 +15,7 @@ pub struct NewDelivery<'a> {
     pub repo_id: RepoId,
     pub event: &'a str,
     /// What to queue, as the hookhandler understood it.
-    pub request: serde_json::Value,
+    pub request: &'a serde_json::Value,
 }
 
 /// Whether a delivery was new.
@@ -63,36 +63,77 @@ const COLUMNS: &str =
     "provider, delivery_id, repo_id, event, request, attempts, state, build_id, error";
 
 impl Store {
+    /// Records one delivery (see [`Store::record_deliveries`]).
     pub async fn record_delivery(
         &self,
         delivery: &NewDelivery<'_>,
     ) -> Result<Recorded, StoreError> {
+        let mut recorded = self
+            .record_deliveries(std::slice::from_ref(delivery))
+            .await?;
+        recorded
+            .pop()
+            .ok_or_else(|| StoreError::Corrupt("no answer for the recorded delivery".into()))
+    }
+
+    /// Records `deliveries` in one statement, so in one transaction and one commit (a group
+    /// commit: all are recorded, or none and the error is returned), and says for each, in
+    /// their order, whether it was new. A delivery that failed for good may be delivered
+    /// again by its host: then it is queued again; any other repeat changes nothing (a
+    /// delivery id repeated within `deliveries` is recorded by its first occurrence).
+    pub async fn record_deliveries(
+        &self,
+        deliveries: &[NewDelivery<'_>],
+    ) -> Result<Vec<Recorded>, StoreError> {
+        if deliveries.is_empty() {
+            return Ok(Vec::new());
+        }
+        // each key once (a row may not be changed twice by one statement), in key order (two
+        // groups committing at once lock their rows in the same order: no deadlock)
+        let mut first_of_key = std::collections::BTreeMap::new();
+        for (index, delivery) in deliveries.iter().enumerate() {
+            first_of_key
+                .entry((delivery.provider, delivery.delivery_id))
+                .or_insert(index);
+        }
+        let unique: Vec<&NewDelivery<'_>> =
+            first_of_key.values().map(|&index| &deliveries[index]).collect();
+        let providers: Vec<&str> = unique.iter().map(|d| d.provider).collect();
+        let ids: Vec<&str> = unique.iter().map(|d| d.delivery_id).collect();
+        let repo_ids: Vec<i64> = unique.iter().map(|d| d.repo_id.to_db()).collect();
+        let events: Vec<&str> = unique.iter().map(|d| d.event).collect();
+        let requests: Vec<&serde_json::Value> = unique.iter().map(|d| d.request).collect();
         let client = self.client().await?;
-        // a delivery that failed for good may be delivered again by its host: then it is
-        // queued again; any other repeat changes nothing
-        let row = client
-            .query_opt(
+        let rows = client
+            .query(
                 "INSERT INTO webhook_deliveries (provider, delivery_id, repo_id, event, request)
-                 VALUES ($1, $2, $3, $4, $5)
+                 SELECT * FROM unnest($1::TEXT[], $2::TEXT[], $3::BIGINT[], $4::TEXT[], $5::JSONB[])
                  ON CONFLICT (provider, delivery_id) DO UPDATE
                      SET state = 'pending', attempts = 0, not_before = now(), error = NULL,
                          request = EXCLUDED.request
                      WHERE webhook_deliveries.state = 'failed'
-                 RETURNING (xmax = 0) AS inserted",
-                &[
-                    &delivery.provider,
-                    &delivery.delivery_id,
-                    &delivery.repo_id.to_db(),
-                    &delivery.event,
-                    &delivery.request,
-                ],
+                 RETURNING provider, delivery_id, (xmax = 0) AS inserted",
+                &[&providers, &ids, &repo_ids, &events, &requests],
             )
             .await?;
-        Ok(match row.map(|row| row.get::<_, bool>("inserted")) {
-            Some(true) => Recorded::New,
-            Some(false) => Recorded::Requeued,
-            None => Recorded::Duplicate,
-        })
+        let mut changed = std::collections::HashMap::with_capacity(rows.len());
+        for row in &rows {
+            let key: (String, String) = (row.try_get("provider")?, row.try_get("delivery_id")?);
+            changed.insert(key, row.try_get::<_, bool>("inserted")?);
+        }
+        Ok(deliveries
+            .iter()
+            .enumerate()
+            .map(|(index, delivery)| {
+                let first = first_of_key.get(&(delivery.provider, delivery.delivery_id));
+                let key = (delivery.provider.to_string(), delivery.delivery_id.to_string());
+                match changed.get(&key) {
+                    Some(true) if first == Some(&index) => Recorded::New,
+                    Some(false) if first == Some(&index) => Recorded::Requeued,
+                    _ => Recorded::Duplicate,
+                }
+            })
+            .collect())
     }
 
     /// Claims the oldest delivery that is due (or whose claim expired after `lease`).

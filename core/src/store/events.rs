@@ -1,5 +1,7 @@
 //! The `build_events` table: every event of an attempt as the bus carries it (its kind and
-//! its JSON payload), in sequence order. The `stages` rows follow from the stage events, in
+//! its JSON payload), in sequence order. A run of lines (`lines`) is one row keyed by its
+//! first line's seq: a flood is written per run, not per line; a read that starts or ends
+//! inside a run gets the run cut there. The `stages` rows follow from the stage events, in
 //! the same transaction, so the two never disagree. Every write is fenced by the attempt.
 
 use super::builds::state_change;
@@ -98,8 +100,9 @@ impl Store {
         Ok(Appended::Stored)
     }
 
-    /// Up to `limit` events of `attempt` with `after < seq < before`, in order: one page of
-    /// a replay.
+    /// Events of `attempt` with `after < seq < before`, in order, from up to `limit` rows
+    /// past `after` (and the run `after` falls in): one page of a replay. A run of lines
+    /// that `after` or `before` falls in is cut there.
     pub async fn events(
         &self,
         build_id: BuildId,
@@ -109,18 +112,35 @@ impl Store {
         limit: i64,
     ) -> Result<Vec<BuildEvent>, StoreError> {
         let client = self.client().await?;
-        let (after, before) = (after.to_db(), before.to_db());
+        let (after_db, before_db) = (after.to_db(), before.to_db());
+        // the row at or before `after` too: a run of lines it falls in goes on past it
         let rows = client
             .query(
-                "SELECT seq, payload::text AS payload, at FROM build_events
-                 WHERE build_id = $1 AND attempt = $2 AND seq > $3 AND seq < $4
-                 ORDER BY seq LIMIT $5",
-                &[&build_id.to_db(), &attempt.to_db(), &after, &before, &limit],
+                "SELECT seq, payload, at FROM (
+                     (SELECT seq, payload::text AS payload, at FROM build_events
+                      WHERE build_id = $1 AND attempt = $2 AND seq <= $3
+                      ORDER BY seq DESC LIMIT 1)
+                     UNION ALL
+                     (SELECT seq, payload::text AS payload, at FROM build_events
+                      WHERE build_id = $1 AND attempt = $2 AND seq > $3 AND seq < $4
+                      ORDER BY seq LIMIT $5)
+                 ) page ORDER BY seq",
+                &[
+                    &build_id.to_db(),
+                    &attempt.to_db(),
+                    &after_db,
+                    &before_db,
+                    &limit,
+                ],
             )
             .await?;
-        rows.iter()
-            .map(|row| event_from_row(build_id, attempt, row))
-            .collect()
+        let mut events = Vec::with_capacity(rows.len());
+        for row in &rows {
+            if let Some(event) = event_from_row(build_id, attempt, row)?.between(after, before) {
+                events.push(event);
+            }
+        }
+        Ok(events)
     }
 
     /// Every stored line of `attempt`, in order.
@@ -133,26 +153,44 @@ impl Store {
         let rows = client
             .query(
                 "SELECT seq, payload::text AS payload, at FROM build_events
-                 WHERE build_id = $1 AND attempt = $2 AND kind = 'line' ORDER BY seq",
+                 WHERE build_id = $1 AND attempt = $2 AND kind IN ('line', 'lines') ORDER BY seq",
                 &[&build_id.to_db(), &attempt.to_db()],
             )
             .await?;
         let mut lines = Vec::with_capacity(rows.len());
         for row in &rows {
             let event = event_from_row(build_id, attempt, row)?;
-            if let EventKind::Line {
-                stage,
-                stream,
-                text,
-            } = event.kind
-            {
-                lines.push(StoredLine {
+            let at = from_unix_ms(event.at_ms);
+            match event.kind {
+                EventKind::Line {
+                    stage,
+                    stream,
+                    text,
+                } => lines.push(StoredLine {
                     seq: event.seq,
                     stage,
                     stream,
                     text,
-                    at: from_unix_ms(event.at_ms),
-                });
+                    at,
+                }),
+                EventKind::Lines {
+                    stage,
+                    stream,
+                    text,
+                } => {
+                    let mut seq = event.seq;
+                    for text in text.split_terminator('\n') {
+                        lines.push(StoredLine {
+                            seq,
+                            stage: stage.clone(),
+                            stream,
+                            text: text.to_string(),
+                            at,
+                        });
+                        seq = seq.next();
+                    }
+                }
+                _ => {}
             }
         }
         Ok(lines)

@@ -16,7 +16,7 @@ pub mod tls;
 mod webhook_secrets;
 
 pub use api_tokens::ApiToken;
-pub use builds::{BuildFilter, ClaimOutcome, Inserted, NewBuild};
+pub use builds::{BuildFilter, Claim, ClaimOutcome, Inserted, NewBuild, Superseded};
 pub use credentials::StoredCredential;
 pub use deliveries::{Delivery, NewDelivery, Recorded};
 pub use error::{StoreError, retrying};

@@ -260,6 +260,22 @@ async fn a_build_cannot_reach_another_builds_container_and_its_box_is_limited() 
     wait_cleaned_up(&cluster, &docker, a.id).await;
 }
 
+/// Creates and removes Docker networks until `stop`.
+async fn churn_networks(stop: tokio_util::sync::CancellationToken) {
+    let name = format!(
+        "ocelot-churn-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    );
+    while !stop.is_cancelled() {
+        for verb in ["create", "rm"] {
+            let _ = tokio::process::Command::new("docker")
+                .args(["network", verb, &name])
+                .output()
+                .await;
+        }
+    }
+}
+
 /// While A runs: its box is checked, build B fails to reach A's listener, then A is told
 /// to end.
 async fn probe_from_another_build(cluster: &Cluster, docker: &Docker, a: BuildId) {
@@ -301,14 +317,21 @@ async fn probe_from_another_build(cluster: &Cluster, docker: &Docker, a: BuildId
 stages:
   - name: intrude
     script:
-      - 'if nc -w 3 {a_ip} 8080 </dev/null | grep answer-from-a; then echo REACHED-A; else echo a-unreachable; fi'
+      - 'for i in 1 2 3 4 5 6; do if nc -w 1 {a_ip} 8080 </dev/null | grep answer-from-a; then echo REACHED-A; fi; done; echo a-unreachable'
       - echo all steps done
 "#
         ),
         &[],
     )
     .await;
+    // while B tries, networks come and go on the Docker host (other builds' and warm
+    // containers' do at any moment): Docker unhooks its own isolation rules for a moment
+    // each time, which must not open a way from B to A
+    let churning = tokio_util::sync::CancellationToken::new();
+    let churn = tokio::spawn(churn_networks(churning.clone()));
     let intruder = build(cluster, "intruder").await;
+    churning.cancel();
+    churn.await.unwrap();
     assert_eq!(intruder.code, 0, "{}", intruder.both());
     assert!(
         intruder.stdout.contains("a-unreachable"),

@@ -1,6 +1,7 @@
 //! What a build is told and given, as pure functions: its environment variables, the lines
 //! and reasons the log and the build row carry.
 
+use ocelot_core::ids::Attempt;
 use ocelot_core::model::Build;
 use ocelot_core::pipeline::PipelineErrors;
 use std::time::Duration;
@@ -47,6 +48,18 @@ pub(crate) fn banner(build: &Build, worker_id: &str) -> String {
         build.repo_name,
         short(&build.commit),
         build.branch,
+    )
+}
+
+/// The first line of an attempt that took over the build of a worker that went silent.
+pub(crate) fn worker_lost(
+    lost_worker: &str,
+    lost_attempt: Attempt,
+    attempt: Attempt,
+    worker_id: &str,
+) -> String {
+    format!(
+        "worker {lost_worker} lost (attempt {lost_attempt} gave no sign of life within its job's ack wait); retrying as attempt {attempt} on worker {worker_id}"
     )
 }
 
@@ -170,6 +183,14 @@ mod tests {
         assert_eq!(
             banner(&build(), "ci-1"),
             "build 42 #7 of shop at 0123456 (main) on worker ci-1"
+        );
+    }
+
+    #[test]
+    fn a_take_over_names_the_lost_worker_and_the_new_attempt() {
+        assert_eq!(
+            worker_lost("w1", Attempt::FIRST, Attempt::from(2), "w2"),
+            "worker w1 lost (attempt 1 gave no sign of life within its job's ack wait); retrying as attempt 2 on worker w2"
         );
     }
 

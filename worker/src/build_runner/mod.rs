@@ -15,7 +15,7 @@ use ocelot_core::build_state::BuildState;
 use ocelot_core::events::EventKind;
 use ocelot_core::ids::BuildId;
 use ocelot_core::model::Build;
-use ocelot_core::store::{ClaimOutcome, StoreError, retrying};
+use ocelot_core::store::{ClaimOutcome, StoreError, Superseded, retrying};
 use prepare::{Setup, SetupFailure};
 use stages::StageInputs;
 use std::time::Instant;
@@ -66,16 +66,17 @@ pub(crate) async fn run_build(
     build_id: BuildId,
     redelivered: bool,
 ) -> JobDisposition {
-    let claimed = match context
+    let claim = context
         .store
-        .claim_build(
+        .claim(
             build_id,
             &context.worker_id,
             context.max_attempts,
             redelivered,
         )
-        .await
-    {
+        .await;
+    let superseded = claim.as_ref().ok().and_then(|c| c.superseded.clone());
+    let claimed = match claim.map(|c| c.outcome) {
         Ok(ClaimOutcome::Claimed(build)) => build,
         Ok(ClaimOutcome::AlreadyFinal(build)) => {
             tracing::info!(build_id = build_id.get(), state = %build.state, "build already final: job dropped");
@@ -107,10 +108,16 @@ pub(crate) async fn run_build(
         build_id = build_id.get(),
         attempt = claimed.attempt.get()
     );
-    run_claimed(context, &claimed).instrument(span).await
+    run_claimed(context, &claimed, superseded)
+        .instrument(span)
+        .await
 }
 
-async fn run_claimed(context: &WorkerContext, build: &Build) -> JobDisposition {
+async fn run_claimed(
+    context: &WorkerContext,
+    build: &Build,
+    superseded: Option<Superseded>,
+) -> JobDisposition {
     tracing::info!(repo = %build.repo_name, commit = %build.commit, "build claimed");
     let started = Instant::now();
     let mut log = AttemptLog::new(
@@ -121,6 +128,19 @@ async fn run_claimed(context: &WorkerContext, build: &Build) -> JobDisposition {
         crate::log_limit::LogLimit::new(context.max_log_bytes, context.max_log_lines),
         context.store_outage_budget,
     );
+    // watchers learn of a lost worker the moment its build is taken over
+    if let Some(Superseded {
+        attempt,
+        lost_worker: Some(worker),
+    }) = &superseded
+    {
+        tracing::warn!(lost_worker = %worker, lost_attempt = attempt.get(), "took over the build of a lost worker");
+        log.system(
+            SETUP_STAGE,
+            messages::worker_lost(worker, *attempt, build.attempt, &context.worker_id),
+        )
+        .await;
+    }
     let verdict = match attempt(context, build, &mut log).await {
         Outcome::Final(verdict) => verdict,
         Outcome::HandedBack => {

@@ -109,6 +109,11 @@ impl<D: Iterator<Item = Duration>> Resume<D> {
         }
     }
 
+    /// The last event shown (`(0, 0)`: none yet).
+    pub(super) fn last(&self) -> Position {
+        self.last
+    }
+
     /// Takes in an event at `position`: new ones end any outage.
     pub(super) fn seen(&mut self, position: Position) -> Seen {
         if position <= self.last {

@@ -1,10 +1,13 @@
-//! Whether builds may reach the worker host's own addresses (its Postgres, NATS, SSH, ...).
-//! With `deny`, the worker makes sure, when it starts, that the Docker host's firewall drops
-//! what build bridges send to the host itself: `iptables -I INPUT -i ocb+ -j DROP` and the
-//! same with `ip6tables` (idempotent: checked with `-C` first). Traffic through the host to
-//! other machines (package registries) is forwarded, not delivered to the host, and still
-//! flows. The rule matches by interface name, so build bridges of `allow` workers get another
-//! prefix (`oca`), which no rule matches.
+//! Whether builds may reach the worker host's own addresses (its Postgres, NATS, SSH, ...),
+//! and builds kept apart. With `deny`, the worker makes sure, when it starts, that the Docker
+//! host's firewall drops what build bridges send to the host itself (`iptables -I INPUT -i
+//! ocb+ -j DROP`) and what one build bridge sends to another (in `mangle FORWARD`: Docker's
+//! own isolation rules are unhooked for a moment whenever it creates a network), with
+//! `iptables` and `ip6tables` (idempotent: checked with `-C` first). Traffic through the host
+//! to other machines (package registries) is forwarded between a build bridge and the host's
+//! uplink and still flows. The rules match by interface name, so build bridges of `allow`
+//! workers get another prefix (`oca`), which the `INPUT` rule does not match; an `allow`
+//! worker installs the isolation rules only, if it can.
 
 use std::process::Command;
 
@@ -37,33 +40,88 @@ impl HostAccess {
     }
 }
 
-/// The rule's arguments after `-C`/`-I` and the chain.
-fn rule() -> [String; 4] {
-    [
-        "-i".to_string(),
-        format!("{DENIED_BRIDGE_PREFIX}+"),
-        "-j".to_string(),
-        "DROP".to_string(),
-    ]
+/// One firewall rule: its table, chain and match and target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Rule {
+    table: &'static str,
+    chain: &'static str,
+    spec: Vec<String>,
+}
+
+impl Rule {
+    /// The arguments of `program VERB ...` for this rule (`-C` checks, `-I` inserts first).
+    fn args(&self, verb: &str) -> Vec<String> {
+        let mut args = vec![verb.to_string(), self.chain.to_string()];
+        if verb == "-I" {
+            args.push("1".to_string());
+        }
+        if self.table != "filter" {
+            args.extend(["-t".to_string(), self.table.to_string()]);
+        }
+        args.extend(self.spec.iter().cloned());
+        args
+    }
+
+    /// How an operator types it: `-I CHAIN [-t TABLE] SPEC` (no position).
+    fn command(&self, program: &str) -> String {
+        let mut words = self.args("-I");
+        words.remove(2);
+        format!("{program} {}", words.join(" "))
+    }
+}
+
+fn words(text: &str) -> Vec<String> {
+    text.split_whitespace().map(str::to_string).collect()
+}
+
+/// The rules `deny` installs (and `external` leaves to the operator):
+/// * nothing a build bridge sends to the host itself is delivered (`INPUT`);
+/// * nothing is routed from one build bridge to another (`mangle FORWARD`, which Docker never
+///   rewrites: its own isolation chains in `filter FORWARD` are briefly unhooked whenever
+///   Docker creates a network, and another build's network is created at any moment). Traffic
+///   within one bridge (`--physdev-is-bridged`) is not routed and not matched.
+fn rules() -> Vec<Rule> {
+    let mut rules = vec![Rule {
+        table: "filter",
+        chain: "INPUT",
+        spec: words(&format!("-i {DENIED_BRIDGE_PREFIX}+ -j DROP")),
+    }];
+    rules.extend(isolation_rules());
+    rules
+}
+
+/// The rules that keep build bridges apart (every mode wants them).
+fn isolation_rules() -> Vec<Rule> {
+    let mut rules = Vec::new();
+    for from in [DENIED_BRIDGE_PREFIX, ALLOWED_BRIDGE_PREFIX] {
+        for to in [DENIED_BRIDGE_PREFIX, ALLOWED_BRIDGE_PREFIX] {
+            rules.push(Rule {
+                table: "mangle",
+                chain: "FORWARD",
+                spec: words(&format!(
+                    "-i {from}+ -o {to}+ -m physdev ! --physdev-is-bridged -j DROP"
+                )),
+            });
+        }
+    }
+    rules
 }
 
 /// The commands an operator runs on the Docker host for `external` (and what `deny` does).
-pub fn rule_commands() -> [String; 2] {
-    let rule = rule().join(" ");
-    [
-        format!("iptables -I INPUT {rule}"),
-        format!("ip6tables -I INPUT {rule}"),
-    ]
+pub fn rule_commands() -> Vec<String> {
+    let rules = rules();
+    ["iptables", "ip6tables"]
+        .iter()
+        .flat_map(|program| rules.iter().map(move |rule| rule.command(program)))
+        .collect()
 }
 
 #[derive(Debug, thiserror::Error)]
 #[error(
-    "cannot make sure builds cannot reach this host: `{command}` failed: {reason}. Run the \
-     worker as root (or with CAP_NET_ADMIN) on the Docker host; or install the rule yourself \
-     (`{}` and `{}`) and start the worker with `--build-host-access external`; or let builds \
-     reach this host's addresses with `--build-host-access allow`",
-    rule_commands()[0],
-    rule_commands()[1]
+    "cannot make sure builds cannot reach this host nor each other: `{command}` failed: \
+     {reason}. Run the worker as root (or with CAP_NET_ADMIN) on the Docker host; or install \
+     the rules yourself ({}) and start the worker with `--build-host-access external`",
+    rule_commands().iter().map(|c| format!("`{c}`")).collect::<Vec<_>>().join(", ")
 )]
 pub(crate) struct FirewallError {
     command: String,
@@ -95,23 +153,20 @@ fn run(program: &str, args: &[String]) -> Result<bool, FirewallError> {
     }
 }
 
-/// Installs the rule with `program` (`iptables` or `ip6tables`) unless it is there.
-fn ensure_with(program: &str) -> Result<(), FirewallError> {
+/// Installs `rules` with `program` (`iptables` or `ip6tables`) unless they are there.
+fn ensure_with(program: &str, rules: &[Rule]) -> Result<(), FirewallError> {
     let wait = ["-w".to_string(), "10".to_string()];
-    let mut check = vec!["-C".to_string(), "INPUT".to_string()];
-    check.extend(rule());
-    check.extend(wait.clone());
-    if run(program, &check)? {
-        return Ok(());
+    for rule in rules {
+        let mut check = rule.args("-C");
+        check.extend(wait.clone());
+        if run(program, &check)? {
+            continue;
+        }
+        let mut insert = rule.args("-I");
+        insert.extend(wait.clone());
+        run(program, &insert)?;
+        tracing::info!(program, rule = %rule.command(program), "installed a firewall rule that keeps builds off this host and apart");
     }
-    let mut insert = vec!["-I".to_string(), "INPUT".to_string(), "1".to_string()];
-    insert.extend(rule());
-    insert.extend(wait);
-    run(program, &insert)?;
-    tracing::info!(
-        program,
-        "installed the firewall rule that keeps builds off this host"
-    );
     Ok(())
 }
 
@@ -131,6 +186,12 @@ pub(crate) fn ensure(access: HostAccess) -> Result<(), FirewallError> {
             tracing::warn!(
                 "builds may reach this host's own addresses (--build-host-access allow)"
             );
+            let _guard = ONE_AT_A_TIME
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if let Err(error) = ensure_with("iptables", &isolation_rules()) {
+                tracing::warn!(%error, "builds are kept apart by Docker's own rules only");
+            }
             Ok(())
         }
         HostAccess::External => {
@@ -144,9 +205,9 @@ pub(crate) fn ensure(access: HostAccess) -> Result<(), FirewallError> {
             let _guard = ONE_AT_A_TIME
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            ensure_with("iptables")?;
+            ensure_with("iptables", &rules())?;
             if has_ipv6() {
-                ensure_with("ip6tables")?;
+                ensure_with("ip6tables", &rules())?;
             }
             Ok(())
         }
@@ -162,12 +223,21 @@ mod tests {
         assert_eq!(HostAccess::Deny.bridge_prefix(), "ocb");
         assert_eq!(HostAccess::External.bridge_prefix(), "ocb");
         assert_eq!(HostAccess::Allow.bridge_prefix(), "oca");
+        let commands = rule_commands();
+        assert_eq!(commands.len(), 10);
+        assert_eq!(commands[0], "iptables -I INPUT -i ocb+ -j DROP");
         assert_eq!(
-            rule_commands(),
-            [
-                "iptables -I INPUT -i ocb+ -j DROP",
-                "ip6tables -I INPUT -i ocb+ -j DROP"
-            ]
+            commands[1],
+            "iptables -I FORWARD -t mangle -i ocb+ -o ocb+ -m physdev ! --physdev-is-bridged -j DROP"
+        );
+        assert!(commands.contains(
+            &"iptables -I FORWARD -t mangle -i ocb+ -o oca+ -m physdev ! --physdev-is-bridged -j DROP"
+                .to_string()
+        ));
+        assert_eq!(commands[5], "ip6tables -I INPUT -i ocb+ -j DROP");
+        assert_eq!(
+            rules()[0].args("-I"),
+            ["-I", "INPUT", "1", "-i", "ocb+", "-j", "DROP"]
         );
     }
 }
