@@ -626,6 +626,26 @@ impl Cluster {
             .await?)
     }
 
+    /// Waits (up to 30 s) until no container of `build_id` is left: a finished build's
+    /// container is removed right after its result is recorded. Panics if one stays.
+    pub async fn wait_containers_gone(&self, build_id: BuildId) {
+        let gone = crate::wait_until(
+            &format!("build {build_id}'s container to be removed"),
+            Duration::from_secs(30),
+            || async {
+                self.containers_of_build(build_id)
+                    .await
+                    .ok()?
+                    .is_empty()
+                    .then_some(())
+            },
+        )
+        .await;
+        if let Err(error) = gone {
+            panic!("container left behind: {error}");
+        }
+    }
+
     /// Containers (running or not) of this cluster's workers named after `build_id` (as a
     /// build names its container, also a warm one it took).
     pub async fn containers_of_build(&self, build_id: BuildId) -> anyhow::Result<Vec<String>> {

@@ -64,14 +64,7 @@ async fn a_passing_build_streams_every_stage_in_order_and_leaves_nothing() {
         assert_eq!(stage["state"], "passed", "{status}");
         assert_eq!(stage["exit_code"], 0);
     }
-    assert!(
-        cluster
-            .containers_of_build(build_id)
-            .await
-            .unwrap()
-            .is_empty(),
-        "container left behind"
-    );
+    cluster.wait_containers_gone(build_id).await;
     assert!(
         cluster.leftover_workspaces().unwrap().is_empty(),
         "workspace left behind"
@@ -139,13 +132,7 @@ stages:
     assert_eq!(stages[1]["state"], "failed");
     assert_eq!(stages[1]["exit_code"], 3);
     assert_eq!(stages[2]["state"], "pending", "{status}");
-    assert!(
-        cluster
-            .containers_of_build(build_id)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    cluster.wait_containers_gone(build_id).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -211,14 +198,7 @@ stages:
         "{status}"
     );
     assert_eq!(status["stages"][0]["state"], "timed_out");
-    assert!(
-        cluster
-            .containers_of_build(build_id)
-            .await
-            .unwrap()
-            .is_empty(),
-        "container left behind"
-    );
+    cluster.wait_containers_gone(build_id).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -47,13 +47,7 @@ async fn a_missing_image_errors_the_build_saying_how_to_provide_it() {
         "{reason}"
     );
     assert!(output.stderr.contains(image), "{}", output.both());
-    assert!(
-        cluster
-            .containers_of_build(build_id)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    cluster.wait_containers_gone(build_id).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

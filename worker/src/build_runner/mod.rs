@@ -11,6 +11,7 @@ mod stages;
 
 use crate::attempt_log::{AttemptLog, Finished};
 use crate::context::WorkerContext;
+use crate::executor::Environment;
 use ocelot_core::build_state::BuildState;
 use ocelot_core::events::EventKind;
 use ocelot_core::ids::BuildId;
@@ -141,7 +142,8 @@ async fn run_claimed(
         )
         .await;
     }
-    let verdict = match attempt(context, build, &mut log).await {
+    let (outcome, leftover) = attempt(context, build, &mut log).await;
+    let verdict = match outcome {
         Outcome::Final(verdict) => verdict,
         Outcome::HandedBack => {
             log.flush().await;
@@ -159,10 +161,13 @@ async fn run_claimed(
         }
     };
     let duration_ms = i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX);
-    match log
+    let finished = log
         .finish(verdict.state, verdict.reason.as_deref(), duration_ms)
-        .await
-    {
+        .await;
+    if let Some(environment) = leftover {
+        environment.cleanup().await;
+    }
+    match finished {
         Finished::Recorded => {
             tracing::info!(state = %verdict.state, duration_ms, "build finished");
             JobDisposition::Done
@@ -173,7 +178,14 @@ async fn run_claimed(
     }
 }
 
-async fn attempt(context: &WorkerContext, build: &Build, log: &mut AttemptLog) -> Outcome {
+/// Runs the attempt: its outcome, and the environment it ran in when that is still to be
+/// removed (after the result is recorded, so that `ocelot build` does not wait for Docker to
+/// remove a container; a cancelled build's goes first: `ocelot kill` returns when it is gone).
+async fn attempt(
+    context: &WorkerContext,
+    build: &Build,
+    log: &mut AttemptLog,
+) -> (Outcome, Option<Environment>) {
     // the worker's shutdown stops the build too (and hands it back)
     let cancel = context.hand_back.child_token();
     let _watcher = cancel::watch(context, build.id, cancel.clone()).await;
@@ -183,7 +195,7 @@ async fn attempt(context: &WorkerContext, build: &Build, log: &mut AttemptLog) -
         Ok(setup) => setup,
         Err(failure) => {
             announce(context, build, log, Vec::new()).await;
-            return fail(log, failure).await;
+            return (fail(log, failure).await, None);
         }
     };
     let Setup {
@@ -231,7 +243,7 @@ async fn attempt(context: &WorkerContext, build: &Build, log: &mut AttemptLog) -
     .await;
     let mut environment = match opened {
         Ok(environment) => environment,
-        Err(failure) => return fail(log, failure).await,
+        Err(failure) => return (fail(log, failure).await, None),
     };
     let previous = context
         .store
@@ -268,8 +280,15 @@ async fn attempt(context: &WorkerContext, build: &Build, log: &mut AttemptLog) -
         log,
     )
     .await;
-    environment.cleanup().await;
-    outcome
+    match &outcome {
+        Outcome::Final(verdict) if verdict.state != BuildState::Cancelled => {
+            (outcome, Some(environment))
+        }
+        _ => {
+            environment.cleanup().await;
+            (outcome, None)
+        }
+    }
 }
 
 /// The attempt's first event: who runs it, and its stages (none when it cannot start).
