@@ -471,3 +471,141 @@ async fn worker_still_builds_after(cluster: &Cluster) {
     repo_with(cluster, "after", PASSING_YML, &[]).await;
     worker_still_builds(cluster, "after").await;
 }
+
+/// A stand-in for a cloud's instance metadata service: a network namespace of the test's own
+/// holding 169.254.169.254, routed from the host through a veth pair, with an HTTP-ish
+/// listener that answers `metadata-answer`. Removed when dropped.
+struct MetadataService {
+    namespace: String,
+    host_side: String,
+    server: std::process::Child,
+}
+
+impl MetadataService {
+    fn start() -> MetadataService {
+        let suffix = &uuid::Uuid::new_v4().simple().to_string()[..6];
+        let namespace = format!("ocmeta{suffix}");
+        let host_side = format!("ocmh{suffix}");
+        let inner_side = format!("ocmi{suffix}");
+        let ip = |args: &[&str]| {
+            let output = std::process::Command::new("ip")
+                .args(args)
+                .output()
+                .unwrap();
+            assert!(
+                output.status.success(),
+                "ip {args:?}: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        };
+        ip(&["netns", "add", &namespace]);
+        ip(&[
+            "link",
+            "add",
+            &host_side,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &inner_side,
+        ]);
+        ip(&["link", "set", &inner_side, "netns", &namespace]);
+        ip(&["addr", "add", "169.254.169.253/32", "dev", &host_side]);
+        ip(&["link", "set", &host_side, "up"]);
+        ip(&["route", "add", "169.254.169.254/32", "dev", &host_side]);
+        let inside = |args: &[&str]| {
+            let mut all = vec!["netns", "exec", &namespace, "ip"];
+            all.extend_from_slice(args);
+            ip(&all);
+        };
+        inside(&["addr", "add", "169.254.169.254/32", "dev", &inner_side]);
+        inside(&["link", "set", &inner_side, "up"]);
+        inside(&["link", "set", "lo", "up"]);
+        inside(&["route", "add", "default", "dev", &inner_side]);
+        let server = std::process::Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &namespace,
+                "busybox",
+                "nc",
+                "-ll",
+                "-p",
+                "80",
+                "-e",
+                "echo",
+                "metadata-answer",
+            ])
+            .spawn()
+            .unwrap();
+        MetadataService {
+            namespace,
+            host_side,
+            server,
+        }
+    }
+}
+
+impl Drop for MetadataService {
+    fn drop(&mut self) {
+        let _ = self.server.kill();
+        let _ = self.server.wait();
+        let _ = std::process::Command::new("ip")
+            .args(["link", "del", &self.host_side])
+            .output();
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "del", &self.namespace])
+            .output();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn builds_do_not_reach_cloud_instance_metadata_unless_their_worker_allows_the_host() {
+    let metadata = MetadataService::start();
+    let open = SandboxArgs {
+        build_host_access: HostAccess::Allow,
+        ..SandboxArgs::default()
+    };
+    let cluster = Cluster::start_with(vec![
+        WorkerSpec::default(),
+        WorkerSpec {
+            tags: vec!["open".to_string()],
+            sandbox: open,
+            ..WorkerSpec::default()
+        },
+    ])
+    .await
+    .unwrap();
+    let probe = "    script:\n      - 'if nc -w 3 169.254.169.254 80 </dev/null | grep -q metadata-answer; then echo REACHED-METADATA; else echo metadata-blocked; fi'\n";
+    repo_with(
+        &cluster,
+        "closed",
+        &format!("image: ocelot/busybox\nstages:\n  - name: probe\n{probe}"),
+        &[],
+    )
+    .await;
+    repo_with(
+        &cluster,
+        "opened",
+        &format!("image: ocelot/busybox\nmachineTag: open\nstages:\n  - name: probe\n{probe}"),
+        &[],
+    )
+    .await;
+    let closed = build(&cluster, "closed").await;
+    assert_eq!(closed.code, 0, "{}", closed.both());
+    assert!(
+        closed.stdout.contains("metadata-blocked"),
+        "{}",
+        closed.both()
+    );
+    // the control: routed the same way from an `allow` worker's build, it answers
+    let opened = build(&cluster, "opened").await;
+    assert_eq!(opened.code, 0, "{}", opened.both());
+    assert!(
+        opened.stdout.contains("REACHED-METADATA"),
+        "{}",
+        opened.both()
+    );
+    drop(metadata);
+    worker_still_builds_after(&cluster).await;
+}

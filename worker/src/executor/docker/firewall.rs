@@ -90,6 +90,30 @@ fn rules() -> Vec<Rule> {
     rules
 }
 
+/// What `deny` adds for IPv4 only: the link-local range, where clouds serve instance metadata
+/// (169.254.169.254 hands out the VM's credentials), is never routed to from a build.
+fn ipv4_rules() -> Vec<Rule> {
+    vec![Rule {
+        table: "mangle",
+        chain: "FORWARD",
+        spec: words(&format!(
+            "-i {DENIED_BRIDGE_PREFIX}+ -d {LINK_LOCAL_V4} -j DROP"
+        )),
+    }]
+}
+
+/// IPv4 link-local addresses (cloud instance metadata).
+const LINK_LOCAL_V4: &str = "169.254.0.0/16";
+
+/// The rules `deny` installs with `program`.
+fn rules_for(program: &str) -> Vec<Rule> {
+    let mut rules = rules();
+    if program == "iptables" {
+        rules.extend(ipv4_rules());
+    }
+    rules
+}
+
 /// The rules that keep build bridges apart (every mode wants them).
 fn isolation_rules() -> Vec<Rule> {
     let mut rules = Vec::new();
@@ -109,10 +133,13 @@ fn isolation_rules() -> Vec<Rule> {
 
 /// The commands an operator runs on the Docker host for `external` (and what `deny` does).
 pub fn rule_commands() -> Vec<String> {
-    let rules = rules();
     ["iptables", "ip6tables"]
         .iter()
-        .flat_map(|program| rules.iter().map(move |rule| rule.command(program)))
+        .flat_map(|program| {
+            rules_for(program)
+                .into_iter()
+                .map(move |rule| rule.command(program))
+        })
         .collect()
 }
 
@@ -205,9 +232,9 @@ pub(crate) fn ensure(access: HostAccess) -> Result<(), FirewallError> {
             let _guard = ONE_AT_A_TIME
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            ensure_with("iptables", &rules())?;
+            ensure_with("iptables", &rules_for("iptables"))?;
             if has_ipv6() {
-                ensure_with("ip6tables", &rules())?;
+                ensure_with("ip6tables", &rules_for("ip6tables"))?;
             }
             Ok(())
         }
@@ -224,7 +251,7 @@ mod tests {
         assert_eq!(HostAccess::External.bridge_prefix(), "ocb");
         assert_eq!(HostAccess::Allow.bridge_prefix(), "oca");
         let commands = rule_commands();
-        assert_eq!(commands.len(), 10);
+        assert_eq!(commands.len(), 11);
         assert_eq!(commands[0], "iptables -I INPUT -i ocb+ -j DROP");
         assert_eq!(
             commands[1],
@@ -234,7 +261,12 @@ mod tests {
             &"iptables -I FORWARD -t mangle -i ocb+ -o oca+ -m physdev ! --physdev-is-bridged -j DROP"
                 .to_string()
         ));
-        assert_eq!(commands[5], "ip6tables -I INPUT -i ocb+ -j DROP");
+        assert_eq!(
+            commands[5],
+            "iptables -I FORWARD -t mangle -i ocb+ -d 169.254.0.0/16 -j DROP"
+        );
+        assert_eq!(commands[6], "ip6tables -I INPUT -i ocb+ -j DROP");
+        assert!(!commands[6..].iter().any(|c| c.contains("169.254")));
         assert_eq!(
             rules()[0].args("-I"),
             ["-I", "INPUT", "1", "-i", "ocb+", "-j", "DROP"]
