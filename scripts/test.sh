@@ -33,6 +33,7 @@ step "cargo test"
 # so no later sweeper removes them, and Docker has only about 30 address pools): unused
 # ones only, nothing runs yet
 docker network prune -f --filter label=io.ocelot.build-id >/dev/null 2>&1 || true
+docker network prune -f --filter label=io.ocelot.warm-until >/dev/null 2>&1 || true
 target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
 # the binaries the end-to-end tests run are the ones just built (a plain `cargo test` builds
 # them itself first; here that would only rebuild them with the tests' feature set)

@@ -28,6 +28,8 @@ pub struct WorkerSpec {
     pub sandbox: ocelot_worker::SandboxArgs,
     /// Output lines a build keeps (`--max-log-lines`).
     pub max_log_lines: u64,
+    /// Output bytes a build keeps, in MiB (`--max-log-mib`).
+    pub max_log_mib: u64,
 }
 
 impl Default for WorkerSpec {
@@ -38,8 +40,14 @@ impl Default for WorkerSpec {
             concurrency: 2,
             min_free_disk_mib: 1,
             store_outage_budget: Duration::from_secs(60),
-            sandbox: ocelot_worker::SandboxArgs::default(),
+            // a test's in-process worker may be torn down while it starts a warm container:
+            // any worker's sweeper removes such leftovers once this idle time has passed
+            sandbox: ocelot_worker::SandboxArgs {
+                warm_idle: Duration::from_secs(120),
+                ..ocelot_worker::SandboxArgs::default()
+            },
             max_log_lines: 1_000_000,
+            max_log_mib: 4,
         }
     }
 }
@@ -393,7 +401,7 @@ impl Cluster {
                 pull_timeout: Duration::from_secs(60),
                 shutdown_grace: Duration::from_secs(5),
                 job_ack_wait: Duration::from_secs(60),
-                max_log_mib: 4,
+                max_log_mib: spec.max_log_mib,
                 max_log_lines: spec.max_log_lines,
                 store_outage_budget: spec.store_outage_budget,
                 min_free_disk_mib: spec.min_free_disk_mib,

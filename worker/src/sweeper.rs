@@ -2,13 +2,14 @@
 //! by this worker's previous incarnation), on this worker's Docker host. A container is kept
 //! only while its build is `running` in the very attempt its name says
 //! (`ocelot-build-BUILD-ATTEMPT-…`: a warm container is named so when a build takes it);
-//! containers of other installations (another database) are never touched. Warm containers
-//! nobody took are removed once past the time their labels give (their worker is gone).
+//! containers of other installations (another database) are never touched, except warm
+//! containers nobody took, which are removed once past the time their labels give, whoever
+//! made them (no live worker keeps one that long).
 //! Workspaces under the worker's cache directory (`build-ID-ATTEMPT-…`) left by a killed
 //! worker go the same way, and so do build networks (labelled like their containers, or as
 //! warm ones) once their container is gone.
 
-use crate::executor::docker::warm::warm_until;
+use crate::executor::docker::warm::{LABEL_WARM_UNTIL, warm_until};
 use crate::executor::docker::{
     LABEL_ATTEMPT, LABEL_BUILD, LABEL_INSTANCE, build_name_filter, container_owner,
 };
@@ -39,6 +40,11 @@ pub(crate) async fn run(
                 Ok(0) => {}
                 Ok(removed) => tracing::info!(removed, "removed build containers no attempt owns"),
                 Err(error) => tracing::warn!(%error, "sweeping leftover build containers failed"),
+            }
+            match sweep_expired_warm(docker).await {
+                Ok(0) => {}
+                Ok(removed) => tracing::info!(removed, "removed warm containers and networks a dead worker left"),
+                Err(error) => tracing::warn!(%error, "sweeping leftover warm containers failed"),
             }
             match sweep_networks(docker, &store, &instance).await {
                 Ok(0) => {}
@@ -231,14 +237,6 @@ pub(crate) async fn sweep_networks(
         let (Some(id), Some(labels)) = (network.id, network.labels) else {
             continue;
         };
-        if warm_expired(&labels) {
-            // in use by a build that took its container, Docker refuses: kept
-            if docker.remove_network(&id).await.is_ok() {
-                tracing::info!(network = %id, "removed a leftover warm network");
-                removed += 1;
-            }
-            continue;
-        }
         let Some((build_id, attempt)) = abandoned(store, owner_by_labels(&labels)).await? else {
             continue;
         };
@@ -250,6 +248,57 @@ pub(crate) async fn sweep_networks(
             Err(error) => {
                 tracing::debug!(network = %id, %error, "cannot remove a leftover build network yet")
             }
+        }
+    }
+    Ok(removed)
+}
+
+/// Removes the warm containers and networks past their `io.ocelot.warm-until`, of any
+/// installation: a live worker never keeps one that long (it removes its own before), so
+/// these were left by a worker that died; one a build took is named after it (kept) and its
+/// network is in use (Docker refuses). How many were removed.
+pub(crate) async fn sweep_expired_warm(docker: &Docker) -> Result<usize, String> {
+    let filters = HashMap::from([("label".to_string(), vec![LABEL_WARM_UNTIL.to_string()])]);
+    let containers = docker
+        .list_containers(Some(
+            ListContainersOptionsBuilder::new()
+                .all(true)
+                .filters(&filters)
+                .build(),
+        ))
+        .await
+        .map_err(|e| format!("listing warm containers: {e}"))?;
+    let mut removed = 0;
+    for container in containers {
+        let (Some(id), Some(labels)) = (container.id, container.labels) else {
+            continue;
+        };
+        if owner_by_name(container.names.as_deref()).is_some() || !warm_expired(&labels) {
+            continue;
+        }
+        match force_remove(docker, &id).await {
+            Ok(()) => {
+                tracing::info!(container = %id, "removed a leftover warm container");
+                removed += 1;
+            }
+            Err(error) => {
+                tracing::warn!(container = %id, %error, "cannot remove a leftover warm container")
+            }
+        }
+    }
+    let networks = docker
+        .list_networks(Some(
+            ListNetworksOptionsBuilder::new().filters(&filters).build(),
+        ))
+        .await
+        .map_err(|e| format!("listing warm networks: {e}"))?;
+    for network in networks {
+        let (Some(id), Some(labels)) = (network.id, network.labels) else {
+            continue;
+        };
+        if warm_expired(&labels) && docker.remove_network(&id).await.is_ok() {
+            tracing::info!(network = %id, "removed a leftover warm network");
+            removed += 1;
         }
     }
     Ok(removed)
@@ -272,24 +321,12 @@ pub(crate) async fn sweep(docker: &Docker, store: &Store, instance: &str) -> Res
         .map_err(|e| format!("listing containers: {e}"))?;
     let mut removed = 0;
     for container in containers {
-        let (Some(id), Some(labels)) = (container.id, container.labels) else {
+        let Some(id) = container.id else {
             continue;
         };
         let owner = owner_by_name(container.names.as_deref());
-        if owner.is_none() && warm_expired(&labels) {
-            match force_remove(docker, &id).await {
-                Ok(()) => {
-                    tracing::info!(container = %id, "removed a leftover warm container");
-                    removed += 1;
-                }
-                Err(error) => {
-                    tracing::warn!(container = %id, %error, "cannot remove a leftover warm container")
-                }
-            }
-            continue;
-        }
         // labelled by this installation but not named after a build: not a build
-        // container we made (or a warm one still kept), kept
+        // container we made (or a warm one, see `sweep_expired_warm`), kept
         let Some((build_id, attempt)) = abandoned(store, owner).await? else {
             continue;
         };

@@ -523,7 +523,10 @@ mod tests {
         assert_eq!(numbers_in(&event), 3);
         assert_eq!(new_part(event.clone(), at(2, 9)), Some(event.clone()));
         assert_eq!(new_part(event.clone(), at(1, 90)), Some(event.clone()));
-        assert_eq!(new_part(event.clone(), at(2, 10)), Some(run(2, 11, "b\nc\n")));
+        assert_eq!(
+            new_part(event.clone(), at(2, 10)),
+            Some(run(2, 11, "b\nc\n"))
+        );
         assert_eq!(new_part(event.clone(), at(2, 11)), Some(run(2, 12, "c\n")));
         assert_eq!(new_part(event.clone(), at(2, 12)), None);
         assert_eq!(new_part(event, at(3, 1)), None);
