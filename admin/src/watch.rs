@@ -1,7 +1,8 @@
 //! WatchBuild: a finished build is replayed from Postgres (its stored events, page by page;
 //! a pruned log, `--keep-logs`, as a line saying so and the result);
 //! a queued or running one is
-//! replayed from the first event of its log subject, then followed live until its result.
+//! replayed from the first event of its log subject, then followed live until its result
+//! (one subscription per build, shared by its watchers: [`live`]).
 //! A spawned producer feeds an mpsc channel; a failed send means the client left.
 //! A client that lost its stream passes the last event it received ([`Position`]): the new
 //! stream starts right after it.
@@ -10,6 +11,7 @@
 //! events a gap misses, the made-up results) are in `plan`, free of I/O; this module does
 //! the reading and sending.
 
+pub(crate) mod live;
 mod plan;
 
 use crate::error::AdminError;
@@ -20,8 +22,8 @@ use ocelot_core::model::Build;
 use ocelot_core::store::Store;
 use ocelot_proto::v1 as pb;
 use plan::{
-    Gap, GapFill, GapWait, QuietBus, REPLAY_PAGE, Sent, Stream, check_bus_result, more_pages,
-    new_part, pruned_log, replaced_result, replay_after, result_event, stream_for,
+    Gap, GapFill, GapWait, QuietBus, REPLAY_PAGE, Sent, Stream, check_bus_result, comes_after,
+    more_pages, new_part, pruned_log, replaced_result, replay_after, result_event, stream_for,
 };
 use std::pin::Pin;
 use std::time::Duration;
@@ -83,9 +85,10 @@ async fn follow_live(
     resume_after: Position,
     sender: &mpsc::Sender<Result<pb::BuildEvent, Status>>,
 ) -> Result<(), Status> {
+    // shared with the build's other watchers: read from the bus and decoded once
     let mut subscription = state
-        .bus
-        .subscribe_events(build.id)
+        .live
+        .follow(build.id)
         .await
         .map_err(|e| Status::unavailable(e.to_string()))?;
     // the last event sent (or, resuming, received by the client before)
@@ -98,16 +101,23 @@ async fn follow_live(
             next = tokio::time::timeout(IDLE_CHECK, subscription.next()) => next,
         };
         match next {
-            Ok(Some(Ok(event))) => {
+            Ok(Ok(received)) => {
                 // events of an attempt that a newer one replaced are not part of the log,
                 // and what the client has is not sent again (a run of lines that a resume
                 // position falls in goes on after it)
-                let Some(event) = new_part(event, last) else {
-                    continue;
+                let whole = comes_after(received.event.position(), last);
+                let cut = if whole {
+                    None
+                } else {
+                    match new_part(received.event.clone(), last) {
+                        Some(cut) => Some(cut),
+                        None => continue,
+                    }
                 };
+                let event = cut.as_ref().unwrap_or(&received.event);
                 // a result is relayed only when Postgres agrees with it (anyone who can
                 // publish on the bus could forge one)
-                if event.is_result() && !result_agrees(&state.store, &event).await? {
+                if event.is_result() && !result_agrees(&state.store, event).await? {
                     continue;
                 }
                 // events the bus lost (published while NATS was away) come from Postgres
@@ -120,12 +130,15 @@ async fn follow_live(
                 }
                 last = event.last_position();
                 let is_result = event.is_result();
-                if send(sender, &event).await.is_err() || is_result {
+                let message = match &cut {
+                    Some(cut) => pb::BuildEvent::from(cut),
+                    None => received.message.clone(),
+                };
+                if sender.send(Ok(message)).await.is_err() || is_result {
                     return Ok(());
                 }
             }
-            Ok(Some(Err(error))) => return Err(Status::unavailable(error.to_string())),
-            Ok(None) => return Err(Status::unavailable("the log stream ended")),
+            Ok(Err(ended)) => return Err(Status::unavailable(ended)),
             Err(_idle) => {
                 // a build can end without a result on the bus (errored before any worker
                 // ran it, or the publish failed): after one more quiet period, answer from

@@ -83,6 +83,70 @@ async fn watching_a_running_build_shows_it_from_line_one() {
     assert_eq!(replay.stdout, watched.stdout);
 }
 
+/// The `(seq, text)` of every line event of `ocelot watch --json` output.
+fn json_lines(stdout: &str) -> Vec<(u64, String)> {
+    stdout
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|e| e["kind"]["type"] == "line")
+        .map(|e| {
+            (
+                e["seq"].as_u64().unwrap(),
+                e["kind"]["text"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watchers_joining_a_running_build_at_different_times_each_get_the_whole_log() {
+    let cluster = Cluster::start().await.unwrap();
+    let yml = "image: ocelot/busybox\nstages:\n  - name: paced\n    script:\n      - 'for i in $(seq 1 40); do echo \"paced $i\"; sleep 0.1; done'\n";
+    repo_with(&cluster, "paced", yml, &[]).await;
+    let queued = cluster
+        .ocelot(&["build", "-r", "paced", "--no-follow"])
+        .await
+        .unwrap();
+    assert_eq!(queued.code, 0, "{}", queued.both());
+    let build_id: BuildId = queued.stdout.trim().parse().unwrap();
+    let id = build_id.to_string();
+    let args = ["watch", id.as_str(), "--json"];
+    // the admin reads the build's log from the bus once for all of them: the first watcher
+    // starts it, the later ones join it mid-build and must still get line 1
+    let first = cluster.ocelot(&args);
+    let later = async {
+        wait_until("line 10 to be stored", Duration::from_secs(60), || async {
+            let build = cluster.store.get_build(build_id).await.ok()?;
+            let lines = cluster.store.lines(build_id, build.attempt).await.ok()?;
+            lines.iter().any(|l| l.text == "paced 10").then_some(())
+        })
+        .await
+        .unwrap();
+        let second = cluster.ocelot(&args);
+        let third = async {
+            tokio::time::sleep(Duration::from_millis(700)).await;
+            cluster.ocelot(&args).await
+        };
+        tokio::join!(second, third)
+    };
+    let (first, (second, third)) = tokio::join!(first, later);
+    let build = cluster.store.get_build(build_id).await.unwrap();
+    let stored: Vec<(u64, String)> = cluster
+        .store
+        .lines(build_id, build.attempt)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|l| (l.seq.get(), l.text))
+        .collect();
+    assert!(stored.iter().any(|(_, text)| text == "paced 40"));
+    for watched in [first, second, third] {
+        let watched = watched.unwrap();
+        assert_eq!(watched.code, 0, "{}", watched.both());
+        assert_eq!(json_lines(&watched.stdout), stored, "{}", watched.both());
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn json_events_carry_sequence_numbers_and_a_matching_digest() {
     let cluster = Cluster::start().await.unwrap();
