@@ -122,15 +122,14 @@ impl Store {
             return Err(not_found());
         }
         let client = self.client().await?;
-        let rows = client
-            .query(
-                &format!(
-                    "SELECT {COLUMNS}, {SECRET_COLUMNS} FROM repos
-                     WHERE lower(url) LIKE ANY($1) ORDER BY id"
-                ),
-                &[&patterns],
-            )
+        // every webhook delivery asks: prepared once per connection
+        let statement = client
+            .prepare_cached(&format!(
+                "SELECT {COLUMNS}, {SECRET_COLUMNS} FROM repos
+                 WHERE lower(url) LIKE ANY($1) ORDER BY id"
+            ))
             .await?;
+        let rows = client.query(&statement, &[&patterns]).await?;
         let candidates: Vec<(Repo, Option<StoredWebhookSecret>)> = rows
             .iter()
             .map(|row| Ok((repo_from_row(row)?, stored_from_row(row))))
