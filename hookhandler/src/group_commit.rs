@@ -58,7 +58,10 @@ impl<T, R, E: std::error::Error + 'static> std::fmt::Debug for GroupCommit<T, R,
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         formatter
             .debug_struct("GroupCommit")
-            .field("waiting", &(self.sender.max_capacity() - self.sender.capacity()))
+            .field(
+                "waiting",
+                &(self.sender.max_capacity() - self.sender.capacity()),
+            )
             .finish()
     }
 }
@@ -231,10 +234,7 @@ mod tests {
     }
 
     /// Submits `items` and waits until all of them wait for a writer.
-    async fn submit_queued(
-        commit: &GroupCommit<u32, u32, Refused>,
-        items: &[u32],
-    ) -> Vec<Answer> {
+    async fn submit_queued(commit: &GroupCommit<u32, u32, Refused>, items: &[u32]) -> Vec<Answer> {
         let answers: Vec<Answer> = items.iter().map(|&item| submit(commit, item)).collect();
         while commit.sender.max_capacity() - commit.sender.capacity() < items.len() {
             tokio::task::yield_now().await;
@@ -244,21 +244,27 @@ mod tests {
 
     #[tokio::test]
     async fn items_arriving_while_a_group_is_written_form_the_next_group_and_get_their_own_results()
-     {
+    {
         let gate = Arc::new(Gate::default());
         let commit = committer(gate.clone());
         let first = submit_written(&commit, &gate, 0).await;
         let items: Vec<u32> = (1..=10).map(|n| n * 2).collect();
         let rest = submit_queued(&commit, &items).await;
         tokio::task::yield_now().await;
-        assert!(!first.is_finished(), "answered before its group was written");
+        assert!(
+            !first.is_finished(),
+            "answered before its group was written"
+        );
         gate.release.notify_one();
         assert_eq!(first.await.unwrap().unwrap(), 0);
         while gate.started.load(Ordering::SeqCst) < 2 {
             tokio::task::yield_now().await;
         }
         for answer in &rest {
-            assert!(!answer.is_finished(), "answered before its group was written");
+            assert!(
+                !answer.is_finished(),
+                "answered before its group was written"
+            );
         }
         gate.release.notify_one();
         for (item, answer) in items.iter().zip(rest) {

@@ -10,6 +10,7 @@
 
 use crate::processor::StoredRequest;
 use crate::providers::{self, HookError, HookEvent, Provider};
+use crate::record::{PendingDelivery, RecordError};
 use crate::state::AppState;
 use crate::trigger::StoredTrigger;
 use axum::Json;
@@ -17,7 +18,6 @@ use axum::body::Bytes;
 use axum::extract::{ConnectInfo, Path, State};
 use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, StatusCode};
-use crate::record::{PendingDelivery, RecordError};
 use ocelot_core::store::{Recorded, StoreError};
 use serde_json::json;
 use std::net::SocketAddr;

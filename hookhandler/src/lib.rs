@@ -154,6 +154,15 @@ pub async fn run(
     }
     let secrets =
         Arc::new(secret::HookSecrets::new(master_key).context("preparing webhook verification")?);
+    // the deliveries' group commits have connections of their own: they never wait behind
+    // the requests' repo lookups for one of the pool
+    let recorder = record::start(
+        settings
+            .database
+            .connect()
+            .await
+            .context("connecting to Postgres to record deliveries")?,
+    );
     let state = AppState {
         store: store.clone(),
         bus: bus.clone(),
@@ -162,7 +171,7 @@ pub async fn run(
             settings.rate_burst,
         )),
         recorded: Arc::new(Notify::new()),
-        recorder: record::start(store.clone()),
+        recorder,
         secrets,
     };
     let stop = CancellationToken::new();

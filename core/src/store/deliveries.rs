@@ -96,16 +96,19 @@ impl Store {
                 .entry((delivery.provider, delivery.delivery_id))
                 .or_insert(index);
         }
-        let unique: Vec<&NewDelivery<'_>> =
-            first_of_key.values().map(|&index| &deliveries[index]).collect();
+        let unique: Vec<&NewDelivery<'_>> = first_of_key
+            .values()
+            .map(|&index| &deliveries[index])
+            .collect();
         let providers: Vec<&str> = unique.iter().map(|d| d.provider).collect();
         let ids: Vec<&str> = unique.iter().map(|d| d.delivery_id).collect();
         let repo_ids: Vec<i64> = unique.iter().map(|d| d.repo_id.to_db()).collect();
         let events: Vec<&str> = unique.iter().map(|d| d.event).collect();
         let requests: Vec<&serde_json::Value> = unique.iter().map(|d| d.request).collect();
         let client = self.client().await?;
-        let rows = client
-            .query(
+        // prepared once per connection: one round trip per group
+        let insert = client
+            .prepare_cached(
                 "INSERT INTO webhook_deliveries (provider, delivery_id, repo_id, event, request)
                  SELECT * FROM unnest($1::TEXT[], $2::TEXT[], $3::BIGINT[], $4::TEXT[], $5::JSONB[])
                  ON CONFLICT (provider, delivery_id) DO UPDATE
@@ -113,8 +116,10 @@ impl Store {
                          request = EXCLUDED.request
                      WHERE webhook_deliveries.state = 'failed'
                  RETURNING provider, delivery_id, (xmax = 0) AS inserted",
-                &[&providers, &ids, &repo_ids, &events, &requests],
             )
+            .await?;
+        let rows = client
+            .query(&insert, &[&providers, &ids, &repo_ids, &events, &requests])
             .await?;
         let mut changed = std::collections::HashMap::with_capacity(rows.len());
         for row in &rows {
@@ -126,7 +131,10 @@ impl Store {
             .enumerate()
             .map(|(index, delivery)| {
                 let first = first_of_key.get(&(delivery.provider, delivery.delivery_id));
-                let key = (delivery.provider.to_string(), delivery.delivery_id.to_string());
+                let key = (
+                    delivery.provider.to_string(),
+                    delivery.delivery_id.to_string(),
+                );
                 match changed.get(&key) {
                     Some(true) if first == Some(&index) => Recorded::New,
                     Some(false) if first == Some(&index) => Recorded::Requeued,

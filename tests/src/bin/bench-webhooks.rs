@@ -28,6 +28,7 @@ async fn main() -> anyhow::Result<()> {
         .transpose()?
         .unwrap_or(20_000);
     let concurrency: usize = args.next().map(|a| a.parse()).transpose()?.unwrap_or(32);
+    let rounds: usize = args.next().map(|a| a.parse()).transpose()?.unwrap_or(1);
     let database = TestDatabase::create().await?;
     let nats = NatsServer::start().await?;
     let store = ocelot_core::store::Store::connect(&database.url).await?;
@@ -102,8 +103,8 @@ async fn main() -> anyhow::Result<()> {
     );
     let signature = Arc::new(format!("{header}: {signature}"));
 
-    let rounds: usize = args.next().map(|a| a.parse()).transpose()?.unwrap_or(1);
-    let (client, connection) = tokio_postgres::connect(&database.url, tokio_postgres::NoTls).await?;
+    let (client, connection) =
+        tokio_postgres::connect(&database.url, tokio_postgres::NoTls).await?;
     tokio::spawn(connection);
     let setting = |name: &'static str| {
         let client = &client;
@@ -119,19 +120,17 @@ async fn main() -> anyhow::Result<()> {
         setting("fsync").await?,
         setting("synchronous_commit").await?,
     );
-    let plain = PlainInserts::prepare(&store).await?;
+    let plain = PlainInserts::prepare().await?;
     for round in 0..rounds {
         let prefix = format!("bench-{round}-");
-        let hooks = hookhandler_run(address, &body, &signature, requests, concurrency, &prefix).await?;
+        let hooks =
+            hookhandler_run(address, &body, &signature, requests, concurrency, &prefix).await?;
         // the rows the hookhandler recorded, as the yardstick inserts them
         let row = client
-            .query_one(
-                "SELECT repo_id, event, request FROM webhook_deliveries ORDER BY received_at LIMIT 1",
-                &[],
-            )
+            .query_one("SELECT event, request FROM webhook_deliveries LIMIT 1", &[])
             .await?;
         let inserts = plain
-            .run(row.get(0), row.get(1), row.get(2), requests, concurrency, &prefix)
+            .run(row.get(0), row.get(1), requests, concurrency, &prefix)
             .await?;
         println!("round {}:", round + 1);
         hooks.print("  hookhandler (HTTP, verify, group commit)");
@@ -143,16 +142,24 @@ async fn main() -> anyhow::Result<()> {
             hooks.percentile(0.99).as_secs_f64() / inserts.percentile(0.99).as_secs_f64(),
         );
     }
-    let recorded: i64 = client
-        .query_one("SELECT count(*) FROM webhook_deliveries", &[])
-        .await?
-        .get(0);
+    // rows written by one transaction share its xmin: the number of group commits
+    let row = client
+        .query_one(
+            "SELECT count(*), count(DISTINCT xmin::TEXT) FROM webhook_deliveries",
+            &[],
+        )
+        .await?;
+    let (recorded, commits): (i64, i64) = (row.get(0), row.get(1));
     println!(
-        "deliveries recorded by the hookhandler: {recorded} of {}",
-        requests * rounds
+        "deliveries recorded by the hookhandler: {recorded} of {}, in {commits} commits ({:.1} per commit)",
+        requests * rounds,
+        recorded as f64 / commits.max(1) as f64
     );
     Ok(())
 }
+
+/// What one connection's requests got: each latency, and how many answers of each status.
+type Answered = (Vec<Duration>, BTreeMap<u16, usize>);
 
 /// One timed run: its wall time, each request's latency and the statuses answered.
 struct Run {
@@ -187,7 +194,7 @@ impl Run {
     /// Runs `tasks` (each: its latencies and statuses) and gathers them.
     async fn gather(
         started: Instant,
-        tasks: Vec<JoinHandle<anyhow::Result<(Vec<Duration>, BTreeMap<u16, usize>)>>>,
+        tasks: Vec<JoinHandle<anyhow::Result<Answered>>>,
     ) -> anyhow::Result<Run> {
         let mut latencies = Vec::new();
         let mut statuses = BTreeMap::<u16, usize>::new();
@@ -279,8 +286,7 @@ struct PlainInserts {
 }
 
 impl PlainInserts {
-    async fn prepare(store: &ocelot_core::store::Store) -> anyhow::Result<PlainInserts> {
-        let _ = store;
+    async fn prepare() -> anyhow::Result<PlainInserts> {
         let database = TestDatabase::create().await?;
         let plain = ocelot_core::store::Store::connect(&database.url).await?;
         let repo = plain
@@ -295,7 +301,6 @@ impl PlainInserts {
 
     async fn run(
         &self,
-        _repo_id: i64,
         event: String,
         request: serde_json::Value,
         requests: usize,

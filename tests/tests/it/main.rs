@@ -28,6 +28,7 @@ mod store;
 mod token_scopes;
 mod warm;
 mod watch;
+mod webhook_ingest;
 mod webhooks;
 mod workers;
 
