@@ -78,7 +78,11 @@ impl EventKind {
 /// How many lines a [`EventKind::Lines`] text holds: its `\n`s.
 pub fn run_line_count(text: &str) -> u64 {
     // a plain byte count: the compiler vectorises it
-    let count = text.as_bytes().iter().filter(|&&byte| byte == b'\n').count();
+    let count = text
+        .as_bytes()
+        .iter()
+        .filter(|&&byte| byte == b'\n')
+        .count();
     u64::try_from(count).unwrap_or(u64::MAX)
 }
 

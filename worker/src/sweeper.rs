@@ -43,7 +43,10 @@ pub(crate) async fn run(
             }
             match sweep_expired_warm(docker).await {
                 Ok(0) => {}
-                Ok(removed) => tracing::info!(removed, "removed warm containers and networks a dead worker left"),
+                Ok(removed) => tracing::info!(
+                    removed,
+                    "removed warm containers and networks a dead worker left"
+                ),
                 Err(error) => tracing::warn!(%error, "sweeping leftover warm containers failed"),
             }
             match sweep_networks(docker, &store, &instance).await {
