@@ -214,6 +214,7 @@ pub async fn run(
     }
     let state = AppState {
         store,
+        live: std::sync::Arc::new(watch::live::LiveLogs::new(bus.clone())),
         bus,
         secrets,
         trigger,

@@ -10,6 +10,8 @@ use ocelot_core::trigger::Trigger;
 pub(crate) struct AppState {
     pub(crate) store: Store,
     pub(crate) bus: Bus,
+    /// The live builds' log subscriptions, shared by their watchers.
+    pub(crate) live: std::sync::Arc<crate::watch::live::LiveLogs>,
     pub(crate) secrets: Secrets,
     pub(crate) trigger: Trigger,
     /// Seals the webhook secrets of new repos (`None`: `repos add` is refused).
