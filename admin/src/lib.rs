@@ -5,7 +5,9 @@
 //! - `grpc`: the tonic adapters (one per RPC group) and the router.
 //! - `watch`: replays a build's log from its first line, then follows it live.
 //! - `sweeper`: re-publishes queued builds whose job never reached NATS.
-//! - [`retention`]: deletes the logs of builds that finished longer ago than `--keep-logs`.
+//! - [`retention`]: deletes the logs of builds that finished longer ago than `--keep-logs`,
+//!   and expired artifacts (and the objects of removed ones) from the storage.
+//! - `grpc::artifacts`: lists a build's artifacts, streams one from the storage.
 //! - `cancel`: `ocelot kill`: cancel a queued build, or stop a running one and wait for it.
 //! - `pending`: why a queued build waits (from the worker registry).
 //! - `error`: the one mapping from admin errors to gRPC statuses.
@@ -27,6 +29,7 @@ use ocelot_core::discovery::consul::{ConsulArgs, ServiceDefinition, deregister};
 use ocelot_core::env_vars;
 use ocelot_core::secrets::select::SecretStoreArgs;
 use ocelot_core::settings::{DatabaseArgs, LogArgs, NatsArgs, SecretsArgs};
+use ocelot_core::storage::{Storage, StorageArgs};
 use state::AppState;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -49,6 +52,8 @@ pub struct Settings {
     pub secret_store: SecretStoreArgs,
     #[command(flatten)]
     pub consul: ConsulArgs,
+    #[command(flatten)]
+    pub storage: StorageArgs,
     /// Address to serve the gRPC API on
     #[arg(long, env = env_vars::OCELOT_ADMIN_LISTEN, default_value = "127.0.0.1:50051")]
     pub listen: SocketAddr,
@@ -192,6 +197,8 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let tls = grpc::tls_identity(settings.tls_cert.as_deref(), settings.tls_key.as_deref())?;
+    let storage = Storage::open(&settings.storage).context("opening the artifact storage")?;
+    tracing::info!(storage = storage.location(), "artifact storage");
     let connections = connect(
         &settings.database,
         &settings.secrets,
@@ -219,6 +226,7 @@ pub async fn run(
         secrets,
         trigger,
         master_key,
+        storage,
     };
     let address = listener
         .local_addr()
@@ -231,6 +239,11 @@ pub async fn run(
         settings.keep_logs,
         sweeper_stop.clone(),
     ));
+    let artifact_retention = tokio::spawn(retention::run_artifacts(
+        state.store.clone(),
+        state.storage.clone(),
+        sweeper_stop.clone(),
+    ));
     let registration = settings
         .consul
         .register(ServiceDefinition::listening("ocelot-admin", address))
@@ -241,5 +254,6 @@ pub async fn run(
     sweeper_stop.cancel();
     let _ = sweeper.await;
     let _ = retention.await;
+    let _ = artifact_retention.await;
     served
 }

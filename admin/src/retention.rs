@@ -2,7 +2,12 @@
 //! longer ago than that are deleted, in batches; the builds' rows and results stay
 //! (`ocelot status`), and a replay of a pruned build says its log was pruned. Several admins
 //! may run passes at once: each claims its own builds (see the store's `log_retention`).
+//!
+//! Artifact retention ([`artifact_pass`]): the rows of expired artifacts are deleted, then
+//! the objects of every row that went (expired, replaced, or removed with its build) are
+//! deleted from the storage. Several admins share the queue of objects (each takes its own).
 
+use ocelot_core::storage::Storage;
 use ocelot_core::store::{Store, StoreError};
 use std::time::{Duration, SystemTime};
 use tokio_util::sync::CancellationToken;
@@ -104,6 +109,84 @@ pub(crate) async fn run(store: Store, keep: KeepLogs, stop: CancellationToken) {
         tokio::select! {
             () = stop.cancelled() => return,
             () = tokio::time::sleep(PASS_EVERY) => {}
+        }
+    }
+}
+
+/// How often an artifact pass runs (the first at start-up).
+const ARTIFACT_PASS_EVERY: Duration = Duration::from_secs(300);
+/// Objects taken off the deletion queue at once.
+const OBJECT_BATCH: i64 = 500;
+
+/// What one artifact pass removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ArtifactsPruned {
+    /// Artifacts whose `expire_in` had passed.
+    pub expired: u64,
+    /// Objects deleted from the storage.
+    pub objects: u64,
+    /// Objects that could not be deleted (queued again for the next pass).
+    pub failed: u64,
+}
+
+/// Why an artifact pass stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ArtifactPassError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// One artifact pass: deletes the expired artifacts' rows, then the queued objects.
+pub async fn artifact_pass(
+    store: &Store,
+    storage: &Storage,
+) -> Result<ArtifactsPruned, ArtifactPassError> {
+    let mut pruned = ArtifactsPruned {
+        expired: store.expire_artifacts(SystemTime::now()).await?,
+        ..ArtifactsPruned::default()
+    };
+    loop {
+        let keys = store.take_artifact_objects(OBJECT_BATCH).await?;
+        let mut failed = Vec::new();
+        for key in &keys {
+            match storage.delete(key).await {
+                Ok(()) => pruned.objects += 1,
+                Err(error) => {
+                    tracing::warn!(key, %error, "deleting an artifact's object (retried at the next pass)");
+                    failed.push(key.clone());
+                }
+            }
+        }
+        if !failed.is_empty() {
+            pruned.failed += failed.len() as u64;
+            store.queue_artifact_objects(&failed).await?;
+            // the storage fails now: the next pass tries again
+            return Ok(pruned);
+        }
+        if i64::try_from(keys.len()).unwrap_or(i64::MAX) < OBJECT_BATCH {
+            return Ok(pruned);
+        }
+    }
+}
+
+/// Runs an artifact pass at start-up and every [`ARTIFACT_PASS_EVERY`] until `stop`.
+pub(crate) async fn run_artifacts(store: Store, storage: Storage, stop: CancellationToken) {
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            done = artifact_pass(&store, &storage) => match done {
+                Ok(pruned) if pruned.expired > 0 || pruned.objects > 0 => tracing::info!(
+                    expired = pruned.expired,
+                    objects = pruned.objects,
+                    "deleted expired and removed artifacts from the storage"
+                ),
+                Ok(_) => {}
+                Err(error) => tracing::warn!(%error, "artifact retention pass failed (retried at the next pass)"),
+            },
+        }
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(ARTIFACT_PASS_EVERY) => {}
         }
     }
 }

@@ -2,6 +2,7 @@
 
 use ocelot_core::queue::Bus;
 use ocelot_core::secrets::select::Secrets;
+use ocelot_core::storage::Storage;
 use ocelot_core::store::Store;
 use ocelot_core::trigger::Trigger;
 
@@ -16,4 +17,6 @@ pub(crate) struct AppState {
     pub(crate) trigger: Trigger,
     /// Seals the webhook secrets of new repos (`None`: `repos add` is refused).
     pub(crate) master_key: Option<ocelot_core::secrets::cipher::MasterKey>,
+    /// Where the builds' artifacts are (`--storage`).
+    pub(crate) storage: Storage,
 }

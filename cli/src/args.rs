@@ -78,9 +78,44 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// List a build's artifacts (`ocelot artifacts BUILD`), or download them
+    /// (`ocelot artifacts get BUILD [PATH...] [-o DIR]`)
+    Artifacts(ArtifactsArgs),
     /// List the live workers: tags, builds running of capacity, last heartbeat
     Workers {
         /// Print JSON on stdout
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `ocelot artifacts BUILD` or `ocelot artifacts get ...`.
+#[derive(Debug, clap::Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+pub struct ArtifactsArgs {
+    /// Build id: list its artifacts (path, size, SHA-256, stage)
+    #[arg(required = true)]
+    pub build: Option<BuildId>,
+    /// Print JSON on stdout
+    #[arg(long)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: Option<ArtifactsCommand>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ArtifactsCommand {
+    /// Download a build's artifacts (all, or those named) into a directory, checking each
+    /// one's SHA-256; never writes outside the directory
+    Get {
+        /// Build id
+        build: BuildId,
+        /// Artifact paths (as `ocelot artifacts BUILD` lists them); default: every one
+        paths: Vec<String>,
+        /// Directory to write into (created if missing); artifacts keep their paths in it
+        #[arg(short = 'o', long = "output", default_value = ".")]
+        output: PathBuf,
+        /// Print what was written as JSON on stdout
         #[arg(long)]
         json: bool,
     },

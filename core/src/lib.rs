@@ -8,6 +8,7 @@
 //! - [`git`]: ls-remote, a mirror cache, reading a file at a commit, checking a commit out.
 //! - [`secrets`]: credentials sealed at rest under a master key, and log masking; or kept in
 //!   Vault KV v2.
+//! - [`storage`]: the object store of artifacts (a local directory or S3).
 //! - [`trigger`]: the one way a build is queued (CLI, webhooks, polls, reruns).
 //! - [`connect`]: what every service connects to at start-up.
 //! - [`health`], [`settings`], [`telemetry`], [`shutdown`]: what every service binary needs.
@@ -27,6 +28,7 @@ pub mod queue;
 pub mod secrets;
 pub mod settings;
 pub mod shutdown;
+pub mod storage;
 pub mod store;
 pub mod telemetry;
 pub mod trigger;

@@ -30,6 +30,8 @@ pub struct WorkerSpec {
     pub max_log_lines: u64,
     /// Output bytes a build keeps, in MiB (`--max-log-mib`).
     pub max_log_mib: u64,
+    /// The artifacts a build keeps (`--max-artifact-mib`, `--max-artifacts`).
+    pub artifacts: ocelot_worker::ArtifactLimits,
 }
 
 impl Default for WorkerSpec {
@@ -48,6 +50,7 @@ impl Default for WorkerSpec {
             },
             max_log_lines: 1_000_000,
             max_log_mib: 4,
+            artifacts: ocelot_worker::ArtifactLimits::default(),
         }
     }
 }
@@ -83,6 +86,8 @@ pub struct ClusterSpec {
     /// A PostgreSQL server of the cluster's own (`Cluster::postgres`), which a test may stop
     /// and start; else a database on the shared server.
     pub own_postgres: bool,
+    /// Where the admin and workers keep artifacts; default: a directory of the cluster's.
+    pub storage: Option<ocelot_core::storage::StorageArgs>,
 }
 
 impl Default for ClusterSpec {
@@ -94,6 +99,7 @@ impl Default for ClusterSpec {
             tls: false,
             health_endpoints: false,
             own_postgres: false,
+            storage: None,
         }
     }
 }
@@ -138,6 +144,8 @@ pub struct Cluster {
     /// `http://127.0.0.1:PORT` of each worker's and poller's health endpoints, with the
     /// service's name, when the spec asked for them.
     pub health_urls: Vec<(String, String)>,
+    /// Where the admin and workers keep artifacts.
+    pub storage: ocelot_core::storage::StorageArgs,
     stop: CancellationToken,
     tasks: Vec<JoinHandle<anyhow::Result<()>>>,
 }
@@ -338,7 +346,12 @@ impl Cluster {
         } else {
             None
         };
+        let storage = spec
+            .storage
+            .clone()
+            .unwrap_or_else(|| ocelot_core::storage::StorageArgs::dir(dir.path().join("storage")));
         let admin_settings = ocelot_admin::Settings {
+            storage: storage.clone(),
             database: database_args.clone(),
             nats: nats.args(NatsUser::Admin),
             log: log_args.clone(),
@@ -391,6 +404,8 @@ impl Cluster {
                 consul: Default::default(),
                 health: Default::default(),
                 sandbox: spec.sandbox,
+                storage: storage.clone(),
+                artifacts: spec.artifacts,
                 concurrency: spec.concurrency,
                 tags: spec.tags,
                 executor: spec.executor,
@@ -487,6 +502,7 @@ impl Cluster {
             worker_ids,
             instance,
             health_urls,
+            storage,
             stop,
             tasks,
         };

@@ -10,6 +10,7 @@
 //! - [`sshd`]: `SshGitServer`, `sshd` on a loopback port running `git-shell` for one key.
 //! - [`tls`]: a throwaway CA and a certificate for 127.0.0.1 (the admin over TLS).
 //! - [`http`]: a minimal HTTP/1.1 client for webhook requests.
+//! - [`s3`]: `S3Server`, moto's S3-compatible server on a loopback port (artifact storage).
 //! - [`pg_server`]: `PostgresServer`, a Postgres of a test's own that it can stop and restart.
 //! - [`services`]: `ServiceProcess`, a service binary run as a process (kill, SIGTERM, restart).
 //! - [`process`]: `GroupChild`, how every server above runs: in a process group of its own,
@@ -25,6 +26,7 @@ pub mod pg_server;
 pub mod postgres;
 pub mod process;
 pub mod registry;
+pub mod s3;
 pub mod services;
 pub mod sshd;
 pub mod tls;

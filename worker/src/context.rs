@@ -41,6 +41,10 @@ pub(crate) struct WorkerContext {
     /// Started containers ready for the next builds of recently used images
     /// (`--warm-images`); `None` without Docker or with warm starts off.
     pub(crate) warm: Option<Arc<crate::executor::docker::warm::WarmPool>>,
+    /// Where artifacts go (`--storage`).
+    pub(crate) storage: ocelot_core::storage::Storage,
+    /// The artifacts a build keeps and for how long.
+    pub(crate) artifact_limits: crate::artifacts::ArtifactLimits,
     /// The uids host builds run as (`--host-build-uids`); `None` on a Docker worker.
     pub(crate) host_users: Option<Arc<crate::executor::host::UidPool>>,
 }

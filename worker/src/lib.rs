@@ -6,6 +6,8 @@
 //! - `job_loop`: one pull loop per tag, bounded by `--concurrency`, in-progress acks.
 //! - `build_runner`: claim → checkout → ocelot.yml → environment → stages → result.
 //! - `executor`: where scripts run: `docker` (bollard) or `host`.
+//! - `artifacts`: a stage's `artifacts:` streamed from the workspace to the storage, within
+//!   the build's limits (`--max-artifact-mib`, `--max-artifacts`).
 //! - `attempt_log`: numbers an attempt's events, publishes them, stores them in batches.
 //! - `log_sink`, `log_limit`: what executors write output to, and how much a build keeps.
 //! - `lines`: splits output chunks into lines.
@@ -14,6 +16,7 @@
 //! - `pressure`: back-pressure checks (disk, Postgres, NATS, Docker) that pause job pulls.
 //! - `registry`: this worker's entry in the worker registry (NATS KV), kept fresh.
 
+mod artifacts;
 mod attempt_log;
 mod build_runner;
 mod context;
@@ -28,6 +31,7 @@ mod pressure;
 mod registry;
 mod sweeper;
 
+pub use artifacts::ArtifactLimits;
 use context::WorkerContext;
 pub use executor::ExecutorKind;
 /// The uids a host worker's builds run as (`--host-build-uids`).
@@ -76,6 +80,12 @@ pub struct Settings {
     /// Build container limits, network, host access and pulls.
     #[command(flatten)]
     pub sandbox: SandboxArgs,
+    /// Where artifacts go.
+    #[command(flatten)]
+    pub storage: ocelot_core::storage::StorageArgs,
+    /// The artifacts a build keeps.
+    #[command(flatten)]
+    pub artifacts: ArtifactLimits,
     /// Builds run at once
     #[arg(long, env = env_vars::OCELOT_WORKER_CONCURRENCY, default_value_t = 2)]
     pub concurrency: usize,
@@ -222,6 +232,8 @@ pub async fn run(
     if host_users.is_some() {
         host_setup::protect_cache_dir(&cache_dir, &workspaces)?;
     }
+    let storage = ocelot_core::storage::Storage::open(&settings.storage)
+        .context("opening the artifact storage")?;
     let sandbox = executor::docker::Sandbox::new(&settings.sandbox, &cache_dir)
         .with_context(|| format!("reading the private images under {}", cache_dir.display()))?;
     let warm = match &docker {
@@ -258,6 +270,8 @@ pub async fn run(
         store_outage_budget: settings.store_outage_budget,
         sandbox: Arc::new(sandbox),
         host_users,
+        storage,
+        artifact_limits: settings.artifacts,
     };
     tracing::info!(worker_id = %context.worker_id, tags = ?settings.tags,
         concurrency = settings.concurrency, executor = ?settings.executor, "worker started");

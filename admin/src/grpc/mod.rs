@@ -1,5 +1,6 @@
 //! The gRPC router: the standard health service and the `ocelot.v1.Admin` service.
 
+mod artifacts;
 mod builds;
 mod credentials;
 mod polls;
@@ -298,6 +299,24 @@ impl ocelot_proto::v1::admin_server::Admin for AdminApi {
         _request: tonic::Request<ocelot_proto::v1::ListTokensRequest>,
     ) -> Result<tonic::Response<ocelot_proto::v1::ListTokensResponse>, tonic::Status> {
         tokens::list(&self.state).await
+    }
+
+    async fn list_artifacts(
+        &self,
+        request: tonic::Request<ocelot_proto::v1::ListArtifactsRequest>,
+    ) -> Result<tonic::Response<ocelot_proto::v1::ListArtifactsResponse>, tonic::Status> {
+        let scope = scope::of(&request)?;
+        artifacts::list(&self.state, &scope, request.into_inner()).await
+    }
+
+    type GetArtifactStream = artifacts::ChunkStream;
+
+    async fn get_artifact(
+        &self,
+        request: tonic::Request<ocelot_proto::v1::GetArtifactRequest>,
+    ) -> Result<tonic::Response<Self::GetArtifactStream>, tonic::Status> {
+        let scope = scope::of(&request)?;
+        artifacts::get(&self.state, &scope, request.into_inner()).await
     }
 
     async fn revoke_token(

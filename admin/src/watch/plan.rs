@@ -523,11 +523,13 @@ mod tests {
         assert_eq!(numbers_in(&event), 3);
         assert_eq!(new_part(event.clone(), at(2, 9)), Some(event.clone()));
         assert_eq!(new_part(event.clone(), at(1, 90)), Some(event.clone()));
-        assert_eq!(
-            new_part(event.clone(), at(2, 10)),
-            Some(run(2, 11, "b\nc\n"))
-        );
-        assert_eq!(new_part(event.clone(), at(2, 11)), Some(run(2, 12, "c\n")));
+        // the rest of the run keeps the run's time
+        let rest = |seq: u64, text: &str| BuildEvent {
+            at_ms: event.at_ms,
+            ..run(2, seq, text)
+        };
+        assert_eq!(new_part(event.clone(), at(2, 10)), Some(rest(11, "b\nc\n")));
+        assert_eq!(new_part(event.clone(), at(2, 11)), Some(rest(12, "c\n")));
         assert_eq!(new_part(event.clone(), at(2, 12)), None);
         assert_eq!(new_part(event, at(3, 1)), None);
         // what follows a run starts after its last line

@@ -1,5 +1,6 @@
 //! One module per subcommand; [`dispatch`] runs the chosen one and reports its error.
 
+mod artifacts;
 mod build;
 mod creds;
 mod kill;
@@ -33,6 +34,7 @@ pub(crate) async fn dispatch(args: Args) -> ExitStatus {
         Command::Creds(creds_command) => creds::run(&admin, creds_command).await,
         Command::Token(token_command) => token::run(&admin, token_command).await,
         Command::Workers { json } => workers::run(&admin, json).await,
+        Command::Artifacts(artifacts_args) => artifacts::run(&admin, artifacts_args).await,
         Command::Kill { build, json } => kill::run(&admin, build, json).await,
         Command::Rerun {
             build,

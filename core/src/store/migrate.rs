@@ -54,6 +54,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "token_repo_scopes",
         include_str!("migrations/V12__token_repo_scopes.sql"),
     ),
+    (
+        14,
+        "artifacts",
+        include_str!("migrations/V14__artifacts.sql"),
+    ),
 ];
 
 /// The migrations older than `version`, `(version, SQL)` in order: what a database of an

@@ -2,6 +2,7 @@
 //! lock, and one module per table that owns its queries.
 
 mod api_tokens;
+mod artifacts;
 mod builds;
 mod credentials;
 mod deliveries;
@@ -16,6 +17,7 @@ pub mod tls;
 mod webhook_secrets;
 
 pub use api_tokens::ApiToken;
+pub use artifacts::{Artifact, NewArtifact};
 pub use builds::{BuildFilter, Claim, ClaimOutcome, Inserted, NewBuild, Superseded};
 pub use credentials::StoredCredential;
 pub use deliveries::{Delivery, NewDelivery, Recorded};

@@ -16,6 +16,7 @@
 //! [`parse`] returns a [`Pipeline`] or [`PipelineErrors`];
 //! [`Pipeline::branch_matches`] and [`Stage::should_run`] decide what runs.
 
+mod artifacts;
 mod condition;
 mod error;
 mod model;
@@ -26,6 +27,7 @@ mod resources;
 #[cfg(test)]
 mod tests;
 
+pub use artifacts::{ArtifactPattern, ArtifactWhen, Artifacts};
 pub use condition::{ConditionError, Join, SectionKind, TriggerExpr, TriggerSection};
 pub use error::{PipelineError, PipelineErrors};
 pub use model::{

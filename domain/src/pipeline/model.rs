@@ -6,6 +6,7 @@ use std::time::Duration;
 use regex::{Regex, RegexBuilder};
 use serde::{Deserialize, Serialize};
 
+use super::artifacts::Artifacts;
 use super::condition::TriggerExpr;
 use super::resources::Resources;
 
@@ -153,6 +154,9 @@ pub struct Stage {
     pub timeout: Option<Duration>,
     /// When the stage runs.
     pub condition: StageCondition,
+    /// `artifacts`: files kept after the stage.
+    #[serde(default)]
+    pub artifacts: Option<Artifacts>,
 }
 
 impl Stage {

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 
 use marked_yaml::Node;
 
+use super::artifacts::{ArtifactPattern, ArtifactWhen, Artifacts};
 use super::condition::TriggerExpr;
 use super::error::{PipelineError, PipelineErrors, did_you_mean};
 use super::model::{
@@ -24,7 +25,16 @@ const TOP_FIELDS: [&str; 9] = [
     "notify",
     "resources",
 ];
-const STAGE_FIELDS: [&str; 6] = ["name", "script", "env", "trigger", "triggers", "timeout"];
+const STAGE_FIELDS: [&str; 7] = [
+    "name",
+    "script",
+    "env",
+    "trigger",
+    "triggers",
+    "timeout",
+    "artifacts",
+];
+const ARTIFACTS_FIELDS: [&str; 3] = ["paths", "when", "expire_in"];
 const TRIGGER_FIELDS: [&str; 1] = ["branches"];
 const NOTIFY_FIELDS: [&str; 1] = ["slack"];
 const SLACK_FIELDS: [&str; 3] = ["identifier", "channel", "on"];
@@ -212,6 +222,10 @@ fn read_stage(cx: &mut Cx, item: &Field<'_>, names: &mut HashMap<String, Pos>) -
         .unwrap_or_default();
     let timeout = fields.get("timeout").and_then(|f| f.duration(cx));
     let condition = read_condition(cx, &fields);
+    let artifacts = match fields.get("artifacts") {
+        Some(f) => Some(read_artifacts(cx, f)?),
+        None => None,
+    };
 
     Some(Stage {
         name: name?,
@@ -219,6 +233,7 @@ fn read_stage(cx: &mut Cx, item: &Field<'_>, names: &mut HashMap<String, Pos>) -
         env,
         timeout,
         condition: condition?,
+        artifacts,
     })
 }
 
@@ -334,6 +349,70 @@ fn escape_hint(text: &str) -> Option<String> {
         "in double quotes a backslash starts an escape: write the line unquoted or in single quotes"
             .to_string()
     })
+}
+
+/// `artifacts: {paths: [...], when: on_success, expire_in: 7d}`, or just the list of paths.
+fn read_artifacts(cx: &mut Cx, field: &Field<'_>) -> Option<Artifacts> {
+    if let Node::Sequence(_) = field.node {
+        let paths = artifact_paths(cx, field)?;
+        return Some(Artifacts {
+            paths,
+            when: ArtifactWhen::OnSuccess,
+            expire_in: None,
+        });
+    }
+    let map = field.mapping(
+        cx,
+        "a mapping like `{paths: [target/app], when: on_success, expire_in: 7d}`",
+    )?;
+    let fields = Fields::read(cx, map, &field.path, &ARTIFACTS_FIELDS);
+    let paths = fields
+        .require(cx, "paths", "a list of files, directories or globs")
+        .and_then(|f| artifact_paths(cx, f));
+    let when = match fields.get("when") {
+        None => Some(ArtifactWhen::OnSuccess),
+        Some(f) => f.string(cx).and_then(|text| {
+            let when = ArtifactWhen::parse(text.trim());
+            if when.is_none() {
+                cx.error_hint(
+                    f.pos,
+                    &f.path,
+                    format!("unknown `{text}`; expected `on_success`, `on_failure` or `always`"),
+                    did_you_mean(&text, &ArtifactWhen::NAMES),
+                );
+            }
+            when
+        }),
+    };
+    let expire_in = match fields.get("expire_in") {
+        None => Some(None),
+        Some(f) => f.duration(cx).map(Some),
+    };
+    Some(Artifacts {
+        paths: paths?,
+        when: when?,
+        expire_in: expire_in?,
+    })
+}
+
+fn artifact_paths(cx: &mut Cx, field: &Field<'_>) -> Option<Vec<ArtifactPattern>> {
+    let errors_before = cx.errors.len();
+    let items = field.string_list(cx, "a list of files, directories or globs")?;
+    let mut paths = Vec::new();
+    for (item, text) in items {
+        match ArtifactPattern::parse(&text) {
+            Ok(pattern) => paths.push(pattern),
+            Err(message) => cx.error(item.pos, &item.path, message),
+        }
+    }
+    if cx.errors.len() > errors_before {
+        return None;
+    }
+    if paths.is_empty() {
+        cx.error(field.pos, &field.path, "at least one path is required");
+        return None;
+    }
+    Some(paths)
 }
 
 /// `resources: {memory: 512m, cpus: 0.5, pids: 128}`: each optional, each only lowers the

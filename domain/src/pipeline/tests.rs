@@ -582,3 +582,29 @@ fn bad_resources_name_their_line_and_field() {
         "{errs}"
     );
 }
+
+#[test]
+fn artifacts_parse_with_their_defaults() {
+    let text = std::fs::read_to_string(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/pipeline/good/artifacts.yml"),
+    )
+    .unwrap();
+    let pipeline = parse(&text).unwrap();
+    let build = pipeline.stages[0].artifacts.as_ref().unwrap();
+    let paths: Vec<&str> = build.paths.iter().map(|p| p.as_str()).collect();
+    assert_eq!(paths, ["target/app", "reports/*.xml", "coverage"]);
+    assert_eq!(build.when, ArtifactWhen::Always);
+    assert_eq!(build.expire_in, Some(Duration::from_secs(7 * 24 * 3600)));
+    let test = pipeline.stages[1].artifacts.as_ref().unwrap();
+    assert_eq!(test.when, ArtifactWhen::OnSuccess);
+    assert_eq!(test.expire_in, None);
+    let errs = errors(
+        "image: a\nstages:\n  - name: b\n    script: [x]\n    artifacts: {paths: [out], when: on_sucess}\n",
+    );
+    assert_eq!(
+        errs.0[0].hint.as_deref(),
+        Some("did you mean `on_success`?"),
+        "{errs}"
+    );
+}

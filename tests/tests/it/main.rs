@@ -4,6 +4,7 @@
 // helpers of tests may panic like the tests themselves
 #![allow(clippy::unwrap_used)]
 
+mod artifacts;
 mod auth;
 mod branch_integrity;
 mod build;

@@ -72,6 +72,18 @@ const CASES: &[Case] = &[
         expect: Expect::LikeMissing,
     },
     Case {
+        rpc: "ListArtifacts",
+        args: &["artifacts", "{other}"],
+        input: None,
+        expect: Expect::LikeMissing,
+    },
+    Case {
+        rpc: "GetArtifact",
+        args: &["artifacts", "get", "{other}", "out/app"],
+        input: None,
+        expect: Expect::LikeMissing,
+    },
+    Case {
         rpc: "ListBuilds",
         args: &["status", "--json", "--limit", "100"],
         input: None,

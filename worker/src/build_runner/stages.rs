@@ -1,8 +1,11 @@
 //! The stages of a build, in order: each one's triggers, its script in the environment under
-//! its deadline, its result; the first failure, timeout or cancel stops the build.
+//! its deadline, its result, then its artifacts ([`crate::artifacts`]: kept when its `when`
+//! says so, within the build's limits; later stages see the files anyway, in the shared
+//! workspace); the first failure, timeout or cancel stops the build.
 
 use super::messages::{self, TimeLimit};
 use super::{Outcome, SETUP_STAGE, Verdict};
+use crate::artifacts::{self, Budget, Collection};
 use crate::attempt_log::AttemptLog;
 use crate::context::WorkerContext;
 use crate::executor::{Environment, ScriptOutcome, ScriptRun, shell_script};
@@ -41,6 +44,7 @@ pub(super) async fn run_stages(
     log: &mut AttemptLog,
 ) -> Outcome {
     let build_deadline = pipeline.timeout.map(|timeout| Instant::now() + timeout);
+    let mut budget = Budget::new(&context.artifact_limits);
     let trigger_context = TriggerContext {
         branch: &build.branch,
         commit_messages: &commit.messages,
@@ -93,6 +97,17 @@ pub(super) async fn run_stages(
         } else {
             i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX)
         };
+        keep_artifacts(
+            context,
+            build,
+            stage,
+            end.state,
+            environment,
+            &mut budget,
+            &inputs.cancel,
+            log,
+        )
+        .await;
         log.emit(EventKind::StageFinished {
             index,
             name: stage.name.clone(),
@@ -106,6 +121,52 @@ pub(super) async fn run_stages(
         }
     }
     Outcome::Final(Verdict::new(BuildState::Passed, None))
+}
+
+/// Collects the stage's artifacts when it has some and its result asks for them (never
+/// after a cancel, a skip, or when a newer attempt owns the build); a cancel stops it.
+#[allow(clippy::too_many_arguments)]
+async fn keep_artifacts(
+    context: &WorkerContext,
+    build: &Build,
+    stage: &Stage,
+    state: StageState,
+    environment: &Environment,
+    budget: &mut Budget,
+    cancel: &CancellationToken,
+    log: &mut AttemptLog,
+) {
+    let Some(artifacts) = &stage.artifacts else {
+        return;
+    };
+    let passed = match state {
+        StageState::Passed => true,
+        StageState::Failed | StageState::TimedOut => false,
+        _ => return,
+    };
+    if !artifacts.when.applies(passed) || log.fenced_out() {
+        return;
+    }
+    let job = Collection {
+        store: &context.store,
+        storage: &context.storage,
+        build_id: build.id,
+        attempt: build.attempt,
+        stage: &stage.name,
+        artifacts,
+        default_expiry: context.artifact_limits.expire_in,
+    };
+    let stopped = tokio::select! {
+        () = artifacts::collect(&job, environment, budget, log) => false,
+        () = cancel.cancelled() => true,
+    };
+    if stopped {
+        log.system(
+            &stage.name,
+            "artifacts: collection stopped: the build was cancelled",
+        )
+        .await;
+    }
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -450,6 +450,22 @@ impl BuildContainer {
         }
     }
 
+    /// The workspace as a tar stream read from the container (Docker archives the directory
+    /// without following any link in it; entries are named `workspace/...`).
+    pub(crate) fn workspace_archive(
+        &self,
+    ) -> impl futures::Stream<Item = Result<bytes::Bytes, bollard::errors::Error>> + Send + 'static
+    {
+        self.docker.download_from_container(
+            &self.id,
+            Some(
+                bollard::query_parameters::DownloadFromContainerOptionsBuilder::new()
+                    .path(CONTAINER_WORKSPACE)
+                    .build(),
+            ),
+        )
+    }
+
     /// Kills and removes the container (and its anonymous volumes), then its network in
     /// the background (nobody waits for it).
     pub(crate) async fn remove(mut self) {
