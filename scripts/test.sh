@@ -41,6 +41,18 @@ export OCELOT_TEST_BIN_DIR=$target_dir/debug
 # the chaos and multi-host tests leave their figures here
 figures_dir=$target_dir/tmp
 rm -f "$figures_dir"/*-figures.txt
+tests_started=$(date +%s)
+# a test's in-process worker can be torn down while it starts a warm container: the ones
+# made during the run go at its end, whatever the result (a running quickstart's worker only
+# loses its spare, which it makes again)
+remove_test_warm_containers() {
+  docker ps -aq --filter label=io.ocelot.warm-until 2>/dev/null | while read -r id; do
+    created=$(date -d "$(docker inspect -f '{{.Created}}' "$id" 2>/dev/null)" +%s 2>/dev/null || echo 0)
+    if [ "$created" -ge "$tests_started" ]; then docker rm -f -v "$id" >/dev/null 2>&1 || true; fi
+  done
+  docker network prune -f --filter label=io.ocelot.warm-until >/dev/null 2>&1 || true
+}
+trap remove_test_warm_containers EXIT
 cargo test --workspace --locked -- --test-threads "${OCELOT_TEST_THREADS:-2}"
 
 step "figures"
