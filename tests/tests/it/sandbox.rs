@@ -387,13 +387,14 @@ fn host_address() -> String {
         .expect("this host has a non-loopback IPv4 address")
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn builds_reach_the_host_only_on_a_worker_that_allows_it() {
+/// A cluster with a default (`deny`) worker and an `allow` one, which takes the builds of
+/// `machineTag: open`.
+async fn deny_and_allow_workers() -> Cluster {
     let open = SandboxArgs {
         build_host_access: HostAccess::Allow,
-        ..SandboxArgs::default()
+        ..WorkerSpec::default().sandbox
     };
-    let cluster = Cluster::start_with(vec![
+    Cluster::start_with(vec![
         WorkerSpec::default(),
         WorkerSpec {
             tags: vec!["open".to_string()],
@@ -402,7 +403,12 @@ async fn builds_reach_the_host_only_on_a_worker_that_allows_it() {
         },
     ])
     .await
-    .unwrap();
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn builds_reach_the_host_only_on_a_worker_that_allows_it() {
+    let cluster = deny_and_allow_workers().await;
     // a service on every address of the host, like a Postgres listening on 0.0.0.0
     let listener = tokio::net::TcpListener::bind("0.0.0.0:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -562,20 +568,7 @@ impl Drop for MetadataService {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn builds_do_not_reach_cloud_instance_metadata_unless_their_worker_allows_the_host() {
     let metadata = MetadataService::start();
-    let open = SandboxArgs {
-        build_host_access: HostAccess::Allow,
-        ..SandboxArgs::default()
-    };
-    let cluster = Cluster::start_with(vec![
-        WorkerSpec::default(),
-        WorkerSpec {
-            tags: vec!["open".to_string()],
-            sandbox: open,
-            ..WorkerSpec::default()
-        },
-    ])
-    .await
-    .unwrap();
+    let cluster = deny_and_allow_workers().await;
     let probe = "    script:\n      - 'if nc -w 3 169.254.169.254 80 </dev/null | grep -q metadata-answer; then echo REACHED-METADATA; else echo metadata-blocked; fi'\n";
     repo_with(
         &cluster,

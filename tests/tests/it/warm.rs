@@ -114,23 +114,30 @@ impl Drop for ImageTag {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_next_build_runs_in_a_warm_container_that_no_build_touched() {
+/// A one-worker cluster and a repo `name` building [`REPORTING_YML`] on an image tag of the
+/// test's own (removed with the returned guard), its `marker.txt` holding `marker`.
+async fn one_worker_with_repo(name: &str, marker: &str) -> (Cluster, Docker, ImageTag) {
     let cluster = Cluster::start_with(single_worker()).await.unwrap();
     let docker = docker().await;
     let image = format!(
         "ocelot/warm-test:{}",
         &uuid::Uuid::new_v4().simple().to_string()[..8]
     );
-    let _tag = ImageTag(image.clone());
+    let tag = ImageTag(image.clone());
     docker_cli(&["tag", "ocelot/busybox", &image]);
     repo_with(
         &cluster,
-        "warm",
+        name,
         &REPORTING_YML.replace("IMAGE", &image),
-        &[("marker.txt", "from-the-commit")],
+        &[("marker.txt", marker)],
     )
     .await;
+    (cluster, docker, tag)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_next_build_runs_in_a_warm_container_that_no_build_touched() {
+    let (cluster, docker, _tag) = one_worker_with_repo("warm", "from-the-commit").await;
 
     // the first build starts cold and leaves a warm container behind
     let first = cluster.ocelot(&["build", "-r", "warm"]).await.unwrap();
@@ -180,21 +187,8 @@ async fn the_next_build_runs_in_a_warm_container_that_no_build_touched() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_warm_container_of_an_image_that_changed_is_not_used() {
-    let cluster = Cluster::start_with(single_worker()).await.unwrap();
-    let docker = docker().await;
-    let image = format!(
-        "ocelot/warm-test:{}",
-        &uuid::Uuid::new_v4().simple().to_string()[..8]
-    );
-    let _tag = ImageTag(image.clone());
-    docker_cli(&["tag", "ocelot/busybox", &image]);
-    repo_with(
-        &cluster,
-        "changing",
-        &REPORTING_YML.replace("IMAGE", &image),
-        &[("marker.txt", "m")],
-    )
-    .await;
+    let (cluster, docker, tag) = one_worker_with_repo("changing", "m").await;
+    let image = tag.0.clone();
     let first = cluster.ocelot(&["build", "-r", "changing"]).await.unwrap();
     assert_eq!(first.code, 0, "{}", first.both());
     assert_eq!(reported(&first.stdout, "image"), "v1");
