@@ -49,7 +49,7 @@ remove_test_warm_containers() {
   docker ps -aq --filter label=io.ocelot.warm-until 2>/dev/null | while read -r id; do
     created=$(date -d "$(docker inspect -f '{{.Created}}' "$id" 2>/dev/null)" +%s 2>/dev/null || echo 0)
     if [ "$created" -ge "$tests_started" ]; then docker rm -f -v "$id" >/dev/null 2>&1 || true; fi
-  done
+  done || true
   docker network prune -f --filter label=io.ocelot.warm-until >/dev/null 2>&1 || true
 }
 trap remove_test_warm_containers EXIT
