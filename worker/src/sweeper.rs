@@ -78,11 +78,7 @@ async fn owned(store: &Store, build_id: BuildId, attempt: Attempt) -> Result<boo
 
 /// The build and attempt a workspace directory (`build-ID-ATTEMPT-RANDOM`) belongs to.
 fn workspace_owner(name: &str) -> Option<(BuildId, Attempt)> {
-    let mut parts = name.strip_prefix("build-")?.splitn(3, '-');
-    let build_id = parts.next()?.parse().ok()?;
-    let attempt = parts.next()?.parse::<u32>().ok()?.into();
-    parts.next()?;
-    Some((build_id, attempt))
+    crate::executor::docker::attempt_named(name, "build-")
 }
 
 /// Removes the workspaces under `dir` whose attempt is over; how many were removed.
@@ -116,6 +112,21 @@ pub(crate) async fn sweep_workspaces(store: &Store, dir: &Path) -> Result<usize,
     Ok(removed)
 }
 
+/// Every container, running or not, that `filters` (Docker's list filters) select.
+pub(crate) async fn all_containers(
+    docker: &Docker,
+    filters: &HashMap<String, Vec<String>>,
+) -> Result<Vec<bollard::models::ContainerSummary>, bollard::errors::Error> {
+    docker
+        .list_containers(Some(
+            ListContainersOptionsBuilder::new()
+                .all(true)
+                .filters(filters)
+                .build(),
+        ))
+        .await
+}
+
 /// Removes a container, running or not, with its anonymous volumes.
 async fn force_remove(docker: &Docker, id: &str) -> Result<(), bollard::errors::Error> {
     let options = RemoveContainerOptionsBuilder::new()
@@ -143,14 +154,7 @@ pub(crate) async fn remove_earlier_attempts(
         ),
         ("name".to_string(), vec![build_name_filter(build_id)]),
     ]);
-    let listed = docker
-        .list_containers(Some(
-            ListContainersOptionsBuilder::new()
-                .all(true)
-                .filters(&filters)
-                .build(),
-        ))
-        .await;
+    let listed = all_containers(docker, &filters).await;
     let containers = match listed {
         Ok(containers) => containers,
         Err(error) => {
@@ -262,13 +266,7 @@ pub(crate) async fn sweep_networks(
 /// network is in use (Docker refuses). How many were removed.
 pub(crate) async fn sweep_expired_warm(docker: &Docker) -> Result<usize, String> {
     let filters = HashMap::from([("label".to_string(), vec![LABEL_WARM_UNTIL.to_string()])]);
-    let containers = docker
-        .list_containers(Some(
-            ListContainersOptionsBuilder::new()
-                .all(true)
-                .filters(&filters)
-                .build(),
-        ))
+    let containers = all_containers(docker, &filters)
         .await
         .map_err(|e| format!("listing warm containers: {e}"))?;
     let mut removed = 0;
@@ -313,13 +311,7 @@ pub(crate) async fn sweep(docker: &Docker, store: &Store, instance: &str) -> Res
         "label".to_string(),
         vec![format!("{LABEL_INSTANCE}={instance}")],
     )]);
-    let containers = docker
-        .list_containers(Some(
-            ListContainersOptionsBuilder::new()
-                .all(true)
-                .filters(&filters)
-                .build(),
-        ))
+    let containers = all_containers(docker, &filters)
         .await
         .map_err(|e| format!("listing containers: {e}"))?;
     let mut removed = 0;

@@ -88,7 +88,13 @@ pub fn container_name(build_id: BuildId, attempt: Attempt) -> String {
 /// leading `/`) belongs to: see [`container_name`]. A warm container not taken yet has none.
 pub fn container_owner(name: &str) -> Option<(BuildId, Attempt)> {
     let name = name.strip_prefix('/').unwrap_or(name);
-    let mut parts = name.strip_prefix("ocelot-build-")?.splitn(3, '-');
+    attempt_named(name, "ocelot-build-")
+}
+
+/// The build and attempt of a name `PREFIX<build>-<attempt>-<anything>` (containers,
+/// workspaces).
+pub(crate) fn attempt_named(name: &str, prefix: &str) -> Option<(BuildId, Attempt)> {
+    let mut parts = name.strip_prefix(prefix)?.splitn(3, '-');
     let build_id = parts.next()?.parse().ok()?;
     let attempt = parts.next()?.parse::<u32>().ok()?.into();
     parts.next()?;

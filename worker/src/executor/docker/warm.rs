@@ -271,7 +271,7 @@ async fn start_warm(
 /// Removes the warm containers and networks that a previous run of this worker (same id)
 /// left when it was killed: nobody else would before they expire.
 async fn remove_earlier_incarnations(docker: &Docker, settings: &WarmSettings) {
-    use bollard::query_parameters::{ListContainersOptionsBuilder, ListNetworksOptionsBuilder};
+    use bollard::query_parameters::ListNetworksOptionsBuilder;
     let filters = HashMap::from([(
         "label".to_string(),
         vec![
@@ -280,13 +280,7 @@ async fn remove_earlier_incarnations(docker: &Docker, settings: &WarmSettings) {
             LABEL_WARM_UNTIL.to_string(),
         ],
     )]);
-    let containers = docker
-        .list_containers(Some(
-            ListContainersOptionsBuilder::new()
-                .all(true)
-                .filters(&filters)
-                .build(),
-        ))
+    let containers = crate::sweeper::all_containers(docker, &filters)
         .await
         .unwrap_or_default();
     for container in containers {
