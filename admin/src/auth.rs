@@ -26,8 +26,8 @@ const HINT: &str = "set OCELOT_TOKEN (an admin makes one with `ocelot token crea
 pub(crate) fn required_scope(method: &str) -> TokenScope {
     match method {
         "WatchBuild" | "GetBuild" | "ListBuilds" | "ListRepos" | "ListWorkers" | "ListPolls"
-        | "ListArtifacts" | "GetArtifact" => TokenScope::Read,
-        "TriggerBuild" | "CancelBuild" | "RerunBuild" => TokenScope::Trigger,
+        | "ListArtifacts" | "GetArtifact" | "ListCaches" => TokenScope::Read,
+        "TriggerBuild" | "CancelBuild" | "RerunBuild" | "ClearCaches" => TokenScope::Trigger,
         _ => TokenScope::Admin,
     }
 }
@@ -53,7 +53,9 @@ pub(crate) fn repo_rule(method: &str) -> RepoRule {
     match method {
         "TriggerBuild" | "WatchBuild" | "GetBuild" | "CancelBuild" | "RerunBuild" | "AddRepo"
         | "RemoveRepo" | "SetRepoOptions" | "AddPoll" | "RemovePoll" | "AddCredential"
-        | "RemoveCredential" | "ListArtifacts" | "GetArtifact" => RepoRule::OneRepo,
+        | "RemoveCredential" | "ListArtifacts" | "GetArtifact" | "ListCaches" | "ClearCaches" => {
+            RepoRule::OneRepo
+        }
         "ListBuilds" | "ListRepos" | "ListPolls" | "ListCredentials" => RepoRule::Filtered,
         "ListWorkers" => RepoRule::NoRepo,
         _ => RepoRule::EveryRepoOnly,

@@ -5,7 +5,8 @@
 //!
 //! Artifact retention ([`artifact_pass`]): the rows of expired artifacts are deleted, then
 //! the objects of every row that went (expired, replaced, or removed with its build) are
-//! deleted from the storage. Several admins share the queue of objects (each takes its own).
+//! deleted from the storage; caches unused for `--cache-expire-in` (the worker's) go the same
+//! way. Several admins share the queue of objects (each takes its own).
 
 use ocelot_core::storage::Storage;
 use ocelot_core::store::{Store, StoreError};
@@ -123,6 +124,8 @@ const OBJECT_BATCH: i64 = 500;
 pub struct ArtifactsPruned {
     /// Artifacts whose `expire_in` had passed.
     pub expired: u64,
+    /// Caches unused for their `--cache-expire-in`.
+    pub caches_expired: u64,
     /// Objects deleted from the storage.
     pub objects: u64,
     /// Objects that could not be deleted (queued again for the next pass).
@@ -136,13 +139,15 @@ pub enum ArtifactPassError {
     Store(#[from] StoreError),
 }
 
-/// One artifact pass: deletes the expired artifacts' rows, then the queued objects.
+/// One artifact pass: deletes the expired artifacts' and caches' rows, then the queued
+/// objects (of artifacts and caches).
 pub async fn artifact_pass(
     store: &Store,
     storage: &Storage,
 ) -> Result<ArtifactsPruned, ArtifactPassError> {
     let mut pruned = ArtifactsPruned {
         expired: store.expire_artifacts(SystemTime::now()).await?,
+        caches_expired: store.expire_caches(SystemTime::now()).await?,
         ..ArtifactsPruned::default()
     };
     loop {
@@ -175,10 +180,11 @@ pub(crate) async fn run_artifacts(store: Store, storage: Storage, stop: Cancella
         tokio::select! {
             () = stop.cancelled() => return,
             done = artifact_pass(&store, &storage) => match done {
-                Ok(pruned) if pruned.expired > 0 || pruned.objects > 0 => tracing::info!(
+                Ok(pruned) if pruned.expired > 0 || pruned.caches_expired > 0 || pruned.objects > 0 => tracing::info!(
                     expired = pruned.expired,
+                    caches_expired = pruned.caches_expired,
                     objects = pruned.objects,
-                    "deleted expired and removed artifacts from the storage"
+                    "deleted expired and removed artifacts and caches from the storage"
                 ),
                 Ok(_) => {}
                 Err(error) => tracing::warn!(%error, "artifact retention pass failed (retried at the next pass)"),

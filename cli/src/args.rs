@@ -68,19 +68,13 @@ pub enum Command {
         json: bool,
     },
     /// Queue a new build of a build's repo, branch and commit, and stream it
-    Rerun {
-        /// Build id
-        build: BuildId,
-        /// Print the new build id and return without following it
-        #[arg(long)]
-        no_follow: bool,
-        /// Print events as JSON lines on stdout
-        #[arg(long)]
-        json: bool,
-    },
+    Rerun(RerunArgs),
     /// List a build's artifacts (`ocelot artifacts BUILD`), or download them
     /// (`ocelot artifacts get BUILD [PATH...] [-o DIR]`)
     Artifacts(ArtifactsArgs),
+    /// List or clear a repo's build caches (`cache:` in ocelot.yml)
+    #[command(subcommand)]
+    Cache(CacheCommand),
     /// List the live workers: tags, builds running of capacity, last heartbeat
     Workers {
         /// Print JSON on stdout
@@ -116,6 +110,35 @@ pub enum ArtifactsCommand {
         #[arg(short = 'o', long = "output", default_value = ".")]
         output: PathBuf,
         /// Print what was written as JSON on stdout
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CacheCommand {
+    /// A repo's saved caches: key, branch, size, last use, expiry
+    List {
+        /// Repo name (or URL)
+        #[arg(short = 'r', long = "repo")]
+        repo: String,
+        /// Print JSON on stdout
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete a repo's caches (all, or those of a key prefix and/or a branch); the next
+    /// builds miss and save them again
+    Clear {
+        /// Repo name (or URL)
+        #[arg(short = 'r', long = "repo")]
+        repo: String,
+        /// Only the keys starting with this
+        #[arg(long = "key", default_value = "")]
+        key_prefix: String,
+        /// Only the caches saved by this branch (`pr-N` for a fork's pull request)
+        #[arg(long)]
+        branch: Option<String>,
+        /// Print the outcome as JSON on stdout
         #[arg(long)]
         json: bool,
     },
@@ -162,14 +185,15 @@ pub enum CredsCommand {
     /// Store a credential; its value is read from --from-file or standard input, never argv
     Add {
         /// `vcs` (HTTPS token or password for clones), `ssh` (private key for ssh:// clones),
-        /// `registry` (login for image pulls) or `env` (a variable in the builds' environment)
+        /// `registry` (login for image pulls), `env` (a variable in the builds' environment)
+        /// or `file` (a file written in the builds at --path)
         kind: String,
         /// Its name (for `env`: the variable's name; for the others: a label)
         name: String,
         #[command(flatten)]
         scope: CredScope,
-        /// Read the value (token, password, private key, value) from this file instead of
-        /// standard input
+        /// Read the value (token, password, private key, value, file) from this file instead
+        /// of standard input
         #[arg(long)]
         from_file: Option<PathBuf>,
         /// vcs: the user name sent with the token (default x-access-token); ssh: the SSH user
@@ -187,6 +211,11 @@ pub enum CredsCommand {
         /// the host of the repo's URL (`-r`); required with --prefix
         #[arg(long)]
         host: Option<String>,
+        /// file: where the file is written in the build, mode 0600: `~/...` (the home of the
+        /// build's user; quote it, e.g. '~/.kube/config', so that your shell keeps the `~`),
+        /// an absolute path, or a path relative to the workspace
+        #[arg(long)]
+        path: Option<String>,
     },
     /// List credentials: names, kinds, scopes and dates, never values
     List {
@@ -251,6 +280,44 @@ pub struct BuildArgs {
     /// Print events as JSON lines on stdout
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub params: ParamArgs,
+}
+
+/// What a build is given from the shell: recorded with it and shown by `ocelot status`.
+#[derive(Debug, clap::Args)]
+pub struct ParamArgs {
+    /// A variable for every stage, after ocelot.yml's `env` (repeatable). Recorded with the
+    /// build and shown in clear by `ocelot status`: never pass secrets this way
+    #[arg(long = "env", value_name = "KEY=VALUE", value_parser = parse_env_param)]
+    pub env: Vec<(String, String)>,
+    /// Build even when `branches` in ocelot.yml does not match the branch
+    #[arg(long)]
+    pub force: bool,
+    /// Run only this stage and the stages it needs (in a file of stages in order: every
+    /// stage before it); the others are skipped
+    #[arg(long, value_name = "NAME")]
+    pub stage: Option<String>,
+}
+
+fn parse_env_param(text: &str) -> Result<(String, String), String> {
+    ocelot_domain::build_params::parse_env_param(text).map_err(|e| e.to_string())
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RerunArgs {
+    /// Build id
+    pub build: BuildId,
+    /// Print the new build id and return without following it
+    #[arg(long)]
+    pub no_follow: bool,
+    /// Print events as JSON lines on stdout
+    #[arg(long)]
+    pub json: bool,
+    /// With --env: these parameters instead of the original build's (without: its own are
+    /// kept); --force and --stage likewise
+    #[command(flatten)]
+    pub params: ParamArgs,
 }
 
 #[derive(Debug, clap::Args)]
@@ -342,7 +409,7 @@ pub struct ValidateArgs {
 
 #[cfg(test)]
 mod tests {
-    use super::{Args, Command, StatusArgs, WatchArgs};
+    use super::{Args, BuildArgs, Command, RerunArgs, StatusArgs, WatchArgs};
     use clap::Parser;
     use ocelot_domain::ids::BuildId;
 
@@ -353,10 +420,45 @@ mod tests {
     }
 
     #[test]
+    fn build_parameters_are_parsed_and_checked() {
+        let Command::Build(BuildArgs { params, .. }) = command(&[
+            "build", "--env", "A=1", "--env", "B=x=y", "--force", "--stage", "test",
+        ]) else {
+            panic!("a build");
+        };
+        assert_eq!(
+            params.env,
+            [
+                ("A".to_string(), "1".to_string()),
+                ("B".to_string(), "x=y".to_string())
+            ]
+        );
+        assert!(params.force);
+        assert_eq!(params.stage.as_deref(), Some("test"));
+        for bad in ["1A=x", "OCELOT_REPO=x", "NOVALUE"] {
+            let error = Args::try_parse_from(["ocelot", "build", "--env", bad]).unwrap_err();
+            assert_eq!(error.exit_code(), 2, "{bad}");
+            assert!(
+                error
+                    .to_string()
+                    .contains(bad.split('=').next().unwrap_or(bad)),
+                "{error}"
+            );
+        }
+        let Command::Rerun(RerunArgs { params, .. }) = command(&["rerun", "7", "--env", "A=2"])
+        else {
+            panic!("a rerun");
+        };
+        assert_eq!(params.env.len(), 1);
+    }
+
+    #[test]
     fn build_arguments_are_build_ids() {
         let id = BuildId::from(42);
         assert!(matches!(command(&["kill", "42"]), Command::Kill { build, .. } if build == id));
-        assert!(matches!(command(&["rerun", "42"]), Command::Rerun { build, .. } if build == id));
+        assert!(
+            matches!(command(&["rerun", "42"]), Command::Rerun(RerunArgs { build, .. }) if build == id)
+        );
         assert!(matches!(
             command(&["watch", "42"]),
             Command::Watch(WatchArgs { build, .. }) if build == id

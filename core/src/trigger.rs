@@ -2,7 +2,8 @@
 //!
 //! Resolve the commit (ls-remote when only a branch is given), read `ocelot.yml` at it to
 //! route the job (`machineTag`) and apply the branch filter (for a pull request: its base
-//! branch), honour `[skip ci]` on automatic triggers, insert the build row, publish the job.
+//! branch; none for `--force`), check a `--stage` names a stage of the file, honour
+//! `[skip ci]` on automatic triggers, insert the build row, publish the job.
 //! Automatic triggers are idempotent: one build per repo, branch (or pull request, or tag)
 //! and commit.
 //!
@@ -13,6 +14,7 @@
 //! branch called `main` is not `main`. A publish that fails leaves the build `queued` with its job unpublished: the
 //! admin's sweeper publishes it later, so no build is lost between the two steps.
 
+use crate::build_params::BuildParams;
 use crate::build_state::BuildState;
 use crate::git::{GitError, MirrorCache};
 use crate::ids::RepoId;
@@ -44,6 +46,8 @@ pub struct TriggerRequest {
     pub pull_request: Option<PullRequestRef>,
     /// The tag a tag push built.
     pub git_tag: Option<String>,
+    /// `--env`, `--force`, `--stage` (checked by the caller; none for automatic triggers).
+    pub params: BuildParams,
 }
 
 impl TriggerRequest {
@@ -57,6 +61,7 @@ impl TriggerRequest {
             previous_commit: None,
             pull_request: None,
             git_tag: None,
+            params: BuildParams::default(),
         }
     }
 }
@@ -113,7 +118,14 @@ fn has_skip_marker(message: &str) -> bool {
     lower.contains("[skip ci]") || lower.contains("[ci skip]")
 }
 
-fn route(config: Option<&str>, filter_branch: Option<&str>, skip_marker: Option<&str>) -> Routing {
+/// `filter_branch`: the branch `branches` must match (`None`: no filter, e.g. `--force`);
+/// `stage`: the one `--stage` asked for, which the file must have.
+fn route(
+    config: Option<&str>,
+    filter_branch: Option<&str>,
+    skip_marker: Option<&str>,
+    stage: Option<&str>,
+) -> Routing {
     let mut routing = Routing {
         tag: DEFAULT_TAG.to_string(),
         skip_reason: skip_marker.map(|marker| format!("the commit message says {marker}")),
@@ -132,6 +144,10 @@ fn route(config: Option<&str>, filter_branch: Option<&str>, skip_marker: Option<
         return routing;
     }
     routing.tag = tag;
+    if let Some(Err(unknown)) = stage.map(|stage| pipeline.select_stage(stage)) {
+        routing.error_reason = Some(unknown.to_string());
+        return routing;
+    }
     if let Some(filter_branch) = filter_branch
         && routing.skip_reason.is_none()
         && !pipeline.branch_matches(filter_branch)
@@ -310,7 +326,9 @@ async fn queue_build(
     );
     // a pull request is filtered by the branch it merges into, as in the original; a tag is
     // no branch, so `branches` does not filter it
+    // `--force` builds whatever `branches` says
     let filter_branch = match (&request.pull_request, &request.git_tag) {
+        _ if request.params.force => None,
         (Some(pr), _) => Some(pr.base_branch.clone()),
         (None, Some(_)) => None,
         (None, None) => Some(branch.clone()),
@@ -319,6 +337,7 @@ async fn queue_build(
         resolved.config.as_deref(),
         filter_branch.as_deref(),
         skip_marker,
+        request.params.stage.as_deref(),
     );
     let (state, reason) = match (&routing.error_reason, &routing.skip_reason) {
         (Some(error), _) => (BuildState::Errored, Some(error.clone())),
@@ -339,6 +358,7 @@ async fn queue_build(
             pull_request: request.pull_request,
             git_tag: request.git_tag,
             dedupe_key,
+            params: request.params,
         })
         .await?;
     let build = &inserted.build;
@@ -386,27 +406,50 @@ mod tests {
     #[test]
     fn routing_follows_machine_tag_and_branch_filter() {
         let yml = "machineTag: mac\nbranches: [main]\nstages:\n  - name: a\n    script: [x]\n";
-        let on_main = route(Some(yml), Some("main"), None);
+        let on_main = route(Some(yml), Some("main"), None, None);
         assert_eq!(on_main.tag, "mac");
         assert_eq!(on_main.skip_reason, None);
-        assert!(route(Some(yml), Some("other"), None).skip_reason.is_some());
-        // tags are not filtered by `branches`
-        assert!(route(Some(yml), None, None).skip_reason.is_none());
         assert!(
-            route(Some(yml), Some("main"), Some("[skip ci]"))
+            route(Some(yml), Some("other"), None, None)
                 .skip_reason
                 .is_some()
         );
-        assert_eq!(route(None, Some("main"), None).tag, DEFAULT_TAG);
+        // tags are not filtered by `branches`
+        assert!(route(Some(yml), None, None, None).skip_reason.is_none());
+        assert!(
+            route(Some(yml), Some("main"), Some("[skip ci]"), None)
+                .skip_reason
+                .is_some()
+        );
+        assert_eq!(route(None, Some("main"), None, None).tag, DEFAULT_TAG);
         assert_eq!(
-            route(Some("image: [oops"), Some("main"), None).tag,
+            route(Some("image: [oops"), Some("main"), None, None).tag,
             DEFAULT_TAG
         );
         let bad_tag = "machineTag: a.b\nstages:\n  - name: a\n    script: [x]\n";
         assert!(
-            route(Some(bad_tag), Some("main"), None)
+            route(Some(bad_tag), Some("main"), None, None)
                 .error_reason
                 .is_some()
+        );
+    }
+
+    #[test]
+    fn an_unknown_stage_errors_the_build_and_a_known_one_routes() {
+        let yml = "image: alpine\nbranches: [main]\nstages:\n  - name: build\n    script: [x]\n  - name: test\n    script: [y]\n";
+        let unknown = route(Some(yml), Some("main"), None, Some("tests"));
+        let reason = unknown.error_reason.unwrap_or_default();
+        assert!(
+            reason.contains("`tests`") && reason.contains("build, test"),
+            "{reason}"
+        );
+        let known = route(Some(yml), Some("main"), None, Some("test"));
+        assert_eq!(known.error_reason, None);
+        assert_eq!(known.skip_reason, None);
+        // a file the trigger cannot read goes to the worker, which checks the stage
+        assert_eq!(
+            route(Some("image: [oops"), Some("main"), None, Some("x")).error_reason,
+            None
         );
     }
 

@@ -182,6 +182,27 @@ async fn nothing_under_the_prefix_lists_nothing_and_serves_no_build() {
 }
 
 #[tokio::test]
+async fn a_file_credential_keeps_its_path_and_its_content_as_it_is() {
+    let replay = Replay::start(recordings(&["add_file"])).await;
+    let vault = with_token(&replay).await;
+    let at = CredentialDetails {
+        path: Some("~/.kube/config".into()),
+        ..CredentialDetails::default()
+    };
+    vault
+        .add(
+            "kubeconfig",
+            CredentialKind::File,
+            &acme_app(),
+            &at,
+            &value("apiVersion: v1\nusers:\n- name: ci\n"),
+        )
+        .await
+        .unwrap();
+    replay.finish();
+}
+
+#[tokio::test]
 async fn invalid_credentials_are_refused_before_any_request() {
     let replay = Replay::start(Vec::new()).await;
     let vault = with_token(&replay).await;
@@ -218,6 +239,20 @@ async fn invalid_credentials_are_refused_before_any_request() {
     assert!(
         registry_without_user.to_string().contains("username"),
         "{registry_without_user}"
+    );
+    let file_without_path = vault
+        .add(
+            "kubeconfig",
+            CredentialKind::File,
+            &acme_app(),
+            &none,
+            &value("apiVersion: v1"),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        file_without_path.to_string().contains("--path"),
+        "{file_without_path}"
     );
     assert!(replay.served().is_empty());
     replay.finish();

@@ -4,6 +4,7 @@
 //! - [`pipeline`]: the `ocelot.yml` model, parser and validator (original Ocelot format + timeouts).
 //! - [`build_state`]: build and stage states, their transitions and their one text form.
 //! - [`cancel`]: what a cancel request did.
+//! - [`build_params`]: what a build is given from the shell (`--env`, `--force`, `--stage`).
 //! - [`model`]: plain domain structs (repos, builds, stages, stored log lines, jobs).
 //! - [`events`]: the events of a build's log (lines, stage transitions, result) and the
 //!   log digest that proves a log arrived whole.
@@ -16,6 +17,7 @@
 //! - [`env_vars`], [`error_chain`]: names of environment variables; an error with its causes.
 
 pub mod auth;
+pub mod build_params;
 pub mod build_state;
 pub mod cancel;
 pub mod env_vars;

@@ -97,6 +97,8 @@ pub struct Build {
     pub withhold_secrets: bool,
     /// Set by `ocelot kill` of a running build: who asked.
     pub cancel_requested_by: Option<String>,
+    /// What it was given from the shell or the API (`--env`, `--force`, `--stage`).
+    pub params: crate::build_params::BuildParams,
 }
 
 /// A repository's webhook secret (shown once, when set or generated).

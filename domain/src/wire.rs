@@ -1,12 +1,14 @@
 //! Conversions between the domain types and the `ocelot.v1` protobuf types: the only place
 //! that maps states and events to and from the wire.
 
+use crate::build_params::ParamError;
 use crate::build_state::{BuildState, StageState};
 use crate::cancel::CancelOutcome;
 use crate::events::{BuildEvent, EventKind};
 use crate::ids::BuildId;
 use crate::model::{Build, LogStream, Poll, PollSchedule, Repo, StageRecord, unix_ms};
 use ocelot_proto::v1 as pb;
+use std::collections::BTreeMap;
 
 impl From<BuildState> for pb::BuildState {
     fn from(state: BuildState) -> Self {
@@ -160,8 +162,26 @@ impl From<&Build> for pb::Build {
                 .map(|pr| pr.base_branch.clone())
                 .unwrap_or_default(),
             git_tag: build.git_tag.clone().unwrap_or_default(),
+            env: env_params_to_pb(&build.params.env),
+            force: build.params.force,
+            stage: build.params.stage.clone().unwrap_or_default(),
         }
     }
+}
+
+/// A build's `--env` parameters on the wire, by name.
+pub fn env_params_to_pb(env: &BTreeMap<String, String>) -> Vec<pb::EnvParam> {
+    env.iter()
+        .map(|(name, value)| pb::EnvParam {
+            name: name.clone(),
+            value: value.clone(),
+        })
+        .collect()
+}
+
+/// `--env` parameters from the wire, checked ([`crate::build_params::env_params`]).
+pub fn env_params_from_pb(env: &[pb::EnvParam]) -> Result<BTreeMap<String, String>, ParamError> {
+    crate::build_params::env_params(env.iter().map(|p| (p.name.as_str(), p.value.as_str())))
 }
 
 impl From<&Poll> for pb::Poll {

@@ -32,6 +32,8 @@ pub struct WorkerSpec {
     pub max_log_mib: u64,
     /// The artifacts a build keeps (`--max-artifact-mib`, `--max-artifacts`).
     pub artifacts: ocelot_worker::ArtifactLimits,
+    /// The caches builds save (`--max-cache-mib`, `--cache-expire-in`).
+    pub caches: ocelot_worker::CacheSettings,
 }
 
 impl Default for WorkerSpec {
@@ -51,6 +53,7 @@ impl Default for WorkerSpec {
             max_log_lines: 1_000_000,
             max_log_mib: 4,
             artifacts: ocelot_worker::ArtifactLimits::default(),
+            caches: ocelot_worker::CacheSettings::default(),
         }
     }
 }
@@ -406,6 +409,7 @@ impl Cluster {
                 sandbox: spec.sandbox,
                 storage: storage.clone(),
                 artifacts: spec.artifacts,
+                caches: spec.caches,
                 concurrency: spec.concurrency,
                 tags: spec.tags,
                 executor: spec.executor,

@@ -5,12 +5,14 @@
 //! symlink that points outside is refused with a log line, one inside is skipped. Each file
 //! goes to the storage in parts as it is read (hashed on the way), within the build's size
 //! and count limits (`--max-artifact-mib`, `--max-artifacts`): a file past them is refused
-//! with a log line, and the build's result stands whatever happens to its artifacts.
+//! with a log line, and the build's result stands whatever happens to its artifacts. The
+//! build's file credentials are removed before (by the stage runner) and their workspace
+//! paths skipped here too.
 
 use crate::attempt_log::AttemptLog;
 use crate::executor::Environment;
 use bytes::Bytes;
-use futures::{Stream, TryStreamExt};
+use futures::Stream;
 use ocelot_core::ids::{Attempt, BuildId};
 use ocelot_core::pipeline::{ArtifactPattern, Artifacts};
 use ocelot_core::storage::Storage;
@@ -102,7 +104,7 @@ impl Budget {
 }
 
 /// `1.5 MiB`, `12 KiB`, `100 bytes`.
-fn human_bytes(bytes: u64) -> String {
+pub(crate) fn human_bytes(bytes: u64) -> String {
     const KIB: f64 = 1024.0;
     #[allow(clippy::cast_precision_loss)]
     let value = bytes as f64;
@@ -139,6 +141,8 @@ pub(crate) struct Collection<'a> {
     pub(crate) artifacts: &'a Artifacts,
     /// `expire_in` when the stage gives none.
     pub(crate) default_expiry: Duration,
+    /// Workspace paths never kept (where the build's file credentials go), whatever matches.
+    pub(crate) skipped: &'a [String],
 }
 
 /// Collects the stage's artifacts from `environment`; every outcome is a log line.
@@ -159,21 +163,15 @@ pub(crate) async fn collect(
         format!("artifacts: collecting {}", patterns.join(", ")),
     )
     .await;
-    let archive: std::pin::Pin<Box<dyn Stream<Item = std::io::Result<Bytes>> + Send>> =
-        match environment {
-            Environment::Container(container) => Box::pin(
-                container
-                    .workspace_archive()
-                    .map_err(|e| std::io::Error::other(e.to_string())),
-            ),
-            Environment::Host(host) => Box::pin(pack_directory(host.workspace().into())),
-        };
+    let archive = environment.workspace_archive();
     let reader = tokio_util::io::SyncIoBridge::new(tokio_util::io::StreamReader::new(archive));
     let (sender, mut receiver) = mpsc::channel::<Found>(QUEUED_PIECES);
     let paths = job.artifacts.paths.clone();
+    let skipped = job.skipped.to_vec();
     let start_budget = *budget;
-    let reading =
-        tokio::task::spawn_blocking(move || read_archive(reader, &paths, start_budget, &sender));
+    let reading = tokio::task::spawn_blocking(move || {
+        read_archive(reader, &paths, &skipped, start_budget, &sender)
+    });
 
     let expires_at =
         SystemTime::now().checked_add(job.artifacts.expire_in.unwrap_or(job.default_expiry));
@@ -313,6 +311,7 @@ struct ReadOutcome {
 fn read_archive(
     reader: impl std::io::Read,
     patterns: &[ArtifactPattern],
+    skipped: &[String],
     mut budget: Budget,
     sender: &mpsc::Sender<Found>,
 ) -> std::io::Result<ReadOutcome> {
@@ -350,6 +349,12 @@ fn read_archive(
         }
         for &i in &hits {
             matched[i] = true;
+        }
+        if skipped.contains(&path) {
+            send(Found::Note(format!(
+                "artifact `{path}` skipped: a file credential is written there"
+            )))?;
+            continue;
         }
         if kind.is_symlink() || kind.is_hard_link() {
             let target = entry
@@ -396,7 +401,7 @@ fn read_archive(
 
 /// The path of a tar entry relative to the workspace (`workspace/a/b` → `a/b`), `None` for
 /// the workspace itself and for names that are absolute or hold `..`.
-fn workspace_path(raw: &Path) -> Option<String> {
+pub(crate) fn workspace_path(raw: &Path) -> Option<String> {
     let mut parts = Vec::new();
     for component in raw.components() {
         match component {
@@ -413,7 +418,7 @@ fn workspace_path(raw: &Path) -> Option<String> {
 
 /// Whether a symlink at workspace path `path` pointing to `target` leads out of the
 /// workspace (an absolute target always counts as out).
-fn link_leaves(path: &str, target: &str) -> bool {
+pub(crate) fn link_leaves(path: &str, target: &str) -> bool {
     if target.starts_with('/') {
         return true;
     }
@@ -435,7 +440,9 @@ fn link_leaves(path: &str, target: &str) -> bool {
 
 /// A host workspace as the same tar stream Docker gives (`workspace/...`), packed on a
 /// blocking thread into a pipe, never following a link.
-fn pack_directory(dir: std::path::PathBuf) -> impl Stream<Item = std::io::Result<Bytes>> + Send {
+pub(crate) fn pack_directory(
+    dir: std::path::PathBuf,
+) -> impl Stream<Item = std::io::Result<Bytes>> + Send {
     let (reader, writer) = tokio::io::duplex(READ_BYTES);
     let writer = tokio_util::io::SyncIoBridge::new(writer);
     tokio::task::spawn_blocking(move || {
@@ -475,6 +482,52 @@ mod tests {
         assert!(link_leaves("out/l", "../../x"));
         assert!(!link_leaves("out/l", "../app"));
         assert!(!link_leaves("l", "./app"));
+    }
+
+    #[test]
+    fn the_paths_of_file_credentials_are_never_read() {
+        let mut builder = tar::Builder::new(Vec::new());
+        for (path, content) in [
+            ("workspace/conf/settings.xml", "secret settings"),
+            ("workspace/conf/other.txt", "plain"),
+        ] {
+            let mut header = tar::Header::new_gnu();
+            header.set_entry_type(tar::EntryType::Regular);
+            header.set_mode(0o600);
+            header.set_size(content.len() as u64);
+            builder
+                .append_data(&mut header, path, content.as_bytes())
+                .unwrap();
+        }
+        let archive = builder.into_inner().unwrap();
+        let patterns = [ArtifactPattern::parse("conf/*").unwrap()];
+        let (sender, mut receiver) = mpsc::channel(64);
+        let read = read_archive(
+            archive.as_slice(),
+            &patterns,
+            &["conf/settings.xml".to_string()],
+            Budget::new(&ArtifactLimits::default()),
+            &sender,
+        )
+        .unwrap();
+        assert_eq!(read.matched, vec![true]);
+        let mut files = Vec::new();
+        let mut notes = Vec::new();
+        let mut data = Vec::new();
+        while let Ok(found) = receiver.try_recv() {
+            match found {
+                Found::File { path, .. } => files.push(path),
+                Found::Note(note) => notes.push(note),
+                Found::Data(bytes) => data.extend_from_slice(&bytes),
+                Found::End => {}
+            }
+        }
+        assert_eq!(files, vec!["conf/other.txt".to_string()]);
+        assert_eq!(data, b"plain");
+        assert_eq!(
+            notes,
+            vec!["artifact `conf/settings.xml` skipped: a file credential is written there"]
+        );
     }
 
     #[test]

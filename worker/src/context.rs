@@ -45,6 +45,8 @@ pub(crate) struct WorkerContext {
     pub(crate) storage: ocelot_core::storage::Storage,
     /// The artifacts a build keeps and for how long.
     pub(crate) artifact_limits: crate::artifacts::ArtifactLimits,
+    /// The largest cache a build saves and how long caches are kept.
+    pub(crate) cache_settings: crate::cache::CacheSettings,
     /// The uids host builds run as (`--host-build-uids`); `None` on a Docker worker.
     pub(crate) host_users: Option<Arc<crate::executor::host::UidPool>>,
 }

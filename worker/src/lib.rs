@@ -8,6 +8,9 @@
 //! - `executor`: where scripts run: `docker` (bollard) or `host`.
 //! - `artifacts`: a stage's `artifacts:` streamed from the workspace to the storage, within
 //!   the build's limits (`--max-artifact-mib`, `--max-artifacts`).
+//! - `cache`: a build's `cache:` restored before its first stage and saved after it passed.
+//! - `file_secrets`: a build's `file` credentials, written before its stages and removed
+//!   before anything is read out of its environment.
 //! - `attempt_log`: numbers an attempt's events, publishes them, stores them in batches.
 //! - `log_sink`, `log_limit`: what executors write output to, and how much a build keeps.
 //! - `lines`: splits output chunks into lines.
@@ -19,8 +22,10 @@
 mod artifacts;
 mod attempt_log;
 mod build_runner;
+mod cache;
 mod context;
 mod executor;
+mod file_secrets;
 mod host_setup;
 mod job_loop;
 mod lines;
@@ -32,6 +37,7 @@ mod registry;
 mod sweeper;
 
 pub use artifacts::ArtifactLimits;
+pub use cache::CacheSettings;
 use context::WorkerContext;
 pub use executor::ExecutorKind;
 /// The uids a host worker's builds run as (`--host-build-uids`).
@@ -86,6 +92,9 @@ pub struct Settings {
     /// The artifacts a build keeps.
     #[command(flatten)]
     pub artifacts: ArtifactLimits,
+    /// The caches builds save.
+    #[command(flatten)]
+    pub caches: CacheSettings,
     /// Builds run at once
     #[arg(long, env = env_vars::OCELOT_WORKER_CONCURRENCY, default_value_t = 2)]
     pub concurrency: usize,
@@ -272,6 +281,7 @@ pub async fn run(
         host_users,
         storage,
         artifact_limits: settings.artifacts,
+        cache_settings: settings.caches,
     };
     tracing::info!(worker_id = %context.worker_id, tags = ?settings.tags,
         concurrency = settings.concurrency, executor = ?settings.executor, "worker started");

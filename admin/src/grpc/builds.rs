@@ -4,9 +4,11 @@ use crate::error::AdminError;
 use crate::state::AppState;
 use ocelot_core::BuildState;
 use ocelot_core::auth::RepoScope;
+use ocelot_core::build_params::{self, BuildParams};
 use ocelot_core::model::TriggerKind;
 use ocelot_core::store::BuildFilter;
 use ocelot_core::trigger::TriggerRequest;
+use ocelot_core::wire;
 use ocelot_proto::v1 as pb;
 use tonic::{Response, Status};
 
@@ -20,16 +22,21 @@ pub(super) async fn trigger(
     if request.repo.trim().is_empty() {
         return Err(AdminError::Invalid("repo is required (a name or a URL)".into()).into());
     }
+    let params = BuildParams {
+        env: wire::env_params_from_pb(&request.env)
+            .map_err(|e| AdminError::Invalid(e.to_string()))?,
+        force: request.force,
+        stage: build_params::stage_param(&request.stage),
+    };
     if !scope.is_all() {
         super::scope::repo(state, scope, &request.repo).await?;
     }
     let inserted = state
         .trigger
-        .queue(TriggerRequest::manual(
-            request.repo,
-            Some(request.branch),
-            Some(request.commit),
-        ))
+        .queue(TriggerRequest {
+            params,
+            ..TriggerRequest::manual(request.repo, Some(request.branch), Some(request.commit))
+        })
         .await
         .map_err(AdminError::from)?;
     Ok(Response::new(pb::TriggerBuildResponse {
@@ -60,13 +67,33 @@ pub(super) async fn get(
     }))
 }
 
-/// A new build of the same repo, branch and commit (and pull request or tag) as `build_id`.
+/// A new build of the same repo, branch and commit (and pull request or tag) as `build_id`,
+/// with its parameters unless the request gives others (`--env` replaces them, `--force`
+/// adds to them, `--stage` replaces the selection).
 pub(super) async fn rerun(
     state: &AppState,
     scope: &RepoScope,
     request: pb::RerunBuildRequest,
 ) -> Result<Response<pb::TriggerBuildResponse>, Status> {
+    let env = if request.replace_env {
+        Some(
+            wire::env_params_from_pb(&request.env)
+                .map_err(|e| AdminError::Invalid(e.to_string()))?,
+        )
+    } else if request.env.is_empty() {
+        None
+    } else {
+        return Err(AdminError::Invalid(
+            "env given without replace_env: set replace_env to replace the original build's parameters".into(),
+        )
+        .into());
+    };
     let original = super::scope::build(state, scope, request.build_id.into()).await?;
+    let params = BuildParams {
+        env: env.unwrap_or_else(|| original.params.env.clone()),
+        force: request.force || original.params.force,
+        stage: build_params::stage_param(&request.stage).or_else(|| original.params.stage.clone()),
+    };
     let inserted = state
         .trigger
         .queue(TriggerRequest {
@@ -77,6 +104,7 @@ pub(super) async fn rerun(
             previous_commit: original.previous_commit.clone(),
             pull_request: original.pull_request.clone(),
             git_tag: original.git_tag.clone(),
+            params,
         })
         .await
         .map_err(AdminError::from)?;

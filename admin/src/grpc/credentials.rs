@@ -67,6 +67,7 @@ fn to_wire(info: &CredentialInfo) -> pb::Credential {
         registry: info.details.registry.clone().unwrap_or_default(),
         checks_host_key: info.details.known_hosts.is_some(),
         host: info.details.host.clone().unwrap_or_default(),
+        path: info.details.path.clone().unwrap_or_default(),
     }
 }
 
@@ -114,20 +115,28 @@ pub(super) async fn add(
         ),
         Scope::Prefix(_) => None,
     };
-    let value = String::from_utf8(request.value)
-        .map_err(|_| Status::invalid_argument("the value is not UTF-8 text"))?;
-    let value = SecretValue::new(
-        value
+    let value = String::from_utf8(request.value).map_err(|_| {
+        Status::invalid_argument(match kind {
+            CredentialKind::File => "the file is not UTF-8 text: a file credential holds text (a kubeconfig, a PEM key, settings.xml); store a binary file base64-encoded and decode it in the script (`base64 -d`)",
+            _ => "the value is not UTF-8 text",
+        })
+    })?;
+    // a file is kept as it is (an SSH key needs its last line break); other values lose
+    // the line break `echo` adds
+    let value = SecretValue::new(match kind {
+        CredentialKind::File => value,
+        _ => value
             .strip_suffix('\n')
             .map(str::to_string)
             .unwrap_or(value),
-    );
+    });
     let optional = |text: String| Some(text.trim().to_string()).filter(|t| !t.is_empty());
     let details = CredentialDetails {
         username: optional(request.username),
         registry: optional(request.registry),
         known_hosts: optional(request.known_hosts),
         host: vcs_host(kind, &request.host, repo.as_ref())?,
+        path: optional(request.path),
     };
     state
         .secrets

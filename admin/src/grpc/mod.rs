@@ -2,6 +2,7 @@
 
 mod artifacts;
 mod builds;
+mod caches;
 mod credentials;
 mod polls;
 mod repos;
@@ -317,6 +318,22 @@ impl ocelot_proto::v1::admin_server::Admin for AdminApi {
     ) -> Result<tonic::Response<Self::GetArtifactStream>, tonic::Status> {
         let scope = scope::of(&request)?;
         artifacts::get(&self.state, &scope, request.into_inner()).await
+    }
+
+    async fn list_caches(
+        &self,
+        request: tonic::Request<ocelot_proto::v1::ListCachesRequest>,
+    ) -> Result<tonic::Response<ocelot_proto::v1::ListCachesResponse>, tonic::Status> {
+        let scope = scope::of(&request)?;
+        caches::list(&self.state, &scope, request.into_inner()).await
+    }
+
+    async fn clear_caches(
+        &self,
+        request: tonic::Request<ocelot_proto::v1::ClearCachesRequest>,
+    ) -> Result<tonic::Response<ocelot_proto::v1::ClearCachesResponse>, tonic::Status> {
+        let scope = scope::of(&request)?;
+        caches::clear(&self.state, &scope, request.into_inner()).await
     }
 
     async fn revoke_token(

@@ -408,6 +408,7 @@ mod tests {
             git_tag: None,
             withhold_secrets: false,
             cancel_requested_by: None,
+            params: Default::default(),
         }
     }
 

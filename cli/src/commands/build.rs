@@ -4,9 +4,18 @@ use crate::args::BuildArgs;
 use crate::checkout;
 use crate::client::{self, AdminTarget, CliError};
 use crate::exit::ExitStatus;
-use ocelot_proto::v1::{ListReposRequest, TriggerBuildRequest};
+use ocelot_proto::v1::{EnvParam, ListReposRequest, TriggerBuildRequest};
+
+/// `--env` parameters as the API takes them, checked as a whole (each name once, at most
+/// 64): a usage error before anything is sent.
+pub(super) fn env_params(pairs: &[(String, String)]) -> Result<Vec<EnvParam>, CliError> {
+    let env = ocelot_domain::build_params::env_params(pairs.iter().cloned())
+        .map_err(|error| CliError::new(ExitStatus::Usage, error.to_string()))?;
+    Ok(ocelot_domain::wire::env_params_to_pb(&env))
+}
 
 pub(crate) async fn run(admin: &AdminTarget, args: BuildArgs) -> Result<ExitStatus, CliError> {
+    let env = env_params(&args.params.env)?;
     let local = if args.repo.is_none() || (args.branch.is_none() && args.commit.is_none()) {
         Some(checkout::current())
     } else {
@@ -77,6 +86,9 @@ pub(crate) async fn run(admin: &AdminTarget, args: BuildArgs) -> Result<ExitStat
             repo,
             branch,
             commit,
+            env,
+            force: args.params.force,
+            stage: args.params.stage.clone().unwrap_or_default(),
         })
         .await
         .map_err(client::from_status)?

@@ -43,10 +43,30 @@ fn details_text(credential: &pb::Credential) -> String {
     } else if credential.kind == "vcs" {
         parts.push("NO HOST: sent nowhere; add it again with --host".to_string());
     }
+    if !credential.path.is_empty() {
+        parts.push(format!("path {}", credential.path));
+    }
     if parts.is_empty() {
         "-".to_string()
     } else {
         parts.join(", ")
+    }
+}
+
+/// A `--path ~/...` the shell expanded arrives as this user's home: the file would go to
+/// that absolute path in the build, not to the build user's home. Says so (it may be meant).
+fn warn_if_expanded_home(path: &str) {
+    let Some(home) = std::env::var_os("HOME") else {
+        return;
+    };
+    let home = home.to_string_lossy();
+    let home = home.trim_end_matches('/');
+    if let Some(rest) = path.strip_prefix(home).and_then(|p| p.strip_prefix('/'))
+        && !home.is_empty()
+    {
+        eprintln!(
+            "note: --path {path} is an absolute path (your shell turned `~` into {home}); for the build user's home write '~/{rest}' in quotes"
+        );
     }
 }
 
@@ -93,7 +113,11 @@ pub(crate) async fn run(
             registry,
             known_hosts_file,
             host,
+            path,
         } => {
+            if let Some(path) = &path {
+                warn_if_expanded_home(path);
+            }
             let known_hosts = match known_hosts_file {
                 Some(path) => std::fs::read_to_string(&path).map_err(|e| {
                     CliError::new(
@@ -115,6 +139,7 @@ pub(crate) async fn run(
                     registry: registry.unwrap_or_default(),
                     known_hosts,
                     host: host.unwrap_or_default(),
+                    path: path.unwrap_or_default(),
                 })
                 .await
                 .map_err(client::from_status)?
@@ -146,6 +171,7 @@ pub(crate) async fn run(
                         json!({"name": c.name, "kind": c.kind, "scope": scope_text(&c.scope),
                                "username": c.username, "registry": c.registry,
                                "checks_host_key": c.checks_host_key, "host": c.host,
+                               "path": c.path,
                                "created_at_ms": c.created_at_ms, "updated_at_ms": c.updated_at_ms})
                     })
                     .collect();

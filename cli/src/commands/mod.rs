@@ -2,6 +2,7 @@
 
 mod artifacts;
 mod build;
+mod cache;
 mod creds;
 mod kill;
 mod poll;
@@ -33,14 +34,11 @@ pub(crate) async fn dispatch(args: Args) -> ExitStatus {
         Command::Poll(poll_command) => poll::run(&admin, poll_command).await,
         Command::Creds(creds_command) => creds::run(&admin, creds_command).await,
         Command::Token(token_command) => token::run(&admin, token_command).await,
+        Command::Cache(cache_command) => cache::run(&admin, cache_command).await,
         Command::Workers { json } => workers::run(&admin, json).await,
         Command::Artifacts(artifacts_args) => artifacts::run(&admin, artifacts_args).await,
         Command::Kill { build, json } => kill::run(&admin, build, json).await,
-        Command::Rerun {
-            build,
-            no_follow,
-            json,
-        } => rerun::run(&admin, build, no_follow, json).await,
+        Command::Rerun(rerun_args) => rerun::run(&admin, rerun_args).await,
     };
     match result {
         Ok(status) => status,

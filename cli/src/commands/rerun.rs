@@ -1,21 +1,27 @@
-//! `ocelot rerun BUILD`: a new build of the same repo, branch and commit, streamed like
-//! `ocelot build`.
+//! `ocelot rerun BUILD`: a new build of the same repo, branch and commit (and parameters,
+//! unless `--env`, `--force` or `--stage` give others), streamed like `ocelot build`.
 
+use crate::args::RerunArgs;
 use crate::client::{self, AdminTarget, CliError};
 use crate::exit::ExitStatus;
-use ocelot_domain::ids::BuildId;
 use ocelot_proto::v1 as pb;
 
-pub(crate) async fn run(
-    admin: &AdminTarget,
-    build_id: BuildId,
-    no_follow: bool,
-    json: bool,
-) -> Result<ExitStatus, CliError> {
+pub(crate) async fn run(admin: &AdminTarget, args: RerunArgs) -> Result<ExitStatus, CliError> {
+    let RerunArgs {
+        build: build_id,
+        no_follow,
+        json,
+        params,
+    } = args;
+    let env = super::build::env_params(&params.env)?;
     let mut client = client::connect(admin).await?;
     let build = client
         .rerun_build(pb::RerunBuildRequest {
             build_id: build_id.into(),
+            replace_env: !env.is_empty(),
+            env,
+            force: params.force,
+            stage: params.stage.unwrap_or_default(),
         })
         .await
         .map_err(client::from_status)?

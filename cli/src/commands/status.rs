@@ -27,7 +27,38 @@ fn build_json(build: &pb::Build) -> serde_json::Value {
         "queued_at_ms": build.queued_at_ms,
         "started_at_ms": build.started_at_ms,
         "finished_at_ms": build.finished_at_ms,
+        "env": build
+            .env
+            .iter()
+            .map(|p| (p.name.clone(), json!(p.value)))
+            .collect::<serde_json::Map<_, _>>(),
+        "force": build.force,
+        "stage": (!build.stage.is_empty()).then_some(&build.stage),
     })
+}
+
+/// The lines of `ocelot status BUILD` that say what the build was given (none for a plain
+/// build): each `--env`, `--force`, `--stage`. Values may come from anyone who could
+/// trigger: no escapes, and a line break shows as `\n`.
+fn param_lines(build: &pb::Build) -> Vec<String> {
+    let mut lines: Vec<String> = build
+        .env
+        .iter()
+        .map(|p| {
+            let value = p.value.replace('\n', "\\n");
+            format!("  env      {}={}", plain(&p.name), plain(&value))
+        })
+        .collect();
+    if build.force {
+        lines.push("  forced   built whatever `branches` in ocelot.yml says (--force)".into());
+    }
+    if !build.stage.is_empty() {
+        lines.push(format!(
+            "  stage    {} and the stages it needs (--stage)",
+            plain(&build.stage)
+        ));
+    }
+    lines
 }
 
 fn state_name(state: i32) -> &'static str {
@@ -100,6 +131,9 @@ pub(crate) async fn run(admin: &AdminTarget, args: StatusArgs) -> Result<ExitSta
                 }
             );
             println!("  duration {}", duration(&build));
+            for line in param_lines(&build) {
+                println!("{line}");
+            }
             if !build.reason.is_empty() {
                 println!("  reason   {}", plain(&build.reason));
             }
@@ -179,4 +213,46 @@ pub(crate) async fn run(admin: &AdminTarget, args: StatusArgs) -> Result<ExitSta
         }
     }
     Ok(ExitStatus::Passed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parameters_show_one_a_line_without_escapes() {
+        let build = pb::Build {
+            env: vec![
+                pb::EnvParam {
+                    name: "A".into(),
+                    value: "two\nlines\x1b[31m".into(),
+                },
+                pb::EnvParam {
+                    name: "B".into(),
+                    value: "x=y".into(),
+                },
+            ],
+            force: true,
+            stage: "test".into(),
+            ..Default::default()
+        };
+        assert_eq!(
+            param_lines(&build),
+            [
+                "  env      A=two\\nlines",
+                "  env      B=x=y",
+                "  forced   built whatever `branches` in ocelot.yml says (--force)",
+                "  stage    test and the stages it needs (--stage)",
+            ]
+        );
+        assert!(param_lines(&pb::Build::default()).is_empty());
+        let json = build_json(&build);
+        assert_eq!(
+            json["env"],
+            json!({"A": "two\nlines\u{1b}[31m", "B": "x=y"})
+        );
+        assert_eq!(json["force"], json!(true));
+        assert_eq!(json["stage"], json!("test"));
+        assert_eq!(build_json(&pb::Build::default())["stage"], json!(null));
+    }
 }

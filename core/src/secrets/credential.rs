@@ -3,6 +3,7 @@
 //! keeping one.
 
 use super::error::SecretError;
+use super::file_path::{FilePath, MAX_FILE_CREDENTIAL_BYTES};
 use super::known_hosts::KnownHosts;
 use super::mask;
 use std::fmt;
@@ -20,14 +21,18 @@ pub enum CredentialKind {
     Registry,
     /// A named value injected into the environment of the builds in scope.
     Env,
+    /// A file (kubeconfig, SSH key, settings.xml) written at its `path` in the builds in
+    /// scope, mode 0600, before their first stage.
+    File,
 }
 
 impl CredentialKind {
-    pub const ALL: [CredentialKind; 4] = [
+    pub const ALL: [CredentialKind; 5] = [
         CredentialKind::Vcs,
         CredentialKind::Ssh,
         CredentialKind::Registry,
         CredentialKind::Env,
+        CredentialKind::File,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -36,6 +41,7 @@ impl CredentialKind {
             CredentialKind::Ssh => "ssh",
             CredentialKind::Registry => "registry",
             CredentialKind::Env => "env",
+            CredentialKind::File => "file",
         }
     }
 }
@@ -54,7 +60,7 @@ impl FromStr for CredentialKind {
             .find(|kind| kind.as_str() == text)
             .ok_or_else(|| {
                 SecretError::Invalid(format!(
-                    "unknown credential kind `{text}` (kinds: vcs, ssh, registry, env)"
+                    "unknown credential kind `{text}` (kinds: vcs, ssh, registry, env, file)"
                 ))
             })
     }
@@ -78,6 +84,10 @@ pub struct CredentialDetails {
     /// to no host until it is stored again with one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host: Option<String>,
+    /// `file`: where the file is written in a build (`~/…`, absolute, or relative to the
+    /// workspace; see [`FilePath`]). Required for `file`, refused for the other kinds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
 }
 
 /// The form of a host a `vcs` credential is bound to: what [`url_host`] makes of a URL on it
@@ -228,6 +238,9 @@ pub fn validate_credential(
         }
         Ok(())
     };
+    if kind != CredentialKind::File {
+        unexpected("path", details.path.is_some())?;
+    }
     match kind {
         CredentialKind::Env => {
             if !valid_env_name(name) {
@@ -277,12 +290,36 @@ pub fn validate_credential(
                 return invalid("a registry credential needs a username (--username)".into());
             }
         }
-    }
-    for line in value.expose().lines().filter(|l| !l.trim().is_empty()) {
-        mask::check_maskable(line).map_err(|e| SecretError::Invalid(e.to_string()))?;
+        CredentialKind::File => {
+            unexpected("username", details.username.is_some())?;
+            unexpected("registry", details.registry.is_some())?;
+            unexpected("known_hosts", details.known_hosts.is_some())?;
+            unexpected("host", details.host.is_some())?;
+            let Some(path) = details.path.as_deref() else {
+                return invalid(
+                    "a file credential needs the path it is written at in the build (--path, e.g. `~/.kube/config`, `/etc/app/key.pem`, or `config/settings.xml` relative to the workspace)".into(),
+                );
+            };
+            FilePath::parse(path).map_err(|e| SecretError::Invalid(e.to_string()))?;
+            let size = value.expose().len();
+            if size > MAX_FILE_CREDENTIAL_BYTES {
+                return invalid(format!(
+                    "the file is {size} bytes: a file credential holds at most {MAX_FILE_CREDENTIAL_BYTES} bytes (1 MiB)"
+                ));
+            }
+        }
     }
     if value.expose().trim().is_empty() {
         return invalid("the value is empty".into());
+    }
+    if kind == CredentialKind::File {
+        // a file's short lines (`}`, `---`) are not masked alone; the whole file must be
+        mask::check_maskable(value.expose().trim())
+            .map_err(|e| SecretError::Invalid(e.to_string()))?;
+    } else {
+        for line in value.expose().lines().filter(|l| !l.trim().is_empty()) {
+            mask::check_maskable(line).map_err(|e| SecretError::Invalid(e.to_string()))?;
+        }
     }
     Ok(())
 }
@@ -331,6 +368,54 @@ mod tests {
             ..Default::default()
         };
         assert!(validate_credential("t", CredentialKind::Vcs, &scope, &upper, &value).is_err());
+    }
+
+    #[test]
+    fn file_credentials_need_a_valid_path_and_only_they_have_one() {
+        let scope = Scope::Repo("app".into());
+        let at = |path: &str| CredentialDetails {
+            path: Some(path.into()),
+            ..Default::default()
+        };
+        let kubeconfig = SecretValue::new("apiVersion: v1\nusers:\n- name: ci\n}\n".into());
+        let check = |details: &CredentialDetails, value: &SecretValue| {
+            validate_credential("kubeconfig", CredentialKind::File, &scope, details, value)
+        };
+        // short lines are fine in a file (they are not masked alone)
+        assert!(check(&at("~/.kube/config"), &kubeconfig).is_ok());
+        assert!(check(&at("config/settings.xml"), &kubeconfig).is_ok());
+        let missing = check(&CredentialDetails::default(), &kubeconfig)
+            .unwrap_err()
+            .to_string();
+        assert!(missing.contains("--path"), "{missing}");
+        let leaving = check(&at("../x"), &kubeconfig).unwrap_err().to_string();
+        assert!(leaving.contains("`..`"), "{leaving}");
+        let huge = SecretValue::new("x".repeat(MAX_FILE_CREDENTIAL_BYTES + 1));
+        let too_big = check(&at("big"), &huge).unwrap_err().to_string();
+        assert!(too_big.contains("at most 1048576 bytes"), "{too_big}");
+        let empty = check(&at("f"), &SecretValue::new("\n \n".into()))
+            .unwrap_err()
+            .to_string();
+        assert!(empty.contains("empty"), "{empty}");
+        let user = CredentialDetails {
+            username: Some("u".into()),
+            ..at("f")
+        };
+        assert!(check(&user, &kubeconfig).is_err());
+        let env = validate_credential(
+            "TOKEN",
+            CredentialKind::Env,
+            &scope,
+            &at("f"),
+            &SecretValue::new("value-1234".into()),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(env.contains("has no path"), "{env}");
+        assert_eq!(
+            "file".parse::<CredentialKind>().unwrap(),
+            CredentialKind::File
+        );
     }
 
     #[test]

@@ -7,7 +7,8 @@
 //! - [`vault`]: the same interface on Vault KV v2; [`select`]: which of the two a service
 //!   uses.
 //!
-//! Kinds: `vcs`, `ssh`, `registry` and `env` ([`CredentialKind`]). Scopes: one repo, or every
+//! Kinds: `vcs`, `ssh`, `registry`, `env` and `file` ([`CredentialKind`]; where a `file`
+//! goes: [`FilePath`], in `file_path`). Scopes: one repo, or every
 //! repo whose name starts with a prefix. A credential's types and [`validate_credential`]
 //! live in `credential`; an `ssh` credential's [`KnownHosts`] in `known_hosts`.
 //! [`BuildCredentials`] picks what a build uses; the git module, which owns the git login
@@ -16,6 +17,7 @@
 pub mod cipher;
 mod credential;
 mod error;
+mod file_path;
 mod known_hosts;
 pub mod mask;
 pub mod select;
@@ -27,6 +29,7 @@ pub use credential::{
     normalize_host, validate_credential,
 };
 pub use error::SecretError;
+pub use file_path::{FilePath, FilePathError, MAX_FILE_CREDENTIAL_BYTES, relative_inside};
 pub use known_hosts::{KnownHosts, KnownHostsError};
 
 use crate::store::{Store, StoreError, StoredCredential};
@@ -92,8 +95,8 @@ impl BuildCredentials {
         &self.all
     }
 
-    /// Without the secrets a build's own code could read (env values and registry logins):
-    /// what a pull request from a fork gets unless its repo opts in.
+    /// Without the secrets a build's own code could read (env values, files and registry
+    /// logins): what a pull request from a fork gets unless its repo opts in.
     pub fn without_build_secrets(&self) -> Self {
         BuildCredentials {
             all: self
@@ -117,6 +120,36 @@ impl BuildCredentials {
             .filter(|c| seen.insert(c.info.name.clone()))
             .map(|c| (c.info.name.clone(), c.value.clone()))
             .collect()
+    }
+
+    /// Every `file` credential with where it goes (the most specific one per path), or the
+    /// first whose stored path is not valid any more.
+    pub fn files(&self) -> Result<Vec<(FilePath, &Credential)>, SecretError> {
+        let mut seen = std::collections::HashSet::new();
+        let mut files = Vec::new();
+        for credential in self.of_kind(CredentialKind::File) {
+            let path = FilePath::parse(credential.info.details.path.as_deref().unwrap_or(""))
+                .map_err(|error| {
+                    SecretError::Invalid(format!(
+                        "file credential `{}` ({}): {error}",
+                        credential.info.name, credential.info.scope
+                    ))
+                })?;
+            if seen.insert(path.clone()) {
+                files.push((path, credential));
+            }
+        }
+        Ok(files)
+    }
+
+    /// What a build's log must never show: every value, and each line of a `file`
+    /// credential trimmed (the masker skips those shorter than its minimum).
+    pub fn masked_texts(&self) -> Vec<&str> {
+        let mut texts: Vec<&str> = self.all.iter().map(|c| c.value.expose()).collect();
+        for file in self.of_kind(CredentialKind::File) {
+            texts.extend(file.value.expose().lines().map(str::trim));
+        }
+        texts
     }
 
     /// The registry login for pulling `image` (its registry host, `docker.io` by default).
@@ -315,6 +348,102 @@ impl SecretStore for PostgresSecrets {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn credential(
+        name: &str,
+        kind: CredentialKind,
+        scope: Scope,
+        path: Option<&str>,
+        value: &str,
+    ) -> Credential {
+        Credential {
+            info: CredentialInfo {
+                name: name.into(),
+                kind,
+                scope,
+                details: CredentialDetails {
+                    path: path.map(str::to_string),
+                    ..Default::default()
+                },
+                created_at: SystemTime::UNIX_EPOCH,
+                updated_at: SystemTime::UNIX_EPOCH,
+            },
+            value: SecretValue::new(value.into()),
+        }
+    }
+
+    #[test]
+    fn files_are_one_per_path_masked_by_line_and_withheld_from_forks() {
+        let credentials = BuildCredentials::new(vec![
+            credential(
+                "team-kube",
+                CredentialKind::File,
+                Scope::Prefix("team/".into()),
+                Some("~/.kube/./config"),
+                "team-wide\n",
+            ),
+            credential(
+                "kube",
+                CredentialKind::File,
+                Scope::Repo("team/app".into()),
+                Some("~/.kube/config"),
+                "apiVersion: v1\n  token: abc123456\n}\n",
+            ),
+            credential(
+                "settings",
+                CredentialKind::File,
+                Scope::Repo("team/app".into()),
+                Some("settings.xml"),
+                "<settings/>",
+            ),
+            credential(
+                "TOKEN",
+                CredentialKind::Env,
+                Scope::Repo("team/app".into()),
+                None,
+                "env-value-1",
+            ),
+        ]);
+        let files: Vec<(String, &str)> = credentials
+            .files()
+            .unwrap()
+            .into_iter()
+            .map(|(path, c)| (path.to_string(), c.info.name.as_str()))
+            .collect();
+        assert_eq!(
+            files,
+            vec![
+                ("~/.kube/config".to_string(), "kube"),
+                ("settings.xml".to_string(), "settings"),
+            ]
+        );
+        let masked = credentials.masked_texts();
+        for text in [
+            "apiVersion: v1",
+            "token: abc123456",
+            "}",
+            "<settings/>",
+            "env-value-1",
+            "team-wide",
+        ] {
+            assert!(masked.contains(&text), "{text} in {masked:?}");
+        }
+        let masker = mask::Masker::new(masked);
+        assert_eq!(masker.mask_line("said token: abc123456"), "said ***");
+        assert_eq!(masker.mask_line("}"), "}");
+        let withheld = credentials.without_build_secrets();
+        assert!(withheld.files().unwrap().is_empty());
+        assert!(withheld.env().is_empty());
+        let broken = BuildCredentials::new(vec![credential(
+            "old",
+            CredentialKind::File,
+            Scope::Repo("a".into()),
+            None,
+            "value",
+        )]);
+        let error = broken.files().unwrap_err().to_string();
+        assert!(error.contains("file credential `old` (repo a)"), "{error}");
+    }
 
     #[test]
     fn unreadable_details_fail_closed() {

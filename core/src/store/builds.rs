@@ -1,6 +1,7 @@
 //! The `builds` table: creation, claims fenced by the attempt number, final states, queries.
 
 use super::{Store, StoreError};
+use crate::build_params::BuildParams;
 use crate::build_state::{BuildState, BuildTransition};
 use crate::ids::{Attempt, BuildId, RepoId};
 use crate::model::{Build, PullRequestRef};
@@ -12,7 +13,8 @@ const SELECT_BUILD: &str = "SELECT b.id, b.repo_id, r.name AS repo_name, r.url A
      b.commit_sha, b.branch, b.trigger, b.state, b.attempt, b.worker_id, b.tag, b.failure_reason, \
      b.queued_at, b.started_at, b.finished_at, b.line_count, b.log_sha256, \
      b.previous_commit, b.pr_number, b.base_branch, b.git_tag, b.from_fork, \
-     (b.from_fork AND NOT r.secrets_for_forks) AS withhold_secrets, b.cancel_requested_by \
+     (b.from_fork AND NOT r.secrets_for_forks) AS withhold_secrets, b.cancel_requested_by, \
+     b.params_env, b.forced, b.selected_stage \
      FROM builds b JOIN repos r ON r.id = b.repo_id";
 
 /// Reads a build on a connection (or transaction) the caller already holds: one connection
@@ -61,6 +63,12 @@ fn build_from_row(row: &Row) -> Result<Build, StoreError> {
         git_tag: row.get("git_tag"),
         withhold_secrets: row.get("withhold_secrets"),
         cancel_requested_by: row.get("cancel_requested_by"),
+        params: BuildParams {
+            env: serde_json::from_value(row.get("params_env"))
+                .map_err(|e| StoreError::Corrupt(format!("build parameters: {e}")))?,
+            force: row.get("forced"),
+            stage: row.get("selected_stage"),
+        },
     })
 }
 
@@ -104,6 +112,8 @@ pub struct NewBuild {
     pub git_tag: Option<String>,
     /// Set for automatic triggers: a second build with the same key is not created.
     pub dedupe_key: Option<String>,
+    /// `--env`, `--force`, `--stage` (already checked).
+    pub params: BuildParams,
 }
 
 /// A build insert: the new build, or the one that already had its dedupe key.
@@ -193,12 +203,16 @@ impl Store {
         let pr_number = new.pull_request.as_ref().map(|pr| pr.number);
         let base_branch = new.pull_request.as_ref().map(|pr| pr.base_branch.clone());
         let from_fork = new.pull_request.as_ref().is_some_and(|pr| pr.from_fork);
+        let params_env = serde_json::to_value(&new.params.env)
+            .map_err(|e| StoreError::Corrupt(format!("build parameters: {e}")))?;
         let id: i64 = transaction
             .query_one(
                 "INSERT INTO builds (repo_id, number, commit_sha, branch, trigger, state, tag,
                                      failure_reason, finished_at, previous_commit, pr_number,
-                                     base_branch, git_tag, dedupe_key, from_fork)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
+                                     base_branch, git_tag, dedupe_key, from_fork,
+                                     params_env, forced, selected_stage)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15,
+                         $16, $17, $18)
                  RETURNING id",
                 &[
                     &repo_id,
@@ -216,6 +230,9 @@ impl Store {
                     &new.git_tag,
                     &new.dedupe_key,
                     &from_fork,
+                    &params_env,
+                    &new.params.force,
+                    &new.params.stage,
                 ],
             )
             .await?

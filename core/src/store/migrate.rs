@@ -59,6 +59,12 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "artifacts",
         include_str!("migrations/V14__artifacts.sql"),
     ),
+    (15, "caches", include_str!("migrations/V15__caches.sql")),
+    (
+        16,
+        "build_params",
+        include_str!("migrations/V16__build_params.sql"),
+    ),
 ];
 
 /// The migrations older than `version`, `(version, SQL)` in order: what a database of an

@@ -4,6 +4,7 @@
 mod api_tokens;
 mod artifacts;
 mod builds;
+mod caches;
 mod credentials;
 mod deliveries;
 mod error;
@@ -19,6 +20,7 @@ mod webhook_secrets;
 pub use api_tokens::ApiToken;
 pub use artifacts::{Artifact, NewArtifact};
 pub use builds::{BuildFilter, Claim, ClaimOutcome, Inserted, NewBuild, Superseded};
+pub use caches::{CacheEntry, CacheHit, CacheLookup, NewCache};
 pub use credentials::StoredCredential;
 pub use deliveries::{Delivery, NewDelivery, Recorded};
 pub use error::{StoreError, retrying};

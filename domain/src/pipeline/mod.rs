@@ -17,17 +17,20 @@
 //! [`Pipeline::branch_matches`] and [`Stage::should_run`] decide what runs.
 
 mod artifacts;
+mod cache;
 mod condition;
 mod error;
 mod model;
 mod parse;
 mod reader;
 mod resources;
+mod selection;
 
 #[cfg(test)]
 mod tests;
 
 pub use artifacts::{ArtifactPattern, ArtifactWhen, Artifacts};
+pub use cache::{Cache, KeyPart, KeyTemplate, KeyValues, MAX_CACHES, MAX_KEY_BYTES};
 pub use condition::{ConditionError, Join, SectionKind, TriggerExpr, TriggerSection};
 pub use error::{PipelineError, PipelineErrors};
 pub use model::{
@@ -35,6 +38,7 @@ pub use model::{
     TriggerContext,
 };
 pub use parse::parse;
+pub use selection::UnknownStage;
 
 /// The build file's name, at the root of the commit.
 pub const FILE_NAME: &str = "ocelot.yml";

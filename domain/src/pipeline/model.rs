@@ -7,6 +7,7 @@ use regex::{Regex, RegexBuilder};
 use serde::{Deserialize, Serialize};
 
 use super::artifacts::Artifacts;
+use super::cache::Cache;
 use super::condition::TriggerExpr;
 use super::resources::Resources;
 
@@ -36,6 +37,9 @@ pub struct Pipeline {
     /// `resources`: limits below the worker's for this build's container.
     #[serde(default)]
     pub resources: Resources,
+    /// `cache`: what is kept between builds of the repository.
+    #[serde(default)]
+    pub cache: Vec<Cache>,
 }
 
 impl Pipeline {

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use marked_yaml::Node;
 
 use super::artifacts::{ArtifactPattern, ArtifactWhen, Artifacts};
+use super::cache::{Cache, KeyTemplate, MAX_CACHES};
 use super::condition::TriggerExpr;
 use super::error::{PipelineError, PipelineErrors, did_you_mean};
 use super::model::{
@@ -14,7 +15,7 @@ use super::model::{
 use super::reader::{Cx, Field, Fields, Pos, load};
 use super::resources::{Resources, parse_cpus, parse_memory, parse_pids};
 
-const TOP_FIELDS: [&str; 9] = [
+const TOP_FIELDS: [&str; 10] = [
     "image",
     "machineTag",
     "buildTool",
@@ -24,6 +25,7 @@ const TOP_FIELDS: [&str; 9] = [
     "timeout",
     "notify",
     "resources",
+    "cache",
 ];
 const STAGE_FIELDS: [&str; 7] = [
     "name",
@@ -35,6 +37,7 @@ const STAGE_FIELDS: [&str; 7] = [
     "artifacts",
 ];
 const ARTIFACTS_FIELDS: [&str; 3] = ["paths", "when", "expire_in"];
+const CACHE_FIELDS: [&str; 3] = ["key", "paths", "restore_keys"];
 const TRIGGER_FIELDS: [&str; 1] = ["branches"];
 const NOTIFY_FIELDS: [&str; 1] = ["slack"];
 const SLACK_FIELDS: [&str; 3] = ["identifier", "channel", "on"];
@@ -112,6 +115,10 @@ fn read_pipeline(cx: &mut Cx, root: &Node) -> Option<Pipeline> {
         .get("resources")
         .and_then(|f| read_resources(cx, f))
         .unwrap_or_default();
+    let cache = fields
+        .get("cache")
+        .and_then(|f| read_caches(cx, f))
+        .unwrap_or_default();
     let stages = fields
         .require(cx, "stages", "at least one stage")
         .and_then(|f| read_stages(cx, f));
@@ -126,6 +133,7 @@ fn read_pipeline(cx: &mut Cx, root: &Node) -> Option<Pipeline> {
         timeout,
         notify,
         resources,
+        cache,
     })
 }
 
@@ -393,6 +401,87 @@ fn read_artifacts(cx: &mut Cx, field: &Field<'_>) -> Option<Artifacts> {
         when: when?,
         expire_in: expire_in?,
     })
+}
+
+/// `cache: {key: ..., paths: [...], restore_keys: [...]}`, or a list of them.
+fn read_caches(cx: &mut Cx, field: &Field<'_>) -> Option<Vec<Cache>> {
+    let caches: Vec<Cache> = match field.node {
+        Node::Sequence(_) => {
+            let items = field.list(cx, "a list of caches")?;
+            let read: Vec<Option<Cache>> = items.iter().map(|item| read_cache(cx, item)).collect();
+            read.into_iter().collect::<Option<Vec<Cache>>>()?
+        }
+        _ => vec![read_cache(cx, field)?],
+    };
+    if caches.is_empty() {
+        cx.error(field.pos, &field.path, "at least one cache is required");
+        return None;
+    }
+    if caches.len() > MAX_CACHES {
+        cx.error(
+            field.pos,
+            &field.path,
+            format!(
+                "{} caches; a build keeps at most {MAX_CACHES}",
+                caches.len()
+            ),
+        );
+        return None;
+    }
+    Some(caches)
+}
+
+fn read_cache(cx: &mut Cx, field: &Field<'_>) -> Option<Cache> {
+    let map = field.mapping(
+        cx,
+        "a mapping like `{key: 'cargo-{{ checksum \"Cargo.lock\" }}', paths: [target]}`",
+    )?;
+    let fields = Fields::read(cx, map, &field.path, &CACHE_FIELDS);
+    let key = fields
+        .require(
+            cx,
+            "key",
+            "a key such as `cargo-{{ checksum \"Cargo.lock\" }}`",
+        )
+        .and_then(|f| key_template(cx, f));
+    let paths = fields
+        .require(cx, "paths", "a list of files, directories or globs")
+        .and_then(|f| artifact_paths(cx, f));
+    let restore_keys = match fields.get("restore_keys") {
+        None => Some(Vec::new()),
+        Some(f) => {
+            let items = f.list(cx, "a list of key prefixes")?;
+            let read: Vec<Option<KeyTemplate>> =
+                items.iter().map(|item| key_template(cx, item)).collect();
+            read.into_iter().collect::<Option<Vec<_>>>()
+        }
+    };
+    Some(Cache {
+        key: key?,
+        paths: paths?,
+        restore_keys: restore_keys?,
+    })
+}
+
+/// A cache key template; a value YAML read as a mapping (an unquoted `{{`) gets a hint.
+fn key_template(cx: &mut Cx, field: &Field<'_>) -> Option<KeyTemplate> {
+    if let Node::Mapping(_) = field.node {
+        cx.error_hint(
+            field.pos,
+            &field.path,
+            "expected a key, found a mapping",
+            Some("YAML reads a value starting with `{` as a mapping: quote the key, e.g. `key: '{{ branch }}-deps'`".to_string()),
+        );
+        return None;
+    }
+    let text = field.string(cx)?;
+    match KeyTemplate::parse(&text) {
+        Ok(template) => Some(template),
+        Err(message) => {
+            cx.error(field.pos, &field.path, message);
+            None
+        }
+    }
 }
 
 fn artifact_paths(cx: &mut Cx, field: &Field<'_>) -> Option<Vec<ArtifactPattern>> {

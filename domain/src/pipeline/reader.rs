@@ -80,7 +80,7 @@ fn load_error(err: &LoadError) -> PipelineError {
         LoadError::MappingKeyMustBeScalar(m) => (
             at(m),
             "mapping keys must be plain strings".to_string(),
-            None,
+            Some("a value starting with `{` is read as a mapping: quote it, e.g. `key: '{{ branch }}-deps'`".to_string()),
         ),
         LoadError::UnexpectedTag(m) => (
             at(m),

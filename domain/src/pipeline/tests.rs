@@ -608,3 +608,35 @@ fn artifacts_parse_with_their_defaults() {
         "{errs}"
     );
 }
+
+#[test]
+fn caches_parse_with_their_templates() {
+    let text = std::fs::read_to_string(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/pipeline/good/cache.yml"),
+    )
+    .unwrap();
+    let pipeline = parse(&text).unwrap();
+    assert_eq!(pipeline.cache.len(), 2);
+    let cargo = &pipeline.cache[0];
+    assert_eq!(cargo.key.as_str(), r#"cargo-{{ checksum "Cargo.lock" }}"#);
+    let paths: Vec<&str> = cargo.paths.iter().map(|p| p.as_str()).collect();
+    assert_eq!(paths, [".cargo", "target"]);
+    let restore: Vec<&str> = cargo.restore_keys.iter().map(|k| k.as_str()).collect();
+    assert_eq!(restore, ["cargo-{{ branch }}-", "cargo-"]);
+    let one = parse(
+        "image: a\ncache: {key: deps, paths: [vendor]}\nstages:\n  - name: b\n    script: [x]\n",
+    )
+    .unwrap();
+    assert_eq!(one.cache.len(), 1);
+    assert!(one.cache[0].restore_keys.is_empty());
+    let errs = errors(
+        "image: a\ncache:\n  key: {{ branch }}\n  paths: [x]\nstages:\n  - name: b\n    script: [x]\n",
+    );
+    assert!(
+        errs.0[0]
+            .hint
+            .as_deref()
+            .is_some_and(|h| h.contains("quote it")),
+        "{errs}"
+    );
+}

@@ -41,6 +41,7 @@ fn new_build(repo_id: RepoId) -> NewBuild {
         pull_request: None,
         git_tag: None,
         dedupe_key: None,
+        params: Default::default(),
     }
 }
 

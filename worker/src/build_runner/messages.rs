@@ -39,6 +39,40 @@ pub(crate) fn build_env(build: &Build, workspace: &str, previous: &str) -> Vec<S
     env
 }
 
+/// The build's `--env` parameters as variables, but none named like one of `secrets` (the
+/// secret takes its place: a parameter never replaces a secret's value); and the log lines
+/// that say what it was given (`--env` values in clear: they are recorded and shown anyway).
+pub(crate) fn params(build: &Build, secrets: &[&str]) -> (Vec<String>, Vec<String>) {
+    let (shadowed, applied): (Vec<_>, Vec<_>) = build
+        .params
+        .env
+        .iter()
+        .partition(|(name, _)| secrets.contains(&name.as_str()));
+    let env = applied
+        .iter()
+        .map(|(name, value)| format!("{name}={value}"))
+        .collect();
+    let mut lines = Vec::new();
+    if !applied.is_empty() {
+        let names: Vec<&str> = applied.iter().map(|(name, _)| name.as_str()).collect();
+        lines.push(format!("build parameters (--env): {}", names.join(", ")));
+    }
+    for (name, _) in shadowed {
+        lines.push(format!(
+            "build parameter {name} not applied: a secret of that name takes its place"
+        ));
+    }
+    if build.params.force {
+        lines.push("forced (--force): built whatever `branches` in ocelot.yml says".to_string());
+    }
+    (env, lines)
+}
+
+/// The line of a stage that does not run because the build asked for another one.
+pub(crate) fn not_selected(stage: &str, selected: &str) -> String {
+    format!("stage {stage} skipped: not selected (--stage {selected})")
+}
+
 /// The first line of a build that starts: what runs, and where.
 pub(crate) fn banner(build: &Build, worker_id: &str) -> String {
     format!(
@@ -139,7 +173,50 @@ mod tests {
             git_tag: None,
             withhold_secrets: false,
             cancel_requested_by: None,
+            params: Default::default(),
         }
+    }
+
+    #[test]
+    fn ocelot_sets_only_names_a_parameter_may_not_take() {
+        let mut build = build();
+        build.git_tag = Some("v1".into());
+        build.pull_request = Some(PullRequestRef {
+            number: 1,
+            base_branch: "main".into(),
+            from_fork: false,
+        });
+        for variable in build_env(&build, "/w", "") {
+            let name = variable.split_once('=').map(|(n, _)| n).unwrap_or_default();
+            assert!(
+                ocelot_core::build_params::check_env_param(name, "x").is_err(),
+                "a parameter could replace {name}"
+            );
+        }
+    }
+
+    #[test]
+    fn parameters_named_like_a_secret_are_not_applied() {
+        let mut build = build();
+        build.params.env = [("API_TOKEN", "mine"), ("GREETING", "hi")]
+            .into_iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect();
+        let (env, lines) = params(&build, &["API_TOKEN"]);
+        assert_eq!(env, ["GREETING=hi"]);
+        assert_eq!(
+            lines,
+            [
+                "build parameters (--env): GREETING",
+                "build parameter API_TOKEN not applied: a secret of that name takes its place",
+            ]
+        );
+        build.params.force = true;
+        let (_, lines) = params(&build, &[]);
+        assert_eq!(
+            lines.last().map(String::as_str),
+            Some("forced (--force): built whatever `branches` in ocelot.yml says")
+        );
     }
 
     #[test]

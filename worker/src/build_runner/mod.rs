@@ -10,8 +10,10 @@ mod prepare;
 mod stages;
 
 use crate::attempt_log::{AttemptLog, Finished};
+use crate::cache::{self, CacheJob};
 use crate::context::WorkerContext;
 use crate::executor::Environment;
+use crate::file_secrets::FileSecrets;
 use ocelot_core::build_state::BuildState;
 use ocelot_core::events::EventKind;
 use ocelot_core::ids::BuildId;
@@ -228,6 +230,13 @@ async fn attempt(
         )
         .await;
     }
+    let files = match FileSecrets::new(&credentials) {
+        Ok(files) => files,
+        Err(error) => return (fail(log, SetupFailure::new(error.to_string())).await, None),
+    };
+    if let Some(line) = files.announcement() {
+        log.system(SETUP_STAGE, line).await;
+    }
     let registry_login = pipeline
         .image
         .as_deref()
@@ -252,7 +261,8 @@ async fn attempt(
         .ok()
         .flatten()
         .unwrap_or_default();
-    // Ocelot's variables, then the file's, then the secrets (a stage's own come last)
+    // Ocelot's variables, then the file's, then the build's parameters, then the secrets
+    // (a parameter named like a secret is left out; a stage's own come last)
     let mut env = messages::build_env(build, &environment.workspace(), &previous);
     env.extend(
         pipeline
@@ -260,15 +270,29 @@ async fn attempt(
             .iter()
             .map(|e| format!("{}={}", e.key, e.value)),
     );
+    let secret_names: Vec<&str> = secret_env.iter().map(|(name, _)| name.as_str()).collect();
+    let (param_env, param_lines) = messages::params(build, &secret_names);
+    for line in param_lines {
+        log.system(SETUP_STAGE, line).await;
+    }
+    env.extend(param_env);
     env.extend(
         secret_env
             .iter()
             .map(|(name, value)| format!("{name}={}", value.expose())),
     );
+    let cache_job = CacheJob {
+        context,
+        build,
+        environment: &environment,
+        cancel: &cancel,
+    };
+    let caches = cache::restore_all(&cache_job, &pipeline, workspace.path(), log).await;
     let inputs = StageInputs {
         env,
         masker,
         cancel,
+        files,
     };
     let outcome = stages::run_stages(
         context,
@@ -280,6 +304,30 @@ async fn attempt(
         log,
     )
     .await;
+    // before the environment is read (caches) or removed
+    let files_removed = match inputs.files.remove_all(&environment).await {
+        Ok(_) => true,
+        Err(error) => {
+            tracing::warn!(%error, "at the end of the build");
+            false
+        }
+    };
+    let passed = matches!(&outcome, Outcome::Final(verdict) if verdict.state == BuildState::Passed);
+    if passed && !files_removed {
+        log.system(
+            SETUP_STAGE,
+            "cache: nothing saved: the build's file credentials could not be removed first",
+        )
+        .await;
+    } else if passed {
+        let cache_job = CacheJob {
+            context,
+            build,
+            environment: &environment,
+            cancel: &inputs.cancel,
+        };
+        cache::save_all(&cache_job, &caches, log).await;
+    }
     match &outcome {
         Outcome::Final(verdict) if verdict.state != BuildState::Cancelled => {
             (outcome, Some(environment))

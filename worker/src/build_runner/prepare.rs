@@ -79,11 +79,13 @@ pub(super) async fn set_up(
                 build.repo_name
             ))
         })?;
-    // every value is masked, also those this build does not get
-    let masker = Masker::new(credentials.all().iter().map(|c| c.value.expose()));
+    // every value is masked (each line of a file too), also those this build does not get
+    let masker = Masker::new(credentials.masked_texts());
     log.set_masker(masker.clone());
     let commit = check_out(context, build, &credentials, &workspace).await?;
     let pipeline = read_pipeline(context, build, &commit).await?;
+    super::stages::selection(build, &pipeline)
+        .map_err(|unknown| SetupFailure::new(unknown.to_string()))?;
     Ok(Setup {
         workspace,
         credentials,

@@ -1,7 +1,8 @@
 //! The stages of a build, in order: each one's triggers, its script in the environment under
 //! its deadline, its result, then its artifacts ([`crate::artifacts`]: kept when its `when`
 //! says so, within the build's limits; later stages see the files anyway, in the shared
-//! workspace); the first failure, timeout or cancel stops the build.
+//! workspace); the first failure, timeout or cancel stops the build. A build asked for one
+//! stage (`--stage`) runs only it and what it needs; the others are skipped.
 
 use super::messages::{self, TimeLimit};
 use super::{Outcome, SETUP_STAGE, Verdict};
@@ -9,21 +10,24 @@ use crate::artifacts::{self, Budget, Collection};
 use crate::attempt_log::AttemptLog;
 use crate::context::WorkerContext;
 use crate::executor::{Environment, ScriptOutcome, ScriptRun, shell_script};
+use crate::file_secrets::FileSecrets;
 use ocelot_core::build_state::{BuildState, StageState};
 use ocelot_core::events::EventKind;
 use ocelot_core::git::CommitInfo;
 use ocelot_core::model::Build;
-use ocelot_core::pipeline::{Pipeline, Stage, TriggerContext};
+use ocelot_core::pipeline::{Pipeline, Stage, TriggerContext, UnknownStage};
 use ocelot_core::secrets::mask::Masker;
 use std::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 /// What every stage of an attempt gets besides the pipeline: the variables (Ocelot's, the
-/// file's, the secrets'), what hides the secrets in the output, and the cancel signal.
+/// file's, the secrets'), what hides the secrets in the output, the cancel signal, and the
+/// file credentials (written before a stage runs, removed before its artifacts are read).
 pub(super) struct StageInputs {
     pub(super) env: Vec<String>,
     pub(super) masker: Masker,
     pub(super) cancel: CancellationToken,
+    pub(super) files: FileSecrets,
 }
 
 /// How one stage ended.
@@ -32,6 +36,20 @@ struct StageEnd {
     exit_code: Option<i32>,
     /// Set when the build stops here.
     stop: Option<Outcome>,
+}
+
+/// The indices of the stages the build runs when it was asked for one (`--stage`); `None`:
+/// every stage.
+pub(super) fn selection(
+    build: &Build,
+    pipeline: &Pipeline,
+) -> Result<Option<Vec<usize>>, UnknownStage> {
+    build
+        .params
+        .stage
+        .as_deref()
+        .map(|name| pipeline.select_stage(name))
+        .transpose()
 }
 
 pub(super) async fn run_stages(
@@ -50,6 +68,8 @@ pub(super) async fn run_stages(
         commit_messages: &commit.messages,
         changed_paths: &commit.changed_paths,
     };
+    // checked while setting up: an unknown stage never gets here (and would run nothing)
+    let selected = selection(build, pipeline).unwrap_or(Some(Vec::new()));
     for (index, stage) in pipeline.stages.iter().enumerate() {
         if inputs.cancel.is_cancelled() {
             return cancelled(context, build, log).await;
@@ -61,9 +81,19 @@ pub(super) async fn run_stages(
             );
             return Outcome::Final(Verdict::errored("superseded by a newer attempt"));
         }
+        let chosen = selected.as_ref().is_none_or(|s| s.contains(&index));
         let index = u32::try_from(index).unwrap_or(u32::MAX);
         let started = Instant::now();
-        let end = if stage.should_run(&trigger_context) {
+        let end = if !chosen {
+            let asked = build.params.stage.as_deref().unwrap_or_default();
+            log.system(&stage.name, messages::not_selected(&stage.name, asked))
+                .await;
+            StageEnd {
+                state: StageState::Skipped,
+                exit_code: None,
+                stop: None,
+            }
+        } else if stage.should_run(&trigger_context) {
             log.emit(EventKind::StageStarted {
                 index,
                 name: stage.name.clone(),
@@ -104,7 +134,7 @@ pub(super) async fn run_stages(
             end.state,
             environment,
             &mut budget,
-            &inputs.cancel,
+            inputs,
             log,
         )
         .await;
@@ -124,7 +154,8 @@ pub(super) async fn run_stages(
 }
 
 /// Collects the stage's artifacts when it has some and its result asks for them (never
-/// after a cancel, a skip, or when a newer attempt owns the build); a cancel stops it.
+/// after a cancel, a skip, or when a newer attempt owns the build), the file credentials
+/// removed first (and skipped by the reader); a cancel stops it.
 #[allow(clippy::too_many_arguments)]
 async fn keep_artifacts(
     context: &WorkerContext,
@@ -133,9 +164,10 @@ async fn keep_artifacts(
     state: StageState,
     environment: &Environment,
     budget: &mut Budget,
-    cancel: &CancellationToken,
+    inputs: &StageInputs,
     log: &mut AttemptLog,
 ) {
+    let cancel = &inputs.cancel;
     let Some(artifacts) = &stage.artifacts else {
         return;
     };
@@ -147,6 +179,12 @@ async fn keep_artifacts(
     if !artifacts.when.applies(passed) || log.fenced_out() {
         return;
     }
+    if let Err(error) = inputs.files.remove_all(environment).await {
+        log.system(&stage.name, format!("artifacts: not collected: {error}"))
+            .await;
+        return;
+    }
+    let secret_paths = inputs.files.workspace_paths(environment);
     let job = Collection {
         store: &context.store,
         storage: &context.storage,
@@ -155,6 +193,7 @@ async fn keep_artifacts(
         stage: &stage.name,
         artifacts,
         default_expiry: context.artifact_limits.expire_in,
+        skipped: &secret_paths,
     };
     let stopped = tokio::select! {
         () = artifacts::collect(&job, environment, budget, log) => false,
@@ -180,6 +219,15 @@ async fn run_stage(
     environment: &mut Environment,
     log: &mut AttemptLog,
 ) -> StageEnd {
+    // (again, when the previous stage's artifacts were collected)
+    if let Err(reason) = inputs.files.write_all(environment, &inputs.env).await {
+        log.system(&stage.name, format!("error: {reason}")).await;
+        return StageEnd {
+            state: StageState::Failed,
+            exit_code: None,
+            stop: Some(Outcome::Final(Verdict::errored(reason))),
+        };
+    }
     let stage_deadline = stage.timeout.map(|timeout| Instant::now() + timeout);
     let deadline = match (build_deadline, stage_deadline) {
         (Some(a), Some(b)) => Some(a.min(b)),

@@ -77,6 +77,27 @@ pub(crate) enum ExecutorError {
     Io(String),
 }
 
+/// How a helper command (a small job besides the stages, e.g. writing file credentials)
+/// ended and what it printed.
+#[derive(Debug)]
+pub(crate) struct HelperOutput {
+    pub(crate) exit_code: i64,
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
+}
+
+impl HelperOutput {
+    /// Its standard error in one line (or its exit code), for an error message.
+    pub(crate) fn error_text(&self) -> String {
+        let text = self.stderr.trim();
+        if text.is_empty() {
+            format!("exit code {}", self.exit_code)
+        } else {
+            text.lines().collect::<Vec<_>>().join("; ")
+        }
+    }
+}
+
 /// Joins a stage's lines into one script that stops at the first failing line.
 pub(crate) fn shell_script(lines: &[String]) -> String {
     let mut script = String::from("set -e\n");
@@ -111,6 +132,35 @@ impl Environment {
         match self {
             Environment::Container(container) => container.run(run, sink).await,
             Environment::Host(host) => host.run(run, sink).await,
+        }
+    }
+
+    /// The workspace as a tar stream of `workspace/...` entries, never following a link:
+    /// read from the container, or packed from the host's directory.
+    pub(crate) fn workspace_archive(
+        &self,
+    ) -> std::pin::Pin<Box<dyn futures::Stream<Item = std::io::Result<bytes::Bytes>> + Send>> {
+        use futures::TryStreamExt;
+        match self {
+            Environment::Container(container) => Box::pin(
+                container
+                    .workspace_archive()
+                    .map_err(|e| std::io::Error::other(e.to_string())),
+            ),
+            Environment::Host(host) => {
+                Box::pin(crate::artifacts::pack_directory(host.workspace().into()))
+            }
+        }
+    }
+
+    /// Unpacks the tar file `archive` (workspace-relative names) into the workspace.
+    pub(crate) async fn unpack_into_workspace(
+        &self,
+        archive: &std::path::Path,
+    ) -> Result<(), ExecutorError> {
+        match self {
+            Environment::Container(container) => container.unpack_into_workspace(archive).await,
+            Environment::Host(host) => host.unpack_into_workspace(archive).await,
         }
     }
 

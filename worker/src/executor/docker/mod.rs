@@ -6,6 +6,7 @@
 //! keeps builds off the host's own addresses.
 
 pub(crate) mod firewall;
+mod helper;
 pub(crate) mod image;
 pub(crate) mod limits;
 pub(crate) mod network;
@@ -470,6 +471,26 @@ impl BuildContainer {
                     .build(),
             ),
         )
+    }
+
+    /// Streams the tar file `archive` (workspace-relative names) into the workspace.
+    pub(crate) async fn unpack_into_workspace(&self, archive: &Path) -> Result<(), ExecutorError> {
+        let file = tokio::fs::File::open(archive)
+            .await
+            .map_err(|e| ExecutorError::Io(format!("opening {}: {e}", archive.display())))?;
+        let stream = tokio_util::io::ReaderStream::with_capacity(file, 1024 * 1024);
+        self.docker
+            .upload_to_container(
+                &self.id,
+                Some(
+                    UploadToContainerOptionsBuilder::new()
+                        .path(CONTAINER_WORKSPACE)
+                        .build(),
+                ),
+                bollard::body_try_stream(stream),
+            )
+            .await
+            .map_err(|e| ExecutorError::Docker(format!("copying into the workspace: {e}")))
     }
 
     /// Kills and removes the container (and its anonymous volumes), then its network in

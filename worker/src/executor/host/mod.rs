@@ -5,6 +5,7 @@
 //! ends ([`confine`]).
 
 mod confine;
+mod helper;
 mod users;
 
 pub use users::UidRange;
@@ -95,6 +96,29 @@ impl HostEnvironment {
 
     pub(crate) fn workspace(&self) -> String {
         self.workspace.to_string_lossy().into_owned()
+    }
+
+    /// Unpacks the tar file `archive` (workspace-relative names; nothing is written
+    /// outside the workspace, whatever its names or the workspace's links say) into the
+    /// workspace, then gives what it holds to the build's uid.
+    pub(crate) async fn unpack_into_workspace(&self, archive: &Path) -> Result<(), ExecutorError> {
+        let uid = self.user.uid();
+        let workspace = self.workspace.clone();
+        let archive = archive.to_path_buf();
+        blocking(move || {
+            let file = std::fs::File::open(&archive)
+                .map_err(|e| format!("opening {}: {e}", archive.display()))?;
+            let mut unpacker = tar::Archive::new(std::io::BufReader::new(file));
+            unpacker.set_preserve_permissions(true);
+            unpacker.set_preserve_mtime(true);
+            unpacker.set_overwrite(true);
+            unpacker.set_unpack_xattrs(false);
+            unpacker
+                .unpack(&workspace)
+                .map_err(|e| format!("unpacking into {}: {e}", workspace.display()))?;
+            confine::give_tree(&workspace, uid)
+        })
+        .await
     }
 
     /// The uid the scripts run as.
