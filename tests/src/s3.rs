@@ -82,6 +82,26 @@ impl S3Server {
     }
 
     /// What a service storing in `s3://BUCKET/prefix` on this server is given.
+    /// How many multipart uploads of the test bucket are in progress (begun, neither
+    /// completed nor aborted), as the server lists them.
+    pub async fn uploads_in_progress(&self) -> anyhow::Result<usize> {
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await?;
+        let request = format!(
+            "GET /{BUCKET}?uploads HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nConnection: close\r\n\r\n",
+            self.port
+        );
+        stream.write_all(request.as_bytes()).await?;
+        let mut answer = Vec::new();
+        stream.read_to_end(&mut answer).await?;
+        let answer = String::from_utf8_lossy(&answer);
+        anyhow::ensure!(
+            answer.split_whitespace().nth(1) == Some("200"),
+            "listing uploads: {}",
+            answer.lines().next().unwrap_or_default()
+        );
+        Ok(answer.matches("<Upload>").count())
+    }
+
     pub fn storage_args(&self, prefix: &str) -> StorageArgs {
         StorageArgs {
             storage: Some(format!("s3://{BUCKET}/{prefix}")),

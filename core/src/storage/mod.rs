@@ -129,7 +129,11 @@ impl Storage {
     /// [`ObjectWriter::finish`].
     pub fn writer(&self, key: &str) -> ObjectWriter {
         ObjectWriter {
-            inner: BufWriter::with_capacity(self.store.clone(), ObjectPath::from(key), PART_BYTES),
+            inner: Some(BufWriter::with_capacity(
+                self.store.clone(),
+                ObjectPath::from(key),
+                PART_BYTES,
+            )),
             hasher: Sha256::new(),
             size: 0,
             location: self.location.clone(),
@@ -237,8 +241,11 @@ impl Storage {
 }
 
 /// An object being written: its bytes go out in parts as they come, counted and hashed.
+/// Dropped before [`ObjectWriter::finish`] (a cancelled build's upload), it is aborted in
+/// the background: no multipart upload is left behind in an S3 bucket.
 pub struct ObjectWriter {
-    inner: BufWriter,
+    /// `None` once finished or aborted.
+    inner: Option<BufWriter>,
     hasher: Sha256,
     size: u64,
     location: String,
@@ -265,33 +272,68 @@ impl ObjectWriter {
         self.size
     }
 
+    fn closed(&self) -> StorageError {
+        StorageError::Backend {
+            location: self.location.clone(),
+            message: "the upload was already finished or aborted".to_string(),
+        }
+    }
+
     /// Appends `chunk`.
     pub async fn write(&mut self, chunk: &[u8]) -> Result<(), StorageError> {
         self.hasher.update(chunk);
         self.size += chunk.len() as u64;
-        if let Err(error) = self.inner.write_all(chunk).await {
-            return Err(self.io_error(&error));
-        }
-        Ok(())
+        let written = match self.inner.as_mut() {
+            Some(inner) => inner.write_all(chunk).await,
+            None => return Err(self.closed()),
+        };
+        written.map_err(|error| self.io_error(&error))
     }
 
     /// Completes the object: from now on it is visible, whole.
     pub async fn finish(mut self) -> Result<Stored, StorageError> {
-        if let Err(error) = self.inner.shutdown().await {
+        let Some(mut inner) = self.inner.take() else {
+            return Err(self.closed());
+        };
+        if let Err(error) = inner.shutdown().await {
             let error = self.io_error(&error);
-            self.abort().await;
+            abort_upload(inner, &self.location).await;
             return Err(error);
         }
+        let hasher = std::mem::take(&mut self.hasher);
         Ok(Stored {
             size: self.size,
-            sha256: hex::encode(self.hasher.finalize()),
+            sha256: hex::encode(hasher.finalize()),
         })
     }
 
     /// Gives the object up: nothing of it stays (best effort, logged).
     pub async fn abort(mut self) {
-        if let Err(error) = self.inner.abort().await {
-            tracing::warn!(storage = %self.location, %error, "aborting an unfinished upload");
+        if let Some(inner) = self.inner.take() {
+            abort_upload(inner, &self.location).await;
+        }
+    }
+}
+
+async fn abort_upload(mut inner: BufWriter, location: &str) {
+    if let Err(error) = inner.abort().await {
+        tracing::warn!(storage = %location, %error, "aborting an unfinished upload");
+    }
+}
+
+impl Drop for ObjectWriter {
+    fn drop(&mut self) {
+        let Some(inner) = self.inner.take() else {
+            return;
+        };
+        let location = self.location.clone();
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(async move { abort_upload(inner, &location).await });
+            }
+            Err(_) => {
+                tracing::warn!(storage = %location, "an unfinished upload dropped outside a runtime: not aborted");
+            }
         }
     }
 }

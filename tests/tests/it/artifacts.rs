@@ -338,3 +338,33 @@ stages:
         .collect();
     assert_eq!(kept, [("test.log", "test")], "{}", listed.both());
 }
+
+/// An upload given up (a cancelled build drops its writer) leaves no multipart upload in
+/// the bucket: the writer aborts it when dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_upload_leaves_no_multipart_upload_behind() {
+    let s3 = S3Server::start().await.unwrap();
+    let storage = Storage::open(&s3.storage_args("dropped")).unwrap();
+    let mut writer = storage.writer("artifacts/1/big");
+    // past one part: the multipart upload has begun
+    let piece = vec![7u8; 1024 * 1024];
+    for _ in 0..12 {
+        writer.write(&piece).await.unwrap();
+    }
+    ocelot_tests::wait_until(
+        "the multipart upload to begin",
+        Duration::from_secs(10),
+        || async { (s3.uploads_in_progress().await.ok()? > 0).then_some(()) },
+    )
+    .await
+    .unwrap();
+    drop(writer);
+    ocelot_tests::wait_until(
+        "the upload to be aborted",
+        Duration::from_secs(10),
+        || async { (s3.uploads_in_progress().await.ok()? == 0).then_some(()) },
+    )
+    .await
+    .unwrap();
+    assert!(storage.list("artifacts/1").await.unwrap().is_empty());
+}
