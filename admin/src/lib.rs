@@ -197,8 +197,6 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let tls = grpc::tls_identity(settings.tls_cert.as_deref(), settings.tls_key.as_deref())?;
-    let storage = Storage::open(&settings.storage).context("opening the artifact storage")?;
-    tracing::info!(storage = storage.location(), "artifact storage");
     let connections = connect(
         &settings.database,
         &settings.secrets,
@@ -213,6 +211,14 @@ pub async fn run(
         secrets,
         bus,
     } = connections;
+    let storage_args = settings
+        .storage
+        .clone()
+        .with_credential(&secrets)
+        .await
+        .context("reading the storage's key")?;
+    let storage = Storage::open(&storage_args).context("opening the artifact storage")?;
+    tracing::info!(storage = storage.location(), "artifact storage");
     let master_key = settings.secrets.load().context("loading the master key")?;
     if let Some(key) = &master_key {
         ocelot_core::secrets::webhook::seal_plain_secrets(&store, key)

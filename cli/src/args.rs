@@ -185,8 +185,10 @@ pub enum CredsCommand {
     /// Store a credential; its value is read from --from-file or standard input, never argv
     Add {
         /// `vcs` (HTTPS token or password for clones), `ssh` (private key for ssh:// clones),
-        /// `registry` (login for image pulls), `env` (a variable in the builds' environment)
-        /// or `file` (a file written in the builds at --path)
+        /// `registry` (login for image pulls), `env` (a variable in the builds' environment),
+        /// `file` (a file written in the builds at --path) or `storage` (the object storage's
+        /// secret key, --username the key id, --prefix ''; read by admins and workers started
+        /// with --storage-credential)
         kind: String,
         /// Its name (for `env`: the variable's name; for the others: a label)
         name: String,

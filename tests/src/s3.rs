@@ -109,6 +109,7 @@ impl S3Server {
             region: "us-east-1".to_string(),
             access_key_id: Some("ocelot-test".to_string()),
             secret_access_key: Some("ocelot-test-secret".to_string()),
+            credential: None,
         }
     }
 }

@@ -241,7 +241,13 @@ pub async fn run(
     if host_users.is_some() {
         host_setup::protect_cache_dir(&cache_dir, &workspaces)?;
     }
-    let storage = ocelot_core::storage::Storage::open(&settings.storage)
+    let storage_args = settings
+        .storage
+        .clone()
+        .with_credential(&secrets)
+        .await
+        .context("reading the storage's key")?;
+    let storage = ocelot_core::storage::Storage::open(&storage_args)
         .context("opening the artifact storage")?;
     let sandbox = executor::docker::Sandbox::new(&settings.sandbox, &cache_dir)
         .with_context(|| format!("reading the private images under {}", cache_dir.display()))?;

@@ -24,15 +24,20 @@ pub enum CredentialKind {
     /// A file (kubeconfig, SSH key, settings.xml) written at its `path` in the builds in
     /// scope, mode 0600, before their first stage.
     File,
+    /// The key of the object storage (`--storage-credential`): its access key id in
+    /// `username`, the secret key as its value. Read by the admins and workers, never given
+    /// to a build; stored with the empty prefix (`--prefix ''`), as it serves no repo.
+    Storage,
 }
 
 impl CredentialKind {
-    pub const ALL: [CredentialKind; 5] = [
+    pub const ALL: [CredentialKind; 6] = [
         CredentialKind::Vcs,
         CredentialKind::Ssh,
         CredentialKind::Registry,
         CredentialKind::Env,
         CredentialKind::File,
+        CredentialKind::Storage,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -42,6 +47,7 @@ impl CredentialKind {
             CredentialKind::Registry => "registry",
             CredentialKind::Env => "env",
             CredentialKind::File => "file",
+            CredentialKind::Storage => "storage",
         }
     }
 }
@@ -60,7 +66,7 @@ impl FromStr for CredentialKind {
             .find(|kind| kind.as_str() == text)
             .ok_or_else(|| {
                 SecretError::Invalid(format!(
-                    "unknown credential kind `{text}` (kinds: vcs, ssh, registry, env, file)"
+                    "unknown credential kind `{text}` (kinds: vcs, ssh, registry, env, file, storage)"
                 ))
             })
     }
@@ -207,9 +213,8 @@ pub struct Credential {
 
 /// A valid environment variable name.
 fn valid_env_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+    // the rule of `ocelot build --env` names too
+    crate::build_params::is_env_name(name)
 }
 
 /// Checks a credential before any store keeps it: a usable name, a scope, details that fit
@@ -227,7 +232,13 @@ pub fn validate_credential(
             "`{name}` is not a credential name (non-empty, no `/` or control characters)"
         ));
     }
-    if scope.parts().1.is_empty() {
+    if kind == CredentialKind::Storage {
+        if *scope != Scope::Prefix(String::new()) {
+            return invalid(
+                "a storage credential serves the admins and workers, not repos: store it with `--prefix ''`".into(),
+            );
+        }
+    } else if scope.parts().1.is_empty() {
         return invalid("the scope (repo or prefix) is empty".into());
     }
     let unexpected = |field: &str, present: bool| -> Result<(), SecretError> {
@@ -288,6 +299,16 @@ pub fn validate_credential(
             unexpected("host", details.host.is_some())?;
             if details.username.as_deref().is_none_or(str::is_empty) {
                 return invalid("a registry credential needs a username (--username)".into());
+            }
+        }
+        CredentialKind::Storage => {
+            unexpected("registry", details.registry.is_some())?;
+            unexpected("known_hosts", details.known_hosts.is_some())?;
+            unexpected("host", details.host.is_some())?;
+            if details.username.as_deref().is_none_or(str::is_empty) {
+                return invalid(
+                    "a storage credential needs the access key id (--username); its value is the secret access key".into(),
+                );
             }
         }
         CredentialKind::File => {

@@ -18,6 +18,8 @@ pub const OCELOT_STORAGE_REGION: &str = "OCELOT_STORAGE_REGION";
 pub const OCELOT_STORAGE_ACCESS_KEY_ID: &str = "OCELOT_STORAGE_ACCESS_KEY_ID";
 /// The S3 secret access key (else `AWS_SECRET_ACCESS_KEY`).
 pub const OCELOT_STORAGE_SECRET_ACCESS_KEY: &str = "OCELOT_STORAGE_SECRET_ACCESS_KEY";
+/// `--storage-credential`.
+pub const OCELOT_STORAGE_CREDENTIAL: &str = "OCELOT_STORAGE_CREDENTIAL";
 
 /// Where a service keeps and reads artifacts (and caches).
 #[derive(Debug, Clone, Args)]
@@ -39,6 +41,11 @@ pub struct StorageArgs {
     /// S3 secret access key (else AWS_SECRET_ACCESS_KEY); prefer the environment to the command line
     #[arg(long = "storage-secret-access-key", env = OCELOT_STORAGE_SECRET_ACCESS_KEY, hide_env_values = true)]
     pub secret_access_key: Option<String>,
+    /// The S3 key from the credential of this name (kind `storage`: `ocelot creds add
+    /// storage NAME --prefix '' --username KEY_ID`, the secret key as its value), read from
+    /// the secret store at start; instead of the key in the environment
+    #[arg(long = "storage-credential", env = OCELOT_STORAGE_CREDENTIAL, conflicts_with_all = ["access_key_id", "secret_access_key"])]
+    pub credential: Option<String>,
 }
 
 impl StorageArgs {
@@ -50,7 +57,39 @@ impl StorageArgs {
             region: "us-east-1".to_string(),
             access_key_id: None,
             secret_access_key: None,
+            credential: None,
         }
+    }
+
+    /// These settings with the key of the `storage` credential `--storage-credential`
+    /// names (when it names one), read from `secrets`.
+    pub async fn with_credential(
+        mut self,
+        secrets: &impl crate::secrets::SecretStore,
+    ) -> Result<StorageArgs, StorageError> {
+        let Some(name) = self.credential.clone() else {
+            return Ok(self);
+        };
+        let missing = || {
+            StorageError::Config(format!(
+                "--storage-credential names `{name}`, and there is no storage credential of \
+                 that name: add it with `printf %s \"$SECRET_KEY\" | ocelot creds add storage \
+                 {name} --prefix '' --username ACCESS_KEY_ID`"
+            ))
+        };
+        // a storage credential is stored with the empty prefix, which covers every name
+        let credentials = secrets.for_repo("").await.map_err(|error| {
+            StorageError::Config(format!(
+                "reading the storage credential `{name}` from the secret store: {error}"
+            ))
+        })?;
+        let credential = credentials
+            .into_iter()
+            .find(|c| c.info.kind == crate::secrets::CredentialKind::Storage && c.info.name == name)
+            .ok_or_else(missing)?;
+        self.access_key_id = credential.info.details.username.clone();
+        self.secret_access_key = Some(credential.value.expose().to_string());
+        Ok(self)
     }
 
     /// What `--storage` names.

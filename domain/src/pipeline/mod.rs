@@ -20,11 +20,13 @@ mod artifacts;
 mod cache;
 mod condition;
 mod error;
+mod graph;
 mod model;
 mod parse;
 mod reader;
 mod resources;
 mod selection;
+mod services;
 
 #[cfg(test)]
 mod tests;
@@ -39,6 +41,10 @@ pub use model::{
 };
 pub use parse::parse;
 pub use selection::UnknownStage;
+pub use services::{
+    DEFAULT_WAIT_TIMEOUT, MAX_SERVICES, Service, ServiceCommand, ServiceWait, check_service_name,
+    share_limits,
+};
 
 /// The build file's name, at the root of the commit.
 pub const FILE_NAME: &str = "ocelot.yml";

@@ -10,6 +10,7 @@ use super::artifacts::Artifacts;
 use super::cache::Cache;
 use super::condition::TriggerExpr;
 use super::resources::Resources;
+use super::services::Service;
 
 /// Compiled size limit for branch regexes, so a hostile pattern fails
 /// validation instead of using a lot of memory.
@@ -40,6 +41,9 @@ pub struct Pipeline {
     /// `cache`: what is kept between builds of the repository.
     #[serde(default)]
     pub cache: Vec<Cache>,
+    /// `services`: containers started beside the build (a database), removed with it.
+    #[serde(default)]
+    pub services: Vec<Service>,
 }
 
 impl Pipeline {
@@ -161,12 +165,22 @@ pub struct Stage {
     /// `artifacts`: files kept after the stage.
     #[serde(default)]
     pub artifacts: Option<Artifacts>,
+    /// `needs`: the stages this one waits for (names of other stages, no repeats, no
+    /// cycle); `needs: []` is written as an empty list. Any stage with `needs` (even an
+    /// empty one) makes the file a graph: see [`Pipeline::is_graph`].
+    #[serde(default)]
+    pub needs: Option<Vec<String>>,
 }
 
 impl Stage {
     /// Whether the stage runs for this push; a skipped stage is not an error.
     pub fn should_run(&self, ctx: &TriggerContext<'_>) -> bool {
         self.condition.holds(ctx)
+    }
+
+    /// The names in its `needs` (none when it has no `needs`).
+    pub fn needed(&self) -> &[String] {
+        self.needs.as_deref().unwrap_or_default()
     }
 }
 

@@ -9,13 +9,14 @@ use super::artifacts::{ArtifactPattern, ArtifactWhen, Artifacts};
 use super::cache::{Cache, KeyTemplate, MAX_CACHES};
 use super::condition::TriggerExpr;
 use super::error::{PipelineError, PipelineErrors, did_you_mean};
+use super::graph::{NeedAt, check_needs};
 use super::model::{
     BranchPattern, EnvVar, Notify, NotifyOn, Pipeline, SlackNotify, Stage, StageCondition,
 };
 use super::reader::{Cx, Field, Fields, Pos, load};
 use super::resources::{Resources, parse_cpus, parse_memory, parse_pids};
 
-const TOP_FIELDS: [&str; 10] = [
+const TOP_FIELDS: [&str; 11] = [
     "image",
     "machineTag",
     "buildTool",
@@ -26,8 +27,9 @@ const TOP_FIELDS: [&str; 10] = [
     "notify",
     "resources",
     "cache",
+    "services",
 ];
-const STAGE_FIELDS: [&str; 7] = [
+const STAGE_FIELDS: [&str; 8] = [
     "name",
     "script",
     "env",
@@ -35,6 +37,7 @@ const STAGE_FIELDS: [&str; 7] = [
     "triggers",
     "timeout",
     "artifacts",
+    "needs",
 ];
 const ARTIFACTS_FIELDS: [&str; 3] = ["paths", "when", "expire_in"];
 const CACHE_FIELDS: [&str; 3] = ["key", "paths", "restore_keys"];
@@ -119,6 +122,10 @@ fn read_pipeline(cx: &mut Cx, root: &Node) -> Option<Pipeline> {
         .get("cache")
         .and_then(|f| read_caches(cx, f))
         .unwrap_or_default();
+    let services = fields
+        .get("services")
+        .and_then(|f| super::services::read_services(cx, f))
+        .unwrap_or_default();
     let stages = fields
         .require(cx, "stages", "at least one stage")
         .and_then(|f| read_stages(cx, f));
@@ -134,6 +141,7 @@ fn read_pipeline(cx: &mut Cx, root: &Node) -> Option<Pipeline> {
         notify,
         resources,
         cache,
+        services,
     })
 }
 
@@ -192,17 +200,29 @@ fn read_stages(cx: &mut Cx, field: &Field<'_>) -> Option<Vec<Stage>> {
     }
     let mut names: HashMap<String, Pos> = HashMap::new();
     let mut stages = Vec::new();
+    let mut needs = Vec::new();
     let mut all_ok = true;
     for item in &items {
         match read_stage(cx, item, &mut names) {
-            Some(stage) => stages.push(stage),
+            Some((stage, stage_needs)) => {
+                stages.push(stage);
+                needs.push(stage_needs);
+            }
             None => all_ok = false,
         }
     }
-    all_ok.then_some(stages)
+    if !all_ok {
+        return None;
+    }
+    let stage_names: Vec<String> = stages.iter().map(|s| s.name.clone()).collect();
+    check_needs(cx, &stage_names, &needs).then_some(stages)
 }
 
-fn read_stage(cx: &mut Cx, item: &Field<'_>, names: &mut HashMap<String, Pos>) -> Option<Stage> {
+fn read_stage(
+    cx: &mut Cx,
+    item: &Field<'_>,
+    names: &mut HashMap<String, Pos>,
+) -> Option<(Stage, Vec<NeedAt>)> {
     let map = item.mapping(cx, "a stage (a mapping with `name` and `script`)")?;
     let fields = Fields::read(cx, map, &item.path, &STAGE_FIELDS);
 
@@ -234,15 +254,60 @@ fn read_stage(cx: &mut Cx, item: &Field<'_>, names: &mut HashMap<String, Pos>) -
         Some(f) => Some(read_artifacts(cx, f)?),
         None => None,
     };
+    let needs = match fields.get("needs") {
+        Some(f) => Some(read_needs(cx, f, name.as_deref())?),
+        // `needs:` with nothing after it, like `needs: []`
+        None if fields.key_pos("needs").is_some() => Some(Vec::new()),
+        None => None,
+    };
 
-    Some(Stage {
+    let stage = Stage {
         name: name?,
         script: script?,
         env,
         timeout,
         condition: condition?,
         artifacts,
-    })
+        needs: needs
+            .as_ref()
+            .map(|needs| needs.iter().map(|need| need.name.clone()).collect()),
+    };
+    Some((stage, needs.unwrap_or_default()))
+}
+
+/// `needs: [build, lint]`: names of stages (checked against the stages once all are read),
+/// none twice, never the stage itself.
+fn read_needs(cx: &mut Cx, field: &Field<'_>, stage: Option<&str>) -> Option<Vec<NeedAt>> {
+    let errors_before = cx.errors.len();
+    let items = field.string_list(cx, "a list of stage names")?;
+    let mut needs: Vec<NeedAt> = Vec::new();
+    for (item, text) in items {
+        let name = text.trim().to_string();
+        if name.is_empty() {
+            cx.error(item.pos, &item.path, "must not be empty");
+        } else if Some(name.as_str()) == stage {
+            cx.error_hint(
+                item.pos,
+                &item.path,
+                format!("stage `{name}` needs itself"),
+                Some("a stage can only need other stages".to_string()),
+            );
+        } else if let Some(first) = needs.iter().find(|need| need.name == name) {
+            cx.error_hint(
+                item.pos,
+                &item.path,
+                format!("`{name}` is listed twice"),
+                Some(format!("first listed at line {}", first.pos.line)),
+            );
+        } else {
+            needs.push(NeedAt {
+                name,
+                pos: item.pos,
+                path: item.path.clone(),
+            });
+        }
+    }
+    (cx.errors.len() == errors_before).then_some(needs)
 }
 
 fn read_script(cx: &mut Cx, field: &Field<'_>) -> Option<Vec<String>> {
@@ -506,7 +571,7 @@ fn artifact_paths(cx: &mut Cx, field: &Field<'_>) -> Option<Vec<ArtifactPattern>
 
 /// `resources: {memory: 512m, cpus: 0.5, pids: 128}`: each optional, each only lowers the
 /// worker's limit.
-fn read_resources(cx: &mut Cx, field: &Field<'_>) -> Option<Resources> {
+pub(super) fn read_resources(cx: &mut Cx, field: &Field<'_>) -> Option<Resources> {
     let map = field.mapping(cx, "a mapping like `{memory: 512m, cpus: 0.5, pids: 128}`")?;
     let fields = Fields::read(cx, map, &field.path, &RESOURCES_FIELDS);
     let mut value = |name: &str, parse: fn(&str) -> Result<u64, String>| {

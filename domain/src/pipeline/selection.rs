@@ -1,5 +1,6 @@
 //! `--stage NAME`: which stages of a pipeline a build runs when asked for one stage: that
-//! stage and what it needs. Stages run in order, so each stage needs the one before it.
+//! stage and what it needs, directly or not. Without `needs:` in the file stages run in
+//! order, so each stage needs the one before it; with them, a stage needs what it lists.
 
 use super::model::Pipeline;
 
@@ -21,7 +22,7 @@ impl Pipeline {
     /// every stage it needs (in a pipeline of stages in order: every stage before it).
     pub fn select_stage(&self, name: &str) -> Result<Vec<usize>, UnknownStage> {
         match self.stages.iter().position(|stage| stage.name == name) {
-            Some(index) => Ok((0..=index).collect()),
+            Some(index) => Ok(self.with_dependencies(index)),
             None => {
                 let stages: Vec<String> = self.stages.iter().map(|s| s.name.clone()).collect();
                 let suggestion = stages
@@ -60,6 +61,30 @@ stages:
         assert_eq!(pipeline.select_stage("build"), Ok(vec![0]));
         assert_eq!(pipeline.select_stage("test"), Ok(vec![0, 1]));
         assert_eq!(pipeline.select_stage("deploy"), Ok(vec![0, 1, 2]));
+    }
+
+    #[test]
+    fn in_a_graph_a_stage_brings_only_what_it_needs() {
+        let pipeline = parse(
+            "image: alpine
+stages:
+  - name: build
+    script: [b]
+  - name: lint
+    script: [l]
+  - name: test
+    needs: [build]
+    script: [t]
+  - name: package
+    needs: [test, lint]
+    script: [p]
+",
+        )
+        .unwrap();
+        assert_eq!(pipeline.select_stage("build"), Ok(vec![0]));
+        assert_eq!(pipeline.select_stage("lint"), Ok(vec![1]));
+        assert_eq!(pipeline.select_stage("test"), Ok(vec![0, 2]));
+        assert_eq!(pipeline.select_stage("package"), Ok(vec![0, 1, 2, 3]));
     }
 
     #[test]

@@ -218,3 +218,87 @@ async fn rotating_the_master_key_keeps_every_secret_readable() {
         Err(SecretError::WrongMasterKey { .. })
     ));
 }
+
+/// The storage's key can live in the secret store: `ocelot creds add storage NAME --prefix ''
+/// --username KEY_ID` (refused with any other scope or without the key id), read by
+/// `--storage-credential NAME`; a build never gets it; an unknown name says how to add it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_storage_key_comes_from_a_storage_credential() {
+    use ocelot_core::secrets::SecretStore;
+    use ocelot_core::storage::{Storage, StorageArgs};
+    let cluster = Cluster::start_with(vec![]).await.unwrap();
+    let add = |args: &'static [&'static str]| {
+        let cluster = &cluster;
+        async move {
+            cluster
+                .ocelot_with_input(args, b"the-secret-key-42")
+                .await
+                .unwrap()
+        }
+    };
+    let scoped = add(&[
+        "creds",
+        "add",
+        "storage",
+        "s3",
+        "--prefix",
+        "team/",
+        "--username",
+        "AKIA1",
+    ])
+    .await;
+    assert_ne!(scoped.code, 0, "{}", scoped.both());
+    assert!(scoped.stderr.contains("--prefix ''"), "{}", scoped.both());
+    let no_id = add(&["creds", "add", "storage", "s3", "--prefix", ""]).await;
+    assert_ne!(no_id.code, 0, "{}", no_id.both());
+    assert!(no_id.stderr.contains("access key id"), "{}", no_id.both());
+    let added = add(&[
+        "creds",
+        "add",
+        "storage",
+        "s3",
+        "--prefix",
+        "",
+        "--username",
+        "AKIA1",
+    ])
+    .await;
+    assert_eq!(added.code, 0, "{}", added.both());
+
+    let key = MasterKey::from_file(&cluster.dir.path().join("master.key")).unwrap();
+    let secrets = PostgresSecrets::new(cluster.store.clone(), Some(key))
+        .await
+        .unwrap();
+    let s3 = ocelot_tests::s3::S3Server::start().await.unwrap();
+    let mut args = s3.storage_args("from-credential");
+    args.access_key_id = None;
+    args.secret_access_key = None;
+    args.credential = Some("s3".to_string());
+    let resolved: StorageArgs = args.clone().with_credential(&secrets).await.unwrap();
+    assert_eq!(resolved.access_key_id.as_deref(), Some("AKIA1"));
+    assert_eq!(
+        resolved.secret_access_key.as_deref(),
+        Some("the-secret-key-42")
+    );
+    let storage = Storage::open(&resolved).unwrap();
+    let mut writer = storage.writer("probe");
+    writer.write(b"x").await.unwrap();
+    writer.finish().await.unwrap();
+    assert_eq!(storage.list("").await.unwrap().len(), 1);
+
+    // a build's credentials never hand it out: it is no env, file or login
+    let build_credentials =
+        ocelot_core::secrets::BuildCredentials::new(secrets.for_repo("app").await.unwrap());
+    assert!(build_credentials.env().is_empty());
+
+    args.credential = Some("other".to_string());
+    let missing = args
+        .with_credential(&secrets)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        missing.contains("ocelot creds add storage other --prefix ''"),
+        "{missing}"
+    );
+}
