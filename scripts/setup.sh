@@ -5,6 +5,7 @@
 #   - the Docker daemon when it is installed but not running
 #   - a PostgreSQL and a NATS JetStream server on loopback, data under one state directory
 #   - moto's S3-compatible server (PyPI moto[server]) on loopback with a bucket `ocelot`
+#   - aiosmtpd (PyPI), the SMTP server the notification tests start (tests/smtp_sink.py)
 #   - the local base image ocelot/busybox (docker import of a busybox-static rootfs)
 #   - NATS users, one per service kind, with only the permissions it needs
 #     (scripts/nats-auth.conf; passwords made once under <state dir>/nats/passwords)
@@ -99,6 +100,16 @@ if ! find_moto; then
 fi
 log "moto_server: $moto_bin"
 echo "$moto_bin" > "$state_dir/moto-server.path"
+
+# --- aiosmtpd (SMTP test server) -------------------------------------------------------------
+# notification e-mail is tested against a real SMTP server: aiosmtpd (PyPI, pure Python),
+# run by the tests through tests/smtp_sink.py, which writes each message it gets to a file
+if ! python3 -c 'import aiosmtpd' 2>/dev/null; then
+  log "installing aiosmtpd (SMTP test server) from PyPI"
+  python3 -m pip install --quiet --disable-pip-version-check aiosmtpd 2>/dev/null \
+    || python3 -m pip install --quiet --disable-pip-version-check --break-system-packages aiosmtpd
+  python3 -c 'import aiosmtpd' || { log "aiosmtpd not importable after pip install"; exit 1; }
+fi
 
 # --- Docker Engine ---------------------------------------------------------------------
 # builds run in containers: start the daemon when it is installed but not running

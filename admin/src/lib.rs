@@ -11,11 +11,13 @@
 //! - `cancel`: `ocelot kill`: cancel a queued build, or stop a running one and wait for it.
 //! - `pending`: why a queued build waits (from the worker registry).
 //! - `error`: the one mapping from admin errors to gRPC statuses.
+//! - [`notifier`]: sends the outbox's notifications (Slack, webhooks, e-mail).
 
 mod auth;
 mod cancel;
 mod error;
 mod grpc;
+pub mod notifier;
 mod pending;
 pub mod retention;
 mod state;
@@ -72,6 +74,8 @@ pub struct Settings {
     /// keep every log
     #[arg(long, env = env_vars::OCELOT_KEEP_LOGS, value_parser = retention::parse_keep_logs, default_value = "90d")]
     pub keep_logs: retention::KeepLogs,
+    #[command(flatten)]
+    pub notify: notifier::NotifierArgs,
     /// Without a command: serve the API
     #[command(subcommand)]
     pub command: Option<AdminCommand>,
@@ -250,6 +254,12 @@ pub async fn run(
         state.storage.clone(),
         sweeper_stop.clone(),
     ));
+    let notifier = tokio::spawn(notifier::run(
+        state.store.clone(),
+        state.secrets.clone(),
+        settings.notify.clone(),
+        sweeper_stop.clone(),
+    ));
     let registration = settings
         .consul
         .register(ServiceDefinition::listening("ocelot-admin", address))
@@ -261,5 +271,6 @@ pub async fn run(
     let _ = sweeper.await;
     let _ = retention.await;
     let _ = artifact_retention.await;
+    let _ = notifier.await;
     served
 }

@@ -186,9 +186,10 @@ pub enum CredsCommand {
     Add {
         /// `vcs` (HTTPS token or password for clones), `ssh` (private key for ssh:// clones),
         /// `registry` (login for image pulls), `env` (a variable in the builds' environment),
-        /// `file` (a file written in the builds at --path) or `storage` (the object storage's
+        /// `file` (a file written in the builds at --path), `storage` (the object storage's
         /// secret key, --username the key id, --prefix ''; read by admins and workers started
-        /// with --storage-credential)
+        /// with --storage-credential) or `notify` (a Slack webhook URL; a webhook's signing
+        /// secret with --url https://...; an SMTP password with --url smtp://...)
         kind: String,
         /// Its name (for `env`: the variable's name; for the others: a label)
         name: String,
@@ -218,6 +219,13 @@ pub enum CredsCommand {
         /// an absolute path, or a path relative to the workspace
         #[arg(long)]
         path: Option<String>,
+        /// notify: the webhook receiver (`https://ci.example/hook`; the value signs the
+        /// document) or the SMTP server with sender and allowed recipients
+        /// (`smtp://HOST:587?tls=starttls&from=ci@example.com&to=dev@example.com,@example.com`;
+        /// tls none, starttls or tls; --username the SMTP login, the value its password);
+        /// none for Slack (the value is the incoming webhook's URL)
+        #[arg(long)]
+        url: Option<String>,
     },
     /// List credentials: names, kinds, scopes and dates, never values
     List {
@@ -333,6 +341,14 @@ pub struct WatchArgs {
     /// `ocelot status BUILD` shows how many attempts a build had
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     pub attempt: Option<u32>,
+    /// Also show the log lines of the build's service containers (stages `service:NAME`)
+    /// when it passed; those of a build that did not pass are always shown
+    #[arg(long)]
+    pub services: bool,
+    /// Show only this stage's lines and progress (stages that run at the same time
+    /// interleave their lines, each with its stage in front)
+    #[arg(long, value_name = "NAME")]
+    pub stage: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]

@@ -159,6 +159,16 @@ fn route(
     routing
 }
 
+/// The targets of the file's `notify:` (none when the file is missing or invalid: such a
+/// build errors and tells no one).
+fn notify_targets(config: Option<&str>) -> Vec<ocelot_domain::notify::NotifyTarget> {
+    config
+        .and_then(|text| pipeline::parse(text).ok())
+        .and_then(|pipeline| pipeline.notify)
+        .map(|notify| ocelot_domain::notify::targets(&notify))
+        .unwrap_or_default()
+}
+
 /// The key that makes an automatic trigger idempotent.
 fn dedupe_key(
     repo_id: RepoId,
@@ -345,6 +355,7 @@ async fn queue_build(
         (None, None) => (BuildState::Queued, None),
     };
     let dedupe_key = dedupe_key(repo.id, &request, &branch, &resolved.commit);
+    let config = resolved.config;
     let inserted = store
         .insert_build(&NewBuild {
             repo_id: repo.id,
@@ -359,6 +370,7 @@ async fn queue_build(
             git_tag: request.git_tag,
             dedupe_key,
             params: request.params,
+            notify: notify_targets(config.as_deref()),
         })
         .await?;
     let build = &inserted.build;

@@ -70,6 +70,12 @@ pub const OCELOT_MAX_LOG_MIB: &str = "OCELOT_MAX_LOG_MIB";
 pub const OCELOT_MAX_LOG_LINES: &str = "OCELOT_MAX_LOG_LINES";
 /// Admin: how long the log of a finished build is kept (`90d`; `0` or `forever`: always).
 pub const OCELOT_KEEP_LOGS: &str = "OCELOT_KEEP_LOGS";
+/// Admin: the build page linked from notifications, `{id}`, `{repo}`, `{number}` filled in.
+pub const OCELOT_BUILD_URL: &str = "OCELOT_BUILD_URL";
+/// Admin: how many times a notification is tried before it is given up (`12`).
+pub const OCELOT_NOTIFY_MAX_ATTEMPTS: &str = "OCELOT_NOTIFY_MAX_ATTEMPTS";
+/// Admin: the first retry delay of a notification (`2s`), tripled per try up to an hour.
+pub const OCELOT_NOTIFY_RETRY_BASE: &str = "OCELOT_NOTIFY_RETRY_BASE";
 pub const OCELOT_STORE_OUTAGE_BUDGET: &str = "OCELOT_STORE_OUTAGE_BUDGET";
 /// Worker: free disk (MiB) under the cache directory below which it takes no new jobs.
 pub const OCELOT_MIN_FREE_DISK_MIB: &str = "OCELOT_MIN_FREE_DISK_MIB";

@@ -26,6 +26,10 @@ pub enum EventKind {
         commit: String,
         branch: String,
         stages: Vec<String>,
+        /// For a graph (`needs:`): what each stage of `stages` needs, in the same order;
+        /// empty when the stages run in order.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        needs: Vec<Vec<String>>,
     },
     Line {
         stage: String,

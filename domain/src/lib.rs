@@ -25,6 +25,7 @@ pub mod error_chain;
 pub mod events;
 pub mod ids;
 pub mod model;
+pub mod notify;
 pub mod pipeline;
 pub mod repo_url;
 pub mod schedule;

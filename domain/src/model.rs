@@ -143,6 +143,8 @@ pub struct StageRecord {
     /// Sequence numbers of the stage's started and finished events in the attempt's log.
     pub start_seq: Option<Seq>,
     pub end_seq: Option<Seq>,
+    /// The stages it needs (`needs:`); empty when the stages ran in order.
+    pub needs: Vec<String>,
 }
 
 /// Which output a log line came from.

@@ -221,6 +221,7 @@ impl From<&StageRecord> for pb::Stage {
             exit_code: stage.exit_code,
             started_at_ms: stage.started_at.map(unix_ms).unwrap_or(0),
             finished_at_ms: stage.finished_at.map(unix_ms).unwrap_or(0),
+            needs: stage.needs.clone(),
         }
     }
 }
@@ -234,11 +235,18 @@ impl From<&BuildEvent> for pb::BuildEvent {
                 commit,
                 branch,
                 stages,
+                needs,
             } => Kind::AttemptStarted(pb::AttemptStarted {
                 worker: worker.clone(),
                 commit: commit.clone(),
                 branch: branch.clone(),
                 stages: stages.clone(),
+                needs: needs
+                    .iter()
+                    .map(|names| pb::StageNeeds {
+                        names: names.clone(),
+                    })
+                    .collect(),
             }),
             EventKind::Line {
                 stage,
@@ -307,6 +315,7 @@ pub fn event_from_proto(build_id: BuildId, event: &pb::BuildEvent) -> Option<Bui
             commit: started.commit.clone(),
             branch: started.branch.clone(),
             stages: started.stages.clone(),
+            needs: started.needs.iter().map(|n| n.names.clone()).collect(),
         },
         Kind::Line(line) => EventKind::Line {
             stage: line.stage.clone(),

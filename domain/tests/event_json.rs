@@ -42,6 +42,8 @@ fn examples() -> Vec<BuildEvent> {
             commit: "0123456789abcdef0123456789abcdef01234567".into(),
             branch: "main".into(),
             stages: vec!["compile".into(), "test".into()],
+            // stages in order: no `needs` in the JSON (as before graphs existed)
+            needs: Vec::new(),
         },
         EventKind::Line {
             stage: "compile".into(),

@@ -7,7 +7,9 @@
 //! Stateless: any number can run against one Postgres.
 //!
 //! - [`run`]: connect, serve on a bound listener and process deliveries until shutdown.
-//! - [`app`]: the axum router (`POST /hooks/{provider}`, `GET /healthz`).
+//! - [`app`]: the axum router (`POST /hooks/{provider}`, `GET /badge/REPO/BRANCH.svg`,
+//!   `GET /healthz`).
+//! - `badge`: a branch's latest result as an SVG badge.
 //! - `providers`: parsing and signature verification per provider.
 //! - `handler`: one request, from bytes to status code.
 //! - `trigger`: what a delivery asks to build, as stored.
@@ -16,6 +18,7 @@
 //! - `rate_limit`: per-source limits.
 //! - `secret`: the secret a delivery is verified with (a random stand-in for unknown repos).
 
+mod badge;
 mod group_commit;
 mod handler;
 mod processor;
@@ -110,6 +113,7 @@ pub(crate) fn app(state: AppState, max_body_bytes: usize) -> axum::Router {
     use axum::routing::{get, post};
     axum::Router::new()
         .route("/hooks/{provider}", post(handler::receive))
+        .route("/badge/{*path}", get(badge::serve))
         .route_layer(axum::middleware::from_fn_with_state(
             state.limiter.clone(),
             rate_limit::limit,

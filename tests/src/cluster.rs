@@ -34,6 +34,8 @@ pub struct WorkerSpec {
     pub artifacts: ocelot_worker::ArtifactLimits,
     /// The caches builds save (`--max-cache-mib`, `--cache-expire-in`).
     pub caches: ocelot_worker::CacheSettings,
+    /// How its builds' stages run (`--max-parallel-stages`).
+    pub stages: ocelot_worker::StageSettings,
 }
 
 impl Default for WorkerSpec {
@@ -54,6 +56,7 @@ impl Default for WorkerSpec {
             max_log_mib: 4,
             artifacts: ocelot_worker::ArtifactLimits::default(),
             caches: ocelot_worker::CacheSettings::default(),
+            stages: ocelot_worker::StageSettings::default(),
         }
     }
 }
@@ -91,6 +94,8 @@ pub struct ClusterSpec {
     pub own_postgres: bool,
     /// Where the admin and workers keep artifacts; default: a directory of the cluster's.
     pub storage: Option<ocelot_core::storage::StorageArgs>,
+    /// The admin's notifier settings (`--build-url`, retries).
+    pub notify: ocelot_admin::notifier::NotifierArgs,
 }
 
 impl Default for ClusterSpec {
@@ -103,6 +108,7 @@ impl Default for ClusterSpec {
             health_endpoints: false,
             own_postgres: false,
             storage: None,
+            notify: Default::default(),
         }
     }
 }
@@ -366,6 +372,7 @@ impl Cluster {
             tls_key: certificates.as_ref().map(|c| c.key.clone()),
             cache_dir: Some(dir.path().join("admin-cache")),
             keep_logs: Default::default(),
+            notify: spec.notify.clone(),
             command: None,
         };
         tasks.push(tokio::spawn(ocelot_admin::run(
@@ -410,6 +417,7 @@ impl Cluster {
                 storage: storage.clone(),
                 artifacts: spec.artifacts,
                 caches: spec.caches,
+                stages: spec.stages,
                 concurrency: spec.concurrency,
                 tags: spec.tags,
                 executor: spec.executor,

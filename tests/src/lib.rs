@@ -25,9 +25,11 @@ pub mod nats;
 pub mod pg_server;
 pub mod postgres;
 pub mod process;
+pub mod receiver;
 pub mod registry;
 pub mod s3;
 pub mod services;
+pub mod smtp;
 pub mod sshd;
 pub mod tls;
 

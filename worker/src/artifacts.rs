@@ -9,8 +9,8 @@
 //! build's file credentials are removed before (by the stage runner) and their workspace
 //! paths skipped here too.
 
-use crate::attempt_log::AttemptLog;
 use crate::executor::Environment;
+use crate::log_sink::SystemLog;
 use bytes::Bytes;
 use futures::Stream;
 use ocelot_core::ids::{Attempt, BuildId};
@@ -150,7 +150,7 @@ pub(crate) async fn collect(
     job: &Collection<'_>,
     environment: &Environment,
     budget: &mut Budget,
-    log: &mut AttemptLog,
+    log: &mut impl SystemLog,
 ) {
     let patterns: Vec<String> = job
         .artifacts

@@ -8,7 +8,7 @@
 mod writer;
 
 use crate::log_limit::{Admission, LogLimit};
-use crate::log_sink::LogSink;
+use crate::log_sink::{LogSink, SystemLog};
 use ocelot_core::events::{BuildEvent, EventKind, LogDigest};
 use ocelot_core::ids::{Attempt, BuildId, Seq};
 use ocelot_core::model::{LogStream, unix_ms};
@@ -106,6 +106,12 @@ impl AttemptLog {
 
     pub(crate) fn fenced_out(&self) -> bool {
         self.fenced_out.load(Ordering::Relaxed)
+    }
+
+    /// What [`AttemptLog::fenced_out`] reads, for work done away from the log (a stage
+    /// running beside others).
+    pub(crate) fn fence(&self) -> Arc<AtomicBool> {
+        self.fenced_out.clone()
     }
 
     /// Hands one event to the writer (published and stored within moments) and returns
@@ -263,5 +269,11 @@ impl LogSink for AttemptLog {
 
     async fn end_of_chunk(&mut self) {
         self.end_run().await;
+    }
+}
+
+impl SystemLog for AttemptLog {
+    async fn system(&mut self, stage: &str, text: impl Into<String> + Send) {
+        AttemptLog::system(self, stage, text).await;
     }
 }

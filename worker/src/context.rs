@@ -47,6 +47,8 @@ pub(crate) struct WorkerContext {
     pub(crate) artifact_limits: crate::artifacts::ArtifactLimits,
     /// The largest cache a build saves and how long caches are kept.
     pub(crate) cache_settings: crate::cache::CacheSettings,
+    /// How many stages of a graph build run at once.
+    pub(crate) stage_settings: crate::stage_settings::StageSettings,
     /// The uids host builds run as (`--host-build-uids`); `None` on a Docker worker.
     pub(crate) host_users: Option<Arc<crate::executor::host::UidPool>>,
 }

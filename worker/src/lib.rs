@@ -34,6 +34,8 @@ mod log_sink;
 mod output;
 mod pressure;
 mod registry;
+mod stage_log;
+mod stage_settings;
 mod sweeper;
 
 pub use artifacts::ArtifactLimits;
@@ -42,6 +44,7 @@ use context::WorkerContext;
 pub use executor::ExecutorKind;
 /// The uids a host worker's builds run as (`--host-build-uids`).
 pub use executor::host::UidRange;
+pub use stage_settings::StageSettings;
 
 /// The build sandbox's settings and the host firewall rule it relies on.
 pub use executor::docker::firewall::rule_commands as host_firewall_rules;
@@ -95,6 +98,9 @@ pub struct Settings {
     /// The caches builds save.
     #[command(flatten)]
     pub caches: CacheSettings,
+    /// How the stages of a build run (`--max-parallel-stages`).
+    #[command(flatten)]
+    pub stages: StageSettings,
     /// Builds run at once
     #[arg(long, env = env_vars::OCELOT_WORKER_CONCURRENCY, default_value_t = 2)]
     pub concurrency: usize,
@@ -288,6 +294,7 @@ pub async fn run(
         storage,
         artifact_limits: settings.artifacts,
         cache_settings: settings.caches,
+        stage_settings: settings.stages,
     };
     tracing::info!(worker_id = %context.worker_id, tags = ?settings.tags,
         concurrency = settings.concurrency, executor = ?settings.executor, "worker started");

@@ -25,6 +25,17 @@ pub(crate) trait LogSink: Send {
     fn end_of_chunk(&mut self) -> impl Future<Output = ()> + Send;
 }
 
+/// Where Ocelot's own lines about a stage go (e.g. its artifacts): the attempt's log, or a
+/// stage's way into it when stages run at once (`crate::stage_log::StageLog`).
+pub(crate) trait SystemLog: Send {
+    /// A line written by Ocelot itself.
+    fn system(
+        &mut self,
+        stage: &str,
+        text: impl Into<String> + Send,
+    ) -> impl Future<Output = ()> + Send;
+}
+
 #[cfg(test)]
 pub(crate) mod testing {
     use super::LogSink;

@@ -60,10 +60,16 @@ pub(super) async fn get(
     } else {
         String::new()
     };
+    let deliveries = state
+        .store
+        .deliveries(build.id)
+        .await
+        .map_err(AdminError::from)?;
     Ok(Response::new(pb::BuildDetail {
         build: Some(pb::Build::from(&build)),
         stages: stages.iter().map(pb::Stage::from).collect(),
         pending_reason,
+        deliveries: deliveries.iter().map(super::deliveries::to_wire).collect(),
     }))
 }
 

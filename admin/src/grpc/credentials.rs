@@ -68,6 +68,7 @@ fn to_wire(info: &CredentialInfo) -> pb::Credential {
         checks_host_key: info.details.known_hosts.is_some(),
         host: info.details.host.clone().unwrap_or_default(),
         path: info.details.path.clone().unwrap_or_default(),
+        url: info.details.url.clone().unwrap_or_default(),
     }
 }
 
@@ -137,6 +138,7 @@ pub(super) async fn add(
         known_hosts: optional(request.known_hosts),
         host: vcs_host(kind, &request.host, repo.as_ref())?,
         path: optional(request.path),
+        url: optional(request.url),
     };
     state
         .secrets

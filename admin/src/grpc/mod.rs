@@ -4,6 +4,7 @@ mod artifacts;
 mod builds;
 mod caches;
 mod credentials;
+mod deliveries;
 mod polls;
 mod repos;
 mod scope;

@@ -46,6 +46,11 @@ fn details_text(credential: &pb::Credential) -> String {
     if !credential.path.is_empty() {
         parts.push(format!("path {}", credential.path));
     }
+    if !credential.url.is_empty() {
+        parts.push(format!("url {}", credential.url));
+    } else if credential.kind == "notify" {
+        parts.push("slack webhook".to_string());
+    }
     if parts.is_empty() {
         "-".to_string()
     } else {
@@ -114,6 +119,7 @@ pub(crate) async fn run(
             known_hosts_file,
             host,
             path,
+            url,
         } => {
             if let Some(path) = &path {
                 warn_if_expanded_home(path);
@@ -140,6 +146,7 @@ pub(crate) async fn run(
                     known_hosts,
                     host: host.unwrap_or_default(),
                     path: path.unwrap_or_default(),
+                    url: url.unwrap_or_default(),
                 })
                 .await
                 .map_err(client::from_status)?
@@ -171,7 +178,7 @@ pub(crate) async fn run(
                         json!({"name": c.name, "kind": c.kind, "scope": scope_text(&c.scope),
                                "username": c.username, "registry": c.registry,
                                "checks_host_key": c.checks_host_key, "host": c.host,
-                               "path": c.path,
+                               "path": c.path, "url": c.url,
                                "created_at_ms": c.created_at_ms, "updated_at_ms": c.updated_at_ms})
                     })
                     .collect();

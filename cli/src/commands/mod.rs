@@ -4,6 +4,7 @@ mod artifacts;
 mod build;
 mod cache;
 mod creds;
+mod deliveries;
 mod kill;
 mod poll;
 mod repos;

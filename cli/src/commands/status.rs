@@ -75,6 +75,16 @@ fn duration(build: &pb::Build) -> String {
     }
 }
 
+/// What a stage of a graph needs, as `ocelot status BUILD` draws it after the stage:
+/// `← needs a, b`; nothing for a stage that needs nothing or stages that ran in order.
+fn needs_text(needs: &[String]) -> Option<String> {
+    if needs.is_empty() {
+        return None;
+    }
+    let names: Vec<String> = needs.iter().map(|n| plain(n).into_owned()).collect();
+    Some(format!("← needs {}", names.join(", ")))
+}
+
 fn now_ms() -> i64 {
     ocelot_domain::model::unix_ms(std::time::SystemTime::now())
 }
@@ -103,12 +113,14 @@ pub(crate) async fn run(admin: &AdminTarget, args: StatusArgs) -> Result<ExitSta
                         "exit_code": stage.exit_code,
                         "started_at_ms": stage.started_at_ms,
                         "finished_at_ms": stage.finished_at_ms,
+                        "needs": stage.needs,
                     })
                 })
                 .collect();
             if !detail.pending_reason.is_empty() {
                 value["pending_reason"] = json!(detail.pending_reason);
             }
+            value["deliveries"] = super::deliveries::json(&detail.deliveries);
             println!("{value}");
         } else {
             println!(
@@ -160,13 +172,20 @@ pub(crate) async fn run(admin: &AdminTarget, args: StatusArgs) -> Result<ExitSta
                     .exit_code
                     .map(|c| format!("exit {c}"))
                     .unwrap_or_default();
-                println!(
+                let line = format!(
                     "  stage {:<20} {:<10} {:<8} {}",
                     plain(&stage.name),
                     wire::stage_state_from_i32(stage.state).as_str(),
                     code,
                     took
                 );
+                match needs_text(&stage.needs) {
+                    Some(needs) => println!("{line:<50} {needs}"),
+                    None => println!("{line}"),
+                }
+            }
+            for line in super::deliveries::lines(&detail.deliveries) {
+                println!("{line}");
             }
         }
         let state = wire::build_state_from_i32(build.state).ok();

@@ -23,6 +23,8 @@ pub(crate) async fn run(admin: &AdminTarget, args: WatchArgs) -> Result<ExitStat
         args.build,
         args.attempt.map_or(Attempt::NONE, Attempt::from),
         args.json,
+        args.services,
+        args.stage,
     )
     .await
 }
@@ -71,7 +73,7 @@ pub(crate) async fn follow(
     build_id: BuildId,
     json: bool,
 ) -> Result<ExitStatus, CliError> {
-    follow_attempt(admin, client, build_id, Attempt::NONE, json).await
+    follow_attempt(admin, client, build_id, Attempt::NONE, json, false, None).await
 }
 
 /// [`follow`] of one attempt (`0`: the build's current one). The bookkeeping (where to
@@ -82,8 +84,13 @@ async fn follow_attempt(
     build_id: BuildId,
     attempt: Attempt,
     json: bool,
+    services: bool,
+    stage: Option<String>,
 ) -> Result<ExitStatus, CliError> {
-    let mut renderer = Renderer::new(json, build_id);
+    let mut renderer = Renderer::new(json, build_id, services);
+    if let Some(stage) = stage {
+        renderer.only_stage(stage);
+    }
     let mut resume = Resume::new(reconnect_delays);
     let mut client = Some(client);
     loop {

@@ -4,6 +4,8 @@
 //! on a terminal and without `NO_COLOR`.
 
 use super::IntegrityCheck;
+use super::service_lines::ServiceLines;
+use super::stage_view::{StageView, prefixed};
 use super::terminal;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use ocelot_domain::BuildState;
@@ -21,6 +23,10 @@ pub(crate) struct HumanRenderer {
     spinner: Option<ProgressBar>,
     integrity: IntegrityCheck,
     attempts_seen: u32,
+    /// Held back until the result (shown when the build did not pass).
+    service_lines: ServiceLines,
+    /// Which stages are shown, and whose lines carry their stage.
+    view: StageView,
 }
 
 fn paint(color: bool, code: &str, text: &str) -> String {
@@ -36,7 +42,7 @@ fn seconds(ms: i64) -> String {
 }
 
 impl HumanRenderer {
-    pub(crate) fn new() -> Self {
+    pub(crate) fn new(services: bool) -> Self {
         let color =
             std::io::stderr().is_terminal() && std::env::var_os(env_vars::NO_COLOR).is_none();
         HumanRenderer {
@@ -44,7 +50,36 @@ impl HumanRenderer {
             spinner: None,
             integrity: IntegrityCheck::default(),
             attempts_seen: 0,
+            service_lines: ServiceLines::new(services),
+            view: StageView::default(),
         }
+    }
+
+    /// `--stage NAME`: shows only that stage's lines and progress.
+    pub(crate) fn only_stage(&mut self, stage: String) {
+        self.view = StageView::new(Some(stage));
+    }
+
+    /// A spinner for the stages running now (shown ones), if any.
+    fn start_spinner(&mut self) {
+        let names: Vec<String> = self
+            .view
+            .running()
+            .iter()
+            .filter(|name| self.view.shows(name))
+            .map(|name| terminal::plain(name).into_owned())
+            .collect();
+        if names.is_empty() {
+            return;
+        }
+        let spinner = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+        spinner.set_style(
+            ProgressStyle::with_template("{spinner} {msg} {elapsed}")
+                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+        );
+        spinner.set_message(names.join(", "));
+        spinner.enable_steady_tick(Duration::from_millis(120));
+        self.spinner = Some(spinner);
     }
 
     /// Prints on stderr without tearing the spinner.
@@ -65,8 +100,42 @@ impl HumanRenderer {
         self.stop_spinner();
     }
 
+    /// Prints a line or a run of lines on stdout.
+    fn print_log(&self, event: &pb::BuildEvent) {
+        let (stage, text) = match &event.kind {
+            Some(Kind::Line(line)) => {
+                (&line.stage, format!("{}\n", terminal::log_line(&line.text)))
+            }
+            // the whole run in one write
+            Some(Kind::Lines(lines)) => {
+                (&lines.stage, terminal::log_lines(&lines.text).into_owned())
+            }
+            _ => return,
+        };
+        if !self.view.shows(stage) {
+            return;
+        }
+        let text = match self.view.prefix(stage) {
+            Some(prefix) => prefixed(&terminal::plain(&prefix), &text),
+            None => text,
+        };
+        let print = || {
+            let mut stdout = std::io::stdout().lock();
+            let _ = stdout.write_all(text.as_bytes());
+            let _ = stdout.flush();
+        };
+        match &self.spinner {
+            Some(spinner) => spinner.suspend(print),
+            None => print(),
+        }
+    }
+
     pub(crate) fn event(&mut self, event: &pb::BuildEvent) -> Option<BuildState> {
         self.integrity.observe(event);
+        self.view.observe(event);
+        if self.service_lines.hold(event) {
+            return None;
+        }
         match event.kind.as_ref()? {
             Kind::AttemptStarted(started) => {
                 self.attempts_seen += 1;
@@ -83,44 +152,14 @@ impl HumanRenderer {
                     ));
                 }
             }
-            Kind::Line(line) => {
-                let print = || {
-                    let mut stdout = std::io::stdout().lock();
-                    let _ = writeln!(stdout, "{}", terminal::log_line(&line.text));
-                    let _ = stdout.flush();
-                };
-                match &self.spinner {
-                    Some(spinner) => spinner.suspend(print),
-                    None => print(),
-                }
-            }
-            Kind::Lines(lines) => {
-                // the whole run in one write
-                let text = terminal::log_lines(&lines.text);
-                let print = || {
-                    let mut stdout = std::io::stdout().lock();
-                    let _ = stdout.write_all(text.as_bytes());
-                    let _ = stdout.flush();
-                };
-                match &self.spinner {
-                    Some(spinner) => spinner.suspend(print),
-                    None => print(),
-                }
-            }
-            Kind::StageStarted(stage) => {
+            Kind::Line(_) | Kind::Lines(_) => self.print_log(event),
+            Kind::StageStarted(stage) if self.view.shows(&stage.name) => {
                 self.stop_spinner();
                 let name = terminal::plain(&stage.name).into_owned();
                 self.status(paint(self.color, "1;36", &format!("▶ {name}")));
-                let spinner = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
-                spinner.set_style(
-                    ProgressStyle::with_template("{spinner} {msg} {elapsed}")
-                        .unwrap_or_else(|_| ProgressStyle::default_spinner()),
-                );
-                spinner.set_message(name);
-                spinner.enable_steady_tick(Duration::from_millis(120));
-                self.spinner = Some(spinner);
+                self.start_spinner();
             }
-            Kind::StageFinished(stage) => {
+            Kind::StageFinished(stage) if self.view.shows(&stage.name) => {
                 self.stop_spinner();
                 let state = wire::stage_state_from_i32(stage.state);
                 let took = seconds(stage.duration_ms);
@@ -144,10 +183,17 @@ impl HumanRenderer {
                     }
                 };
                 self.status(line);
+                // the stages still running (of a graph)
+                self.start_spinner();
             }
+            // another stage than the one asked for (`--stage`)
+            Kind::StageStarted(_) | Kind::StageFinished(_) => {}
             Kind::Result(result) => {
                 self.stop_spinner();
                 let state = wire::build_state_from_i32(result.state).ok()?;
+                for held in self.service_lines.release(state) {
+                    self.print_log(&held);
+                }
                 let took = seconds(result.duration_ms);
                 let reason = if result.reason.is_empty() {
                     String::new()

@@ -15,6 +15,8 @@ use std::io::Write;
 pub(crate) struct JsonRenderer {
     build_id: BuildId,
     integrity: IntegrityCheck,
+    /// `--stage NAME`: only that stage's lines and stage events.
+    only: Option<String>,
 }
 
 impl JsonRenderer {
@@ -22,12 +24,31 @@ impl JsonRenderer {
         JsonRenderer {
             build_id,
             integrity: IntegrityCheck::default(),
+            only: None,
         }
+    }
+
+    /// Shows only the lines and stage events of `stage` (and the attempt's and result).
+    pub(crate) fn only_stage(&mut self, stage: String) {
+        self.only = Some(stage);
+    }
+
+    /// Whether `event` is shown (`--stage`).
+    fn shows(&self, event: &BuildEvent) -> bool {
+        let stage = match &event.kind {
+            EventKind::Line { stage, .. } | EventKind::Lines { stage, .. } => stage,
+            EventKind::StageStarted { name, .. } | EventKind::StageFinished { name, .. } => name,
+            EventKind::AttemptStarted { .. } | EventKind::Result { .. } => return true,
+        };
+        self.only.as_deref().is_none_or(|only| only == stage)
     }
 
     pub(crate) fn event(&mut self, event: &pb::BuildEvent) -> Option<BuildState> {
         self.integrity.observe(event);
         let domain = ocelot_domain::wire::event_from_proto(self.build_id, event)?;
+        if !self.shows(&domain) {
+            return None;
+        }
         let mut stdout = std::io::BufWriter::new(std::io::stdout().lock());
         for shown in one_per_line(&domain) {
             if let Ok(json) = serde_json::to_string(&shown) {

@@ -4,6 +4,8 @@
 
 mod human;
 mod json;
+mod service_lines;
+mod stage_view;
 pub(crate) mod terminal;
 
 use ocelot_domain::BuildState;
@@ -20,11 +22,20 @@ pub(crate) enum Renderer {
 }
 
 impl Renderer {
-    pub(crate) fn new(json: bool, build_id: BuildId) -> Self {
+    /// `services`: show the lines of the build's services even when it passes.
+    pub(crate) fn new(json: bool, build_id: BuildId, services: bool) -> Self {
         if json {
             Renderer::Json(json::JsonRenderer::new(build_id))
         } else {
-            Renderer::Human(human::HumanRenderer::new())
+            Renderer::Human(human::HumanRenderer::new(services))
+        }
+    }
+
+    /// `--stage NAME`: only that stage's lines and progress (or, as JSON, events).
+    pub(crate) fn only_stage(&mut self, stage: String) {
+        match self {
+            Renderer::Human(renderer) => renderer.only_stage(stage),
+            Renderer::Json(renderer) => renderer.only_stage(stage),
         }
     }
 

@@ -28,16 +28,22 @@ pub enum CredentialKind {
     /// `username`, the secret key as its value. Read by the admins and workers, never given
     /// to a build; stored with the empty prefix (`--prefix ''`), as it serves no repo.
     Storage,
+    /// Where build notifications go (`notify:` in `ocelot.yml` names it): a Slack webhook
+    /// URL as its value, or a webhook's signing secret or an SMTP password with the
+    /// receiver in `url` (see [`super::notify_credential`]). Read by the admins' notifier,
+    /// never given to a build.
+    Notify,
 }
 
 impl CredentialKind {
-    pub const ALL: [CredentialKind; 6] = [
+    pub const ALL: [CredentialKind; 7] = [
         CredentialKind::Vcs,
         CredentialKind::Ssh,
         CredentialKind::Registry,
         CredentialKind::Env,
         CredentialKind::File,
         CredentialKind::Storage,
+        CredentialKind::Notify,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -48,6 +54,7 @@ impl CredentialKind {
             CredentialKind::Env => "env",
             CredentialKind::File => "file",
             CredentialKind::Storage => "storage",
+            CredentialKind::Notify => "notify",
         }
     }
 }
@@ -66,7 +73,7 @@ impl FromStr for CredentialKind {
             .find(|kind| kind.as_str() == text)
             .ok_or_else(|| {
                 SecretError::Invalid(format!(
-                    "unknown credential kind `{text}` (kinds: vcs, ssh, registry, env, file, storage)"
+                    "unknown credential kind `{text}` (kinds: vcs, ssh, registry, env, file, storage, notify)"
                 ))
             })
     }
@@ -94,6 +101,10 @@ pub struct CredentialDetails {
     /// workspace; see [`FilePath`]). Required for `file`, refused for the other kinds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
+    /// `notify`: the webhook receiver (`https://…`) or SMTP server (`smtp://…`, `smtps://…`)
+    /// the value is for; none for a Slack webhook, whose URL is the value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
 }
 
 /// The form of a host a `vcs` credential is bound to: what [`url_host`] makes of a URL on it
@@ -252,6 +263,9 @@ pub fn validate_credential(
     if kind != CredentialKind::File {
         unexpected("path", details.path.is_some())?;
     }
+    if kind != CredentialKind::Notify {
+        unexpected("url", details.url.is_some())?;
+    }
     match kind {
         CredentialKind::Env => {
             if !valid_env_name(name) {
@@ -309,6 +323,15 @@ pub fn validate_credential(
                 return invalid(
                     "a storage credential needs the access key id (--username); its value is the secret access key".into(),
                 );
+            }
+        }
+        CredentialKind::Notify => {
+            unexpected("registry", details.registry.is_some())?;
+            unexpected("known_hosts", details.known_hosts.is_some())?;
+            unexpected("host", details.host.is_some())?;
+            let destination = super::notify_credential::destination(details, value)?;
+            if details.username.is_some() && destination.kind() != "email" {
+                return invalid("only an e-mail (smtp://) notify credential has a username".into());
             }
         }
         CredentialKind::File => {

@@ -20,6 +20,7 @@ mod error;
 mod file_path;
 mod known_hosts;
 pub mod mask;
+pub mod notify_credential;
 pub mod select;
 pub mod vault;
 pub mod webhook;

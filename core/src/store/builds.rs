@@ -114,6 +114,8 @@ pub struct NewBuild {
     pub dedupe_key: Option<String>,
     /// `--env`, `--force`, `--stage` (already checked).
     pub params: BuildParams,
+    /// The targets of the file's `notify:`, told when the build ends.
+    pub notify: Vec<ocelot_domain::notify::NotifyTarget>,
 }
 
 /// A build insert: the new build, or the one that already had its dedupe key.
@@ -205,14 +207,16 @@ impl Store {
         let from_fork = new.pull_request.as_ref().is_some_and(|pr| pr.from_fork);
         let params_env = serde_json::to_value(&new.params.env)
             .map_err(|e| StoreError::Corrupt(format!("build parameters: {e}")))?;
+        let notify = serde_json::to_value(&new.notify)
+            .map_err(|e| StoreError::Corrupt(format!("notify targets: {e}")))?;
         let id: i64 = transaction
             .query_one(
                 "INSERT INTO builds (repo_id, number, commit_sha, branch, trigger, state, tag,
                                      failure_reason, finished_at, previous_commit, pr_number,
                                      base_branch, git_tag, dedupe_key, from_fork,
-                                     params_env, forced, selected_stage)
+                                     params_env, forced, selected_stage, notify)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15,
-                         $16, $17, $18)
+                         $16, $17, $18, $19)
                  RETURNING id",
                 &[
                     &repo_id,
@@ -233,6 +237,7 @@ impl Store {
                     &params_env,
                     &new.params.force,
                     &new.params.stage,
+                    &notify,
                 ],
             )
             .await?
@@ -261,8 +266,9 @@ impl Store {
         reason: &str,
     ) -> Result<Option<Build>, StoreError> {
         let change = state_change(&format!("build {id}"), BuildTransition::CancelQueued)?;
-        let client = self.client().await?;
-        let updated = client
+        let mut client = self.client().await?;
+        let transaction = client.transaction().await?;
+        let updated = transaction
             .execute(
                 "UPDATE builds SET state = $3, failure_reason = $2, finished_at = now()
                  WHERE id = $1 AND state = ANY($4)",
@@ -272,7 +278,10 @@ impl Store {
         if updated == 0 {
             return Ok(None);
         }
-        build_with(&client, id).await.map(Some)
+        super::outbox::enqueue_notifications(&transaction, id).await?;
+        let build = build_with(&transaction, id).await?;
+        transaction.commit().await?;
+        Ok(Some(build))
     }
 
     /// Asks the worker running a build to stop it: `false` when it is not running.
@@ -426,7 +435,9 @@ impl Store {
             .await?
             .get(0);
         let reason = format!("worker lost {lost} times");
-        client
+        let mut client = client;
+        let transaction = client.transaction().await?;
+        let exhausted = transaction
             .execute(
                 "UPDATE builds SET state = $3, failure_reason = $2, finished_at = now(),
                         attempt = attempt + 1
@@ -434,6 +445,10 @@ impl Store {
                 &[&id, &reason, &exhaust.to, &exhaust.from],
             )
             .await?;
+        if exhausted == 1 {
+            super::outbox::enqueue_notifications(&transaction, build_id).await?;
+        }
+        transaction.commit().await?;
         done(ClaimOutcome::AttemptsExhausted(
             build_with(&client, build_id).await?,
         ))

@@ -96,6 +96,7 @@ impl Store {
                 ],
             )
             .await?;
+        super::outbox::enqueue_notifications(&transaction, build_id).await?;
         transaction.commit().await?;
         Ok(Appended::Stored)
     }
@@ -269,17 +270,25 @@ async fn update_stage(
     let seq = event.seq.to_db();
     let at = from_unix_ms(event.at_ms);
     match &event.kind {
-        EventKind::AttemptStarted { stages, .. } if !stages.is_empty() => {
+        EventKind::AttemptStarted { stages, needs, .. } if !stages.is_empty() => {
             let indexes: Vec<i32> = (0..stages.len())
                 .map(|i| i32::try_from(i).unwrap_or(i32::MAX))
                 .collect();
+            // each stage's needs as a JSON list (a list of lists does not UNNEST by row)
+            let needs: Vec<String> = (0..stages.len())
+                .map(|i| {
+                    let names = needs.get(i).map(Vec::as_slice).unwrap_or_default();
+                    serde_json::to_string(names).unwrap_or_else(|_| "[]".to_string())
+                })
+                .collect();
             client
                 .execute(
-                    "INSERT INTO stages (build_id, attempt, idx, name, state)
-                     SELECT $1, $2, idx, name, 'pending'
-                     FROM UNNEST($3::INT[], $4::TEXT[]) AS s(idx, name)
+                    "INSERT INTO stages (build_id, attempt, idx, name, state, needs)
+                     SELECT $1, $2, idx, name, 'pending',
+                            ARRAY(SELECT jsonb_array_elements_text(needs::jsonb))
+                     FROM UNNEST($3::INT[], $4::TEXT[], $5::TEXT[]) AS s(idx, name, needs)
                      ON CONFLICT DO NOTHING",
-                    &[&build_id, &attempt, &indexes, stages],
+                    &[&build_id, &attempt, &indexes, stages, &needs],
                 )
                 .await?;
         }

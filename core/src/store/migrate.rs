@@ -65,6 +65,12 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "build_params",
         include_str!("migrations/V16__build_params.sql"),
     ),
+    (
+        17,
+        "stage_needs",
+        include_str!("migrations/V17__stage_needs.sql"),
+    ),
+    (18, "outbox", include_str!("migrations/V18__outbox.sql")),
 ];
 
 /// The migrations older than `version`, `(version, SQL)` in order: what a database of an

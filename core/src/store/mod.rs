@@ -11,6 +11,7 @@ mod error;
 mod events;
 mod log_retention;
 mod migrate;
+mod outbox;
 mod polls;
 mod repos;
 mod stages;
@@ -28,6 +29,7 @@ pub use events::Appended;
 pub use log_retention::STALE_CLAIM;
 pub use migrate::migrations_before;
 pub use ocelot_domain::repo_url::normalize_url;
+pub use outbox::{DeliveryRecord, OutboxMessage};
 pub use polls::{ClaimedPoll, PollOutcome};
 pub use webhook_secrets::{SealedWebhookSecret, StoredWebhookSecret};
 

@@ -17,7 +17,8 @@ impl Store {
         let attempt = attempt.to_db();
         let rows = client
             .query(
-                "SELECT idx, name, state, exit_code, started_at, finished_at, start_seq, end_seq
+                "SELECT idx, name, state, exit_code, started_at, finished_at, start_seq, end_seq,
+                        needs
                  FROM stages WHERE build_id = $1 AND attempt = $2 ORDER BY idx",
                 &[&build_id, &attempt],
             )
@@ -42,6 +43,7 @@ impl Store {
                         .get::<_, Option<i64>>("end_seq")
                         .map(Seq::from_db)
                         .transpose()?,
+                    needs: row.get("needs"),
                 })
             })
             .collect()

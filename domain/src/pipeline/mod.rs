@@ -36,8 +36,8 @@ pub use cache::{Cache, KeyPart, KeyTemplate, KeyValues, MAX_CACHES, MAX_KEY_BYTE
 pub use condition::{ConditionError, Join, SectionKind, TriggerExpr, TriggerSection};
 pub use error::{PipelineError, PipelineErrors};
 pub use model::{
-    BranchPattern, EnvVar, Notify, NotifyOn, Pipeline, SlackNotify, Stage, StageCondition,
-    TriggerContext,
+    BranchPattern, EmailNotify, EnvVar, Notify, NotifyOn, Pipeline, SlackNotify, Stage,
+    StageCondition, TriggerContext, WebhookNotify,
 };
 pub use parse::parse;
 pub use selection::UnknownStage;

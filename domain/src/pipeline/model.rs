@@ -217,17 +217,25 @@ pub struct TriggerContext<'a> {
     pub changed_paths: &'a [String],
 }
 
-/// `notify`.
+/// `notify`: where a build's result is sent. Every target is named only by the identifier
+/// of a `notify` credential; the file never holds an address of its own (but `email.to`,
+/// which may only narrow the credential's recipients).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Notify {
     /// `notify.slack`.
     pub slack: Option<SlackNotify>,
+    /// `notify.webhook`.
+    #[serde(default)]
+    pub webhook: Option<WebhookNotify>,
+    /// `notify.email`.
+    #[serde(default)]
+    pub email: Option<EmailNotify>,
 }
 
 /// `notify.slack`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SlackNotify {
-    /// Name of the Slack webhook credential (`ocelot creds slack add`).
+    /// Name of the `notify` credential holding the Slack incoming webhook URL.
     pub identifier: String,
     /// Channel to post to; empty means the webhook's default channel.
     pub channel: String,
@@ -235,23 +243,79 @@ pub struct SlackNotify {
     pub on: Vec<NotifyOn>,
 }
 
+/// `notify.webhook`: a signed JSON document of the build.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebhookNotify {
+    /// Name of the `notify` credential holding the receiver's URL and the signing secret.
+    pub identifier: String,
+    /// Results that send the document.
+    pub on: Vec<NotifyOn>,
+}
+
+/// `notify.email`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EmailNotify {
+    /// Name of the `notify` credential holding the SMTP server, sender and recipients.
+    pub identifier: String,
+    /// Recipients: only addresses the credential allows (empty: all of the credential's).
+    pub to: Vec<String>,
+    /// Results that send a mail.
+    pub on: Vec<NotifyOn>,
+}
+
 /// A build result that sends a notification.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum NotifyOn {
-    /// `PASS`.
+    /// `PASS`: the build passed.
     #[serde(rename = "PASS")]
     Pass,
-    /// `FAIL`.
+    /// `FAIL`: the build failed or timed out.
     #[serde(rename = "FAIL")]
     Fail,
+    /// `ERROR`: the build errored (it could not run its stages to the end).
+    #[serde(rename = "ERROR")]
+    Error,
+    /// `CANCEL`: the build was cancelled.
+    #[serde(rename = "CANCEL")]
+    Cancel,
+    /// `CHANGE`: the result changed: failed after passed, or passed (fixed) after not.
+    #[serde(rename = "CHANGE")]
+    Change,
 }
 
 impl NotifyOn {
+    /// Every spelling `on` accepts, as written in `ocelot.yml`.
+    pub const ALL: [NotifyOn; 5] = [
+        NotifyOn::Pass,
+        NotifyOn::Fail,
+        NotifyOn::Error,
+        NotifyOn::Cancel,
+        NotifyOn::Change,
+    ];
+
+    /// What `on` means when it is left out: every result (not `CHANGE`, which is implied).
+    pub const DEFAULT: [NotifyOn; 4] = [
+        NotifyOn::Pass,
+        NotifyOn::Fail,
+        NotifyOn::Error,
+        NotifyOn::Cancel,
+    ];
+
     /// The spelling used in `ocelot.yml`.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Pass => "PASS",
             Self::Fail => "FAIL",
+            Self::Error => "ERROR",
+            Self::Cancel => "CANCEL",
+            Self::Change => "CHANGE",
         }
+    }
+
+    /// `PASS`, `pass`, `Change`...: the result `text` names, in any case.
+    pub fn parse(text: &str) -> Option<NotifyOn> {
+        NotifyOn::ALL
+            .into_iter()
+            .find(|on| on.as_str().eq_ignore_ascii_case(text.trim()))
     }
 }

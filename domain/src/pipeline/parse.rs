@@ -11,7 +11,8 @@ use super::condition::TriggerExpr;
 use super::error::{PipelineError, PipelineErrors, did_you_mean};
 use super::graph::{NeedAt, check_needs};
 use super::model::{
-    BranchPattern, EnvVar, Notify, NotifyOn, Pipeline, SlackNotify, Stage, StageCondition,
+    BranchPattern, EmailNotify, EnvVar, Notify, NotifyOn, Pipeline, SlackNotify, Stage,
+    StageCondition, WebhookNotify,
 };
 use super::reader::{Cx, Field, Fields, Pos, load};
 use super::resources::{Resources, parse_cpus, parse_memory, parse_pids};
@@ -42,8 +43,10 @@ const STAGE_FIELDS: [&str; 8] = [
 const ARTIFACTS_FIELDS: [&str; 3] = ["paths", "when", "expire_in"];
 const CACHE_FIELDS: [&str; 3] = ["key", "paths", "restore_keys"];
 const TRIGGER_FIELDS: [&str; 1] = ["branches"];
-const NOTIFY_FIELDS: [&str; 1] = ["slack"];
+const NOTIFY_FIELDS: [&str; 3] = ["slack", "webhook", "email"];
 const SLACK_FIELDS: [&str; 3] = ["identifier", "channel", "on"];
+const WEBHOOK_FIELDS: [&str; 2] = ["identifier", "on"];
+const EMAIL_FIELDS: [&str; 3] = ["identifier", "to", "on"];
 const RESOURCES_FIELDS: [&str; 3] = ["memory", "cpus", "pids"];
 
 /// Parses and validates the text of an `ocelot.yml`.
@@ -589,24 +592,44 @@ pub(super) fn read_resources(cx: &mut Cx, field: &Field<'_>) -> Option<Resources
 }
 
 fn read_notify(cx: &mut Cx, field: &Field<'_>) -> Option<Notify> {
-    let map = field.mapping(cx, "a mapping (`slack: ...`)")?;
+    let map = field.mapping(cx, "a mapping (`slack:`, `webhook:`, `email:`)")?;
     let fields = Fields::read(cx, map, &field.path, &NOTIFY_FIELDS);
     let slack = fields.get("slack").and_then(|f| read_slack(cx, f));
-    Some(Notify { slack })
+    let webhook = fields.get("webhook").and_then(|f| read_webhook(cx, f));
+    let email = fields.get("email").and_then(|f| read_email(cx, f));
+    Some(Notify {
+        slack,
+        webhook,
+        email,
+    })
+}
+
+/// `identifier` (a `notify` credential's name) and `on` of a notify target.
+fn read_identifier_and_on(
+    cx: &mut Cx,
+    fields: &Fields<'_>,
+    what: &str,
+) -> (Option<String>, Option<Vec<NotifyOn>>) {
+    let identifier = fields
+        .require(
+            cx,
+            "identifier",
+            &format!("the name of the `notify` credential of the {what}"),
+        )
+        .and_then(|f| f.non_empty_string(cx));
+    let on = fields
+        .get("on")
+        .map_or(Some(NotifyOn::DEFAULT.to_vec()), |f| read_notify_on(cx, f));
+    (identifier, on)
 }
 
 fn read_slack(cx: &mut Cx, field: &Field<'_>) -> Option<SlackNotify> {
     let map = field.mapping(cx, "a mapping with `identifier`, `channel` and `on`")?;
     let fields = Fields::read(cx, map, &field.path, &SLACK_FIELDS);
-    let identifier = fields
-        .require(cx, "identifier", "the name of the Slack credential")
-        .and_then(|f| f.non_empty_string(cx));
+    let (identifier, on) = read_identifier_and_on(cx, &fields, "Slack webhook");
     let channel = fields
         .get("channel")
         .map_or(Some(String::new()), |f| f.string(cx));
-    let on = fields
-        .get("on")
-        .map_or(Some(Vec::new()), |f| read_notify_on(cx, f));
     Some(SlackNotify {
         identifier: identifier?,
         channel: channel?,
@@ -614,21 +637,71 @@ fn read_slack(cx: &mut Cx, field: &Field<'_>) -> Option<SlackNotify> {
     })
 }
 
+fn read_webhook(cx: &mut Cx, field: &Field<'_>) -> Option<WebhookNotify> {
+    let map = field.mapping(cx, "a mapping with `identifier` and `on`")?;
+    let fields = Fields::read(cx, map, &field.path, &WEBHOOK_FIELDS);
+    let (identifier, on) = read_identifier_and_on(cx, &fields, "webhook");
+    Some(WebhookNotify {
+        identifier: identifier?,
+        on: on?,
+    })
+}
+
+fn read_email(cx: &mut Cx, field: &Field<'_>) -> Option<EmailNotify> {
+    let map = field.mapping(cx, "a mapping with `identifier`, `to` and `on`")?;
+    let fields = Fields::read(cx, map, &field.path, &EMAIL_FIELDS);
+    let (identifier, on) = read_identifier_and_on(cx, &fields, "SMTP server");
+    let to = fields.get("to").map_or(Some(Vec::new()), |f| {
+        let items = f.string_list(cx, "a list of e-mail addresses")?;
+        let mut out = Vec::new();
+        let mut ok = true;
+        for (item, text) in items {
+            let address = text.trim();
+            let valid = address
+                .split_once('@')
+                .is_some_and(|(user, domain)| !user.is_empty() && domain.contains('.'))
+                && !address.contains(|c: char| c.is_whitespace() || c.is_control() || c == ',');
+            if valid {
+                out.push(address.to_string());
+            } else {
+                ok = false;
+                cx.error(
+                    item.pos,
+                    &item.path,
+                    format!("`{text}` is not an e-mail address (user@domain.example)"),
+                );
+            }
+        }
+        ok.then_some(out)
+    });
+    Some(EmailNotify {
+        identifier: identifier?,
+        to: to?,
+        on: on?,
+    })
+}
+
 fn read_notify_on(cx: &mut Cx, field: &Field<'_>) -> Option<Vec<NotifyOn>> {
-    let items = field.string_list(cx, "a list of results (`PASS`, `FAIL`)")?;
+    let items = field.string_list(
+        cx,
+        "a list of results (`PASS`, `FAIL`, `ERROR`, `CANCEL`, `CHANGE`)",
+    )?;
     let mut out = Vec::new();
     let mut ok = true;
+    let names = NotifyOn::ALL.map(NotifyOn::as_str);
     for (item, text) in items {
-        match text.as_str() {
-            "PASS" => out.push(NotifyOn::Pass),
-            "FAIL" => out.push(NotifyOn::Fail),
-            other => {
+        match NotifyOn::parse(&text) {
+            Some(on) if !out.contains(&on) => out.push(on),
+            Some(_) => {}
+            None => {
                 ok = false;
                 cx.error_hint(
                     item.pos,
                     &item.path,
-                    format!("unknown result `{other}`; expected `PASS` or `FAIL`"),
-                    did_you_mean(other, &["PASS", "FAIL"]),
+                    format!(
+                        "unknown result `{text}`; expected `PASS`, `FAIL`, `ERROR`, `CANCEL` or `CHANGE`"
+                    ),
+                    did_you_mean(&text.to_ascii_uppercase(), &names),
                 );
             }
         }

@@ -108,6 +108,7 @@ async fn pull_request_build(
             git_tag: None,
             dedupe_key: None,
             params: Default::default(),
+            notify: Vec::new(),
         })
         .await
         .unwrap();

@@ -134,6 +134,7 @@ async fn pull_requests_never_run_on_the_host_even_when_the_repo_allows_it() {
                 git_tag: None,
                 dedupe_key: None,
                 params: Default::default(),
+                notify: Vec::new(),
             })
             .await
             .unwrap();

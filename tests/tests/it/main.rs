@@ -16,17 +16,20 @@ mod cli_output;
 mod database_tls;
 mod errors;
 mod file_credentials;
+mod graph;
 mod harness;
 mod health;
 mod host_executor;
 mod limits;
 mod log_outage;
 mod log_path;
+mod notify;
 mod poller;
 mod private_repos;
 mod recovery;
 mod sandbox;
 mod secrets;
+mod services;
 mod settings;
 mod store;
 mod token_scopes;
@@ -76,4 +79,15 @@ pub(crate) async fn status_json(cluster: &Cluster, build_id: BuildId) -> serde_j
         .unwrap();
     serde_json::from_str(&output.stdout)
         .unwrap_or_else(|e| panic!("status --json: {e}\n{}", output.both()))
+}
+
+/// Polls `check` until it returns a value (60 s at most).
+pub(crate) async fn wait_until_value<T, F, Fut>(what: &str, check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    ocelot_tests::wait_until(what, std::time::Duration::from_secs(60), check)
+        .await
+        .unwrap()
 }

@@ -42,6 +42,7 @@ fn new_build(repo_id: RepoId) -> NewBuild {
         git_tag: None,
         dedupe_key: None,
         params: Default::default(),
+        notify: Vec::new(),
     }
 }
 
@@ -324,6 +325,7 @@ async fn stored_events_come_back_in_order_with_the_stages_they_imply() {
         event(
             1,
             EventKind::AttemptStarted {
+                needs: Vec::new(),
                 worker: "w1".into(),
                 commit: claimed.commit.clone(),
                 branch: "main".into(),

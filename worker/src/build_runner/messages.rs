@@ -73,6 +73,16 @@ pub(crate) fn not_selected(stage: &str, selected: &str) -> String {
     format!("stage {stage} skipped: not selected (--stage {selected})")
 }
 
+/// The line of a stage that does not run because a stage it needs failed (`root` is that
+/// stage) or was skipped because `root` failed.
+pub(crate) fn blocked(stage: &str, need: &str, root: &str) -> String {
+    if need == root {
+        format!("stage {stage} skipped: needs {need}, which failed")
+    } else {
+        format!("stage {stage} skipped: needs {need}, which was skipped ({root} failed)")
+    }
+}
+
 /// The first line of a build that starts: what runs, and where.
 pub(crate) fn banner(build: &Build, worker_id: &str) -> String {
     format!(

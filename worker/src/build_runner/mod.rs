@@ -7,6 +7,8 @@
 mod cancel;
 mod messages;
 mod prepare;
+mod schedule;
+mod services;
 mod stages;
 
 use crate::attempt_log::{AttemptLog, Finished};
@@ -196,7 +198,7 @@ async fn attempt(
     let setup = match prepare::set_up(context, build, log).await {
         Ok(setup) => setup,
         Err(failure) => {
-            announce(context, build, log, Vec::new()).await;
+            announce(context, build, log, Vec::new(), Vec::new()).await;
             return (fail(log, failure).await, None);
         }
     };
@@ -208,7 +210,7 @@ async fn attempt(
         commit,
     } = setup;
     let stage_names = pipeline.stages.iter().map(|s| s.name.clone()).collect();
-    announce(context, build, log, stage_names).await;
+    announce(context, build, log, stage_names, stages::needs(&pipeline)).await;
     log.system(SETUP_STAGE, messages::banner(build, &context.worker_id))
         .await;
     let credentials = if build.withhold_secrets {
@@ -254,6 +256,18 @@ async fn attempt(
         Ok(environment) => environment,
         Err(failure) => return (fail(log, failure).await, None),
     };
+    let services_job = services::ServicesJob {
+        context,
+        build,
+        pipeline: &pipeline,
+        credentials: &credentials,
+        workspace: workspace.path(),
+        masker: &masker,
+        cancel: &cancel,
+    };
+    if let Err(failure) = services::start(&services_job, &mut environment, log).await {
+        return (fail(log, failure).await, Some(environment));
+    }
     let previous = context
         .store
         .previous_successful_commit(build.repo_id, &build.branch, build.id)
@@ -300,7 +314,7 @@ async fn attempt(
         &pipeline,
         &commit,
         &inputs,
-        &mut environment,
+        &environment,
         log,
     )
     .await;
@@ -328,6 +342,7 @@ async fn attempt(
         };
         cache::save_all(&cache_job, &caches, log).await;
     }
+    services::append_logs(&environment, &inputs.masker, log).await;
     match &outcome {
         Outcome::Final(verdict) if verdict.state != BuildState::Cancelled => {
             (outcome, Some(environment))
@@ -339,18 +354,21 @@ async fn attempt(
     }
 }
 
-/// The attempt's first event: who runs it, and its stages (none when it cannot start).
+/// The attempt's first event: who runs it, and its stages (none when it cannot start) with
+/// what each needs (none when they run in order).
 async fn announce(
     context: &WorkerContext,
     build: &Build,
     log: &mut AttemptLog,
     stages: Vec<String>,
+    needs: Vec<Vec<String>>,
 ) {
     log.emit(EventKind::AttemptStarted {
         worker: context.worker_id.clone(),
         commit: build.commit.clone(),
         branch: build.branch.clone(),
         stages,
+        needs,
     })
     .await;
 }

@@ -235,6 +235,9 @@ pub(super) async fn open_environment(
             for clamped in &clamped {
                 tracing::info!(build_id = build.id.get(), "{clamped}");
             }
+            // the services' shares come out of the build's limits
+            let (limits, _) =
+                pipeline::share_limits(limits, &pipeline.services).map_err(SetupFailure::new)?;
             let container = BuildContainer::start(
                 docker,
                 ContainerSpec {

@@ -1,24 +1,58 @@
-//! The stages of a build, in order: each one's triggers, its script in the environment under
-//! its deadline, its result, then its artifacts ([`crate::artifacts`]: kept when its `when`
-//! says so, within the build's limits; later stages see the files anyway, in the shared
-//! workspace); the first failure, timeout or cancel stops the build. A build asked for one
-//! stage (`--stage`) runs only it and what it needs; the others are skipped.
+//! The stages of a build, scheduled by what they need ([`schedule`](super::schedule)): in a
+//! file without `needs:` each stage needs the one before it, so they run in order and the
+//! first failure, timeout or cancel stops the build; in a graph (`needs:`) every stage whose
+//! needs have passed starts at once (up to `--max-parallel-stages`; one at a time on the
+//! host), each as its own process in the build's one environment (they share the
+//! workspace), and a failed or timed-out stage skips only what depends on it while the rest
+//! finishes (the build fails). A cancel, the build's own timeout, an error or a newer attempt
+//! stops every stage. A stage skipped by its triggers, or not asked for (`--stage`: a stage
+//! and what it needs run), counts as passed for what needs it.
+//!
+//! Each stage: its script under its deadline, its result, then its artifacts
+//! ([`crate::artifacts`]: kept when its `when` says so, within the build's limits). The file
+//! credentials are written before a stage runs; before artifacts are read they are removed
+//! when no other stage runs, else left in place for the running ones and skipped by the
+//! artifact reader, which never reads them (they are written again before the next stage).
+//! Running stages write their lines through one channel ([`crate::stage_log`]) to the
+//! scheduler, which owns the attempt's log: each stage's lines stay in order, every one
+//! before its `stage_finished` event.
 
 use super::messages::{self, TimeLimit};
+use super::schedule::{Decision, Ended, Schedule};
 use super::{Outcome, SETUP_STAGE, Verdict};
 use crate::artifacts::{self, Budget, Collection};
 use crate::attempt_log::AttemptLog;
 use crate::context::WorkerContext;
 use crate::executor::{Environment, ScriptOutcome, ScriptRun, shell_script};
 use crate::file_secrets::FileSecrets;
+use crate::log_sink::SystemLog;
+use crate::stage_log::{StageLog, StageLogs};
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
 use ocelot_core::build_state::{BuildState, StageState};
 use ocelot_core::events::EventKind;
 use ocelot_core::git::CommitInfo;
 use ocelot_core::model::Build;
 use ocelot_core::pipeline::{Pipeline, Stage, TriggerContext, UnknownStage};
 use ocelot_core::secrets::mask::Masker;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
+use tokio::sync::{Mutex, RwLock};
 use tokio_util::sync::CancellationToken;
+
+/// What each stage needs, by name, for the attempt's first event: empty when the stages run
+/// in order (a file without `needs:`).
+pub(super) fn needs(pipeline: &Pipeline) -> Vec<Vec<String>> {
+    if !pipeline.is_graph() {
+        return Vec::new();
+    }
+    pipeline
+        .stages
+        .iter()
+        .map(|stage| stage.needed().to_vec())
+        .collect()
+}
 
 /// What every stage of an attempt gets besides the pipeline: the variables (Ocelot's, the
 /// file's, the secrets'), what hides the secrets in the output, the cancel signal, and the
@@ -34,8 +68,20 @@ pub(super) struct StageInputs {
 struct StageEnd {
     state: StageState,
     exit_code: Option<i32>,
-    /// Set when the build stops here.
-    stop: Option<Outcome>,
+    duration_ms: i64,
+    /// Set when the stage did not pass.
+    stop: Option<Stop>,
+}
+
+/// What a stage that did not pass means for the build.
+enum Stop {
+    /// It failed or ran out of its own time: the build's result; in a graph only what
+    /// needs it is skipped, else the build stops.
+    Failure(Verdict),
+    /// The build stops at once (an error, the build's own timeout, a newer attempt).
+    Now(Verdict),
+    /// The build was cancelled or is handed back.
+    Cancelled,
 }
 
 /// The indices of the stages the build runs when it was asked for one (`--stage`); `None`:
@@ -52,17 +98,36 @@ pub(super) fn selection(
         .transpose()
 }
 
+/// What the stages running at once share.
+struct Shared<'a> {
+    context: &'a WorkerContext,
+    build: &'a Build,
+    pipeline: &'a Pipeline,
+    inputs: &'a StageInputs,
+    environment: &'a Environment,
+    build_deadline: Option<Instant>,
+    /// Cancelled to stop every running stage (a child of the build's cancel).
+    stop: CancellationToken,
+    /// Set once a newer attempt owns the build.
+    fenced_out: Arc<AtomicBool>,
+    /// The build's artifact limits (one stage collects at a time).
+    budget: Mutex<Budget>,
+    /// Held (shared) while a stage's script runs: the file credentials are removed before
+    /// artifacts are read only when it can be held alone.
+    files_in_use: RwLock<()>,
+    /// One stage writes the file credentials at a time.
+    writing_files: Mutex<()>,
+}
+
 pub(super) async fn run_stages(
     context: &WorkerContext,
     build: &Build,
     pipeline: &Pipeline,
     commit: &CommitInfo,
     inputs: &StageInputs,
-    environment: &mut Environment,
+    environment: &Environment,
     log: &mut AttemptLog,
 ) -> Outcome {
-    let build_deadline = pipeline.timeout.map(|timeout| Instant::now() + timeout);
-    let mut budget = Budget::new(&context.artifact_limits);
     let trigger_context = TriggerContext {
         branch: &build.branch,
         commit_messages: &commit.messages,
@@ -70,104 +135,185 @@ pub(super) async fn run_stages(
     };
     // checked while setting up: an unknown stage never gets here (and would run nothing)
     let selected = selection(build, pipeline).unwrap_or(Some(Vec::new()));
-    for (index, stage) in pipeline.stages.iter().enumerate() {
-        if inputs.cancel.is_cancelled() {
-            return cancelled(context, build, log).await;
+    let count = pipeline.stages.len();
+    let mut schedule = Schedule::new(
+        (0..count).map(|i| pipeline.dependencies(i)).collect(),
+        (0..count)
+            .map(|i| selected.as_ref().is_none_or(|s| s.contains(&i)))
+            .collect(),
+    );
+    let graph = pipeline.is_graph();
+    // a host build's stages share one uid, whose processes end with each stage
+    let at_once = match environment {
+        Environment::Container(_) => usize::from(context.stage_settings.max_parallel_stages),
+        Environment::Host(_) => 1,
+    };
+    let shared = Shared {
+        context,
+        build,
+        pipeline,
+        inputs,
+        environment,
+        build_deadline: pipeline.timeout.map(|timeout| Instant::now() + timeout),
+        stop: inputs.cancel.child_token(),
+        fenced_out: log.fence(),
+        budget: Mutex::new(Budget::new(&context.artifact_limits)),
+        files_in_use: RwLock::new(()),
+        writing_files: Mutex::new(()),
+    };
+    let mut logs = StageLogs::new();
+    let mut running = FuturesUnordered::new();
+    // the result of the first stage that failed in a graph (the others went on)
+    let mut failure: Option<Verdict> = None;
+    // set when the build stops: no stage starts any more, the running ones are stopped
+    let mut stop: Option<Stop> = None;
+    loop {
+        logs.write_pending(log).await;
+        if stop.is_none() && inputs.cancel.is_cancelled() {
+            stop = Some(Stop::Cancelled);
         }
-        if log.fenced_out() {
+        if stop.is_none() && log.fenced_out() {
             tracing::warn!(
                 build_id = build.id.get(),
                 "a newer attempt owns the build: no further stage runs here"
             );
-            return Outcome::Final(Verdict::errored("superseded by a newer attempt"));
+            stop = Some(Stop::Now(Verdict::errored("superseded by a newer attempt")));
         }
-        let chosen = selected.as_ref().is_none_or(|s| s.contains(&index));
-        let index = u32::try_from(index).unwrap_or(u32::MAX);
-        let started = Instant::now();
-        let end = if !chosen {
-            let asked = build.params.stage.as_deref().unwrap_or_default();
-            log.system(&stage.name, messages::not_selected(&stage.name, asked))
-                .await;
-            StageEnd {
-                state: StageState::Skipped,
-                exit_code: None,
-                stop: None,
-            }
-        } else if stage.should_run(&trigger_context) {
-            log.emit(EventKind::StageStarted {
-                index,
-                name: stage.name.clone(),
-            })
-            .await;
-            run_stage(
-                context,
-                build,
-                stage,
-                build_deadline,
-                pipeline,
-                inputs,
-                environment,
-                log,
-            )
-            .await
+        if stop.is_some() {
+            shared.stop.cancel();
         } else {
-            log.system(
-                &stage.name,
-                format!("stage {} skipped: its triggers are not met", stage.name),
-            )
-            .await;
-            StageEnd {
-                state: StageState::Skipped,
-                exit_code: None,
-                stop: None,
+            // deciding a stage (a skip) can make others decidable
+            loop {
+                let mut decided = false;
+                for (index, decision) in schedule.decidable() {
+                    let Some(stage) = pipeline.stages.get(index) else {
+                        continue;
+                    };
+                    let skipped = match decision {
+                        Decision::NotSelected => {
+                            let asked = build.params.stage.as_deref().unwrap_or_default();
+                            Some((messages::not_selected(&stage.name, asked), Ended::Done))
+                        }
+                        Decision::Blocked { need, root } => {
+                            let name =
+                                |i: usize| pipeline.stages.get(i).map_or("?", |s| s.name.as_str());
+                            let line = messages::blocked(&stage.name, name(need), name(root));
+                            Some((line, Ended::Blocked(root)))
+                        }
+                        Decision::Ready if !stage.should_run(&trigger_context) => Some((
+                            format!("stage {} skipped: its triggers are not met", stage.name),
+                            Ended::Done,
+                        )),
+                        Decision::Ready => None,
+                    };
+                    if let Some((line, ended)) = skipped {
+                        log.system(&stage.name, line).await;
+                        finished(log, index, stage, StageState::Skipped, None, 0).await;
+                        schedule.end(index, ended);
+                        decided = true;
+                    } else if schedule.running() < at_once {
+                        let started = Instant::now();
+                        log.emit(EventKind::StageStarted {
+                            index: stage_index(index),
+                            name: stage.name.clone(),
+                        })
+                        .await;
+                        schedule.start(index);
+                        running.push(run_stage(&shared, index, stage, started, logs.stage_log()));
+                    }
+                }
+                if !decided {
+                    break;
+                }
+            }
+        }
+        if running.is_empty() {
+            break;
+        }
+        let next = tokio::select! {
+            biased;
+            Some(entry) = logs.next() => Err(entry),
+            Some(ended) = running.next() => Ok(ended),
+        };
+        let (index, end) = match next {
+            Ok(ended) => ended,
+            Err(entry) => {
+                logs.write(log, entry).await;
+                continue;
             }
         };
-        let duration_ms = if end.state == StageState::Skipped {
-            0
-        } else {
-            i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX)
-        };
-        keep_artifacts(
-            context,
-            build,
-            stage,
-            end.state,
-            environment,
-            &mut budget,
-            inputs,
-            log,
-        )
-        .await;
-        log.emit(EventKind::StageFinished {
-            index,
-            name: stage.name.clone(),
-            state: end.state,
-            exit_code: end.exit_code,
-            duration_ms,
-        })
-        .await;
-        if let Some(outcome) = end.stop {
-            return outcome;
+        // every line of the stage goes before its end
+        logs.write_pending(log).await;
+        if let Some(stage) = pipeline.stages.get(index) {
+            finished(log, index, stage, end.state, end.exit_code, end.duration_ms).await;
+        }
+        let passed = end.state == StageState::Passed;
+        schedule.end(index, if passed { Ended::Done } else { Ended::Failed });
+        match end.stop {
+            None => {}
+            Some(Stop::Failure(verdict)) if graph => {
+                failure.get_or_insert(verdict);
+            }
+            Some(reason) => {
+                stop.get_or_insert(reason);
+            }
         }
     }
-    Outcome::Final(Verdict::new(BuildState::Passed, None))
+    logs.close(log).await;
+    match stop.map(Ok).or(failure.map(Err)) {
+        Some(Ok(Stop::Cancelled)) => cancelled(context, build, log).await,
+        Some(Ok(Stop::Now(verdict) | Stop::Failure(verdict))) | Some(Err(verdict)) => {
+            Outcome::Final(verdict)
+        }
+        None => Outcome::Final(Verdict::new(BuildState::Passed, None)),
+    }
+}
+
+fn stage_index(index: usize) -> u32 {
+    u32::try_from(index).unwrap_or(u32::MAX)
+}
+
+/// The stage's `stage_finished` event.
+async fn finished(
+    log: &mut AttemptLog,
+    index: usize,
+    stage: &Stage,
+    state: StageState,
+    exit_code: Option<i32>,
+    duration_ms: i64,
+) {
+    log.emit(EventKind::StageFinished {
+        index: stage_index(index),
+        name: stage.name.clone(),
+        state,
+        exit_code,
+        duration_ms,
+    })
+    .await;
+}
+
+/// Runs one stage that has started: the file credentials, its script, its artifacts.
+async fn run_stage(
+    shared: &Shared<'_>,
+    index: usize,
+    stage: &Stage,
+    started: Instant,
+    mut log: StageLog,
+) -> (usize, StageEnd) {
+    let mut end = {
+        let _in_use = shared.files_in_use.read().await;
+        run_script(shared, stage, &mut log).await
+    };
+    end.duration_ms = i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX);
+    keep_artifacts(shared, stage, end.state, &mut log).await;
+    (index, end)
 }
 
 /// Collects the stage's artifacts when it has some and its result asks for them (never
-/// after a cancel, a skip, or when a newer attempt owns the build), the file credentials
-/// removed first (and skipped by the reader); a cancel stops it.
-#[allow(clippy::too_many_arguments)]
-async fn keep_artifacts(
-    context: &WorkerContext,
-    build: &Build,
-    stage: &Stage,
-    state: StageState,
-    environment: &Environment,
-    budget: &mut Budget,
-    inputs: &StageInputs,
-    log: &mut AttemptLog,
-) {
-    let cancel = &inputs.cancel;
+/// after a cancel, a skip, or when a newer attempt owns the build). The file credentials are
+/// removed first when no other stage runs (else they stay for the running ones); either way
+/// the reader skips them. A cancel stops it.
+async fn keep_artifacts(shared: &Shared<'_>, stage: &Stage, state: StageState, log: &mut StageLog) {
     let Some(artifacts) = &stage.artifacts else {
         return;
     };
@@ -176,28 +322,35 @@ async fn keep_artifacts(
         StageState::Failed | StageState::TimedOut => false,
         _ => return,
     };
-    if !artifacts.when.applies(passed) || log.fenced_out() {
+    if !artifacts.when.applies(passed) || shared.fenced_out.load(Ordering::Relaxed) {
         return;
     }
-    if let Err(error) = inputs.files.remove_all(environment).await {
+    let (files, environment) = (&shared.inputs.files, shared.environment);
+    let mut budget = shared.budget.lock().await;
+    // held while collecting: no stage writes the files again meanwhile
+    let alone = shared.files_in_use.try_write().ok();
+    if alone.is_some()
+        && let Err(error) = files.remove_all(environment).await
+    {
         log.system(&stage.name, format!("artifacts: not collected: {error}"))
             .await;
         return;
     }
-    let secret_paths = inputs.files.workspace_paths(environment);
+    let secret_paths = files.workspace_paths(environment);
+    let context = shared.context;
     let job = Collection {
         store: &context.store,
         storage: &context.storage,
-        build_id: build.id,
-        attempt: build.attempt,
+        build_id: shared.build.id,
+        attempt: shared.build.attempt,
         stage: &stage.name,
         artifacts,
         default_expiry: context.artifact_limits.expire_in,
         skipped: &secret_paths,
     };
     let stopped = tokio::select! {
-        () = artifacts::collect(&job, environment, budget, log) => false,
-        () = cancel.cancelled() => true,
+        () = artifacts::collect(&job, environment, &mut budget, log) => false,
+        () = shared.stop.cancelled() => true,
     };
     if stopped {
         log.system(
@@ -208,28 +361,27 @@ async fn keep_artifacts(
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn run_stage(
-    context: &WorkerContext,
-    build: &Build,
-    stage: &Stage,
-    build_deadline: Option<Instant>,
-    pipeline: &Pipeline,
-    inputs: &StageInputs,
-    environment: &mut Environment,
-    log: &mut AttemptLog,
-) -> StageEnd {
-    // (again, when the previous stage's artifacts were collected)
-    if let Err(reason) = inputs.files.write_all(environment, &inputs.env).await {
+/// The stage's script under its deadline, with the file credentials in place.
+async fn run_script(shared: &Shared<'_>, stage: &Stage, log: &mut StageLog) -> StageEnd {
+    let (inputs, environment) = (shared.inputs, shared.environment);
+    // (again, when an earlier stage's artifacts were collected)
+    let written = {
+        let _writing = shared.writing_files.lock().await;
+        inputs.files.write_all(environment, &inputs.env).await
+    };
+    let ended = |state, exit_code, stop| StageEnd {
+        state,
+        exit_code,
+        duration_ms: 0,
+        stop,
+    };
+    if let Err(reason) = written {
         log.system(&stage.name, format!("error: {reason}")).await;
-        return StageEnd {
-            state: StageState::Failed,
-            exit_code: None,
-            stop: Some(Outcome::Final(Verdict::errored(reason))),
-        };
+        let stop = Stop::Now(Verdict::errored(reason));
+        return ended(StageState::Failed, None, Some(stop));
     }
     let stage_deadline = stage.timeout.map(|timeout| Instant::now() + timeout);
-    let deadline = match (build_deadline, stage_deadline) {
+    let deadline = match (shared.build_deadline, stage_deadline) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
     };
@@ -243,22 +395,13 @@ async fn run_stage(
                 env,
                 deadline,
                 masker: inputs.masker.clone(),
-                cancel: inputs.cancel.clone(),
+                cancel: shared.stop.clone(),
             },
             log,
         )
         .await;
-    let stopped = |state, exit_code, verdict| StageEnd {
-        state,
-        exit_code,
-        stop: Some(Outcome::Final(verdict)),
-    };
     match outcome {
-        Ok(ScriptOutcome::Exited(0)) => StageEnd {
-            state: StageState::Passed,
-            exit_code: Some(0),
-            stop: None,
-        },
+        Ok(ScriptOutcome::Exited(0)) => ended(StageState::Passed, Some(0), None),
         Ok(ScriptOutcome::Exited(code)) => {
             log.system(
                 &stage.name,
@@ -266,35 +409,33 @@ async fn run_stage(
             )
             .await;
             let reason = messages::stage_failed(&stage.name, code);
-            stopped(
-                StageState::Failed,
-                Some(code),
-                Verdict::new(BuildState::Failed, Some(reason)),
-            )
+            let verdict = Verdict::new(BuildState::Failed, Some(reason));
+            ended(StageState::Failed, Some(code), Some(Stop::Failure(verdict)))
         }
         Ok(ScriptOutcome::TimedOut) => {
-            let limit = if deadline == stage_deadline {
+            let own = deadline == stage_deadline;
+            let limit = if own {
                 TimeLimit::Stage(stage.timeout)
             } else {
-                TimeLimit::Build(pipeline.timeout)
+                TimeLimit::Build(shared.pipeline.timeout)
             };
             let reason = messages::timed_out(&stage.name, limit);
             log.system(&stage.name, format!("{reason}: stopped")).await;
-            stopped(
-                StageState::TimedOut,
-                None,
-                Verdict::new(BuildState::TimedOut, Some(reason)),
-            )
+            let verdict = Verdict::new(BuildState::TimedOut, Some(reason));
+            // the stage's own limit is its failure; the build's stops every stage
+            let stop = if own {
+                Stop::Failure(verdict)
+            } else {
+                Stop::Now(verdict)
+            };
+            ended(StageState::TimedOut, None, Some(stop))
         }
-        Ok(ScriptOutcome::Cancelled) => StageEnd {
-            state: StageState::Cancelled,
-            exit_code: None,
-            stop: Some(cancelled(context, build, log).await),
-        },
+        Ok(ScriptOutcome::Cancelled) => ended(StageState::Cancelled, None, Some(Stop::Cancelled)),
         Err(error) => {
             let reason = format!("stage `{}` could not run: {error}", stage.name);
             log.system(&stage.name, format!("error: {reason}")).await;
-            stopped(StageState::Failed, None, Verdict::errored(reason))
+            let stop = Stop::Now(Verdict::errored(reason));
+            ended(StageState::Failed, None, Some(stop))
         }
     }
 }

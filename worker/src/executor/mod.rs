@@ -125,7 +125,7 @@ impl Environment {
     }
 
     pub(crate) async fn run(
-        &mut self,
+        &self,
         run: ScriptRun<'_>,
         sink: &mut impl LogSink,
     ) -> Result<ScriptOutcome, ExecutorError> {

@@ -10,6 +10,7 @@ mod helper;
 pub(crate) mod image;
 pub(crate) mod limits;
 pub(crate) mod network;
+pub(crate) mod services;
 pub(crate) mod settings;
 pub(crate) mod warm;
 
@@ -132,6 +133,8 @@ pub(crate) struct BuildContainer {
     removed: bool,
     /// Removed after the container (dropped with it, removed in the background).
     network: Option<BuildNetwork>,
+    /// Its service containers, removed with it (before the network).
+    services: Option<services::Services>,
 }
 
 impl Drop for BuildContainer {
@@ -142,8 +145,12 @@ impl Drop for BuildContainer {
         let docker = self.docker.clone();
         let id = std::mem::take(&mut self.id);
         let network = self.network.take();
+        let services = self.services.take();
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(async move {
+                if let Some(services) = services {
+                    services.remove().await;
+                }
                 let options = RemoveContainerOptionsBuilder::new().force(true).v(true).build();
                 if let Err(error) = docker.remove_container(&id, Some(options)).await {
                     tracing::warn!(container = %id, %error, "removing an abandoned build container failed");
@@ -303,6 +310,7 @@ impl BuildContainer {
             id: created.id,
             removed: false,
             network: Some(network),
+            services: None,
         };
         if let Err(error) = container.prepare(archive).await {
             container.remove().await;
@@ -342,6 +350,7 @@ impl BuildContainer {
             id,
             removed: false,
             network: None,
+            services: None,
         }
     }
 
@@ -362,7 +371,7 @@ impl BuildContainer {
     }
 
     pub(crate) async fn run(
-        &mut self,
+        &self,
         run: ScriptRun<'_>,
         sink: &mut impl LogSink,
     ) -> Result<ScriptOutcome, ExecutorError> {
@@ -496,7 +505,13 @@ impl BuildContainer {
     /// Kills and removes the container (and its anonymous volumes), then its network in
     /// the background (nobody waits for it).
     pub(crate) async fn remove(mut self) {
-        self.remove_container().await;
+        let services = self.services.take();
+        let remove_services = async {
+            if let Some(services) = services {
+                services.remove().await;
+            }
+        };
+        tokio::join!(self.remove_container(), remove_services);
         if let Some(network) = self.network.take() {
             network.remove_later();
         }

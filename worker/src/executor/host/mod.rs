@@ -146,7 +146,7 @@ impl HostEnvironment {
     }
 
     pub(crate) async fn run(
-        &mut self,
+        &self,
         run: ScriptRun<'_>,
         sink: &mut impl LogSink,
     ) -> Result<ScriptOutcome, ExecutorError> {
@@ -349,10 +349,9 @@ mod tests {
         let parent = tempfile::tempdir().unwrap();
         make_traversable(parent.path()).unwrap();
         let user = test_users().take().unwrap();
-        let mut host =
-            HostEnvironment::open(user, workspace.path(), parent.path(), "build-1-1-home-")
-                .await
-                .unwrap();
+        let host = HostEnvironment::open(user, workspace.path(), parent.path(), "build-1-1-home-")
+            .await
+            .unwrap();
         let mut sink = VecSink::new(max_bytes);
         let lines: Vec<String> = script.iter().map(|l| l.to_string()).collect();
         let run = ScriptRun {
