@@ -1,10 +1,15 @@
 //! A real SMTP server per test: aiosmtpd (PyPI; `scripts/setup.sh` installs it) run by
-//! `tests/smtp_sink.py` on a free loopback port, writing each message it accepts to a file;
-//! in a process group of its own, killed on drop.
+//! `tests/smtp_sink.py` on a free loopback port, writing each message it accepts to a file,
+//! accepting only the login [`USER`] with [`PASSWORD`]; in a process group of its own,
+//! killed on drop.
 
 use crate::process::GroupChild;
 use std::path::PathBuf;
 use std::time::Duration;
+
+/// The one login the server accepts.
+pub const USER: &str = "ci-mailer";
+pub const PASSWORD: &str = "smtp-Password-31c9";
 
 #[derive(Debug)]
 pub struct SmtpServer {
@@ -26,6 +31,7 @@ impl SmtpServer {
                     .arg(&script)
                     .arg(port.to_string())
                     .arg(dir.path())
+                    .args([USER, PASSWORD])
                     .stdout(std::process::Stdio::null()),
             )?;
             match crate::wait_for_port(port, Duration::from_secs(20)).await {

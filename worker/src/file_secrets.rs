@@ -35,6 +35,7 @@ cat > "$1""#;
 const REMOVE: &str = r#"rm -f -- "$@""#;
 
 /// One file credential of the build.
+#[derive(Clone)]
 struct FileSecret {
     name: String,
     path: FilePath,
@@ -75,6 +76,16 @@ impl FileSecrets {
             written_at: Mutex::new(Vec::new()),
             present: AtomicBool::new(false),
         })
+    }
+
+    /// The same files for another environment (a matrix job's container), not written
+    /// there yet.
+    pub(crate) fn fresh(&self) -> FileSecrets {
+        FileSecrets {
+            files: self.files.clone(),
+            written_at: Mutex::new(Vec::new()),
+            present: AtomicBool::new(false),
+        }
     }
 
     pub(crate) fn is_empty(&self) -> bool {

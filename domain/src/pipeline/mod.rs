@@ -21,6 +21,7 @@ mod cache;
 mod condition;
 mod error;
 mod graph;
+mod matrix;
 mod model;
 mod parse;
 mod reader;
@@ -35,6 +36,7 @@ pub use artifacts::{ArtifactPattern, ArtifactWhen, Artifacts};
 pub use cache::{Cache, KeyPart, KeyTemplate, KeyValues, MAX_CACHES, MAX_KEY_BYTES};
 pub use condition::{ConditionError, Join, SectionKind, TriggerExpr, TriggerSection};
 pub use error::{PipelineError, PipelineErrors};
+pub use matrix::{MAX_MATRIX_JOBS, MatrixJob, job_name};
 pub use model::{
     BranchPattern, EmailNotify, EnvVar, Notify, NotifyOn, Pipeline, SlackNotify, Stage,
     StageCondition, TriggerContext, WebhookNotify,

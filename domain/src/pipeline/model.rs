@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::artifacts::Artifacts;
 use super::cache::Cache;
 use super::condition::TriggerExpr;
+use super::matrix::MatrixJob;
 use super::resources::Resources;
 use super::services::Service;
 
@@ -170,6 +171,9 @@ pub struct Stage {
     /// empty one) makes the file a graph: see [`Pipeline::is_graph`].
     #[serde(default)]
     pub needs: Option<Vec<String>>,
+    /// Set on each job a `matrix:` made of a stage: its stage as written and its values.
+    #[serde(default)]
+    pub matrix: Option<MatrixJob>,
 }
 
 impl Stage {

@@ -10,6 +10,7 @@ use super::cache::{Cache, KeyTemplate, MAX_CACHES};
 use super::condition::TriggerExpr;
 use super::error::{PipelineError, PipelineErrors, did_you_mean};
 use super::graph::{NeedAt, check_needs};
+use super::matrix::{MAX_MATRIX_JOBS, MatrixSpec, expand, read_matrix};
 use super::model::{
     BranchPattern, EmailNotify, EnvVar, Notify, NotifyOn, Pipeline, SlackNotify, Stage,
     StageCondition, WebhookNotify,
@@ -30,7 +31,7 @@ const TOP_FIELDS: [&str; 11] = [
     "cache",
     "services",
 ];
-const STAGE_FIELDS: [&str; 8] = [
+const STAGE_FIELDS: [&str; 9] = [
     "name",
     "script",
     "env",
@@ -39,6 +40,7 @@ const STAGE_FIELDS: [&str; 8] = [
     "timeout",
     "artifacts",
     "needs",
+    "matrix",
 ];
 const ARTIFACTS_FIELDS: [&str; 3] = ["paths", "when", "expire_in"];
 const CACHE_FIELDS: [&str; 3] = ["key", "paths", "restore_keys"];
@@ -204,12 +206,14 @@ fn read_stages(cx: &mut Cx, field: &Field<'_>) -> Option<Vec<Stage>> {
     let mut names: HashMap<String, Pos> = HashMap::new();
     let mut stages = Vec::new();
     let mut needs = Vec::new();
+    let mut matrices = Vec::new();
     let mut all_ok = true;
     for item in &items {
         match read_stage(cx, item, &mut names) {
-            Some((stage, stage_needs)) => {
+            Some((stage, stage_needs, matrix)) => {
                 stages.push(stage);
                 needs.push(stage_needs);
+                matrices.push(matrix);
             }
             None => all_ok = false,
         }
@@ -218,14 +222,29 @@ fn read_stages(cx: &mut Cx, field: &Field<'_>) -> Option<Vec<Stage>> {
         return None;
     }
     let stage_names: Vec<String> = stages.iter().map(|s| s.name.clone()).collect();
-    check_needs(cx, &stage_names, &needs).then_some(stages)
+    if !check_needs(cx, &stage_names, &needs) {
+        return None;
+    }
+    let jobs: usize = matrices
+        .iter()
+        .map(|m| m.as_ref().map_or(0, |m| m.combinations().len()))
+        .sum();
+    if jobs > MAX_MATRIX_JOBS {
+        cx.error(
+            field.pos,
+            &field.path,
+            format!("the matrices make {jobs} jobs; a file may make at most {MAX_MATRIX_JOBS}"),
+        );
+        return None;
+    }
+    Some(expand(stages, matrices))
 }
 
 fn read_stage(
     cx: &mut Cx,
     item: &Field<'_>,
     names: &mut HashMap<String, Pos>,
-) -> Option<(Stage, Vec<NeedAt>)> {
+) -> Option<(Stage, Vec<NeedAt>, Option<MatrixSpec>)> {
     let map = item.mapping(cx, "a stage (a mapping with `name` and `script`)")?;
     let fields = Fields::read(cx, map, &item.path, &STAGE_FIELDS);
 
@@ -257,6 +276,10 @@ fn read_stage(
         Some(f) => Some(read_artifacts(cx, f)?),
         None => None,
     };
+    let matrix = match fields.get("matrix") {
+        Some(f) => Some(read_matrix(cx, f)?),
+        None => None,
+    };
     let needs = match fields.get("needs") {
         Some(f) => Some(read_needs(cx, f, name.as_deref())?),
         // `needs:` with nothing after it, like `needs: []`
@@ -274,8 +297,9 @@ fn read_stage(
         needs: needs
             .as_ref()
             .map(|needs| needs.iter().map(|need| need.name.clone()).collect()),
+        matrix: None,
     };
-    Some((stage, needs.unwrap_or_default()))
+    Some((stage, needs.unwrap_or_default(), matrix))
 }
 
 /// `needs: [build, lint]`: names of stages (checked against the stages once all are read),

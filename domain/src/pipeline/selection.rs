@@ -21,8 +21,26 @@ impl Pipeline {
     /// The indices (ascending) of the stages a build asked for `name` runs: the stage and
     /// every stage it needs (in a pipeline of stages in order: every stage before it).
     pub fn select_stage(&self, name: &str) -> Result<Vec<usize>, UnknownStage> {
-        match self.stages.iter().position(|stage| stage.name == name) {
-            Some(index) => Ok(self.with_dependencies(index)),
+        // a matrix stage's name brings every one of its jobs
+        let named: Vec<usize> = self
+            .stages
+            .iter()
+            .enumerate()
+            .filter(|(_, stage)| {
+                stage.name == name || stage.matrix.as_ref().is_some_and(|m| m.stage == name)
+            })
+            .map(|(index, _)| index)
+            .collect();
+        match named.first() {
+            Some(_) => {
+                let mut chosen: Vec<usize> = named
+                    .iter()
+                    .flat_map(|&index| self.with_dependencies(index))
+                    .collect();
+                chosen.sort_unstable();
+                chosen.dedup();
+                Ok(chosen)
+            }
             None => {
                 let stages: Vec<String> = self.stages.iter().map(|s| s.name.clone()).collect();
                 let suggestion = stages

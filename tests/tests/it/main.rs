@@ -23,6 +23,7 @@ mod host_executor;
 mod limits;
 mod log_outage;
 mod log_path;
+mod matrix;
 mod notify;
 mod poller;
 mod private_repos;

@@ -14,7 +14,8 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 /// A web server with a page, waited for by port; a build that fetches the page by the
-/// service's name, then holds a moment (while the test inspects the service's container).
+/// service's name, then holds until the test, done inspecting the containers, lets it go
+/// (creates `/tmp/go` in the build container).
 const WEB_YML: &str = r#"image: ocelot/busybox
 resources: { memory: 256m, pids: 200 }
 services:
@@ -29,7 +30,7 @@ stages:
       - wget -qO- http://web:8080/index.html
   - name: hold
     script:
-      - sleep 4
+      - 'i=0; until [ -e /tmp/go ]; do i=$((i+1)); [ $i -lt 1200 ] || exit 1; sleep 0.1; done'
 "#;
 
 async fn docker() -> Docker {
@@ -178,6 +179,20 @@ async fn a_service_is_reached_by_name_boxed_like_the_build_and_removed_with_it()
         .unwrap();
     assert_eq!(build_host.memory, Some(128 << 20));
     assert_eq!(build_host.pids_limit, Some(100));
+    let go = std::process::Command::new("docker")
+        .args([
+            "exec",
+            build_container.id.as_deref().unwrap(),
+            "touch",
+            "/tmp/go",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        go.status.success(),
+        "{}",
+        String::from_utf8_lossy(&go.stderr)
+    );
 
     let watched = cluster
         .ocelot(&["watch", &build_id.to_string()])
@@ -387,7 +402,11 @@ async fn a_build_in_a_warm_container_reaches_its_services_on_the_warm_network() 
     .await
     .unwrap();
     let docker = docker().await;
-    let yml = WEB_YML.replace("      - sleep 4", "      - echo \"host=$(hostname)\"");
+    let yml = WEB_YML.replace(
+        "      - 'i=0; until [ -e /tmp/go ]; do i=$((i+1)); [ $i -lt 1200 ] || exit 1; sleep 0.1; done'",
+        "      - echo \"host=$(hostname)\"",
+    );
+    assert_ne!(yml, WEB_YML);
     repo_with(&cluster, "web", &yml, &[]).await;
     let first = cluster.ocelot(&["build", "-r", "web"]).await.unwrap();
     assert_eq!(first.code, 0, "{}", first.both());

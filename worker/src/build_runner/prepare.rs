@@ -86,6 +86,19 @@ pub(super) async fn set_up(
     let pipeline = read_pipeline(context, build, &commit).await?;
     super::stages::selection(build, &pipeline)
         .map_err(|unknown| SetupFailure::new(unknown.to_string()))?;
+    let jobs = pipeline
+        .stages
+        .iter()
+        .filter(|s| s.matrix.is_some())
+        .count();
+    let max_jobs = usize::from(context.stage_settings.max_matrix_jobs);
+    if jobs > max_jobs {
+        return Err(SetupFailure::new(format!(
+            "ocelot.yml's matrix makes {jobs} jobs; worker {} runs at most {max_jobs} per build \
+             (--max-matrix-jobs): fewer axis values, or `exclude:` combinations",
+            context.worker_id
+        )));
+    }
     Ok(Setup {
         workspace,
         credentials,

@@ -23,6 +23,7 @@ use super::{Outcome, SETUP_STAGE, Verdict};
 use crate::artifacts::{self, Budget, Collection};
 use crate::attempt_log::AttemptLog;
 use crate::context::WorkerContext;
+use crate::executor::docker::{container_labels, container_name};
 use crate::executor::{Environment, ScriptOutcome, ScriptRun, shell_script};
 use crate::file_secrets::FileSecrets;
 use crate::log_sink::SystemLog;
@@ -248,6 +249,27 @@ pub(super) async fn run_stages(
             finished(log, index, stage, end.state, end.exit_code, end.duration_ms).await;
         }
         let passed = end.state == StageState::Passed;
+        let allowed = !passed
+            && matches!(end.stop, Some(Stop::Failure(_)))
+            && pipeline
+                .stages
+                .get(index)
+                .and_then(|s| s.matrix.as_ref())
+                .is_some_and(|m| m.allow_failure);
+        if allowed {
+            if let Some(stage) = pipeline.stages.get(index) {
+                log.system(
+                    &stage.name,
+                    format!(
+                        "matrix job {} did not pass; it may fail (allow_failure): the build goes on",
+                        stage.name
+                    ),
+                )
+                .await;
+            }
+            schedule.end(index, Ended::Done);
+            continue;
+        }
         schedule.end(index, if passed { Ended::Done } else { Ended::Failed });
         match end.stop {
             None => {}
@@ -292,7 +314,16 @@ async fn finished(
     .await;
 }
 
-/// Runs one stage that has started: the file credentials, its script, its artifacts.
+/// Where a stage runs: the build's environment, or a matrix job's own container.
+struct Place<'p> {
+    environment: &'p Environment,
+    files: &'p FileSecrets,
+    /// The job's own container: no other stage runs in it.
+    own: bool,
+}
+
+/// Runs one stage that has started: the file credentials, its script, its artifacts; a
+/// matrix job in a container of its own, removed after it.
 async fn run_stage(
     shared: &Shared<'_>,
     index: usize,
@@ -300,20 +331,109 @@ async fn run_stage(
     started: Instant,
     mut log: StageLog,
 ) -> (usize, StageEnd) {
-    let mut end = {
+    if stage.matrix.is_some() {
+        return (index, run_job(shared, stage, started, &mut log).await);
+    }
+    let place = Place {
+        environment: shared.environment,
+        files: &shared.inputs.files,
+        own: false,
+    };
+    let end = run_in(shared, &place, stage, started, &mut log).await;
+    (index, end)
+}
+
+/// A matrix job: a fresh container made like the build's (its workspace copied in as it is
+/// now), its script and artifacts there, then the container goes. On the host a job runs
+/// in the build's own workspace.
+async fn run_job(
+    shared: &Shared<'_>,
+    stage: &Stage,
+    started: Instant,
+    log: &mut StageLog,
+) -> StageEnd {
+    let (build, context) = (shared.build, shared.context);
+    let labels = container_labels(
+        build.id,
+        build.attempt,
+        &context.worker_id,
+        &context.instance,
+    );
+    let name = container_name(build.id, build.attempt);
+    let job = tokio::select! {
+        job = shared.environment.start_job(&name, labels) => job,
+        () = shared.stop.cancelled() => {
+            return StageEnd {
+                state: StageState::Cancelled,
+                exit_code: None,
+                duration_ms: 0,
+                stop: Some(Stop::Cancelled),
+            };
+        }
+    };
+    match job {
+        Ok(Some(environment)) => {
+            let files = shared.inputs.files.fresh();
+            let place = Place {
+                environment: &environment,
+                files: &files,
+                own: true,
+            };
+            let end = run_in(shared, &place, stage, started, log).await;
+            environment.cleanup().await;
+            end
+        }
+        Ok(None) => {
+            let place = Place {
+                environment: shared.environment,
+                files: &shared.inputs.files,
+                own: false,
+            };
+            run_in(shared, &place, stage, started, log).await
+        }
+        Err(error) => {
+            let reason = format!("matrix job `{}` could not start: {error}", stage.name);
+            log.system(&stage.name, format!("error: {reason}")).await;
+            StageEnd {
+                state: StageState::Failed,
+                exit_code: None,
+                duration_ms: i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX),
+                stop: Some(Stop::Now(Verdict::errored(reason))),
+            }
+        }
+    }
+}
+
+/// The stage's script, then its artifacts, in `place`.
+async fn run_in(
+    shared: &Shared<'_>,
+    place: &Place<'_>,
+    stage: &Stage,
+    started: Instant,
+    log: &mut StageLog,
+) -> StageEnd {
+    let mut end = if place.own {
+        run_script(shared, place, stage, log).await
+    } else {
         let _in_use = shared.files_in_use.read().await;
-        run_script(shared, stage, &mut log).await
+        run_script(shared, place, stage, log).await
     };
     end.duration_ms = i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX);
-    keep_artifacts(shared, stage, end.state, &mut log).await;
-    (index, end)
+    keep_artifacts(shared, place, stage, end.state, log).await;
+    end
 }
 
 /// Collects the stage's artifacts when it has some and its result asks for them (never
 /// after a cancel, a skip, or when a newer attempt owns the build). The file credentials are
 /// removed first when no other stage runs (else they stay for the running ones); either way
 /// the reader skips them. A cancel stops it.
-async fn keep_artifacts(shared: &Shared<'_>, stage: &Stage, state: StageState, log: &mut StageLog) {
+async fn keep_artifacts(
+    shared: &Shared<'_>,
+    place: &Place<'_>,
+    stage: &Stage,
+    state: StageState,
+    log: &mut StageLog,
+) {
     let Some(artifacts) = &stage.artifacts else {
         return;
     };
@@ -325,11 +445,16 @@ async fn keep_artifacts(shared: &Shared<'_>, stage: &Stage, state: StageState, l
     if !artifacts.when.applies(passed) || shared.fenced_out.load(Ordering::Relaxed) {
         return;
     }
-    let (files, environment) = (&shared.inputs.files, shared.environment);
+    let (files, environment) = (place.files, place.environment);
     let mut budget = shared.budget.lock().await;
-    // held while collecting: no stage writes the files again meanwhile
-    let alone = shared.files_in_use.try_write().ok();
-    if alone.is_some()
+    // held while collecting: no stage writes the files again meanwhile (a job's own
+    // container has no other stage)
+    let held = if place.own {
+        None
+    } else {
+        shared.files_in_use.try_write().ok()
+    };
+    if (place.own || held.is_some())
         && let Err(error) = files.remove_all(environment).await
     {
         log.system(&stage.name, format!("artifacts: not collected: {error}"))
@@ -362,12 +487,17 @@ async fn keep_artifacts(shared: &Shared<'_>, stage: &Stage, state: StageState, l
 }
 
 /// The stage's script under its deadline, with the file credentials in place.
-async fn run_script(shared: &Shared<'_>, stage: &Stage, log: &mut StageLog) -> StageEnd {
-    let (inputs, environment) = (shared.inputs, shared.environment);
+async fn run_script(
+    shared: &Shared<'_>,
+    place: &Place<'_>,
+    stage: &Stage,
+    log: &mut StageLog,
+) -> StageEnd {
+    let (inputs, environment) = (shared.inputs, place.environment);
     // (again, when an earlier stage's artifacts were collected)
     let written = {
         let _writing = shared.writing_files.lock().await;
-        inputs.files.write_all(environment, &inputs.env).await
+        place.files.write_all(environment, &inputs.env).await
     };
     let ended = |state, exit_code, stop| StageEnd {
         state,

@@ -164,6 +164,23 @@ impl Environment {
         }
     }
 
+    /// A fresh environment for a matrix job: a container made like this one, on its
+    /// network, with the workspace copied in as it is now, named `name` with `labels`.
+    /// `None` on the host, where a job runs in the build's own workspace.
+    pub(crate) async fn start_job(
+        &self,
+        name: &str,
+        labels: std::collections::HashMap<String, String>,
+    ) -> Result<Option<Environment>, ExecutorError> {
+        match self {
+            Environment::Container(container) => container
+                .start_job(name, labels)
+                .await
+                .map(|job| Some(Environment::Container(job))),
+            Environment::Host(_) => Ok(None),
+        }
+    }
+
     /// Removes whatever the build left (the container); never fails, logs instead.
     pub(crate) async fn cleanup(self) {
         match self {

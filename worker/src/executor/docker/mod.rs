@@ -135,6 +135,18 @@ pub(crate) struct BuildContainer {
     network: Option<BuildNetwork>,
     /// Its service containers, removed with it (before the network).
     services: Option<services::Services>,
+    /// What a matrix job's container copies: image, limits, network (`None` for an adopted
+    /// container).
+    template: Option<JobTemplate>,
+}
+
+/// How a build container was made: a matrix job's container is made the same way, on the
+/// same network (its services are reachable from it).
+#[derive(Debug, Clone)]
+struct JobTemplate {
+    image: String,
+    limits: Limits,
+    network_id: String,
 }
 
 impl Drop for BuildContainer {
@@ -309,6 +321,11 @@ impl BuildContainer {
             docker: docker.clone(),
             id: created.id,
             removed: false,
+            template: Some(JobTemplate {
+                image: image.to_string(),
+                limits,
+                network_id: network.id.clone(),
+            }),
             network: Some(network),
             services: None,
         };
@@ -351,7 +368,81 @@ impl BuildContainer {
             removed: false,
             network: None,
             services: None,
+            template: None,
         }
+    }
+
+    /// A matrix job's container: made like this one (image, limits, sandbox) on its network,
+    /// named `name` with `labels` (the build's, so that the sweeper finds it), with this
+    /// container's workspace streamed in as it is now, started.
+    pub(crate) async fn start_job(
+        &self,
+        name: &str,
+        labels: HashMap<String, String>,
+    ) -> Result<BuildContainer, ExecutorError> {
+        let Some(template) = &self.template else {
+            return Err(ExecutorError::Docker(
+                "the build container cannot be copied for a matrix job".into(),
+            ));
+        };
+        let body = ContainerCreateBody {
+            image: Some(template.image.clone()),
+            entrypoint: Some(vec!["/bin/sh".into(), "-c".into()]),
+            cmd: Some(vec!["while :; do sleep 3600; done".into()]),
+            labels: Some(labels),
+            working_dir: Some(CONTAINER_WORKSPACE.to_string()),
+            host_config: Some(limits::host_config(template.limits, &template.network_id)),
+            ..Default::default()
+        };
+        let created = self
+            .docker
+            .create_container(
+                Some(CreateContainerOptionsBuilder::new().name(name).build()),
+                body,
+            )
+            .await
+            .map_err(|e| {
+                ExecutorError::Docker(format!("creating a matrix job's container: {e}"))
+            })?;
+        let job = BuildContainer {
+            docker: self.docker.clone(),
+            id: created.id,
+            removed: false,
+            network: None,
+            services: None,
+            template: None,
+        };
+        let workspace = self
+            .workspace_archive()
+            .map(|piece| piece.map_err(|e| std::io::Error::other(e.to_string())));
+        let copied = self
+            .docker
+            .upload_to_container(
+                &job.id,
+                Some(UploadToContainerOptionsBuilder::new().path("/").build()),
+                bollard::body_try_stream(workspace),
+            )
+            .await
+            .map_err(|e| {
+                ExecutorError::Docker(format!(
+                    "copying the workspace into a matrix job's container: {e}"
+                ))
+            });
+        let started = match copied {
+            Ok(()) => self
+                .docker
+                .start_container(&job.id, None)
+                .await
+                .map_err(|e| {
+                    ExecutorError::Docker(format!("starting a matrix job's container: {e}"))
+                }),
+            Err(error) => Err(error),
+        };
+        if let Err(error) = started {
+            job.remove().await;
+            return Err(error);
+        }
+        Ok(job)
     }
 
     /// Makes a warm container the build's: named after it (which the sweeper and the
