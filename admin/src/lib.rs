@@ -274,3 +274,13 @@ pub async fn run(
     let _ = notifier.await;
     served
 }
+
+#[cfg(test)]
+mod flag_tests {
+    /// Every flag has its own name and its own environment variable (clap checks it when
+    /// the binary starts: a clash would stop the service before it does anything).
+    #[test]
+    fn the_flags_are_consistent() {
+        <super::Settings as clap::CommandFactory>::command().debug_assert();
+    }
+}

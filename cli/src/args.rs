@@ -431,6 +431,12 @@ mod tests {
     use clap::Parser;
     use ocelot_domain::ids::BuildId;
 
+    /// Every subcommand's flags have their own names (clap would stop `ocelot` otherwise).
+    #[test]
+    fn the_flags_are_consistent() {
+        <Args as clap::CommandFactory>::command().debug_assert();
+    }
+
     fn command(args: &[&str]) -> Command {
         Args::try_parse_from(std::iter::once("ocelot").chain(args.iter().copied()))
             .unwrap()

@@ -45,6 +45,36 @@ stages:
       - 'echo "build $BUILD_NUMBER passed"'
 "#;
 
+/// Graph builds (a diamond whose middle is a 2-job matrix plus a stage beside it),
+/// submitted among the others so that the chaos hits some of them mid-graph.
+const GRAPH_YML: &str = r#"image: ocelot/busybox
+stages:
+  - name: build
+    script: ['sleep 1', 'echo "graph $BUILD_NUMBER build done"']
+  - name: test
+    needs: [build]
+    matrix: {SHARD: ["1", "2"]}
+    script: ['sleep 2', 'echo "graph $BUILD_NUMBER test $SHARD done"']
+  - name: lint
+    needs: [build]
+    script: ['sleep 1', 'echo "graph $BUILD_NUMBER lint done"']
+  - name: package
+    needs: [test, lint]
+    script: ['echo "graph $BUILD_NUMBER package done"']
+"#;
+
+/// One graph build every this many of the others.
+const GRAPH_EVERY: usize = 9;
+
+/// The stages a graph build records, in order.
+const GRAPH_STAGES: [&str; 5] = [
+    "build",
+    "test (SHARD=1)",
+    "test (SHARD=2)",
+    "lint",
+    "package",
+];
+
 fn expected_lines(number: i64) -> usize {
     usize::try_from(5 + 15 * (number % 4)).unwrap()
 }
@@ -214,8 +244,12 @@ impl Chaos {
 
     /// `ocelot build -r chaos --no-follow` through `admin`: the new build's id.
     async fn submit(&self, admin: usize) -> BuildId {
+        self.submit_to("chaos", admin).await
+    }
+
+    async fn submit_to(&self, repo: &str, admin: usize) -> BuildId {
         let (code, stdout, stderr) = self
-            .ocelot(admin, &["build", "-r", "chaos", "--no-follow"])
+            .ocelot(admin, &["build", "-r", repo, "--no-follow"])
             .await;
         assert_eq!(code, 0, "build --no-follow: {stdout}\n{stderr}");
         stdout.trim().parse().unwrap()
@@ -395,10 +429,22 @@ async fn builds_survive_killed_workers_restarted_servers_and_a_restarted_admin()
         .unwrap();
     let (code, stdout, stderr) = chaos.ocelot(0, &["repos", "add", "chaos", &repo.url]).await;
     assert_eq!(code, 0, "{stdout}\n{stderr}");
+    let graph_repo = chaos
+        .git
+        .create_repo("graph", &[("ocelot.yml", GRAPH_YML)])
+        .unwrap();
+    let (code, stdout, stderr) = chaos
+        .ocelot(0, &["repos", "add", "graph", &graph_repo.url])
+        .await;
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
 
-    // submit through both admins
+    // submit through both admins, graph builds among the others
     let mut submitted = Vec::new();
+    let mut graphs = Vec::new();
     for index in 0..BUILDS {
+        if index % GRAPH_EVERY == 0 {
+            graphs.push(chaos.submit_to("graph", index % 2).await);
+        }
         submitted.push(chaos.submit(index % 2).await);
     }
     // watchers follow the last builds (still queued or running when their admin restarts)
@@ -538,6 +584,63 @@ async fn builds_survive_killed_workers_restarted_servers_and_a_restarted_admin()
             panic!("{error}: not final {states:?}\n{}", chaos.service_logs());
         }
     };
+
+    // every graph build passed, every stage and matrix job recorded once, passed, its work
+    // printed once in the final attempt: a lost worker cost a retry, never a half-recorded
+    // graph (and no job container is left: see below)
+    let graph_finals = wait_until(
+        "every graph build to be final",
+        Duration::from_secs(120),
+        || async {
+            let builds = chaos.builds().await?;
+            let ours: Vec<Build> = builds
+                .into_iter()
+                .filter(|b| graphs.contains(&b.id))
+                .collect();
+            (ours.len() == graphs.len() && ours.iter().all(|b| b.state.is_final())).then_some(ours)
+        },
+    )
+    .await
+    .unwrap();
+    let mut graphs_retried = 0;
+    for build in &graph_finals {
+        assert_eq!(
+            build.state,
+            BuildState::Passed,
+            "graph build {}: {:?}",
+            build.id,
+            build.reason
+        );
+        if build.attempt > Attempt::FIRST {
+            graphs_retried += 1;
+        }
+        let stages = chaos.store.stages(build.id, build.attempt).await.unwrap();
+        let recorded: Vec<(&str, StageState)> =
+            stages.iter().map(|s| (s.name.as_str(), s.state)).collect();
+        let want: Vec<(&str, StageState)> = GRAPH_STAGES
+            .iter()
+            .map(|name| (*name, StageState::Passed))
+            .collect();
+        assert_eq!(recorded, want, "stages of graph build {}", build.id);
+        let lines = chaos.store.lines(build.id, build.attempt).await.unwrap();
+        let done: Vec<&str> = lines
+            .iter()
+            .map(|l| l.text.as_str())
+            .filter(|t| t.starts_with("graph ") && t.ends_with(" done"))
+            .collect();
+        let n = build.number;
+        let mut want_done = vec![
+            format!("graph {n} build done"),
+            format!("graph {n} test 1 done"),
+            format!("graph {n} test 2 done"),
+            format!("graph {n} lint done"),
+            format!("graph {n} package done"),
+        ];
+        let mut got_done: Vec<String> = done.iter().map(|t| t.to_string()).collect();
+        want_done.sort();
+        got_done.sort();
+        assert_eq!(got_done, want_done, "graph build {}: work lines", build.id);
+    }
 
     // every build ran to completion exactly once, in its final attempt
     let mut duplicates = 0;
@@ -769,8 +872,9 @@ async fn builds_survive_killed_workers_restarted_servers_and_a_restarted_admin()
     let figures = format!(
         "chaos figures: submitted {}, completed {completed}, retried {retried} (attempts handed back at SIGTERM: {handed_back}), \
          lost {lost}, duplicates {duplicates}, attempts overlapping 0 (of {pairs_checked} consecutive pairs with containers), \
-         watched {WATCHED} (resumed after the admin restart: {reconnected}), took {:.1} s",
+         watched {WATCHED} (resumed after the admin restart: {reconnected}); graph builds with a matrix {} (passed, retried {graphs_retried}); took {:.1} s",
         submitted.len(),
+        graph_finals.len(),
         began.elapsed().as_secs_f64()
     );
     eprintln!("{figures}");

@@ -31,17 +31,17 @@ pub struct CacheSettings {
         env = "OCELOT_MAX_CACHE_MIB",
         default_value_t = 2048
     )]
-    pub max_mib: u64,
+    pub max_cache_mib: u64,
     /// How long a cache is kept after it was last saved or restored
     #[arg(long = "cache-expire-in", env = "OCELOT_CACHE_EXPIRE_IN", value_parser = ocelot_core::pipeline::parse_duration, default_value = "7d")]
-    pub expire_in: Duration,
+    pub cache_expire_in: Duration,
 }
 
 impl Default for CacheSettings {
     fn default() -> Self {
         CacheSettings {
-            max_mib: 2048,
-            expire_in: Duration::from_secs(7 * 24 * 3600),
+            max_cache_mib: 2048,
+            cache_expire_in: Duration::from_secs(7 * 24 * 3600),
         }
     }
 }

@@ -61,7 +61,7 @@ pub(super) async fn restore(
     };
     match fetch_and_unpack(job, &hit).await {
         Ok(()) => {
-            let expires_at = SystemTime::now() + job.context.cache_settings.expire_in;
+            let expires_at = SystemTime::now() + job.context.cache_settings.cache_expire_in;
             if let Err(error) = job
                 .context
                 .store

@@ -98,7 +98,7 @@ pub(super) async fn save(
             sha256: &stored.sha256,
             object_key: &object_key,
             build_id: job.build.id,
-            expires_at: SystemTime::now() + context.cache_settings.expire_in,
+            expires_at: SystemTime::now() + context.cache_settings.cache_expire_in,
         })
         .await;
     let line = match recorded {
@@ -158,7 +158,7 @@ async fn pack_and_upload(
     let limit = job
         .context
         .cache_settings
-        .max_mib
+        .max_cache_mib
         .saturating_mul(1024 * 1024);
     let mut writer = job.context.storage.writer(object_key);
     let mut stream = tokio_util::io::ReaderStream::with_capacity(pipe_reader, PIPE_BYTES);
