@@ -450,3 +450,62 @@ async fn a_build_in_a_warm_container_reaches_its_services_on_the_warm_network() 
     );
     wait_all_gone(&docker, &cluster, queued_build_id(&second)).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_sweeper_removes_a_service_container_a_dead_worker_left() {
+    let cluster = Cluster::start().await.unwrap();
+    let docker = docker().await;
+    repo_with(
+        &cluster,
+        "done",
+        "image: ocelot/busybox\nstages:\n  - name: a\n    script: [echo done]\n",
+        &[],
+    )
+    .await;
+    let built = cluster.ocelot(&["build", "-r", "done"]).await.unwrap();
+    assert_eq!(built.code, 0, "{}", built.both());
+    let finished = queued_build_id(&built);
+    // what a worker killed mid-build leaves: a running service container of the attempt
+    let name = format!(
+        "ocelot-build-{finished}-1-svc-db-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..6]
+    );
+    let labels = [
+        format!("io.ocelot.instance={}", cluster.instance),
+        format!("io.ocelot.build-id={finished}"),
+        "io.ocelot.attempt=1".to_string(),
+        "io.ocelot.worker-id=a-dead-worker".to_string(),
+        "io.ocelot.service=db".to_string(),
+    ];
+    let mut args = vec!["run", "-d", "--name", &name];
+    for label in &labels {
+        args.extend(["--label", label]);
+    }
+    args.extend(["ocelot/busybox", "sleep", "600"]);
+    let started = std::process::Command::new("docker")
+        .args(&args)
+        .output()
+        .unwrap();
+    assert!(
+        started.status.success(),
+        "{}",
+        String::from_utf8_lossy(&started.stderr)
+    );
+    wait_until(
+        "the leftover service container to be swept",
+        Duration::from_secs(90),
+        || async {
+            labelled_containers(
+                &docker,
+                &cluster,
+                finished,
+                &["io.ocelot.service=db".to_string()],
+            )
+            .await
+            .is_empty()
+            .then_some(())
+        },
+    )
+    .await
+    .unwrap();
+}

@@ -270,7 +270,7 @@ pub(super) async fn open_environment(
             )
             .await
             .map_err(|e| SetupFailure::new(e.to_string()))?;
-            Ok(Environment::Container(container))
+            Ok(Environment::Container(Box::new(container)))
         }
         (None, ExecutorKind::Host) => open_host(context, build, workspace).await,
         (None, ExecutorKind::Docker) => Err(SetupFailure::new(format!(

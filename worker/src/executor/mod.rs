@@ -111,7 +111,8 @@ pub(crate) fn shell_script(lines: &[String]) -> String {
 /// A prepared place to run a build's scripts.
 #[derive(Debug)]
 pub(crate) enum Environment {
-    Container(docker::BuildContainer),
+    /// Boxed: a build container (with its services, network and job template) is large.
+    Container(Box<docker::BuildContainer>),
     Host(host::HostEnvironment),
 }
 
@@ -176,7 +177,7 @@ impl Environment {
             Environment::Container(container) => container
                 .start_job(name, labels)
                 .await
-                .map(|job| Some(Environment::Container(job))),
+                .map(|job| Some(Environment::Container(Box::new(job)))),
             Environment::Host(_) => Ok(None),
         }
     }
