@@ -45,12 +45,18 @@ stages:
       - 'echo "build $BUILD_NUMBER passed"'
 "#;
 
-/// Graph builds (a diamond whose middle is a 2-job matrix plus a stage beside it),
-/// submitted among the others so that the chaos hits some of them mid-graph.
+/// Graph builds (a diamond whose middle is a 2-job matrix plus a stage beside it, with a
+/// service container), submitted among the others so that the chaos hits some of them
+/// mid-graph: no service or job container may be left behind.
 const GRAPH_YML: &str = r#"image: ocelot/busybox
+services:
+  - name: web
+    image: ocelot/busybox
+    command: 'mkdir -p /www && echo up > /www/index.html && exec httpd -f -p 8080 -h /www'
+    wait: { port: 8080, timeout: 30s }
 stages:
   - name: build
-    script: ['sleep 1', 'echo "graph $BUILD_NUMBER build done"']
+    script: ['wget -qO- http://web:8080/', 'sleep 1', 'echo "graph $BUILD_NUMBER build done"']
   - name: test
     needs: [build]
     matrix: {SHARD: ["1", "2"]}

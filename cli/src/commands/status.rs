@@ -120,7 +120,9 @@ pub(crate) async fn run(admin: &AdminTarget, args: StatusArgs) -> Result<ExitSta
             if !detail.pending_reason.is_empty() {
                 value["pending_reason"] = json!(detail.pending_reason);
             }
-            value["deliveries"] = super::deliveries::json(&detail.deliveries);
+            if !detail.deliveries.is_empty() {
+                value["deliveries"] = super::deliveries::json(&detail.deliveries);
+            }
             println!("{value}");
         } else {
             println!(
