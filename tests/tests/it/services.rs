@@ -106,6 +106,8 @@ async fn a_service_is_reached_by_name_boxed_like_the_build_and_removed_with_it()
 
     // while the build runs: the service's container, named and labelled after the build,
     // on the build's network under its name, in the same box, with half the build's limits
+    // (a running one: listed while just created, a container has been seen to vanish
+    // before it could be inspected on a loaded machine)
     let service = wait_until("the service container", Duration::from_secs(60), || {
         let (docker, cluster) = (&docker, &cluster);
         async move {
@@ -116,7 +118,14 @@ async fn a_service_is_reached_by_name_boxed_like_the_build_and_removed_with_it()
                 &["io.ocelot.service=web".to_string()],
             )
             .await;
-            found.into_iter().next()
+            let running = found
+                .into_iter()
+                .find(|c| c.state.as_ref().is_some_and(|s| s.to_string() == "running"))?;
+            docker
+                .inspect_container(running.id.as_deref()?, None)
+                .await
+                .ok()?;
+            Some(running)
         }
     })
     .await

@@ -84,6 +84,18 @@ const CASES: &[Case] = &[
         expect: Expect::LikeMissing,
     },
     Case {
+        rpc: "ListCaches",
+        args: &["cache", "list", "-r", "other/app"],
+        input: None,
+        expect: Expect::LikeMissing,
+    },
+    Case {
+        rpc: "ClearCaches",
+        args: &["cache", "clear", "-r", "other/app"],
+        input: None,
+        expect: Expect::LikeMissing,
+    },
+    Case {
         rpc: "ListBuilds",
         args: &["status", "--json", "--limit", "100"],
         input: None,
