@@ -10,7 +10,6 @@ use ocelot_hookhandler::providers::{self, Provider};
 use ocelot_tests::cluster::{Cluster, ClusterSpec, HookSpec};
 use ocelot_tests::http::post;
 use ocelot_tests::wait_until;
-use serde_json::{Value, json};
 use std::time::Duration;
 
 const DEPLOYING_YML: &str = r#"image: ocelot/busybox
@@ -129,23 +128,6 @@ async fn a_commit_that_is_not_on_the_branch_is_refused_and_one_that_is_builds() 
     assert_eq!(cluster.builds().await.unwrap().len(), 3);
 }
 
-fn pull_request(number: u64, head_sha: &str) -> Value {
-    let path = format!(
-        "{}/../hookhandler/tests/fixtures/webhooks/github/pull_request_opened.json",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    let mut body: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-    body["number"] = json!(number);
-    body["pull_request"]["number"] = json!(number);
-    body["pull_request"]["head"]["sha"] = json!(head_sha);
-    // the fork's branch is called `main`
-    body["pull_request"]["head"]["ref"] = json!("main");
-    body["pull_request"]["head"]["repo"]["full_name"] = json!("stranger/app");
-    body["pull_request"]["base"]["ref"] = json!("main");
-    body["repository"]["full_name"] = json!("team/app");
-    body
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fork_pull_request_from_a_branch_named_main_builds_as_pull_n() {
     let cluster = Cluster::start_spec(ClusterSpec {
@@ -176,7 +158,7 @@ async fn a_fork_pull_request_from_a_branch_named_main_builds_as_pull_n() {
         .unwrap();
     repo.git(&["checkout", "-q", "main"]).unwrap();
 
-    let body = pull_request(7, &fork_commit).to_string();
+    let body = crate::github_fork_pull_request(7, &fork_commit).to_string();
     let (header, signature) = providers::sign(Provider::GitHub, body.as_bytes(), &secret);
     let url = format!("{}/hooks/github", cluster.hooks_url.as_ref().unwrap());
     let headers = [

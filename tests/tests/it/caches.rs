@@ -15,7 +15,7 @@ use ocelot_tests::cluster::{Cluster, ClusterSpec, HookSpec};
 use ocelot_tests::http::post;
 use ocelot_tests::s3::S3Server;
 use ocelot_tests::wait_until;
-use serde_json::{Value, json};
+use serde_json::Value;
 use std::time::{Duration, SystemTime};
 
 /// A "download" happens only when the cache did not bring `vendor/dep.txt`; `vendor/n`
@@ -70,22 +70,6 @@ fn key_of(log: &str) -> String {
         .and_then(|l| l.split('`').next())
         .unwrap_or_else(|| panic!("no cache line:\n{log}"))
         .to_string()
-}
-
-fn fork_pull_request(number: u64, head_sha: &str) -> Value {
-    let path = format!(
-        "{}/../hookhandler/tests/fixtures/webhooks/github/pull_request_opened.json",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    let mut body: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-    body["number"] = json!(number);
-    body["pull_request"]["number"] = json!(number);
-    body["pull_request"]["head"]["sha"] = json!(head_sha);
-    body["pull_request"]["head"]["ref"] = json!("main");
-    body["pull_request"]["head"]["repo"]["full_name"] = json!("stranger/app");
-    body["pull_request"]["base"]["ref"] = json!("main");
-    body["repository"]["full_name"] = json!("team/app");
-    body
 }
 
 async fn caches_round_trip(storage: Option<StorageArgs>) {
@@ -210,7 +194,7 @@ async fn caches_round_trip(storage: Option<StorageArgs>) {
     repo.git(&["push", "-q", "origin", "HEAD:refs/pull/7/head"])
         .unwrap();
     repo.git(&["checkout", "-q", "main"]).unwrap();
-    let body = fork_pull_request(7, &fork_commit).to_string();
+    let body = crate::github_fork_pull_request(7, &fork_commit).to_string();
     let (header, signature) = providers::sign(Provider::GitHub, body.as_bytes(), &secret);
     let url = format!("{}/hooks/github", cluster.hooks_url.as_ref().unwrap());
     let headers = [

@@ -13,6 +13,7 @@ mod bus_security;
 mod caches;
 mod cancel;
 mod cli_output;
+mod commit_status;
 mod database_tls;
 mod errors;
 mod file_credentials;
@@ -91,4 +92,24 @@ where
     ocelot_tests::wait_until(what, std::time::Duration::from_secs(60), check)
         .await
         .unwrap()
+}
+
+/// A GitHub `pull_request` delivery (the recorded fixture) for pull request `number` of
+/// `team/app` from the fork `stranger/app`, whose branch is called `main`, at `head_sha`.
+pub(crate) fn github_fork_pull_request(number: u64, head_sha: &str) -> serde_json::Value {
+    use serde_json::json;
+    let path = format!(
+        "{}/../hookhandler/tests/fixtures/webhooks/github/pull_request_opened.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let mut body: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    body["number"] = json!(number);
+    body["pull_request"]["number"] = json!(number);
+    body["pull_request"]["head"]["sha"] = json!(head_sha);
+    body["pull_request"]["head"]["ref"] = json!("main");
+    body["pull_request"]["head"]["repo"]["full_name"] = json!("stranger/app");
+    body["pull_request"]["base"]["ref"] = json!("main");
+    body["repository"]["full_name"] = json!("team/app");
+    body
 }
