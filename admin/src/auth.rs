@@ -52,10 +52,9 @@ pub(crate) enum RepoRule {
 pub(crate) fn repo_rule(method: &str) -> RepoRule {
     match method {
         "TriggerBuild" | "WatchBuild" | "GetBuild" | "CancelBuild" | "RerunBuild" | "AddRepo"
-        | "RemoveRepo" | "SetRepoOptions" | "AddPoll" | "RemovePoll" | "AddCredential"
-        | "RemoveCredential" | "ListArtifacts" | "GetArtifact" | "ListCaches" | "ClearCaches" => {
-            RepoRule::OneRepo
-        }
+        | "RemoveRepo" | "SetRepoOptions" | "HookRepo" | "AddPoll" | "RemovePoll"
+        | "AddCredential" | "RemoveCredential" | "ListArtifacts" | "GetArtifact" | "ListCaches"
+        | "ClearCaches" => RepoRule::OneRepo,
         "ListBuilds" | "ListRepos" | "ListPolls" | "ListCredentials" => RepoRule::Filtered,
         "ListWorkers" => RepoRule::NoRepo,
         _ => RepoRule::EveryRepoOnly,

@@ -11,11 +11,13 @@
 //! - `cancel`: `ocelot kill`: cancel a queued build, or stop a running one and wait for it.
 //! - `pending`: why a queued build waits (from the worker registry).
 //! - `error`: the one mapping from admin errors to gRPC statuses.
-//! - [`notifier`]: sends the outbox's notifications (Slack, webhooks, e-mail).
+//! - [`notifier`]: sends the outbox's notifications (Slack, webhooks, e-mail) and commit statuses.
+//! - [`forge`]: the forges' APIs: commit statuses, webhooks.
 
 mod auth;
 mod cancel;
 mod error;
+pub mod forge;
 mod grpc;
 pub mod notifier;
 mod pending;

@@ -392,6 +392,21 @@ pub enum ReposCommand {
         /// Print the repo, secret and webhook URLs as JSON
         #[arg(long)]
         json: bool,
+        /// Also create the webhook on the forge (as `ocelot repos hook` does)
+        #[arg(long)]
+        hook: bool,
+    },
+    /// Create the repo's webhook on its forge (GitHub, GitLab, Bitbucket, Gitea) through the
+    /// forge's API, with the repo's webhook secret and vcs credential
+    Hook {
+        name: String,
+        /// Delete the webhooks whose URL is ours instead
+        #[arg(long)]
+        remove: bool,
+        /// The hookhandler's public URL the forge sends to, e.g. https://hooks.ci.example
+        /// (required: a forge cannot reach a default on localhost)
+        #[arg(long)]
+        hooks_url: String,
     },
     /// List repositories
     List {
@@ -412,6 +427,15 @@ pub enum ReposCommand {
         /// refused, the build ends errored). Pull-request builds never run on the host
         #[arg(long, action = clap::ArgAction::Set)]
         allow_host: Option<bool>,
+        /// The forge commit statuses (and `repos hook`) go to: github, gitlab, bitbucket,
+        /// gitea, or auto (told by the URL's host: github.com, gitlab.com, bitbucket.org)
+        #[arg(long)]
+        forge: Option<String>,
+        /// The forge API's base URL (default per forge: https://api.github.com,
+        /// https://gitlab.com/api/v4, https://api.bitbucket.org/2.0; gitea needs one, e.g.
+        /// https://gitea.example/api/v1); auto: the default
+        #[arg(long)]
+        api_url: Option<String>,
     },
 }
 

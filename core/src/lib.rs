@@ -18,7 +18,7 @@
 pub use ocelot_discovery as discovery;
 pub use ocelot_domain::{
     BuildState, StageState, auth, build_params, build_state, cancel, env_vars, error_chain, events,
-    ids, model, notify, pipeline, repo_url, schedule, wire,
+    forge, ids, model, notify, pipeline, repo_url, schedule, wire,
 };
 
 pub mod connect;

@@ -14,6 +14,7 @@
 //! - [`auth`]: API tokens: format, hashing, scopes.
 //! - [`schedule`]: when polls are due (interval or cron), with jitter and back-off.
 //! - [`repo_url`]: the one comparable form of a repository URL.
+//! - [`forge`]: the forge of a repo (GitHub, GitLab, Bitbucket, Gitea) and its status states.
 //! - [`env_vars`], [`error_chain`]: names of environment variables; an error with its causes.
 
 pub mod auth;
@@ -23,6 +24,7 @@ pub mod cancel;
 pub mod env_vars;
 pub mod error_chain;
 pub mod events;
+pub mod forge;
 pub mod ids;
 pub mod model;
 pub mod notify;

@@ -17,6 +17,10 @@ pub struct Repo {
     /// Whether builds that name no image may run directly on `--executor host` workers
     /// (set by an admin; never for pull requests).
     pub allow_host: bool,
+    /// The forge an admin set (`ocelot repos set --forge`); `None`: told by the URL's host.
+    pub forge: Option<String>,
+    /// The forge API's base URL an admin set; `None`: the forge's public API.
+    pub forge_api_url: Option<String>,
     pub created_at: SystemTime,
 }
 

@@ -125,6 +125,13 @@ pub fn log_stream_from_i32(value: i32) -> LogStream {
 
 impl From<&Repo> for pb::Repo {
     fn from(repo: &Repo) -> Self {
+        let forge = crate::forge::resolve(
+            repo.forge.as_deref(),
+            repo.forge_api_url.as_deref(),
+            &repo.url,
+        )
+        .ok()
+        .flatten();
         pb::Repo {
             id: repo.id.into(),
             name: repo.name.clone(),
@@ -133,6 +140,11 @@ impl From<&Repo> for pb::Repo {
             created_at_ms: unix_ms(repo.created_at),
             secrets_for_forks: repo.secrets_for_forks,
             allow_host: repo.allow_host,
+            forge: forge
+                .as_ref()
+                .map(|(forge, _)| forge.to_string())
+                .unwrap_or_default(),
+            forge_api_url: forge.and_then(|(_, url)| url).unwrap_or_default(),
         }
     }
 }

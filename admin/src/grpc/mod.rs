@@ -239,6 +239,15 @@ impl ocelot_proto::v1::admin_server::Admin for AdminApi {
         repos::set_options(&self.state, request.into_inner()).await
     }
 
+    async fn hook_repo(
+        &self,
+        request: tonic::Request<ocelot_proto::v1::HookRepoRequest>,
+    ) -> Result<tonic::Response<ocelot_proto::v1::HookRepoResponse>, tonic::Status> {
+        let scope = scope::of(&request)?;
+        scope::check_named_repo(&self.state, &scope, &request.get_ref().name).await?;
+        repos::hook(&self.state, request.into_inner()).await
+    }
+
     async fn add_poll(
         &self,
         request: tonic::Request<ocelot_proto::v1::AddPollRequest>,

@@ -9,17 +9,26 @@
 //! - `http`: Slack and signed webhook documents.
 //! - `email`: SMTP.
 //! - `outcome`: a try's outcome and the retry delays.
+//!
+//! Commit statuses (kind `status`) go out through the same loop, by `crate::forge::status`
+//! with the repo's `vcs` credential.
 
 mod email;
 mod http;
-mod outcome;
+pub mod outcome;
 mod report;
 
+use crate::forge::ForgeApi;
+use crate::forge::status::{StatusUpdate, send_status};
+use ocelot_core::BuildState;
 use ocelot_core::env_vars;
+use ocelot_core::forge::Forge;
+use ocelot_core::notify::build_link;
 use ocelot_core::notify::{BuildReport, TargetKind};
 use ocelot_core::secrets::notify_credential::{Destination, destination};
 use ocelot_core::secrets::select::Secrets;
 use ocelot_core::secrets::{BuildCredentials, CredentialKind, SecretStore};
+use ocelot_core::store::STATUS_KIND;
 use ocelot_core::store::{OutboxMessage, Store};
 use outcome::{Outcome, retry_delay};
 use std::time::{Duration, SystemTime};
@@ -57,6 +66,11 @@ impl Default for NotifierArgs {
             notify_retry_base: Duration::from_secs(2),
         }
     }
+}
+
+/// The notifier's HTTP client (no redirects, a timeout), for other forge calls too.
+pub(crate) fn http_client() -> anyhow::Result<reqwest::Client> {
+    http::client()
 }
 
 struct Notifier {
@@ -157,6 +171,9 @@ impl Notifier {
 
     /// One try: the outcome, and the credential's value (to keep it out of errors).
     async fn try_once(&self, message: &OutboxMessage) -> (Outcome, Option<String>) {
+        if message.kind == STATUS_KIND {
+            return self.try_status(message).await;
+        }
         let Some(kind) = TargetKind::parse(&message.kind) else {
             return (
                 Outcome::GiveUp(format!("unknown message kind `{}`", message.kind)),
@@ -220,6 +237,80 @@ impl Notifier {
         };
         let outcome = self.send(message, kind, &report, &target, credential).await;
         (outcome, secret)
+    }
+
+    /// One try of a commit status: the outcome, and the token (to keep it out of errors).
+    async fn try_status(&self, message: &OutboxMessage) -> (Outcome, Option<String>) {
+        let retry = |error: String| (Outcome::Retry { error, after: None }, None);
+        let build = match self.store.get_build(message.build_id).await {
+            Ok(build) => build,
+            Err(error) => return retry(format!("reading the build: {error}")),
+        };
+        let field = |name: &str| {
+            message
+                .payload
+                .get(name)
+                .and_then(|v| v.as_str())
+                .unwrap_or_default()
+                .to_string()
+        };
+        let (Ok(forge), Ok(state)) = (
+            field("forge").parse::<Forge>(),
+            message.reports.parse::<BuildState>(),
+        ) else {
+            return (
+                Outcome::GiveUp(format!(
+                    "a commit status with forge `{}` and state `{}`",
+                    field("forge"),
+                    message.reports
+                )),
+                None,
+            );
+        };
+        let credentials = match self.secrets.for_repo(&build.repo_name).await {
+            Ok(all) => BuildCredentials::new(all),
+            Err(error) => return retry(format!("reading the credentials: {error}")),
+        };
+        let Some(credential) = credentials.all().iter().find(|c| {
+            c.info.kind == CredentialKind::Vcs && c.info.details.serves_url(&build.repo_url)
+        }) else {
+            return (
+                Outcome::GiveUp(format!(
+                    "no vcs credential for the host of {} (`ocelot creds add vcs NAME -r {}`)",
+                    build.repo_url, build.repo_name
+                )),
+                None,
+            );
+        };
+        let api_url = field("api_url");
+        let api = ForgeApi {
+            forge,
+            api_url: api_url.clone(),
+            path: field("path"),
+            username: credential.info.details.username.clone(),
+            token: credential.value.clone(),
+        };
+        let fallback_url = if build.repo_url.starts_with("https://") {
+            build.repo_url.clone()
+        } else {
+            api_url
+        };
+        let update = StatusUpdate {
+            commit: field("commit"),
+            state,
+            context: message.target.clone(),
+            target_url: self.args.build_url.as_deref().map(|template| {
+                build_link(template, build.id.get(), &build.repo_name, build.number)
+            }),
+            description: format!(
+                "Ocelot build #{}: {}",
+                build.number,
+                state.as_str().replace('_', " ")
+            ),
+            fallback_url,
+        };
+        let outcome = send_status(&self.http, &api, &update).await;
+        (outcome, Some(credential.value.expose().to_string()))
     }
 
     async fn send(

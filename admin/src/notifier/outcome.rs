@@ -4,11 +4,11 @@ use backon::{BackoffBuilder, ExponentialBuilder};
 use std::time::Duration;
 
 /// The longest wait between two tries (and the most a `Retry-After` is honoured for).
-pub(crate) const MAX_DELAY: Duration = Duration::from_secs(3600);
+pub const MAX_DELAY: Duration = Duration::from_secs(3600);
 
 /// The end of one try.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Outcome {
+pub enum Outcome {
     Sent,
     /// Worth another try; `after`: the receiver's `Retry-After`.
     Retry {
@@ -21,7 +21,7 @@ pub(crate) enum Outcome {
 
 /// The wait after try number `attempt` (1 for the first): `base` tripled per try, with
 /// jitter, at most [`MAX_DELAY`]; never shorter than the receiver's `Retry-After`.
-pub(crate) fn retry_delay(base: Duration, attempt: i32, retry_after: Option<Duration>) -> Duration {
+pub fn retry_delay(base: Duration, attempt: i32, retry_after: Option<Duration>) -> Duration {
     let tries = usize::try_from(attempt.max(1)).unwrap_or(1);
     let backoff = ExponentialBuilder::default()
         .with_min_delay(base)
@@ -40,7 +40,7 @@ pub(crate) fn retry_delay(base: Duration, attempt: i32, retry_after: Option<Dura
 }
 
 /// A `Retry-After` header: seconds, or an HTTP date.
-pub(crate) fn parse_retry_after(value: &str) -> Option<Duration> {
+pub fn parse_retry_after(value: &str) -> Option<Duration> {
     let value = value.trim();
     if let Ok(seconds) = value.parse::<u64>() {
         return Some(Duration::from_secs(seconds));

@@ -19,10 +19,11 @@ pub(crate) async fn run(
             webhook_secret,
             hooks_url,
             json,
+            hook,
         } => {
             let added = client
                 .add_repo(pb::AddRepoRequest {
-                    name,
+                    name: name.clone(),
                     url,
                     default_branch,
                     webhook_secret: webhook_secret.unwrap_or_default(),
@@ -64,6 +65,16 @@ pub(crate) async fn run(
                     eprintln!("  {provider:<10} {url}");
                 }
             }
+            if hook {
+                hook_repo(&mut client, name, hooks_url.clone(), false).await?;
+            }
+        }
+        ReposCommand::Hook {
+            name,
+            remove,
+            hooks_url,
+        } => {
+            hook_repo(&mut client, name, hooks_url, remove).await?;
         }
         ReposCommand::List { json } => {
             let repos = client
@@ -78,7 +89,8 @@ pub(crate) async fn run(
                     .map(|r| {
                         json!({"name": r.name, "url": r.url, "default_branch": r.default_branch,
                                     "secrets_for_forks": r.secrets_for_forks,
-                                    "allow_host": r.allow_host})
+                                    "allow_host": r.allow_host,
+                                    "forge": r.forge, "forge_api_url": r.forge_api_url})
                     })
                     .collect();
                 println!("{}", serde_json::Value::Array(list));
@@ -106,12 +118,16 @@ pub(crate) async fn run(
             name,
             secrets_for_forks,
             allow_host,
+            forge,
+            api_url,
         } => {
             let repo = client
                 .set_repo_options(pb::SetRepoOptionsRequest {
                     name,
                     secrets_for_forks,
                     allow_host,
+                    forge,
+                    forge_api_url: api_url,
                 })
                 .await
                 .map_err(client::from_status)?
@@ -134,7 +150,48 @@ pub(crate) async fn run(
                     "do not run"
                 }
             );
+            if repo.forge.is_empty() {
+                eprintln!(
+                    "repo {}: no known forge: no commit statuses (set one with --forge)",
+                    repo.name
+                );
+            } else {
+                eprintln!(
+                    "repo {}: commit statuses go to {} at {} (with the repo's vcs credential)",
+                    repo.name, repo.forge, repo.forge_api_url
+                );
+            }
         }
     }
     Ok(ExitStatus::Passed)
+}
+
+/// Creates (or removes) the forge webhook through the admin, which holds the credentials.
+async fn hook_repo(
+    client: &mut client::Client,
+    name: String,
+    hooks_url: String,
+    remove: bool,
+) -> Result<(), CliError> {
+    let answer = client
+        .hook_repo(pb::HookRepoRequest {
+            name: name.clone(),
+            hooks_url,
+            remove,
+        })
+        .await
+        .map_err(client::from_status)?
+        .into_inner();
+    if remove {
+        eprintln!(
+            "repo {name}: removed {} {} webhook(s) to {}",
+            answer.removed, answer.forge, answer.hook_url
+        );
+    } else {
+        eprintln!(
+            "repo {name}: created the {} webhook to {} (push and pull/merge request events)",
+            answer.forge, answer.hook_url
+        );
+    }
+    Ok(())
 }

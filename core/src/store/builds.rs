@@ -242,7 +242,9 @@ impl Store {
             )
             .await?
             .get(0);
-        let build = build_with(&transaction, BuildId::from_db(id)?).await?;
+        let id = BuildId::from_db(id)?;
+        super::commit_status::enqueue_status(&transaction, id).await?;
+        let build = build_with(&transaction, id).await?;
         transaction.commit().await?;
         Ok(Inserted {
             build,
@@ -279,6 +281,7 @@ impl Store {
             return Ok(None);
         }
         super::outbox::enqueue_notifications(&transaction, id).await?;
+        super::commit_status::enqueue_status(&transaction, id).await?;
         let build = build_with(&transaction, id).await?;
         transaction.commit().await?;
         Ok(Some(build))
@@ -385,9 +388,11 @@ impl Store {
         let claim = state_change(&what, BuildTransition::Claim { take_over_running })?;
         let exhaust = state_change(&what, BuildTransition::ExhaustAttempts)?;
         let id = build_id.to_db();
-        let client = self.client().await?;
-        // the row as it was before the claim (locked first, so it is the one updated)
-        let claimed = client
+        let mut client = self.client().await?;
+        // the row as it was before the claim (locked first, so it is the one updated); the
+        // `running` status is queued in the claim's transaction
+        let transaction = client.transaction().await?;
+        let claimed = transaction
             .query_opt(
                 "UPDATE builds b SET state = $5, attempt = b.attempt + 1, worker_id = $2,
                         started_at = now(), job_published = true
@@ -400,6 +405,10 @@ impl Store {
                 &[&id, &worker, &max_attempts, &claim.from, &claim.to],
             )
             .await?;
+        if claimed.is_some() {
+            super::commit_status::enqueue_status(&transaction, build_id).await?;
+        }
+        transaction.commit().await?;
         if let Some(was) = claimed {
             let superseded = if was.get::<_, String>(0) == BuildState::Running.as_str() {
                 Some(Superseded {
@@ -435,7 +444,6 @@ impl Store {
             .await?
             .get(0);
         let reason = format!("worker lost {lost} times");
-        let mut client = client;
         let transaction = client.transaction().await?;
         let exhausted = transaction
             .execute(
@@ -447,6 +455,7 @@ impl Store {
             .await?;
         if exhausted == 1 {
             super::outbox::enqueue_notifications(&transaction, build_id).await?;
+            super::commit_status::enqueue_status(&transaction, build_id).await?;
         }
         transaction.commit().await?;
         done(ClaimOutcome::AttemptsExhausted(

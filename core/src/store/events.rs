@@ -97,6 +97,7 @@ impl Store {
             )
             .await?;
         super::outbox::enqueue_notifications(&transaction, build_id).await?;
+        super::commit_status::enqueue_status(&transaction, build_id).await?;
         transaction.commit().await?;
         Ok(Appended::Stored)
     }

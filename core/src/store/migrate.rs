@@ -71,6 +71,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         include_str!("migrations/V17__stage_needs.sql"),
     ),
     (18, "outbox", include_str!("migrations/V18__outbox.sql")),
+    (
+        19,
+        "repo_forge",
+        include_str!("migrations/V19__repo_forge.sql"),
+    ),
 ];
 
 /// The migrations older than `version`, `(version, SQL)` in order: what a database of an

@@ -8,7 +8,7 @@ use crate::model::Repo;
 use ocelot_domain::repo_url::normalize_url;
 use tokio_postgres::Row;
 
-const COLUMNS: &str = "id, name, url, default_branch, secrets_for_forks, allow_host, created_at";
+const COLUMNS: &str = "id, name, url, default_branch, secrets_for_forks, allow_host, forge, forge_api_url, created_at";
 
 fn repo_from_row(row: &Row) -> Result<Repo, StoreError> {
     Ok(Repo {
@@ -18,6 +18,8 @@ fn repo_from_row(row: &Row) -> Result<Repo, StoreError> {
         default_branch: row.get("default_branch"),
         secrets_for_forks: row.get("secrets_for_forks"),
         allow_host: row.get("allow_host"),
+        forge: row.get("forge"),
+        forge_api_url: row.get("forge_api_url"),
         created_at: row.get("created_at"),
     })
 }
@@ -49,6 +51,28 @@ impl Store {
             .query_opt(
                 &format!("UPDATE repos SET allow_host = $2 WHERE name = $1 RETURNING {COLUMNS}"),
                 &[&name, &allowed],
+            )
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("repo `{name}`")))
+            .and_then(|row| repo_from_row(&row))
+    }
+
+    /// The forge of the repo named `name` and its API's base URL (`None`: from the URL's host,
+    /// the forge's public API).
+    pub async fn set_repo_forge(
+        &self,
+        name: &str,
+        forge: Option<&str>,
+        api_url: Option<&str>,
+    ) -> Result<Repo, StoreError> {
+        let client = self.client().await?;
+        client
+            .query_opt(
+                &format!(
+                    "UPDATE repos SET forge = $2, forge_api_url = $3 WHERE name = $1
+                     RETURNING {COLUMNS}"
+                ),
+                &[&name, &forge, &api_url],
             )
             .await?
             .ok_or_else(|| StoreError::NotFound(format!("repo `{name}`")))

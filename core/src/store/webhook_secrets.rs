@@ -71,6 +71,22 @@ impl Store {
         Ok(rows.iter().map(|row| (row.get(0), row.get(1))).collect())
     }
 
+    /// The webhook secret of the repo named `name` as stored; `None`: it has none.
+    pub async fn webhook_secret(
+        &self,
+        name: &str,
+    ) -> Result<Option<StoredWebhookSecret>, StoreError> {
+        let client = self.client().await?;
+        let row = client
+            .query_opt(
+                &format!("SELECT {SECRET_COLUMNS} FROM repos WHERE name = $1"),
+                &[&name],
+            )
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("repo `{name}`")))?;
+        Ok(stored_from_row(&row))
+    }
+
     /// `(repo name, sealed secret)` of every sealed webhook secret.
     pub async fn sealed_webhook_secrets(
         &self,

@@ -659,3 +659,94 @@ async fn a_finish_to_a_state_that_is_not_a_result_is_refused_and_writes_nothing(
         .build;
     assert_eq!(next.number, build.number + 1);
 }
+
+/// Commit statuses in the outbox: queued only for a repo with a known forge and a vcs
+/// credential for its host; the statuses of one build and commit go out one at a time, and
+/// only the newest waiting one (an older waiting one ends `superseded`).
+#[tokio::test]
+async fn commit_statuses_coalesce_and_go_out_one_at_a_time() {
+    let database = TestDatabase::create().await.unwrap();
+    let store = Store::connect(&database.url).await.unwrap();
+    let (sql, connection) = tokio_postgres::connect(&database.url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let lone = store
+        .add_repo("lone", "https://github.com/o/lone.git", "main", None)
+        .await
+        .unwrap();
+    let repo = store
+        .add_repo("o/app", "https://github.com/o/app.git", "main", None)
+        .await
+        .unwrap();
+    // a vcs credential for github.com in o/app's scope (the value is not read here)
+    sql.execute(
+        "INSERT INTO credentials (name, kind, scope_kind, scope, key_id, nonce, ciphertext, details)
+         VALUES ('forge', 'vcs', 'prefix', 'o/', 'k', '\\x00', '\\x00', '{\"host\": \"github.com\"}')",
+        &[],
+    )
+    .await
+    .unwrap();
+    let without = store.insert_build(&new_build(lone.id)).await.unwrap().build;
+    assert!(store.deliveries(without.id).await.unwrap().is_empty());
+
+    let build = store.insert_build(&new_build(repo.id)).await.unwrap().build;
+    let ClaimOutcome::Claimed(_) = store.claim_build(build.id, "w1", 3, false).await.unwrap()
+    else {
+        panic!("claim refused");
+    };
+    let queued = store.deliveries(build.id).await.unwrap();
+    assert_eq!(
+        queued
+            .iter()
+            .map(|d| (d.kind.as_str(), d.target.as_str()))
+            .collect::<Vec<_>>(),
+        [("status", "ocelot/o/app"), ("status", "ocelot/o/app")]
+    );
+    // the queued status is overtaken by running: only running is sent
+    let claimed = store
+        .claim_outbox(10, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1);
+    let running = &claimed[0];
+    assert_eq!(running.reports, "running");
+    assert_eq!(running.payload["forge"], "github");
+    assert_eq!(running.payload["api_url"], "https://api.github.com");
+    assert_eq!(running.payload["path"], "o/app");
+    assert_eq!(running.payload["commit"], build.commit.as_str());
+    // the result arrives while running is in flight: it waits for it
+    sql.execute(
+        "INSERT INTO outbox (build_id, kind, target, reports, coalesce_key)
+         VALUES ($1, 'status', 'ocelot/o/app', 'passed', $2)",
+        &[
+            &build.id.get(),
+            &format!("status:{}:{}", build.id, build.commit),
+        ],
+    )
+    .await
+    .unwrap();
+    assert!(
+        store
+            .claim_outbox(10, Duration::from_secs(60))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(store.outbox_sent(running).await.unwrap());
+    let last = store
+        .claim_outbox(10, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(last.len(), 1);
+    assert_eq!(last[0].reports, "passed");
+    assert!(store.outbox_sent(&last[0]).await.unwrap());
+    let statuses: Vec<String> = store
+        .deliveries(build.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| d.status)
+        .collect();
+    assert_eq!(statuses, ["superseded", "sent", "sent"]);
+}

@@ -120,6 +120,18 @@ const CASES: &[Case] = &[
         expect: Expect::LikeMissing,
     },
     Case {
+        rpc: "HookRepo",
+        args: &[
+            "repos",
+            "hook",
+            "other/app",
+            "--hooks-url",
+            "https://hooks.example",
+        ],
+        input: None,
+        expect: Expect::LikeMissing,
+    },
+    Case {
         rpc: "SetRepoOptions",
         args: &["repos", "set", "other/app", "--secrets-for-forks", "true"],
         input: None,
