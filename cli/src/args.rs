@@ -75,6 +75,28 @@ pub enum Command {
     /// List or clear a repo's build caches (`cache:` in ocelot.yml)
     #[command(subcommand)]
     Cache(CacheCommand),
+    /// Print a shell completion script (`source <(ocelot completions bash)`)
+    Completions {
+        /// bash, zsh, fish, elvish or powershell
+        shell: clap_complete::Shell,
+    },
+    /// Write the man pages (ocelot.1, ocelot-build.1, ...) into a directory
+    Man {
+        /// Directory to write into (created if missing)
+        #[arg(short = 'o', long = "output", default_value = ".")]
+        output: PathBuf,
+    },
+    /// Write a commented ocelot.yml to start from (never overwrites one)
+    Init {
+        /// Where to write it
+        #[arg(default_value = "ocelot.yml")]
+        file: PathBuf,
+        /// The build's image
+        #[arg(long, default_value = "alpine:3")]
+        image: String,
+    },
+    /// Print the version of this `ocelot`
+    Version,
     /// List the live workers: tags, builds running of capacity, last heartbeat
     Workers {
         /// Print JSON on stdout

@@ -5,10 +5,12 @@ mod build;
 mod cache;
 mod creds;
 mod deliveries;
+mod init;
 mod kill;
 mod poll;
 mod repos;
 mod rerun;
+mod shell;
 mod status;
 mod token;
 mod validate;
@@ -36,6 +38,13 @@ pub(crate) async fn dispatch(args: Args) -> ExitStatus {
         Command::Creds(creds_command) => creds::run(&admin, creds_command).await,
         Command::Token(token_command) => token::run(&admin, token_command).await,
         Command::Cache(cache_command) => cache::run(&admin, cache_command).await,
+        Command::Completions { shell } => shell::completions(shell),
+        Command::Man { output } => shell::man_pages(&output),
+        Command::Init { file, image } => init::run(&file, &image),
+        Command::Version => {
+            println!("ocelot {}", env!("CARGO_PKG_VERSION"));
+            Ok(ExitStatus::Passed)
+        }
         Command::Workers { json } => workers::run(&admin, json).await,
         Command::Artifacts(artifacts_args) => artifacts::run(&admin, artifacts_args).await,
         Command::Kill { build, json } => kill::run(&admin, build, json).await,
