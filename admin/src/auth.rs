@@ -26,7 +26,7 @@ const HINT: &str = "set OCELOT_TOKEN (an admin makes one with `ocelot token crea
 pub(crate) fn required_scope(method: &str) -> TokenScope {
     match method {
         "WatchBuild" | "GetBuild" | "ListBuilds" | "ListRepos" | "ListWorkers" | "ListPolls"
-        | "ListArtifacts" | "GetArtifact" | "ListCaches" => TokenScope::Read,
+        | "ListArtifacts" | "GetArtifact" | "ListCaches" | "GetServerInfo" => TokenScope::Read,
         "TriggerBuild" | "CancelBuild" | "RerunBuild" | "ClearCaches" => TokenScope::Trigger,
         _ => TokenScope::Admin,
     }
@@ -40,7 +40,7 @@ pub(crate) enum RepoRule {
     OneRepo,
     /// A listing: only the token's repos (with a repo named, as [`RepoRule::OneRepo`]).
     Filtered,
-    /// About no repo (the worker registry: ids, tags, capacity).
+    /// About no repo (the worker registry: ids, tags, capacity; the server's version).
     NoRepo,
     /// Only for tokens that see every repo (tokens: a limited token must not make an
     /// unlimited one).
@@ -56,7 +56,7 @@ pub(crate) fn repo_rule(method: &str) -> RepoRule {
         | "AddCredential" | "RemoveCredential" | "ListArtifacts" | "GetArtifact" | "ListCaches"
         | "ClearCaches" => RepoRule::OneRepo,
         "ListBuilds" | "ListRepos" | "ListPolls" | "ListCredentials" => RepoRule::Filtered,
-        "ListWorkers" => RepoRule::NoRepo,
+        "ListWorkers" | "GetServerInfo" => RepoRule::NoRepo,
         _ => RepoRule::EveryRepoOnly,
     }
 }
@@ -173,6 +173,8 @@ mod tests {
     fn reading_needs_read_triggering_needs_trigger_the_rest_admin() {
         assert_eq!(required_scope("WatchBuild"), TokenScope::Read);
         assert_eq!(required_scope("ListWorkers"), TokenScope::Read);
+        // any valid token may ask what the server is
+        assert_eq!(required_scope("GetServerInfo"), TokenScope::Read);
         assert_eq!(required_scope("CancelBuild"), TokenScope::Trigger);
         assert_eq!(required_scope("AddCredential"), TokenScope::Admin);
         assert_eq!(required_scope("ListCredentials"), TokenScope::Admin);

@@ -16,6 +16,7 @@
 
 mod auth;
 mod cancel;
+mod dashboard;
 mod error;
 pub mod forge;
 mod grpc;
@@ -61,6 +62,13 @@ pub struct Settings {
     /// Address to serve the gRPC API on
     #[arg(long, env = env_vars::OCELOT_ADMIN_LISTEN, default_value = "127.0.0.1:50051")]
     pub listen: SocketAddr,
+    /// Address of the web dashboard (with `/metrics` and `/healthz`); not served when not set
+    #[arg(long, env = env_vars::OCELOT_ADMIN_HTTP_LISTEN)]
+    pub http_listen: Option<SocketAddr>,
+    /// The public URL of the web dashboard (`https://ci.example`), as people reach it (behind
+    /// a proxy, say); `ocelot version` shows it. Not set: none is shown
+    #[arg(long, env = env_vars::OCELOT_DASHBOARD_URL, value_parser = parse_dashboard_url)]
+    pub dashboard_url: Option<String>,
     /// PEM certificate chain: serve the API over TLS (needs --tls-key)
     #[arg(long, env = env_vars::OCELOT_TLS_CERT, requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,
@@ -81,6 +89,19 @@ pub struct Settings {
     /// Without a command: serve the API
     #[command(subcommand)]
     pub command: Option<AdminCommand>,
+}
+
+/// `--dashboard-url`: an `http(s)://` URL, without a trailing `/`.
+fn parse_dashboard_url(text: &str) -> Result<String, String> {
+    let url = text.trim().trim_end_matches('/');
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+        .ok_or_else(|| format!("`{text}` is not an http:// or https:// URL"))?;
+    if rest.is_empty() || rest.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!("`{text}` is not an http:// or https:// URL"));
+    }
+    Ok(url.to_string())
 }
 
 /// What `ocelot-admin` does besides serving.
@@ -196,10 +217,29 @@ pub async fn token_command(settings: &Settings, command: &TokenCommand) -> anyho
 }
 
 /// Connects to Postgres (applying migrations) and NATS (creating the streams), then serves
-/// the API on `listener` until `shutdown` resolves.
+/// the API on `listener`, and the dashboard on `--http-listen` when set, until `shutdown`
+/// resolves.
 pub async fn run(
     settings: Settings,
     listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let http = match settings.http_listen {
+        Some(address) => Some(
+            tokio::net::TcpListener::bind(address)
+                .await
+                .with_context(|| format!("cannot listen on {address} (--http-listen)"))?,
+        ),
+        None => None,
+    };
+    run_with_http(settings, listener, http, shutdown).await
+}
+
+/// [`run`], with the dashboard's listener bound by the caller (tests bind port 0).
+pub async fn run_with_http(
+    settings: Settings,
+    listener: tokio::net::TcpListener,
+    http: Option<tokio::net::TcpListener>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let tls = grpc::tls_identity(settings.tls_cert.as_deref(), settings.tls_key.as_deref())?;
@@ -232,6 +272,10 @@ pub async fn run(
             .context("sealing the webhook secrets stored in plain text")?;
     }
     let state = AppState {
+        dashboard_url: settings
+            .dashboard_url
+            .clone()
+            .or_else(|| dashboard::address_url(http.as_ref())),
         store,
         live: std::sync::Arc::new(watch::live::LiveLogs::new(bus.clone())),
         bus,
@@ -267,9 +311,16 @@ pub async fn run(
         .register(ServiceDefinition::listening("ocelot-admin", address))
         .await
         .context("registering in Consul")?;
+    let dashboard = match http {
+        Some(http) => Some(dashboard::spawn(state.clone(), http, sweeper_stop.clone())?),
+        None => None,
+    };
     let served = grpc::serve(state, listener, tls, shutdown).await;
     deregister(registration).await;
     sweeper_stop.cancel();
+    if let Some(dashboard) = dashboard {
+        let _ = dashboard.await;
+    }
     let _ = sweeper.await;
     let _ = retention.await;
     let _ = artifact_retention.await;
@@ -284,5 +335,20 @@ mod flag_tests {
     #[test]
     fn the_flags_are_consistent() {
         <super::Settings as clap::CommandFactory>::command().debug_assert();
+    }
+
+    #[test]
+    fn the_dashboard_url_is_an_http_url() {
+        assert_eq!(
+            super::parse_dashboard_url("https://ci.example/").as_deref(),
+            Ok("https://ci.example")
+        );
+        assert_eq!(
+            super::parse_dashboard_url("http://127.0.0.1:8081/ocelot").as_deref(),
+            Ok("http://127.0.0.1:8081/ocelot")
+        );
+        for bad in ["ci.example", "ftp://ci.example", "https://", "https://a b"] {
+            assert!(super::parse_dashboard_url(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -19,4 +19,6 @@ pub(crate) struct AppState {
     pub(crate) master_key: Option<ocelot_core::secrets::cipher::MasterKey>,
     /// Where the builds' artifacts are (`--storage`).
     pub(crate) storage: Storage,
+    /// The dashboard's public URL (`--dashboard-url`), for `GetServerInfo`.
+    pub(crate) dashboard_url: Option<String>,
 }

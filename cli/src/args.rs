@@ -1,5 +1,6 @@
 //! Command-line arguments (clap derive); every flag that has an environment variable names it.
 
+use crate::build_ref::BuildRef;
 use clap::{Parser, Subcommand};
 use ocelot_domain::env_vars;
 use ocelot_domain::ids::BuildId;
@@ -41,6 +42,10 @@ pub struct Args {
 pub enum Command {
     /// Build a commit and stream its log; exits with the build's result
     Build(BuildArgs),
+    /// Run this checkout's ocelot.yml (uncommitted changes included) in Docker on this
+    /// machine, no server needed; shows and exits as `ocelot build`
+    #[cfg(feature = "exec")]
+    Exec(ExecArgs),
     /// Attach to a build and show its whole log, from line 1, until it ends
     Watch(WatchArgs),
     /// Show one build (with its stages), or list builds
@@ -61,11 +66,23 @@ pub enum Command {
     Token(TokenCommand),
     /// Cancel a queued build, or stop a running one (returns once its container is gone)
     Kill {
-        /// Build id
-        build: BuildId,
+        /// Build id, `latest` (the default, in a checkout: the newest build of its branch) or a
+        /// commit prefix (4 or more hex digits: that commit's newest build); all digits is a
+        /// build id
+        build: Option<BuildRef>,
         /// Print the outcome as JSON on stdout
         #[arg(long)]
         json: bool,
+    },
+    /// Print the web dashboard's link to a build; the link signs the browser in with your
+    /// API token (in the URL's fragment, never sent to a server) unless --no-token
+    Open {
+        /// Build id, `latest` (the default, in a checkout: the newest build of its branch) or a
+        /// commit prefix (4 or more hex digits); all digits is a build id
+        build: Option<BuildRef>,
+        /// Leave the API token out of the link (sign in on the page instead)
+        #[arg(long)]
+        no_token: bool,
     },
     /// Queue a new build of a build's repo, branch and commit, and stream it
     Rerun(RerunArgs),
@@ -95,8 +112,12 @@ pub enum Command {
         #[arg(long, default_value = "alpine:3")]
         image: String,
     },
-    /// Print the version of this `ocelot`
-    Version,
+    /// Print the version of this `ocelot` and of the admin it talks to (when it answers)
+    Version {
+        /// Print JSON on stdout
+        #[arg(long)]
+        json: bool,
+    },
     /// List the live workers: tags, builds running of capacity, last heartbeat
     Workers {
         /// Print JSON on stdout
@@ -332,14 +353,37 @@ pub struct ParamArgs {
     pub stage: Option<String>,
 }
 
+/// `ocelot exec`: which pipeline, and what the build is given.
+#[cfg(feature = "exec")]
+#[derive(Debug, clap::Args)]
+pub struct ExecArgs {
+    /// The pipeline file to run (default: ocelot.yml at the top of the checkout)
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
+    pub file: Option<PathBuf>,
+    /// The repository's name the build is given (`OCELOT_REPO`; default: the last part of
+    /// the checkout's remote URL, else of its directory)
+    #[arg(short, long)]
+    pub repo: Option<String>,
+    /// The branch the build is of (default: the checkout's current branch)
+    #[arg(short, long)]
+    pub branch: Option<String>,
+    /// Print events as JSON lines on stdout
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub params: ParamArgs,
+}
+
 fn parse_env_param(text: &str) -> Result<(String, String), String> {
     ocelot_domain::build_params::parse_env_param(text).map_err(|e| e.to_string())
 }
 
 #[derive(Debug, clap::Args)]
 pub struct RerunArgs {
-    /// Build id
-    pub build: BuildId,
+    /// Build id, `latest` (the default, in a checkout: the newest build of its branch) or a
+    /// commit prefix (4 or more hex digits: that commit's newest build); all digits is a
+    /// build id
+    pub build: Option<BuildRef>,
     /// Print the new build id and return without following it
     #[arg(long)]
     pub no_follow: bool,
@@ -354,8 +398,10 @@ pub struct RerunArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct WatchArgs {
-    /// Build id
-    pub build: BuildId,
+    /// Build id, `latest` (the default, in a checkout: the newest build of its branch) or a
+    /// commit prefix (4 or more hex digits: that commit's newest build); all digits is a
+    /// build id
+    pub build: Option<BuildRef>,
     /// Print events as JSON lines on stdout
     #[arg(long)]
     pub json: bool,
@@ -375,8 +421,10 @@ pub struct WatchArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct StatusArgs {
-    /// Build id (omit to list builds)
-    pub build: Option<BuildId>,
+    /// Build id, `latest` (in a checkout: the newest build of its branch) or a commit prefix
+    /// (4 or more hex digits: that commit's newest build); all digits is a build id. Omit to
+    /// list builds
+    pub build: Option<BuildRef>,
     /// Only builds of this repository
     #[arg(short, long)]
     pub repo: Option<String>,
@@ -466,6 +514,10 @@ pub struct ValidateArgs {
     /// The file to check
     #[arg(default_value = "ocelot.yml")]
     pub file: PathBuf,
+    /// Also say which stages a build of this branch would run, and why the others would be
+    /// skipped (its `branches` filter, each stage's triggers)
+    #[arg(short, long)]
+    pub branch: Option<String>,
     /// Print the errors (or the parsed pipeline) as JSON
     #[arg(long)]
     pub json: bool,
@@ -473,7 +525,7 @@ pub struct ValidateArgs {
 
 #[cfg(test)]
 mod tests {
-    use super::{Args, BuildArgs, Command, RerunArgs, StatusArgs, WatchArgs};
+    use super::{Args, BuildArgs, BuildRef, Command, RerunArgs, StatusArgs, WatchArgs};
     use clap::Parser;
     use ocelot_domain::ids::BuildId;
 
@@ -522,31 +574,45 @@ mod tests {
         assert_eq!(params.env.len(), 1);
     }
 
-    #[test]
-    fn build_arguments_are_build_ids() {
-        let id = BuildId::from(42);
-        assert!(matches!(command(&["kill", "42"]), Command::Kill { build, .. } if build == id));
-        assert!(
-            matches!(command(&["rerun", "42"]), Command::Rerun(RerunArgs { build, .. }) if build == id)
-        );
-        assert!(matches!(
-            command(&["watch", "42"]),
-            Command::Watch(WatchArgs { build, .. }) if build == id
-        ));
-        assert!(matches!(
-            command(&["status", "42"]),
-            Command::Status(StatusArgs { build: Some(build), .. }) if build == id
-        ));
-        assert!(matches!(
-            command(&["status"]),
-            Command::Status(StatusArgs { build: None, .. })
-        ));
+    /// The build argument of `kill`, `rerun`, `watch` and `status` as typed.
+    fn build_argument(args: &[&str]) -> Option<BuildRef> {
+        match command(args) {
+            Command::Kill { build, .. } => build,
+            Command::Rerun(RerunArgs { build, .. })
+            | Command::Watch(WatchArgs { build, .. })
+            | Command::Status(StatusArgs { build, .. }) => build,
+            other => panic!("not a command about a build: {other:?}"),
+        }
     }
 
     #[test]
-    fn a_malformed_build_argument_is_refused_as_a_number_would_be() {
+    fn build_arguments_are_ids_latest_or_commit_prefixes() {
+        for verb in ["kill", "rerun", "watch", "status"] {
+            assert_eq!(
+                build_argument(&[verb, "42"]),
+                Some(BuildRef::Id(BuildId::from(42)))
+            );
+            assert_eq!(build_argument(&[verb, "latest"]), Some(BuildRef::Latest));
+            assert_eq!(
+                build_argument(&[verb, "3F9A1c2"]),
+                Some(BuildRef::Commit("3f9a1c2".into()))
+            );
+            // none: `latest` for watch, kill and rerun; a list for status
+            assert_eq!(build_argument(&[verb]), None);
+        }
+    }
+
+    #[test]
+    fn a_malformed_build_argument_is_refused_saying_why() {
         for (text, reason) in [
-            ("abc", "invalid digit found in string"),
+            (
+                "abc",
+                "the commit prefix `abc` is too short: give at least 4 hex digits",
+            ),
+            (
+                "main",
+                "`main` is not a build id (digits), `latest` or a commit prefix (hex digits)",
+            ),
             (
                 "99999999999999999999",
                 "number too large to fit in target type",
@@ -556,7 +622,7 @@ mod tests {
             assert_eq!(error.kind(), clap::error::ErrorKind::ValueValidation);
             let message = error.to_string();
             assert!(
-                message.contains(&format!("invalid value '{text}' for '<BUILD>': {reason}")),
+                message.contains(&format!("invalid value '{text}' for '[BUILD]': {reason}")),
                 "{message}"
             );
         }

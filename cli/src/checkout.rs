@@ -13,19 +13,23 @@ pub(crate) struct Checkout {
 
 /// Reads the checkout that contains the current directory.
 pub(crate) fn current() -> Result<Checkout, CliError> {
-    let not_here = |detail: String| {
+    discover().map_err(|detail| {
         CliError::new(
             ExitStatus::Usage,
             format!("not in a git checkout ({detail}): give the repository with -r NAME"),
         )
-    };
-    let repo = git2::Repository::discover(".").map_err(|e| not_here(e.message().to_string()))?;
+    })
+}
+
+/// [`current`], failing with why this is not a checkout (for the caller's own hint).
+pub(crate) fn discover() -> Result<Checkout, String> {
+    let repo = git2::Repository::discover(".").map_err(|e| e.message().to_string())?;
     let head = repo
         .head()
-        .map_err(|e| not_here(format!("no HEAD: {}", e.message())))?;
+        .map_err(|e| format!("no HEAD: {}", e.message()))?;
     let commit = head
         .peel_to_commit()
-        .map_err(|e| not_here(format!("HEAD is not a commit: {}", e.message())))?
+        .map_err(|e| format!("HEAD is not a commit: {}", e.message()))?
         .id()
         .to_string();
     let branch = if head.is_branch() {

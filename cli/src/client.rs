@@ -44,6 +44,22 @@ fn token_file() -> Option<PathBuf> {
 /// The API token from `OCELOT_TOKEN`, else from the config file (which only its owner may
 /// read); `None` when there is neither.
 fn load_token() -> Result<Option<MetadataValue<Ascii>>, CliError> {
+    token_text()?
+        .map(|token| {
+            format!("Bearer {token}")
+                .parse::<MetadataValue<Ascii>>()
+                .map_err(|_| {
+                    CliError::new(
+                        ExitStatus::Usage,
+                        "the API token has characters a token cannot have",
+                    )
+                })
+        })
+        .transpose()
+}
+
+/// The API token itself (see [`load_token`]).
+pub(crate) fn token_text() -> Result<Option<String>, CliError> {
     let token = match std::env::var(env_vars::OCELOT_TOKEN) {
         Ok(token) if !token.trim().is_empty() => Some(token.trim().to_string()),
         _ => match token_file().filter(|path| path.exists()) {
@@ -69,18 +85,7 @@ fn load_token() -> Result<Option<MetadataValue<Ascii>>, CliError> {
             None => None,
         },
     };
-    token
-        .map(|token| {
-            format!("Bearer {token}")
-                .parse::<MetadataValue<Ascii>>()
-                .map_err(|_| {
-                    CliError::new(
-                        ExitStatus::Usage,
-                        "the API token has characters a token cannot have",
-                    )
-                })
-        })
-        .transpose()
+    Ok(token)
 }
 
 /// A failure the user sees: a message for stderr and the exit status.

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 /// |---|---|
 /// | 0 | the build passed (or was skipped); the command succeeded |
 /// | 1 | the build failed or timed out; `validate` found errors |
-/// | 2 | usage error (bad flags or arguments, not in a git checkout) |
+/// | 2 | usage error (bad flags or arguments, not in a git checkout, an ambiguous commit prefix) |
 /// | 3 | the build errored (it could not run: bad ocelot.yml, missing image, ...) |
 /// | 4 | the build was cancelled |
 /// | 5 | the admin server cannot be reached |

@@ -1,6 +1,7 @@
 //! `ocelot`: the command line of the Ocelot CI.
 //!
 //! - [`args`]: the clap definitions (flags and their environment variables).
+//! - [`build_ref`]: a build as typed (`42`, `latest`, a commit prefix).
 //! - [`exit`]: the documented exit codes.
 //! - `client`: connecting to the admin, with errors a person can act on.
 //! - `checkout`: what the current git checkout says (remote URL, branch, commit).
@@ -8,6 +9,7 @@
 //! - `render`: how build events are shown (human with progress, or JSON lines).
 
 pub mod args;
+pub mod build_ref;
 mod checkout;
 mod client;
 mod commands;

@@ -7,14 +7,40 @@ use std::time::Duration;
 
 /// What is wrong with Postgres and NATS now, one entry per problem (empty: ready).
 pub async fn dependency_problems(store: &Store, bus: &Bus, timeout: Duration) -> Vec<String> {
+    dependency_problems_by_kind(store, bus, timeout)
+        .await
+        .into_iter()
+        .map(|(_, problem)| problem)
+        .collect()
+}
+
+/// A dependency every service needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dependency {
+    Postgres,
+    Nats,
+}
+
+/// [`dependency_problems`], each with the dependency it is about.
+pub async fn dependency_problems_by_kind(
+    store: &Store,
+    bus: &Bus,
+    timeout: Duration,
+) -> Vec<(Dependency, String)> {
     let mut problems = Vec::new();
     match tokio::time::timeout(timeout, store.ping()).await {
         Ok(Ok(())) => {}
-        Ok(Err(error)) => problems.push(format!("Postgres unreachable: {error}")),
-        Err(_) => problems.push(format!("Postgres does not answer within {timeout:?}")),
+        Ok(Err(error)) => problems.push((
+            Dependency::Postgres,
+            format!("Postgres unreachable: {error}"),
+        )),
+        Err(_) => problems.push((
+            Dependency::Postgres,
+            format!("Postgres does not answer within {timeout:?}"),
+        )),
     }
     if !bus.is_connected() {
-        problems.push("NATS disconnected".to_string());
+        problems.push((Dependency::Nats, "NATS disconnected".to_string()));
     }
     problems
 }
@@ -27,11 +53,12 @@ pub type Probe = std::sync::Arc<
 >;
 
 /// `--health-listen`: where a service without an API of its own (worker, poller) serves
-/// `/healthz` (liveness: 200 while the process runs) and `/readyz` (200, or 503 naming what
-/// is wrong).
+/// `/healthz` (liveness: 200 while the process runs), `/readyz` (200, or 503 naming what
+/// is wrong) and `/metrics` (Prometheus, [`crate::metrics`]).
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct HealthArgs {
-    /// Address of the health endpoints (`/healthz`, `/readyz`); none when not set
+    /// Address of the health and metrics endpoints (`/healthz`, `/readyz`, `/metrics`);
+    /// none when not set
     #[arg(long, env = crate::env_vars::OCELOT_HEALTH_LISTEN)]
     pub health_listen: Option<std::net::SocketAddr>,
 }
@@ -63,19 +90,21 @@ pub fn spawn(
         return Ok(None);
     };
     let address = listener.local_addr()?;
-    tracing::info!(%address, "health endpoints: /healthz, /readyz");
+    tracing::info!(%address, "health endpoints: /healthz, /readyz, /metrics");
     Ok(Some(tokio::spawn(serve(listener, probe, stop))))
 }
 
-/// Serves `/healthz` and `/readyz` on `listener` until `stop`.
+/// Serves `/healthz`, `/readyz` and `/metrics` on `listener` until `stop`.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     probe: Probe,
     stop: tokio_util::sync::CancellationToken,
 ) {
     use axum::routing::get;
+    crate::metrics::install();
     let app = axum::Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
+        .route(crate::metrics::PATH, crate::metrics::route())
         .route(
             "/readyz",
             get(move || {

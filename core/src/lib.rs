@@ -10,6 +10,8 @@
 //!   Vault KV v2.
 //! - [`storage`]: the object store of artifacts (a local directory or S3).
 //! - [`trigger`]: the one way a build is queued (CLI, webhooks, polls, reruns).
+//! - [`metrics`]: the Prometheus metrics every service records and serves at `/metrics`.
+//! - [`trace`]: the trace id that follows a build through the services' logs.
 //! - [`connect`]: what every service connects to at start-up.
 //! - [`health`], [`settings`], [`telemetry`], [`shutdown`]: what every service binary needs.
 //!
@@ -24,6 +26,7 @@ pub use ocelot_domain::{
 pub mod connect;
 pub mod git;
 pub mod health;
+pub mod metrics;
 pub mod queue;
 pub mod secrets;
 pub mod settings;
@@ -31,4 +34,5 @@ pub mod shutdown;
 pub mod storage;
 pub mod store;
 pub mod telemetry;
+pub mod trace;
 pub mod trigger;

@@ -37,7 +37,7 @@ impl DatabaseArgs {
 /// subjects it needs (scripts/nats-auth.conf).
 #[derive(Debug, Clone, Args)]
 pub struct NatsArgs {
-    /// NATS URL, e.g. nats://127.0.0.1:4222 (tls://host:port with --nats-tls-ca)
+    /// NATS URL, e.g. nats://127.0.0.1:4222 (tls://host:port with --nats-tls-ca); a cluster's servers comma-separated: nats://a:4222,nats://b:4222,nats://c:4222
     #[arg(long = "nats-url", env = env_vars::OCELOT_NATS_URL, default_value = "nats://127.0.0.1:4222")]
     pub nats_url: String,
     /// NATS user of this service: admin, worker, hookhandler or poller (scripts/nats-auth.conf)
@@ -58,6 +58,9 @@ pub struct NatsArgs {
     /// PEM private key of --nats-tls-cert
     #[arg(long = "nats-tls-key", env = env_vars::OCELOT_NATS_TLS_KEY, requires = "nats_tls_cert")]
     pub nats_tls_key: Option<PathBuf>,
+    /// Copies JetStream keeps of the job and log streams, their consumers and the worker registry: 1 for one server, 3 for a 3-node cluster (at most 5, and no more than the cluster's servers). The admin changes existing streams to it at start-up
+    #[arg(long = "nats-replicas", env = env_vars::OCELOT_NATS_REPLICAS, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=5))]
+    pub nats_replicas: u8,
 }
 
 impl NatsArgs {
@@ -71,7 +74,14 @@ impl NatsArgs {
             nats_tls_ca: None,
             nats_tls_cert: None,
             nats_tls_key: None,
+            nats_replicas: 1,
         }
+    }
+
+    /// `self` with `replicas` copies of the streams (`--nats-replicas`).
+    pub fn with_replicas(mut self, replicas: u8) -> Self {
+        self.nats_replicas = replicas;
+        self
     }
 
     /// `self` as `user` with the password in `password_file`.

@@ -25,6 +25,7 @@ use crate::secrets::{BuildCredentials, SecretError, SecretStore};
 use crate::store::{Inserted, NewBuild, Store, StoreError};
 use std::sync::Arc;
 use std::time::Duration;
+use tracing::Instrument;
 
 /// How long resolving the commit and reading `ocelot.yml` may take.
 const GIT_TIMEOUT: Duration = Duration::from_secs(120);
@@ -48,6 +49,9 @@ pub struct TriggerRequest {
     pub git_tag: Option<String>,
     /// `--env`, `--force`, `--stage` (checked by the caller; none for automatic triggers).
     pub params: BuildParams,
+    /// The build's trace id when the trigger made one already (a webhook's receipt, a
+    /// poll); `None`: made here. Anything but a trace id is replaced ([`crate::trace`]).
+    pub trace_id: Option<String>,
 }
 
 impl TriggerRequest {
@@ -62,6 +66,7 @@ impl TriggerRequest {
             pull_request: None,
             git_tag: None,
             params: BuildParams::default(),
+            trace_id: None,
         }
     }
 }
@@ -222,15 +227,23 @@ impl Trigger {
 
     /// Queues a build as `request` says and returns it (queued, or skipped/errored when it
     /// cannot run); for an automatic trigger already seen, the existing build
-    /// (`created: false`).
+    /// (`created: false`). Logs in a span with the new build's trace id.
     pub async fn queue(&self, request: TriggerRequest) -> Result<Inserted, TriggerError> {
+        let trace_id = request
+            .trace_id
+            .clone()
+            .filter(|id| crate::trace::is_trace_id(id))
+            .unwrap_or_else(crate::trace::new_trace_id);
+        let span = tracing::info_span!("trigger", trace_id = %trace_id);
         queue_build(
             &self.store,
             &self.bus,
             &self.mirrors,
             &self.secrets,
             request,
+            trace_id,
         )
+        .instrument(span)
         .await
     }
 }
@@ -241,6 +254,7 @@ async fn queue_build(
     mirrors: &Arc<MirrorCache>,
     secrets: &impl SecretStore,
     request: TriggerRequest,
+    trace_id: String,
 ) -> Result<Inserted, TriggerError> {
     let repo = store.find_repo(&request.repo).await?;
     let auth = BuildCredentials::new(secrets.for_repo(&repo.name).await?).git_auth(&repo.url);
@@ -371,6 +385,7 @@ async fn queue_build(
             dedupe_key,
             params: request.params,
             notify: notify_targets(config.as_deref()),
+            trace_id: Some(trace_id),
         })
         .await?;
     let build = &inserted.build;
@@ -378,34 +393,42 @@ async fn queue_build(
         tracing::info!(build_id = build.id.get(), repo = %build.repo_name, number = build.number,
             commit = %build.commit, branch = %build.branch, trigger = %build.trigger,
             state = %build.state, "build created");
+        crate::metrics::build_triggered(&build.trigger);
+        if build.state.is_final() {
+            crate::metrics::build_finished(build.state, &build.trigger);
+        }
         if build.state == BuildState::Queued {
             publish(store, bus, build).await;
         }
     } else {
         tracing::info!(
             build_id = build.id.get(),
-            trigger = request.kind.as_str(),
+            build_trace_id = %build.trace_id.as_deref().unwrap_or("-"),
             "trigger already built: no new build"
         );
     }
     Ok(inserted)
 }
 
-/// Publishes a queued build's job and records that it was; failures are left to the sweeper.
+/// Publishes a queued build's job (with its trace id) and records that it was; failures are
+/// left to the sweeper.
 pub async fn publish(store: &Store, bus: &Bus, build: &Build) -> bool {
-    match bus
-        .publish_job(&build.tag, &Job { build_id: build.id })
-        .await
-    {
+    let job = Job {
+        build_id: build.id,
+        trace_id: build.trace_id.clone(),
+    };
+    let trace_id = build.trace_id.as_deref().unwrap_or("-");
+    match bus.publish_job(&build.tag, &job).await {
         Ok(()) => match store.mark_job_published(build.id).await {
             Ok(()) => true,
             Err(error) => {
-                tracing::warn!(build_id = build.id.get(), %error, "job published but not recorded; the sweeper re-publishes it (deduplicated)");
+                tracing::warn!(build_id = build.id.get(), %trace_id, %error, "job published but not recorded; the sweeper re-publishes it (deduplicated)");
                 false
             }
         },
         Err(error) => {
-            tracing::warn!(build_id = build.id.get(), %error, "job publish failed; the sweeper will retry");
+            crate::metrics::bus_error(crate::metrics::BusOperation::PublishJob);
+            tracing::warn!(build_id = build.id.get(), %trace_id, %error, "job publish failed; the sweeper will retry");
             false
         }
     }

@@ -2,7 +2,7 @@
 
 /// Postgres connection URL of the store (`postgres://user@host:port/db`).
 pub const OCELOT_DATABASE_URL: &str = "OCELOT_DATABASE_URL";
-/// NATS server URL (`nats://127.0.0.1:4222`).
+/// NATS server URL (`nats://127.0.0.1:4222`); a cluster's servers comma-separated.
 pub const OCELOT_NATS_URL: &str = "OCELOT_NATS_URL";
 /// NATS user name of this service (one user per service kind: admin, worker, hookhandler, poller).
 pub const OCELOT_NATS_USER: &str = "OCELOT_NATS_USER";
@@ -16,10 +16,16 @@ pub const OCELOT_NATS_TLS_CA: &str = "OCELOT_NATS_TLS_CA";
 pub const OCELOT_NATS_TLS_CERT: &str = "OCELOT_NATS_TLS_CERT";
 /// PEM private key of `OCELOT_NATS_TLS_CERT`.
 pub const OCELOT_NATS_TLS_KEY: &str = "OCELOT_NATS_TLS_KEY";
+/// Replicas of the JetStream streams and the worker registry (1 for one server, 3 for a 3-node cluster).
+pub const OCELOT_NATS_REPLICAS: &str = "OCELOT_NATS_REPLICAS";
 /// PEM CA certificate(s) the Postgres server's certificate must chain to (`sslmode=verify-ca`/`verify-full`).
 pub const OCELOT_DATABASE_CA_FILE: &str = "OCELOT_DATABASE_CA_FILE";
 /// Address the admin gRPC server listens on.
 pub const OCELOT_ADMIN_LISTEN: &str = "OCELOT_ADMIN_LISTEN";
+/// Address the admin's HTTP server (web dashboard, `/metrics`, `/healthz`) listens on.
+pub const OCELOT_ADMIN_HTTP_LISTEN: &str = "OCELOT_ADMIN_HTTP_LISTEN";
+/// Admin: the public URL of its web dashboard, which `ocelot version` shows (`https://ci.example`).
+pub const OCELOT_DASHBOARD_URL: &str = "OCELOT_DASHBOARD_URL";
 /// Admin address the CLI talks to (`http://127.0.0.1:50051`).
 pub const OCELOT_ADMIN: &str = "OCELOT_ADMIN";
 /// Admin: PEM certificate chain to serve the API over TLS (with `OCELOT_TLS_KEY`).

@@ -15,6 +15,7 @@
 //! - [`schedule`]: when polls are due (interval or cron), with jitter and back-off.
 //! - [`repo_url`]: the one comparable form of a repository URL.
 //! - [`forge`]: the forge of a repo (GitHub, GitLab, Bitbucket, Gitea) and its status states.
+//! - [`pull_progress`]: an image pull's progress as a line of the build's log.
 //! - [`env_vars`], [`error_chain`]: names of environment variables; an error with its causes.
 
 pub mod auth;
@@ -29,6 +30,7 @@ pub mod ids;
 pub mod model;
 pub mod notify;
 pub mod pipeline;
+pub mod pull_progress;
 pub mod repo_url;
 pub mod schedule;
 pub mod wire;

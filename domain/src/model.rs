@@ -103,6 +103,9 @@ pub struct Build {
     pub cancel_requested_by: Option<String>,
     /// What it was given from the shell or the API (`--env`, `--force`, `--stage`).
     pub params: crate::build_params::BuildParams,
+    /// Follows the build through the services' logs (`trace_id=…`); `None` for builds of
+    /// earlier releases.
+    pub trace_id: Option<String>,
 }
 
 /// A repository's webhook secret (shown once, when set or generated).
@@ -171,10 +174,15 @@ pub struct StoredLine {
     pub at: SystemTime,
 }
 
-/// The message on the job queue: a pointer to the build row, which holds the rest.
+/// The message on the job queue: a pointer to the build row, which holds the rest, and the
+/// build's trace id (for the worker's log from the moment it pulls the job, before the
+/// claim reads the row).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Job {
     pub build_id: BuildId,
+    /// Absent in jobs queued by earlier releases (the worker reads the row's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_id: Option<String>,
 }
 
 /// Milliseconds since the Unix epoch (0 for times before it).
@@ -187,4 +195,26 @@ pub fn unix_ms(at: SystemTime) -> i64 {
 /// The time `ms` milliseconds after the Unix epoch (the epoch itself for negative values).
 pub fn from_unix_ms(ms: i64) -> SystemTime {
     SystemTime::UNIX_EPOCH + std::time::Duration::from_millis(u64::try_from(ms).unwrap_or(0))
+}
+
+#[cfg(test)]
+mod job_tests {
+    use super::*;
+
+    /// Jobs queued by an earlier release (no trace id) are still read, and a job without a
+    /// trace id is written as before.
+    #[test]
+    fn job_messages_stay_wire_compatible() {
+        let old: Job = serde_json::from_str(r#"{"build_id":7}"#).unwrap();
+        assert_eq!(old.build_id, BuildId::from(7));
+        assert_eq!(old.trace_id, None);
+        assert_eq!(serde_json::to_string(&old).unwrap(), r#"{"build_id":7}"#);
+        let new = Job {
+            build_id: BuildId::from(7),
+            trace_id: Some("0123456789abcdef".into()),
+        };
+        let text = serde_json::to_string(&new).unwrap();
+        assert_eq!(text, r#"{"build_id":7,"trace_id":"0123456789abcdef"}"#);
+        assert_eq!(serde_json::from_str::<Job>(&text).unwrap(), new);
+    }
 }

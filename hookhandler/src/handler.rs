@@ -30,10 +30,24 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response {
     answer(status, json!({ "error": message.into() }))
 }
 
+/// One webhook request, counted by provider and status (`ocelot_webhook_deliveries_total`).
 pub(crate) async fn receive(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(provider): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let named = Provider::from_path(&provider).map_or("unknown", Provider::name);
+    let response = answer_delivery(state, peer, provider, headers, body).await;
+    ocelot_core::metrics::webhook_answered(named, response.status().as_u16());
+    response
+}
+
+async fn answer_delivery(
+    state: AppState,
+    peer: SocketAddr,
+    provider: String,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
@@ -94,9 +108,12 @@ pub(crate) async fn receive(
         },
     };
     let event_name = trigger.event_name();
+    // the build's trace id, from its receipt on (kept with the delivery)
+    let trace_id = ocelot_core::trace::new_trace_id();
     let request = match serde_json::to_value(StoredRequest {
         repo: repo.name.clone(),
         trigger,
+        trace_id: Some(trace_id.clone()),
     }) {
         Ok(request) => request,
         Err(serialize_error) => {
@@ -120,7 +137,7 @@ pub(crate) async fn receive(
     match recorded {
         Ok(Recorded::New) => {
             state.recorded.notify_one();
-            tracing::info!(provider = provider.name(), repo = %repo.name, delivery = %parsed.delivery_id, event = event_name, "webhook accepted");
+            tracing::info!(%trace_id, provider = provider.name(), repo = %repo.name, delivery = %parsed.delivery_id, event = event_name, "webhook accepted");
             answer(
                 StatusCode::ACCEPTED,
                 json!({ "queued": true, "repo": repo.name, "delivery": parsed.delivery_id }),

@@ -8,7 +8,10 @@
 //!
 //! - [`run`]: connect, serve on a bound listener and process deliveries until shutdown.
 //! - [`app`]: the axum router (`POST /hooks/{provider}`, `GET /badge/REPO/BRANCH.svg`,
-//!   `GET /healthz`).
+//!   `GET /healthz`, `GET /readyz`, `GET /metrics`: Prometheus, [`ocelot_core::metrics`]).
+//!
+//! A delivery's build gets its trace id at the delivery's receipt ("webhook accepted"
+//! `trace_id=…`), kept with the delivery and given to the trigger ([`ocelot_core::trace`]).
 //! - `badge`: a branch's latest result as an SVG badge.
 //! - `providers`: parsing and signature verification per provider.
 //! - `handler`: one request, from bytes to status code.
@@ -120,6 +123,7 @@ pub(crate) fn app(state: AppState, max_body_bytes: usize) -> axum::Router {
         ))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
+        .route(ocelot_core::metrics::PATH, ocelot_core::metrics::route())
         .layer(axum::extract::DefaultBodyLimit::max(max_body_bytes))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             http::StatusCode::REQUEST_TIMEOUT,

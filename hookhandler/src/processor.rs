@@ -5,7 +5,7 @@
 
 use crate::trigger::StoredTrigger;
 use ocelot_core::store::{Delivery, Store};
-use ocelot_core::trigger::{Trigger, TriggerError};
+use ocelot_core::trigger::{Trigger, TriggerError, TriggerRequest};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Notify;
@@ -57,17 +57,24 @@ async fn process(processor: &Processor, delivery: Delivery) {
         return;
     }
     let outcome = match serde_json::from_value::<StoredRequest>(delivery.request.clone()) {
-        Ok(stored) => processor
-            .trigger
-            .queue(stored.trigger.into_request(stored.repo))
-            .await
-            .map(|inserted| inserted.build.id)
-            .map_err(|error| (retryable(&error), error.to_string())),
+        Ok(stored) => {
+            let request = TriggerRequest {
+                trace_id: stored.trace_id,
+                ..stored.trigger.into_request(stored.repo)
+            };
+            processor
+                .trigger
+                .queue(request)
+                .await
+                .map(|inserted| (inserted.build.id, inserted.build.trace_id))
+                .map_err(|error| (retryable(&error), error.to_string()))
+        }
         Err(error) => Err((false, format!("unreadable stored trigger: {error}"))),
     };
     let recorded = match outcome {
-        Ok(build_id) => {
-            tracing::info!(%provider, delivery = %id, build_id = build_id.get(), "webhook delivery queued a build");
+        Ok((build_id, trace_id)) => {
+            tracing::info!(trace_id = %trace_id.as_deref().unwrap_or("-"), %provider, delivery = %id,
+                build_id = build_id.get(), "webhook delivery queued a build");
             processor
                 .store
                 .finish_delivery(&delivery, Some(build_id))
@@ -102,9 +109,12 @@ fn retryable(error: &TriggerError) -> bool {
     )
 }
 
-/// A delivery's stored request: the repo's name and what to build.
+/// A delivery's stored request: the repo's name, what to build and the build's trace id.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub(crate) struct StoredRequest {
     pub(crate) repo: String,
     pub(crate) trigger: StoredTrigger,
+    /// Made at the delivery's receipt; absent in deliveries of earlier releases.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) trace_id: Option<String>,
 }

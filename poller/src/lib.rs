@@ -57,7 +57,7 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
 }
 
 /// Connects to Postgres and NATS, then polls until `shutdown` resolves. `health`: where to
-/// serve `/healthz` and `/readyz`, bound (`--health-listen`, see
+/// serve `/healthz`, `/readyz` and `/metrics`, bound (`--health-listen`, see
 /// [`ocelot_core::health::HealthArgs::bind`]); none when `None`.
 pub async fn run(
     settings: Settings,

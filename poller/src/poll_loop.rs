@@ -1,10 +1,12 @@
 //! Claims due polls in batches and works on them with bounded concurrency. One poll: list
 //! the remote's heads, keep the branches its patterns match, queue a build for each head
 //! that moved (new branches included), record the heads and when it is due next. A failing
-//! repo backs off and records its error; it never holds up the others.
+//! repo backs off and records its error; it never holds up the others. Each poll is counted
+//! by outcome (`ocelot_poll_results_total`); each build it queues gets its trace id here.
 
 use crate::context::PollerContext;
 use ocelot_core::git::{GitAuth, RemoteRef};
+use ocelot_core::metrics::{self, PollResult};
 use ocelot_core::model::{Poll, TriggerKind};
 use ocelot_core::schedule::{self, BranchPatterns};
 use ocelot_core::secrets::{BuildCredentials, SecretStore};
@@ -155,6 +157,11 @@ async fn poll_once(context: &PollerContext, claimed: ClaimedPoll) {
         (Ok(refs), Ok(patterns)) => {
             let heads = tracked_heads(refs, &patterns);
             let recorded = queue_moved(context, poll, heads).await;
+            metrics::polled(if recorded.moved {
+                PollResult::NewCommit
+            } else {
+                PollResult::Unchanged
+            });
             PollOutcome {
                 heads: Some(recorded.heads),
                 error: recorded.error,
@@ -163,6 +170,7 @@ async fn poll_once(context: &PollerContext, claimed: ClaimedPoll) {
             }
         }
         (Err(error), _) | (_, Err(error)) => {
+            metrics::polled(PollResult::Error);
             let failures = poll.failures.saturating_add(1);
             tracing::warn!(repo = %poll.repo_name, failures, %error, "poll failed");
             PollOutcome {
@@ -188,6 +196,8 @@ async fn poll_once(context: &PollerContext, claimed: ClaimedPoll) {
 struct Queued {
     heads: BTreeMap<String, String>,
     error: Option<String>,
+    /// Whether a tracked head moved (or appeared) since the last poll.
+    moved: bool,
 }
 
 async fn queue_moved(
@@ -197,10 +207,15 @@ async fn queue_moved(
 ) -> Queued {
     let mut remembered = heads.clone();
     let mut errors = Vec::new();
-    for (branch, commit, previous) in moved_heads(poll, &heads) {
+    let moved = moved_heads(poll, &heads);
+    let any_moved = !moved.is_empty();
+    for (branch, commit, previous) in moved {
+        // the build's trace id, from the poll that saw the head move
+        let trace_id = ocelot_core::trace::new_trace_id();
         let request = TriggerRequest {
             kind: TriggerKind::Poll,
             previous_commit: previous.clone(),
+            trace_id: Some(trace_id.clone()),
             ..TriggerRequest::manual(
                 poll.repo_name.clone(),
                 Some(branch.clone()),
@@ -209,11 +224,13 @@ async fn queue_moved(
         };
         match context.trigger.queue(request).await {
             Ok(inserted) => {
-                tracing::info!(repo = %poll.repo_name, %branch, %commit, build_id = inserted.build.id.get(),
+                // an existing build (a webhook was first) keeps its own trace id
+                let trace_id = inserted.build.trace_id.as_deref().unwrap_or(&trace_id);
+                tracing::info!(%trace_id, repo = %poll.repo_name, %branch, %commit, build_id = inserted.build.id.get(),
                     created = inserted.created, "head moved: build queued");
             }
             Err(error) => {
-                tracing::warn!(repo = %poll.repo_name, %branch, %error, "cannot queue a build");
+                tracing::warn!(%trace_id, repo = %poll.repo_name, %branch, %error, "cannot queue a build");
                 errors.push(format!("{branch}: {error}"));
                 // not remembered: the next poll tries this head again
                 match previous {
@@ -226,6 +243,7 @@ async fn queue_moved(
     Queued {
         heads: remembered,
         error: (!errors.is_empty()).then(|| errors.join("; ")),
+        moved: any_moved,
     }
 }
 

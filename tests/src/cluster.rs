@@ -96,6 +96,10 @@ pub struct ClusterSpec {
     pub storage: Option<ocelot_core::storage::StorageArgs>,
     /// The admin's notifier settings (`--build-url`, retries).
     pub notify: ocelot_admin::notifier::NotifierArgs,
+    /// The admin's `--dashboard-url` (what `ocelot version` shows).
+    pub dashboard_url: Option<String>,
+    /// The admin serves its HTTP endpoints (dashboard, `/metrics`; see `Cluster::admin_http_url`).
+    pub admin_http: bool,
 }
 
 impl Default for ClusterSpec {
@@ -109,6 +113,8 @@ impl Default for ClusterSpec {
             own_postgres: false,
             storage: None,
             notify: Default::default(),
+            dashboard_url: None,
+            admin_http: false,
         }
     }
 }
@@ -155,6 +161,8 @@ pub struct Cluster {
     pub health_urls: Vec<(String, String)>,
     /// Where the admin and workers keep artifacts.
     pub storage: ocelot_core::storage::StorageArgs,
+    /// `http://127.0.0.1:PORT` of the admin's dashboard and `/metrics`, when the spec asked.
+    pub admin_http_url: Option<String>,
     stop: CancellationToken,
     tasks: Vec<JoinHandle<anyhow::Result<()>>>,
 }
@@ -368,6 +376,8 @@ impl Cluster {
             secret_store: Default::default(),
             consul: Default::default(),
             listen: admin_addr,
+            http_listen: None,
+            dashboard_url: spec.dashboard_url.clone(),
             tls_cert: certificates.as_ref().map(|c| c.cert.clone()),
             tls_key: certificates.as_ref().map(|c| c.key.clone()),
             cache_dir: Some(dir.path().join("admin-cache")),
@@ -375,9 +385,19 @@ impl Cluster {
             notify: spec.notify.clone(),
             command: None,
         };
-        tasks.push(tokio::spawn(ocelot_admin::run(
+        let admin_http = if spec.admin_http {
+            Some(tokio::net::TcpListener::bind("127.0.0.1:0").await?)
+        } else {
+            None
+        };
+        let admin_http_url = match &admin_http {
+            Some(listener) => Some(format!("http://{}", listener.local_addr()?)),
+            None => None,
+        };
+        tasks.push(tokio::spawn(ocelot_admin::run_with_http(
             admin_settings,
             listener,
+            admin_http,
             stop.clone().cancelled_owned(),
         )));
 
@@ -515,6 +535,7 @@ impl Cluster {
             instance,
             health_urls,
             storage,
+            admin_http_url,
             stop,
             tasks,
         };
@@ -638,6 +659,16 @@ impl Cluster {
             stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
             stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
         })
+    }
+
+    /// Starts `ocelot ARGS` in `dir` with stdout and stderr piped, for a test that reads what
+    /// it prints while it runs (killed when dropped).
+    pub fn ocelot_spawn(&self, dir: &Path, args: &[&str]) -> anyhow::Result<tokio::process::Child> {
+        let mut command = self.command(dir, args)?;
+        command
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        Ok(command.spawn()?)
     }
 
     /// Registers a repository through the CLI; returns its webhook secret.

@@ -37,6 +37,11 @@ pub async fn get(url: &str) -> anyhow::Result<HttpResponse> {
     request("GET", url, &[], b"").await
 }
 
+/// GETs `url` with `headers`.
+pub async fn get_with(url: &str, headers: &[(&str, &str)]) -> anyhow::Result<HttpResponse> {
+    request("GET", url, headers, b"").await
+}
+
 async fn request(
     method: &str,
     url: &str,

@@ -4,6 +4,8 @@
 //!
 //! - [`postgres`]: `TestDatabase` on the server named by `OCELOT_TEST_DATABASE_URL`.
 //! - [`nats`]: `NatsServer` spawned per test.
+//! - [`nats_cluster`]: `NatsCluster`, three routed `nats-server`s with JetStream (kill a node,
+//!   start it again).
 //! - [`git`]: `GitServer` (`git daemon`) and repositories with commits.
 //! - [`git_http`]: `PrivateHttpGit`, `git http-backend` behind HTTP Basic authentication.
 //! - [`registry`]: `PrivateRegistry`, a registry API v2 behind Basic auth serving a local image.
@@ -17,11 +19,13 @@
 //!   killed and waited for on drop, so that no process outlives its test.
 //! - [`cluster`]: `Cluster` — admin + workers + the CLI, and `wait_until`.
 
+pub mod browser;
 pub mod cluster;
 pub mod git;
 pub mod git_http;
 pub mod http;
 pub mod nats;
+pub mod nats_cluster;
 pub mod pg_server;
 pub mod postgres;
 pub mod process;

@@ -56,6 +56,22 @@ pub struct NatsServer {
 /// Writes the server's configuration (a fresh password per user, then the template) and
 /// each user's password file (mode 0600) into `dir`.
 fn write_config(dir: &Path, tls: Option<&crate::tls::TestCertificates>) -> anyhow::Result<()> {
+    let mut config = write_passwords(dir)?;
+    config.push_str(AUTH_TEMPLATE);
+    if let Some(tls) = tls {
+        config.push_str(&format!(
+            "\ntls {{\n  cert_file: \"{}\"\n  key_file: \"{}\"\n}}\n",
+            tls.cert.display(),
+            tls.key.display()
+        ));
+    }
+    std::fs::write(dir.join("nats.conf"), config)?;
+    Ok(())
+}
+
+/// Makes a fresh password per user, writes each to its file (mode 0600) in `dir`, and
+/// returns the variables [`AUTH_TEMPLATE`] reads them from (a configuration's first lines).
+pub(crate) fn write_passwords(dir: &Path) -> anyhow::Result<String> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let mut config = String::new();
@@ -69,23 +85,14 @@ fn write_config(dir: &Path, tls: Option<&crate::tls::TestCertificates>) -> anyho
             .open(password_file(dir, user))?
             .write_all(password.as_bytes())?;
     }
-    config.push_str(AUTH_TEMPLATE);
-    if let Some(tls) = tls {
-        config.push_str(&format!(
-            "\ntls {{\n  cert_file: \"{}\"\n  key_file: \"{}\"\n}}\n",
-            tls.cert.display(),
-            tls.key.display()
-        ));
-    }
-    std::fs::write(dir.join("nats.conf"), config)?;
-    Ok(())
+    Ok(config)
 }
 
-fn password_file(dir: &Path, user: NatsUser) -> PathBuf {
+pub(crate) fn password_file(dir: &Path, user: NatsUser) -> PathBuf {
     dir.join(format!("{}.password", user.name()))
 }
 
-fn binary() -> String {
+pub(crate) fn binary() -> String {
     if let Ok(path) = std::env::var("OCELOT_NATS_SERVER") {
         return path;
     }

@@ -2,9 +2,11 @@
 //! carries, applies the build's log limits (bytes and lines) to script output, masks
 //! Ocelot's own lines (script output arrives masked), gathers a script's lines into runs
 //! (one event per run, every line numbered) and hands the events to its [`writer`] task,
-//! which publishes them to the log bus in batches and stores the same events in Postgres.
+//! which publishes them to the log bus in batches and stores the same events in Postgres
+//! (or, for `ocelot exec`, its [`forward`] task, which hands them to a channel).
 //! Once a newer attempt owns the build, nothing more is written (fencing).
 
+mod forward;
 mod writer;
 
 use crate::log_limit::{Admission, LogLimit};
@@ -85,14 +87,41 @@ impl AttemptLog {
             fenced_out.clone(),
             store_outage_budget,
         );
-        tokio::spawn(writer.run(receiver));
+        // its warnings carry the build's span (trace id)
+        tokio::spawn(tracing::Instrument::in_current_span(writer.run(receiver)));
+        AttemptLog::with_writer(build_id, attempt, limit, sender, fenced_out)
+    }
+
+    /// The log of `attempt` of a build no server knows (`ocelot exec`): its events go to
+    /// `events`, in order, as they would go to the log bus; its result is `Recorded` once
+    /// handed over.
+    pub(crate) fn to_channel(
+        build_id: BuildId,
+        attempt: Attempt,
+        limit: LogLimit,
+        events: mpsc::Sender<BuildEvent>,
+    ) -> Self {
+        let (sender, receiver) = mpsc::channel(WRITER_QUEUE);
+        tokio::spawn(forward::run(receiver, events));
+        let fenced_out = Arc::new(AtomicBool::new(false));
+        AttemptLog::with_writer(build_id, attempt, limit, sender, fenced_out)
+    }
+
+    /// The log, handing its events to the task that reads `writer`.
+    fn with_writer(
+        build_id: BuildId,
+        attempt: Attempt,
+        limit: LogLimit,
+        writer: mpsc::Sender<Command>,
+        fenced_out: Arc<AtomicBool>,
+    ) -> Self {
         AttemptLog {
             build_id,
             attempt,
             seq: Seq::START,
             digest: LogDigest::new(),
             run: None,
-            writer: sender,
+            writer,
             fenced_out,
             masker: Masker::default(),
             limit,

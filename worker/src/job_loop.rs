@@ -8,6 +8,7 @@
 
 use crate::build_runner::{JobDisposition, run_build};
 use crate::context::WorkerContext;
+use ocelot_core::metrics::{self, BusOperation};
 use ocelot_core::queue::{JobMessage, PROGRESS_EVERY, WorkerInfo};
 use std::future::Future;
 use std::sync::Arc;
@@ -16,6 +17,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 /// How long a job handed back after a failed claim waits before it is delivered again.
 const RETRY_DELAY: Duration = Duration::from_secs(5);
@@ -44,6 +46,7 @@ pub(crate) async fn run(
     let tags = registry_entry.tags.clone();
     // permits bound the builds running at once across every tag
     let permits = Arc::new(Semaphore::new(concurrency));
+    let _slots = metrics::worker_slots(concurrency);
     // builds running now, for the registry entry
     let running_count = Arc::new(AtomicUsize::new(0));
     let count_changed = Arc::new(tokio::sync::Notify::new());
@@ -56,6 +59,12 @@ pub(crate) async fn run(
         running_count.clone(),
         count_changed.clone(),
         paused.clone(),
+        registry_stop.clone(),
+    ));
+    let depth = tokio::spawn(crate::queue_depth::run(
+        context.bus.clone(),
+        tags.clone(),
+        crate::queue_depth::SAMPLE_EVERY,
         registry_stop.clone(),
     ));
     let builds = Arc::new(tokio::sync::Mutex::new(JoinSet::new()));
@@ -101,6 +110,7 @@ pub(crate) async fn run(
                     // worker that takes jobs (or this one, once it resumes)
                     Ok(Some(job)) if paused.borrow().is_some() => {
                         if let Err(error) = job.nak(Duration::ZERO).await {
+                            metrics::bus_error(BusOperation::AckJob);
                             tracing::warn!(build_id = job.job.build_id.get(), %error, "handing back a job taken while pausing failed (it comes back after the ack wait)");
                         }
                     }
@@ -113,15 +123,19 @@ pub(crate) async fn run(
                         let count_changed = count_changed.clone();
                         running_count.fetch_add(1, Ordering::SeqCst);
                         count_changed.notify_one();
+                        let slot = metrics::slot_in_use();
+                        let span = job_span(&job);
                         running.spawn(async move {
-                            handle_job(&context, job, ack_wait).await;
+                            handle_job(&context, job, ack_wait).instrument(span).await;
                             running_count.fetch_sub(1, Ordering::SeqCst);
                             count_changed.notify_one();
+                            drop(slot);
                             drop(permit);
                         });
                     }
                     Ok(None) => {}
                     Err(error) => {
+                        metrics::bus_error(BusOperation::PullJobs);
                         tracing::warn!(tag = consumer.tag(), %error, "pulling jobs failed");
                         tokio::time::sleep(Duration::from_secs(1)).await;
                     }
@@ -150,7 +164,23 @@ pub(crate) async fn run(
     }
     registry_stop.cancel();
     let _ = registry.await;
+    let _ = depth.await;
     Ok(())
+}
+
+/// The span of a job's handling: its build and its trace id, from the job message (or,
+/// for a job of an earlier release, from the build row once claimed: see `run_build`).
+fn job_span(job: &JobMessage) -> tracing::Span {
+    let build_id = job.job.build_id.get();
+    match job
+        .job
+        .trace_id
+        .as_deref()
+        .filter(|id| ocelot_core::trace::is_trace_id(id))
+    {
+        Some(trace_id) => tracing::info_span!("job", %trace_id, build_id),
+        None => tracing::info_span!("job", trace_id = tracing::field::Empty, build_id),
+    }
 }
 
 /// Waits up to `limit` for every task of `tasks` to end; whether they all did.
@@ -217,6 +247,7 @@ async fn keep_lease(
         match job.in_progress(every).await {
             Ok(()) => lease.renewed_at = sent_at,
             Err(error) => {
+                metrics::bus_error(BusOperation::RenewLease);
                 tracing::warn!(build_id, %error, "renewing the job's lease failed (retried)")
             }
         }
@@ -233,7 +264,16 @@ async fn handle_job(context: &WorkerContext, job: JobMessage, ack_wait: Duration
     let done = CancellationToken::new();
     let run = async {
         // a job delivered again may take over a running build; a first delivery may not
-        let disposition = run_build(&context, build_id, job.delivered() > 1).await;
+        let disposition = run_build(
+            &context,
+            build_id,
+            job.delivered() > 1,
+            job.job
+                .trace_id
+                .as_deref()
+                .filter(|id| ocelot_core::trace::is_trace_id(id)),
+        )
+        .await;
         done.cancel();
         disposition
     };
@@ -254,6 +294,7 @@ async fn handle_job(context: &WorkerContext, job: JobMessage, ack_wait: Duration
         JobDisposition::HandBack => job.nak(Duration::ZERO).await,
     };
     if let Err(error) = acked {
+        metrics::bus_error(BusOperation::AckJob);
         tracing::warn!(build_id = build_id.get(), %error, "acknowledging the job failed (it may run again; the claim fences it)");
     }
 }

@@ -4,7 +4,9 @@
 //!
 //! - [`run`]: connect and pull jobs until shutdown.
 //! - `job_loop`: one pull loop per tag, bounded by `--concurrency`, in-progress acks.
-//! - `build_runner`: claim → checkout → ocelot.yml → environment → stages → result.
+//! - `build_runner`: claim → checkout → ocelot.yml → environment → stages → result; and
+//!   [`LocalRunner`]: a checkout's build the same way on this machine, no server
+//!   (`ocelot exec`).
 //! - `executor`: where scripts run: `docker` (bollard) or `host`.
 //! - `artifacts`: a stage's `artifacts:` streamed from the workspace to the storage, within
 //!   the build's limits (`--max-artifact-mib`, `--max-artifacts`).
@@ -18,6 +20,11 @@
 //! - `sweeper`: removes build containers no attempt owns (left by a dead worker).
 //! - `pressure`: back-pressure checks (disk, Postgres, NATS, Docker) that pause job pulls.
 //! - `registry`: this worker's entry in the worker registry (NATS KV), kept fresh.
+//! - `queue_depth`: how many jobs wait for each of its tags (`ocelot_queue_depth`).
+//!
+//! Every job is handled in a span `job{trace_id=… build_id=…}` (the build's trace id,
+//! [`ocelot_core::trace`]); its metrics are recorded through [`ocelot_core::metrics`] and
+//! served on `--health-listen` at `/metrics`.
 
 mod artifacts;
 mod attempt_log;
@@ -33,14 +40,16 @@ mod log_limit;
 mod log_sink;
 mod output;
 mod pressure;
+mod queue_depth;
 mod registry;
 mod stage_log;
 mod stage_settings;
 mod sweeper;
 
 pub use artifacts::ArtifactLimits;
+pub use build_runner::local::{LocalBuild, LocalError, LocalRunner};
 pub use cache::CacheSettings;
-use context::WorkerContext;
+use context::{Engine, WorkerContext};
 pub use executor::ExecutorKind;
 /// The uids a host worker's builds run as (`--host-build-uids`).
 pub use executor::host::UidRange;
@@ -187,7 +196,7 @@ fn default_worker_id() -> String {
 }
 
 /// Connects to Postgres, NATS and Docker, then runs builds until `shutdown` resolves.
-/// `health`: where to serve `/healthz` and `/readyz`, bound (`--health-listen`, see
+/// `health`: where to serve `/healthz`, `/readyz` and `/metrics`, bound (`--health-listen`, see
 /// [`ocelot_core::health::HealthArgs::bind`]); none when `None`.
 pub async fn run(
     settings: Settings,
@@ -211,7 +220,7 @@ pub async fn run(
         &settings.secrets,
         &settings.secret_store,
         &settings.nats,
-        ocelot_core::queue::Setup::Streams,
+        ocelot_core::queue::Setup::StreamsIfMissing,
     )
     .await?;
     let docker = match executor::docker::connect().await {
@@ -273,34 +282,36 @@ pub async fn run(
         _ => None,
     };
     let context = WorkerContext {
-        warm: warm.clone(),
-        worker_id,
-        instance,
+        engine: Engine {
+            warm: warm.clone(),
+            worker_id,
+            instance,
+            docker,
+            executor: settings.executor,
+            pull_timeout: settings.pull_timeout,
+            max_log_bytes: settings.max_log_mib.saturating_mul(1024 * 1024),
+            max_log_lines: settings.max_log_lines,
+            sandbox: Arc::new(sandbox),
+            stage_settings: settings.stages,
+        },
         store,
         bus,
         mirrors: Arc::new(MirrorCache::new(cache_dir.join("mirrors"))),
         workspaces,
-        docker,
-        executor: settings.executor,
         max_attempts: settings.max_attempts,
-        pull_timeout: settings.pull_timeout,
         secrets,
         hand_back: CancellationToken::new(),
-        max_log_bytes: settings.max_log_mib.saturating_mul(1024 * 1024),
-        max_log_lines: settings.max_log_lines,
         store_outage_budget: settings.store_outage_budget,
-        sandbox: Arc::new(sandbox),
         host_users,
         storage,
         artifact_limits: settings.artifacts,
         cache_settings: settings.caches,
-        stage_settings: settings.stages,
     };
-    tracing::info!(worker_id = %context.worker_id, tags = ?settings.tags,
+    tracing::info!(worker_id = %context.engine.worker_id, tags = ?settings.tags,
         concurrency = settings.concurrency, executor = ?settings.executor, "worker started");
     let now = ocelot_core::model::unix_ms(std::time::SystemTime::now());
     let registry_entry = ocelot_core::queue::WorkerInfo {
-        id: context.worker_id.clone(),
+        id: context.engine.worker_id.clone(),
         tags: settings.tags.clone(),
         capacity: u32::try_from(settings.concurrency).unwrap_or(u32::MAX),
         running: 0,
@@ -317,14 +328,17 @@ pub async fn run(
     };
     let registration = settings
         .consul
-        .register(ServiceDefinition::new("ocelot-worker", &context.worker_id))
+        .register(ServiceDefinition::new(
+            "ocelot-worker",
+            &context.engine.worker_id,
+        ))
         .await
         .context("registering in Consul")?;
     let sweep_stop = CancellationToken::new();
     let sweeper = tokio::spawn(sweeper::run(
-        context.docker.clone(),
+        context.engine.docker.clone(),
         context.store.clone(),
-        context.instance.clone(),
+        context.engine.instance.clone(),
         context.workspaces.clone(),
         settings.sweep_every,
         sweep_stop.clone(),
@@ -345,7 +359,7 @@ pub async fn run(
             store: context.store.clone(),
             bus: context.bus.clone(),
             docker: match settings.executor {
-                ExecutorKind::Docker => context.docker.clone(),
+                ExecutorKind::Docker => context.engine.docker.clone(),
                 ExecutorKind::Host => None,
             },
             cache_dir: cache_dir.clone(),

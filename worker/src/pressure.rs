@@ -1,8 +1,11 @@
 //! Back-pressure: every few seconds the worker checks what it needs to run builds well:
 //! free disk under its cache directory, Postgres, NATS and (for container builds) the Docker
 //! Engine. While any check fails, the worker takes no new job (running builds go on), says
-//! why in its registry entry (`ocelot workers`), and resumes by itself once all pass.
+//! why in its registry entry (`ocelot workers`) and in `ocelot_worker_paused{reason}`, and
+//! resumes by itself once all pass.
 
+use ocelot_core::health::Dependency;
+use ocelot_core::metrics::PauseReason;
 use ocelot_core::queue::Bus;
 use ocelot_core::store::Store;
 use std::path::PathBuf;
@@ -36,30 +39,56 @@ fn mib(bytes: u64) -> u64 {
 }
 
 impl Checks {
-    /// Why the worker should not take jobs now (`None`: all is well).
+    /// Why the worker should not take jobs now (`None`: all is well); the reasons'
+    /// gauges (`ocelot_worker_paused`) are set on the way.
     pub(crate) async fn problem(&self) -> Option<String> {
+        let problems = self.problems().await;
+        let reasons: Vec<PauseReason> = problems.iter().map(|(reason, _)| *reason).collect();
+        ocelot_core::metrics::worker_paused(&reasons);
+        let texts: Vec<String> = problems.into_iter().map(|(_, text)| text).collect();
+        (!texts.is_empty()).then(|| texts.join("; "))
+    }
+
+    /// Every failing check, with its reason.
+    async fn problems(&self) -> Vec<(PauseReason, String)> {
         let mut problems = Vec::new();
         match free_bytes(&self.cache_dir) {
-            Ok(free) if free < self.min_free_disk_bytes => problems.push(format!(
-                "free disk {} MiB under {} MiB at {}",
-                mib(free),
-                mib(self.min_free_disk_bytes),
-                self.cache_dir.display()
+            Ok(free) if free < self.min_free_disk_bytes => problems.push((
+                PauseReason::Disk,
+                format!(
+                    "free disk {} MiB under {} MiB at {}",
+                    mib(free),
+                    mib(self.min_free_disk_bytes),
+                    self.cache_dir.display()
+                ),
             )),
             Ok(_) => {}
-            Err(error) => problems.push(error),
+            Err(error) => problems.push((PauseReason::Disk, error)),
         }
-        problems.extend(
-            ocelot_core::health::dependency_problems(&self.store, &self.bus, self.timeout).await,
-        );
+        let dependencies =
+            ocelot_core::health::dependency_problems_by_kind(&self.store, &self.bus, self.timeout)
+                .await;
+        problems.extend(dependencies.into_iter().map(|(dependency, text)| {
+            let reason = match dependency {
+                Dependency::Postgres => PauseReason::Postgres,
+                Dependency::Nats => PauseReason::Nats,
+            };
+            (reason, text)
+        }));
         if let Some(docker) = &self.docker {
             match tokio::time::timeout(self.timeout, docker.ping()).await {
                 Ok(Ok(_)) => {}
-                Ok(Err(error)) => problems.push(format!("Docker Engine unreachable: {error}")),
-                Err(_) => problems.push("the Docker Engine does not answer".to_string()),
+                Ok(Err(error)) => problems.push((
+                    PauseReason::Docker,
+                    format!("Docker Engine unreachable: {error}"),
+                )),
+                Err(_) => problems.push((
+                    PauseReason::Docker,
+                    "the Docker Engine does not answer".to_string(),
+                )),
             }
         }
-        (!problems.is_empty()).then(|| problems.join("; "))
+        problems
     }
 }
 

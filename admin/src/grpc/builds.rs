@@ -44,7 +44,7 @@ pub(super) async fn trigger(
     }))
 }
 
-pub(super) async fn get(
+pub(crate) async fn get(
     state: &AppState,
     scope: &RepoScope,
     request: pb::GetBuildRequest,
@@ -111,6 +111,7 @@ pub(super) async fn rerun(
             pull_request: original.pull_request.clone(),
             git_tag: original.git_tag.clone(),
             params,
+            trace_id: None,
         })
         .await
         .map_err(AdminError::from)?;
@@ -124,7 +125,7 @@ pub(super) async fn rerun(
     }))
 }
 
-pub(super) async fn list(
+pub(crate) async fn list(
     state: &AppState,
     scope: &RepoScope,
     request: pb::ListBuildsRequest,
@@ -147,6 +148,7 @@ pub(super) async fn list(
                 .map_err(|e| AdminError::Invalid(e.to_string()))?,
         )
     };
+    let commit_prefix = commit_prefix(&request.commit_prefix)?;
     let builds = state
         .store
         .list_builds(&BuildFilter {
@@ -155,10 +157,48 @@ pub(super) async fn list(
             state: build_state,
             limit: i64::from(request.limit),
             repo_ids,
+            commit_prefix,
         })
         .await
         .map_err(AdminError::from)?;
     Ok(Response::new(pb::ListBuildsResponse {
         builds: builds.iter().map(pb::Build::from).collect(),
     }))
+}
+
+/// The shortest commit prefix `ListBuilds` takes: fewer digits match too many commits.
+const MIN_COMMIT_PREFIX: usize = 4;
+
+/// A `ListBuilds` commit prefix (`None`: empty, any commit): 4 to 40 hex digits, lower-cased
+/// as commits are stored.
+fn commit_prefix(text: &str) -> Result<Option<String>, Status> {
+    if text.is_empty() {
+        return Ok(None);
+    }
+    let valid = (MIN_COMMIT_PREFIX..=40).contains(&text.len())
+        && text.chars().all(|c| c.is_ascii_hexdigit());
+    if !valid {
+        return Err(AdminError::Invalid(format!(
+            "commit_prefix `{}` is not {MIN_COMMIT_PREFIX} to 40 hex digits",
+            text.chars().take(48).collect::<String>()
+        ))
+        .into());
+    }
+    Ok(Some(text.to_ascii_lowercase()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::commit_prefix;
+
+    #[test]
+    fn a_commit_prefix_is_4_to_40_hex_digits() {
+        assert_eq!(commit_prefix("").unwrap(), None);
+        assert_eq!(commit_prefix("AbC1").unwrap().as_deref(), Some("abc1"));
+        assert!(commit_prefix(&"f".repeat(40)).unwrap().is_some());
+        for bad in ["abc", "abcg", "12 4", "%abc", &"f".repeat(41)] {
+            let status = commit_prefix(bad).unwrap_err();
+            assert_eq!(status.code(), tonic::Code::InvalidArgument, "{bad}");
+        }
+    }
 }

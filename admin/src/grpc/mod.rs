@@ -1,13 +1,14 @@
 //! The gRPC router: the standard health service and the `ocelot.v1.Admin` service.
 
 mod artifacts;
-mod builds;
+pub(crate) mod builds;
 mod caches;
 mod credentials;
 mod deliveries;
 mod polls;
 mod repos;
-mod scope;
+pub(crate) mod scope;
+mod server_info;
 mod tokens;
 
 use crate::state::AppState;
@@ -351,5 +352,13 @@ impl ocelot_proto::v1::admin_server::Admin for AdminApi {
         request: tonic::Request<ocelot_proto::v1::RevokeTokenRequest>,
     ) -> Result<tonic::Response<ocelot_proto::v1::RevokeTokenResponse>, tonic::Status> {
         tokens::revoke(&self.state, request.into_inner()).await
+    }
+
+    /// About no repo: the admin's version and dashboard URL, for every token.
+    async fn get_server_info(
+        &self,
+        _request: tonic::Request<ocelot_proto::v1::GetServerInfoRequest>,
+    ) -> Result<tonic::Response<ocelot_proto::v1::ServerInfo>, tonic::Status> {
+        server_info::get(&self.state)
     }
 }

@@ -61,7 +61,7 @@ pub(super) async fn check_named_repo(
 }
 
 /// Build `id`, when it exists and its repo is in scope.
-pub(super) async fn build(
+pub(crate) async fn build(
     state: &AppState,
     scope: &RepoScope,
     id: BuildId,

@@ -409,6 +409,7 @@ mod tests {
             withhold_secrets: false,
             cancel_requested_by: None,
             params: Default::default(),
+            trace_id: None,
         }
     }
 

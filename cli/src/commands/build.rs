@@ -4,7 +4,7 @@ use crate::args::BuildArgs;
 use crate::checkout;
 use crate::client::{self, AdminTarget, CliError};
 use crate::exit::ExitStatus;
-use ocelot_proto::v1::{EnvParam, ListReposRequest, TriggerBuildRequest};
+use ocelot_proto::v1::{EnvParam, TriggerBuildRequest};
 
 /// `--env` parameters as the API takes them, checked as a whole (each name once, at most
 /// 64): a usage error before anything is sent.
@@ -25,24 +25,7 @@ pub(crate) async fn run(admin: &AdminTarget, args: BuildArgs) -> Result<ExitStat
     let repo = match (&args.repo, &local) {
         (Some(repo), _) => repo.clone(),
         (None, Some(Ok(checkout))) => {
-            let Some(url) = &checkout.remote_url else {
-                return Err(CliError::new(
-                    ExitStatus::Usage,
-                    "this checkout has no remote: give the repository with -r NAME",
-                ));
-            };
-            let repos = registered_repos(&mut client).await?;
-            let wanted = ocelot_domain::repo_url::normalize_url(url);
-            repos
-                .into_iter()
-                .find(|r| ocelot_domain::repo_url::normalize_url(&r.url) == wanted)
-                .map(|r| r.name)
-                .ok_or_else(|| {
-                    CliError::new(
-                        ExitStatus::Rejected,
-                        format!("no repository registered with the URL {url}: add it with `ocelot repos add NAME {url}` or give -r NAME"),
-                    )
-                })?
+            super::resolve::repo_of_checkout(&mut client, checkout, "give -r NAME").await?
         }
         (None, Some(Err(error))) => return Err(CliError::new(error.status, error.message.clone())),
         (None, None) => {
@@ -56,7 +39,7 @@ pub(crate) async fn run(admin: &AdminTarget, args: BuildArgs) -> Result<ExitStat
     let checkout_of_repo = match &local {
         Some(Ok(checkout)) if args.repo.is_none() => Some(checkout),
         Some(Ok(checkout)) => {
-            let repos = registered_repos(&mut client).await?;
+            let repos = super::resolve::registered_repos(&mut client).await?;
             let same = |url: &str| {
                 checkout
                     .remote_url
@@ -110,15 +93,4 @@ pub(crate) async fn run(admin: &AdminTarget, args: BuildArgs) -> Result<ExitStat
         );
     }
     super::watch::follow(admin, client, build.id.into(), args.json).await
-}
-
-async fn registered_repos(
-    client: &mut client::Client,
-) -> Result<Vec<ocelot_proto::v1::Repo>, CliError> {
-    Ok(client
-        .list_repos(ListReposRequest {})
-        .await
-        .map_err(client::from_status)?
-        .into_inner()
-        .repos)
 }

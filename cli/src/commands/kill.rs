@@ -1,18 +1,20 @@
-//! `ocelot kill BUILD`: cancel a queued build, or stop a running one (returns once its
-//! container is gone, or says why not); a finished build is a no-op.
+//! `ocelot kill [BUILD]`: cancel a queued build, or stop a running one (returns once its
+//! container is gone, or says why not); a finished build is a no-op. `BUILD`: an id,
+//! `latest` or a commit prefix (see `resolve`).
 
+use crate::build_ref::BuildRef;
 use crate::client::{self, AdminTarget, CliError};
 use crate::exit::ExitStatus;
-use ocelot_domain::ids::BuildId;
 use ocelot_proto::v1 as pb;
 use serde_json::json;
 
 pub(crate) async fn run(
     admin: &AdminTarget,
-    build_id: BuildId,
+    build: Option<BuildRef>,
     json: bool,
 ) -> Result<ExitStatus, CliError> {
     let mut client = client::connect(admin).await?;
+    let build_id = super::resolve::build_id(&mut client, build).await?;
     let answer = client
         .cancel_build(pb::CancelBuildRequest {
             build_id: build_id.into(),

@@ -5,15 +5,20 @@ mod build;
 mod cache;
 mod creds;
 mod deliveries;
+#[cfg(feature = "exec")]
+mod exec;
 mod init;
 mod kill;
+mod open;
 mod poll;
 mod repos;
 mod rerun;
+mod resolve;
 mod shell;
 mod status;
 mod token;
 mod validate;
+mod version;
 mod watch;
 mod workers;
 
@@ -30,6 +35,8 @@ pub(crate) async fn dispatch(args: Args) -> ExitStatus {
     };
     let result = match args.command {
         Command::Build(build_args) => build::run(&admin, build_args).await,
+        #[cfg(feature = "exec")]
+        Command::Exec(exec_args) => exec::run(exec_args).await,
         Command::Watch(watch_args) => watch::run(&admin, watch_args).await,
         Command::Status(status_args) => status::run(&admin, status_args).await,
         Command::Repos(repos_command) => repos::run(&admin, repos_command).await,
@@ -41,13 +48,11 @@ pub(crate) async fn dispatch(args: Args) -> ExitStatus {
         Command::Completions { shell } => shell::completions(shell),
         Command::Man { output } => shell::man_pages(&output),
         Command::Init { file, image } => init::run(&file, &image),
-        Command::Version => {
-            println!("ocelot {}", env!("CARGO_PKG_VERSION"));
-            Ok(ExitStatus::Passed)
-        }
+        Command::Version { json } => version::run(&admin, json).await,
         Command::Workers { json } => workers::run(&admin, json).await,
         Command::Artifacts(artifacts_args) => artifacts::run(&admin, artifacts_args).await,
         Command::Kill { build, json } => kill::run(&admin, build, json).await,
+        Command::Open { build, no_token } => open::run(&admin, build, no_token).await,
         Command::Rerun(rerun_args) => rerun::run(&admin, rerun_args).await,
     };
     match result {

@@ -1,5 +1,6 @@
-//! `ocelot rerun BUILD`: a new build of the same repo, branch and commit (and parameters,
+//! `ocelot rerun [BUILD]`: a new build of the same repo, branch and commit (and parameters,
 //! unless `--env`, `--force` or `--stage` give others), streamed like `ocelot build`.
+//! `BUILD`: an id, `latest` or a commit prefix (see `resolve`).
 
 use crate::args::RerunArgs;
 use crate::client::{self, AdminTarget, CliError};
@@ -8,13 +9,14 @@ use ocelot_proto::v1 as pb;
 
 pub(crate) async fn run(admin: &AdminTarget, args: RerunArgs) -> Result<ExitStatus, CliError> {
     let RerunArgs {
-        build: build_id,
+        build,
         no_follow,
         json,
         params,
     } = args;
     let env = super::build::env_params(&params.env)?;
     let mut client = client::connect(admin).await?;
+    let build_id = super::resolve::build_id(&mut client, build).await?;
     let build = client
         .rerun_build(pb::RerunBuildRequest {
             build_id: build_id.into(),

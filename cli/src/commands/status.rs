@@ -1,4 +1,5 @@
-//! `ocelot status [BUILD]`: one build with its stages, or a list of builds (newest first).
+//! `ocelot status [BUILD]`: one build with its stages (`BUILD`: an id, `latest` or a commit
+//! prefix, see `resolve`), or a list of builds (newest first).
 
 use crate::args::StatusArgs;
 use crate::client::{self, AdminTarget, CliError};
@@ -91,7 +92,8 @@ fn now_ms() -> i64 {
 
 pub(crate) async fn run(admin: &AdminTarget, args: StatusArgs) -> Result<ExitStatus, CliError> {
     let mut client = client::connect(admin).await?;
-    if let Some(id) = args.build {
+    if let Some(asked) = args.build {
+        let id = super::resolve::build_id(&mut client, Some(asked)).await?;
         let detail = client
             .get_build(pb::GetBuildRequest { id: id.into() })
             .await
@@ -205,6 +207,7 @@ pub(crate) async fn run(admin: &AdminTarget, args: StatusArgs) -> Result<ExitSta
                 .map(|s| pb::BuildState::from(s).into())
                 .unwrap_or(0),
             limit: args.limit,
+            commit_prefix: String::new(),
         })
         .await
         .map_err(client::from_status)?

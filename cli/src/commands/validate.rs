@@ -1,4 +1,8 @@
-//! `ocelot validate [FILE]`: checks an ocelot.yml offline and shows every error.
+//! `ocelot validate [FILE] [--branch B]`: checks an ocelot.yml offline and shows every
+//! error; with `--branch`, which stages a build of that branch would run
+//! ([`branch_plan`]).
+
+mod branch_plan;
 
 use crate::args::ValidateArgs;
 use crate::client::CliError;
@@ -11,11 +15,16 @@ pub(crate) fn run(args: ValidateArgs) -> Result<ExitStatus, CliError> {
         .map_err(|e| CliError::new(ExitStatus::Usage, format!("cannot read {path}: {e}")))?;
     match ocelot_domain::pipeline::parse(&text) {
         Ok(pipeline) => {
+            let plan = args
+                .branch
+                .as_deref()
+                .map(|branch| branch_plan::plan(&pipeline, branch));
             if args.json {
-                println!(
-                    "{}",
-                    json!({"file": path, "valid": true, "pipeline": pipeline})
-                );
+                let mut value = json!({"file": path, "valid": true, "pipeline": pipeline});
+                if let Some(plan) = &plan {
+                    value["branch"] = json!(plan);
+                }
+                println!("{value}");
             } else {
                 let stages: Vec<&str> = pipeline.stages.iter().map(|s| s.name.as_str()).collect();
                 println!(
@@ -23,6 +32,9 @@ pub(crate) fn run(args: ValidateArgs) -> Result<ExitStatus, CliError> {
                     stages.len(),
                     stages.join(", ")
                 );
+                for line in plan.iter().flat_map(branch_plan::lines) {
+                    println!("{line}");
+                }
             }
             Ok(ExitStatus::Passed)
         }

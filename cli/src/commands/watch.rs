@@ -1,7 +1,9 @@
-//! `ocelot watch BUILD`: the whole log from line 1, live until the result. A stream that
-//! breaks (the admin restarted, the connection dropped) is resumed after the last event
-//! received, from this admin or another one, so no line is shown twice or skipped.
+//! `ocelot watch [BUILD]`: the whole log from line 1, live until the result (`BUILD`: an
+//! id, `latest` or a commit prefix, see `resolve`). A stream that breaks (the admin
+//! restarted, the connection dropped) is resumed after the last event received, from this
+//! admin or another one, so no line is shown twice or skipped.
 
+mod pending;
 mod resume;
 
 use crate::args::WatchArgs;
@@ -12,15 +14,17 @@ use ocelot_domain::events::{Position, run_line_count, run_slice};
 use ocelot_domain::ids::{Attempt, BuildId};
 use ocelot_proto::v1::BuildEvent;
 use ocelot_proto::v1::build_event::Kind;
+use pending::{Waiting, next_reason};
 use resume::{Broken, Resume, Seen, broken, gave_up, not_connected, reconnect_delays};
 use tokio::time::Instant;
 
 pub(crate) async fn run(admin: &AdminTarget, args: WatchArgs) -> Result<ExitStatus, CliError> {
-    let client = client::connect(admin).await?;
+    let mut client = client::connect(admin).await?;
+    let build_id = super::resolve::build_id(&mut client, args.build).await?;
     follow_attempt(
         admin,
         client,
-        args.build,
+        build_id,
         args.attempt.map_or(Attempt::NONE, Attempt::from),
         args.json,
         args.services,
@@ -77,7 +81,8 @@ pub(crate) async fn follow(
 }
 
 /// [`follow`] of one attempt (`0`: the build's current one). The bookkeeping (where to
-/// resume, what to retry, when to give up) is [`Resume`]'s; this loop does the I/O.
+/// resume, what to retry, when to give up) is [`Resume`]'s; this loop does the I/O. While
+/// the build is queued, people are told why it waits ([`pending`]).
 async fn follow_attempt(
     admin: &AdminTarget,
     client: client::Client,
@@ -92,6 +97,9 @@ async fn follow_attempt(
         renderer.only_stage(stage);
     }
     let mut resume = Resume::new(reconnect_delays);
+    // why a queued build waits: for people, about the build's current attempt
+    let mut waiting =
+        (!json && attempt == Attempt::NONE).then(|| Waiting::start(client.clone(), build_id));
     let mut client = Some(client);
     loop {
         let mut opened: Option<Instant> = None;
@@ -109,7 +117,14 @@ async fn follow_attempt(
                         opened = Some(Instant::now());
                         let mut stream = response.into_inner();
                         loop {
-                            match stream.message().await {
+                            let message = tokio::select! {
+                                message = stream.message() => message,
+                                reason = next_reason(&mut waiting) => {
+                                    renderer.waiting(&reason);
+                                    continue;
+                                }
+                            };
+                            match message {
                                 Ok(Some(event)) => {
                                     // a resumed stream starts after the last event shown;
                                     // never show a line twice

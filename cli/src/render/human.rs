@@ -1,11 +1,14 @@
 //! Human output: log lines on stdout as the build wrote them, less any escape sequence but
 //! colours ([`terminal`]: a build must not drive the watcher's terminal); on stderr a spinner per
 //! running stage (on a terminal), a line per finished stage and the result line. Colours only
-//! on a terminal and without `NO_COLOR`.
+//! on a terminal and without `NO_COLOR`. Before its log begins, why a queued build waits: a
+//! spinner whose line follows the reason on a terminal, else a line each time it changes.
+//! An image pull's progress lines move one bar when stdout and stderr are terminals.
 
 use super::IntegrityCheck;
+use super::pull_bar::{PullBar, pull_line};
 use super::service_lines::ServiceLines;
-use super::stage_view::{StageView, prefixed};
+use super::stage_view::{SETUP_STAGE, StageView, prefixed};
 use super::terminal;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use ocelot_domain::BuildState;
@@ -27,6 +30,16 @@ pub(crate) struct HumanRenderer {
     service_lines: ServiceLines,
     /// Which stages are shown, and whose lines carry their stage.
     view: StageView,
+    /// Whether stderr is a terminal (spinners; else plain lines).
+    terminal: bool,
+    /// Why the queued build waits, as last shown (`None`: not shown, or the log has begun).
+    waiting: Option<String>,
+    /// An event of the build's log was shown: the build left the queue.
+    log_begun: bool,
+    /// Whether pull progress is drawn as a bar (stdout and stderr are terminals).
+    pull_bars: bool,
+    /// The bar of an image pull under way.
+    pull: Option<PullBar>,
 }
 
 fn paint(color: bool, code: &str, text: &str) -> String {
@@ -43,10 +56,15 @@ fn seconds(ms: i64) -> String {
 
 impl HumanRenderer {
     pub(crate) fn new(services: bool) -> Self {
-        let color =
-            std::io::stderr().is_terminal() && std::env::var_os(env_vars::NO_COLOR).is_none();
+        let terminal = std::io::stderr().is_terminal();
+        let color = terminal && std::env::var_os(env_vars::NO_COLOR).is_none();
         HumanRenderer {
             color,
+            terminal,
+            waiting: None,
+            log_begun: false,
+            pull_bars: terminal && std::io::stdout().is_terminal(),
+            pull: None,
             spinner: None,
             integrity: IntegrityCheck::default(),
             attempts_seen: 0,
@@ -98,6 +116,72 @@ impl HumanRenderer {
 
     pub(crate) fn interrupted(&mut self) {
         self.stop_spinner();
+        self.end_pull();
+    }
+
+    /// Shows an image pull's progress line on the bar; `false` when `event` is not one (or
+    /// bars are not drawn, or `--stage` hides the set-up lines).
+    fn pull_progress(&mut self, event: &pb::BuildEvent) -> bool {
+        if !self.pull_bars {
+            return false;
+        }
+        let Some((progress, text)) = pull_line(event) else {
+            return false;
+        };
+        if !self.view.shows(SETUP_STAGE) {
+            return false;
+        }
+        let text = terminal::plain(text).into_owned();
+        match &mut self.pull {
+            Some(bar) => bar.update(&progress, text),
+            None => self.pull = Some(PullBar::start(&progress, text)),
+        }
+        true
+    }
+
+    /// The pull's bar goes; its last line stays in the log on screen.
+    fn end_pull(&mut self) {
+        if let Some(bar) = self.pull.take() {
+            let mut stdout = std::io::stdout().lock();
+            let _ = writeln!(stdout, "{}", bar.finish());
+            let _ = stdout.flush();
+        }
+    }
+
+    /// Why the queued build waits: on a terminal the line of a spinner, updated in place;
+    /// else a line on stderr each time the reason changes. Nothing once the log has begun.
+    pub(crate) fn waiting(&mut self, reason: &str) {
+        if self.log_begun || self.waiting.as_deref() == Some(reason) {
+            return;
+        }
+        let text = paint(
+            self.color,
+            "33",
+            &format!("queued: {}", terminal::plain(reason)),
+        );
+        if !self.terminal {
+            eprintln!("{text}");
+        } else if let Some(spinner) = &self.spinner {
+            spinner.set_message(text);
+        } else {
+            let spinner = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+            spinner.set_style(
+                ProgressStyle::with_template("{spinner} {msg} {elapsed}")
+                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+            );
+            spinner.set_message(text);
+            spinner.enable_steady_tick(Duration::from_millis(120));
+            self.spinner = Some(spinner);
+        }
+        self.waiting = Some(reason.to_string());
+    }
+
+    /// The build's log has begun: the waiting spinner (if any) goes.
+    fn log_begins(&mut self) {
+        self.log_begun = true;
+        if self.waiting.take().is_some() {
+            self.stop_spinner();
+        }
     }
 
     /// Prints a line or a run of lines on stdout.
@@ -131,11 +215,16 @@ impl HumanRenderer {
     }
 
     pub(crate) fn event(&mut self, event: &pb::BuildEvent) -> Option<BuildState> {
+        self.log_begins();
         self.integrity.observe(event);
         self.view.observe(event);
         if self.service_lines.hold(event) {
             return None;
         }
+        if self.pull_progress(event) {
+            return None;
+        }
+        self.end_pull();
         match event.kind.as_ref()? {
             Kind::AttemptStarted(started) => {
                 self.attempts_seen += 1;

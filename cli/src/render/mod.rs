@@ -4,6 +4,7 @@
 
 mod human;
 mod json;
+mod pull_bar;
 mod service_lines;
 mod stage_view;
 pub(crate) mod terminal;
@@ -44,6 +45,14 @@ impl Renderer {
         match self {
             Renderer::Human(renderer) => renderer.event(event),
             Renderer::Json(renderer) => renderer.event(event),
+        }
+    }
+
+    /// Why the build, still queued, waits (each time it is read; people see it when it
+    /// changes, scripts never).
+    pub(crate) fn waiting(&mut self, reason: &str) {
+        if let Renderer::Human(renderer) = self {
+            renderer.waiting(reason);
         }
     }
 

@@ -8,7 +8,7 @@ use ocelot_proto::v1 as pb;
 use pb::build_event::Kind;
 
 /// The pseudo-stage of the worker's own lines before the first stage and after the last.
-const SETUP_STAGE: &str = "setup";
+pub(super) const SETUP_STAGE: &str = "setup";
 
 #[derive(Debug, Default)]
 pub(crate) struct StageView {

@@ -1,13 +1,15 @@
 //! NATS JetStream: the job work-queue (one subject per routing tag, `jobs.<tag>`) and the log
 //! bus (one subject per build, `logs.<build id>`, replayable from its first event). Both
 //! streams are created at start-up, idempotently. The worker registry is a KV bucket with a
-//! TTL (`workers`).
+//! TTL (`workers`). Each keeps `--nats-replicas` copies ([`replicas`]).
 
 mod cancel;
+mod depth;
 mod jobs;
 mod log_bus;
 mod log_stream;
 mod options;
+mod replicas;
 mod workers;
 
 /// Resolves when JetStream stored a published event.
@@ -48,6 +50,18 @@ pub enum QueueError {
     NoRegistry,
     #[error("NATS JetStream set-up failed: {0}")]
     Setup(String),
+    #[error(
+        "stream {stream} keeps {had} replica(s) and --nats-replicas asks for {wanted}, but NATS refused the change: {message}. \
+         A stream can have as many replicas as the cluster has JetStream servers up (one server: 1; at most 5): \
+         set --nats-replicas (OCELOT_NATS_REPLICAS) to that, or bring the servers up and start the admin again \
+         (by hand: `nats stream edit {stream} --replicas {wanted}`)"
+    )]
+    Replicas {
+        stream: String,
+        had: usize,
+        wanted: usize,
+        message: String,
+    },
     #[error("publishing to NATS failed: {0}")]
     Publish(String),
     #[error("reading from NATS failed: {0}")]
@@ -61,8 +75,14 @@ pub enum QueueError {
 /// What a service sets up on the bus when it connects.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Setup {
-    /// The admin and workers: create the streams and the worker registry when missing.
+    /// The admin: creates the streams and the worker registry when missing, and brings
+    /// existing ones to its settings (`--nats-replicas`; a byte limit on an unbounded log
+    /// stream).
     Streams,
+    /// Workers: create the streams and the worker registry when missing, as the admin would;
+    /// an existing one that differs from the settings is left to the admin (a worker's NATS
+    /// user may not update streams), with a warning.
+    StreamsIfMissing,
     /// The hookhandler and pollers: nothing; they only publish jobs (their NATS users may
     /// not touch the streams), which fails while no admin or worker created the job stream.
     PublishOnly,
@@ -74,31 +94,41 @@ pub enum Setup {
 pub struct Bus {
     client: async_nats::Client,
     jetstream: jetstream::Context,
-    /// The worker registry's KV bucket, opened once at start-up ([`Setup::Streams`] only).
+    /// The worker registry's KV bucket, opened once at start-up (not for
+    /// [`Setup::PublishOnly`]).
     workers: Option<jetstream::kv::Store>,
+    /// Copies of each stream (`--nats-replicas`), also for a worker bucket made again.
+    replicas: usize,
 }
 
 impl Bus {
-    /// Connects as `nats` says and, for [`Setup::Streams`], creates the streams when
-    /// missing.
+    /// Connects as `nats` says (to any server of a comma-separated list) and, unless
+    /// [`Setup::PublishOnly`], creates the streams when missing.
     pub async fn connect(
         nats: &crate::settings::NatsArgs,
         setup: Setup,
     ) -> Result<Bus, QueueError> {
         let url = &nats.nats_url;
+        let replicas = usize::from(nats.nats_replicas.max(1));
         let client = options::connect_options(nats)?
-            .connect(url.as_str())
+            .connect(options::server_addrs(url)?)
             .await
             .map_err(|e| QueueError::Connect {
                 url: url.to_string(),
                 message: e.to_string(),
             })?;
         let jetstream = jetstream::new(client.clone());
-        let workers = match setup {
+        let updates = match setup {
             Setup::PublishOnly => None,
-            Setup::Streams => {
+            Setup::Streams => Some(replicas::Updates::Apply),
+            Setup::StreamsIfMissing => Some(replicas::Updates::LeaveToAdmin),
+        };
+        let workers = match updates {
+            None => None,
+            Some(updates) => {
                 // the first request may race the connection: wait for it within the timeout
-                let workers = tokio::time::timeout(Duration::from_secs(15), set_up(&jetstream))
+                let set_up = set_up(&jetstream, replicas, updates);
+                let workers = tokio::time::timeout(Duration::from_secs(15), set_up)
                     .await
                     .map_err(|_| QueueError::Connect {
                         url: url.to_string(),
@@ -112,6 +142,7 @@ impl Bus {
             client,
             jetstream,
             workers,
+            replicas,
         })
     }
 
@@ -126,19 +157,37 @@ impl Bus {
     }
 }
 
-/// Creates the streams and the worker bucket when missing; returns the bucket.
-async fn set_up(jetstream: &jetstream::Context) -> Result<jetstream::kv::Store, QueueError> {
-    jetstream
+/// Creates the streams and the worker bucket when missing, with `replicas` copies each,
+/// and brings existing ones to that count when `updates` says so; returns the bucket.
+async fn set_up(
+    jetstream: &jetstream::Context,
+    replicas: usize,
+    updates: replicas::Updates,
+) -> Result<jetstream::kv::Store, QueueError> {
+    let jobs = jetstream
         .get_or_create_stream(stream::Config {
             name: JOBS_STREAM.to_string(),
             subjects: vec!["jobs.>".to_string()],
             retention: stream::RetentionPolicy::WorkQueue,
             storage: stream::StorageType::File,
             duplicate_window: Duration::from_secs(120),
+            num_replicas: replicas,
             ..Default::default()
         })
         .await
-        .map_err(|e| QueueError::Setup(format!("stream {JOBS_STREAM}: {e}")))?;
-    log_stream::set_up(jetstream).await?;
-    workers::open_bucket(jetstream).await
+        .map_err(|e| {
+            QueueError::Setup(format!(
+                "stream {JOBS_STREAM}: {e}{}",
+                replicas::hint(replicas)
+            ))
+        })?;
+    replicas::reconcile(jetstream, &jobs.cached_info().config, replicas, updates).await?;
+    log_stream::set_up(jetstream, replicas, updates).await?;
+    let bucket = workers::open_bucket(jetstream, replicas).await?;
+    let registry = jetstream
+        .get_stream(workers::BUCKET_STREAM)
+        .await
+        .map_err(|e| QueueError::Setup(format!("stream {}: {e}", workers::BUCKET_STREAM)))?;
+    replicas::reconcile(jetstream, &registry.cached_info().config, replicas, updates).await?;
+    Ok(bucket)
 }

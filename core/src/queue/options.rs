@@ -1,7 +1,9 @@
 //! How a service introduces itself to NATS: its user and password (one user per service
 //! kind, each allowed only the subjects it needs: scripts/nats-auth.conf), TLS when a CA is
 //! given (a client certificate when the server verifies clients), and an inbox of its own
-//! (`_INBOX.<user>.>`), so a user may read only the replies meant for it.
+//! (`_INBOX.<user>.>`), so a user may read only the replies meant for it. `--nats-url` may
+//! name several servers of a cluster, comma-separated: the client starts with any of them
+//! and moves to another when its server goes away.
 
 use super::QueueError;
 use crate::settings::NatsArgs;
@@ -14,6 +16,31 @@ pub fn inbox_prefix(user: Option<&str>) -> String {
         Some(user) => format!("_INBOX.{user}"),
         None => "_INBOX".to_string(),
     }
+}
+
+/// The servers of `urls`, a comma-separated list (one URL is a list of one).
+pub(super) fn server_addrs(urls: &str) -> Result<Vec<async_nats::ServerAddr>, QueueError> {
+    let addrs = urls
+        .split(',')
+        .map(str::trim)
+        .filter(|url| !url.is_empty())
+        .map(|url| {
+            url.parse::<async_nats::ServerAddr>()
+                .map_err(|e| QueueError::Connect {
+                    url: url.to_string(),
+                    message: format!(
+                        "not a NATS URL ({e}); write nats://host:port, several comma-separated"
+                    ),
+                })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    if addrs.is_empty() {
+        return Err(QueueError::Connect {
+            url: urls.to_string(),
+            message: "no NATS URL given (--nats-url, OCELOT_NATS_URL)".to_string(),
+        });
+    }
+    Ok(addrs)
 }
 
 fn read_password(path: &Path) -> Result<String, QueueError> {
@@ -69,6 +96,25 @@ mod tests {
     fn each_user_has_an_inbox_of_its_own() {
         assert_eq!(inbox_prefix(Some("worker")), "_INBOX.worker");
         assert_eq!(inbox_prefix(None), "_INBOX");
+    }
+
+    #[test]
+    fn a_cluster_is_named_by_its_urls_comma_separated() {
+        let addrs = server_addrs("nats://a:4222, nats://b:4223,nats://c:4224").unwrap();
+        let hosts: Vec<(String, u16)> = addrs
+            .iter()
+            .map(|a| (a.host().to_string(), a.port()))
+            .collect();
+        assert_eq!(
+            hosts,
+            [("a".into(), 4222), ("b".into(), 4223), ("c".into(), 4224)]
+        );
+        assert_eq!(server_addrs("nats://127.0.0.1:4222").unwrap().len(), 1);
+        assert!(server_addrs(" , ").is_err());
+        let Err(error) = server_addrs("nats://a:4222,http://b:x") else {
+            panic!("a malformed URL was accepted");
+        };
+        assert!(error.to_string().contains("http://b:x"), "{error}");
     }
 
     #[test]

@@ -8,6 +8,8 @@ use futures::TryStreamExt;
 use std::time::Duration;
 
 pub const WORKERS_BUCKET: &str = "OCELOT_WORKERS";
+/// The stream that holds [`WORKERS_BUCKET`] (`KV_<bucket>`).
+pub(super) const BUCKET_STREAM: &str = "KV_OCELOT_WORKERS";
 /// How long a worker's entry outlives its last heartbeat.
 pub const WORKER_TTL: Duration = Duration::from_secs(30);
 /// How often a worker refreshes its entry.
@@ -48,9 +50,10 @@ fn key(worker_id: &str) -> String {
         .collect()
 }
 
-/// Opens the worker bucket, creating it when missing.
+/// Opens the worker bucket, creating it with `replicas` copies when missing.
 pub(super) async fn open_bucket(
     jetstream: &async_nats::jetstream::Context,
+    replicas: usize,
 ) -> Result<kv::Store, QueueError> {
     if let Ok(store) = jetstream.get_key_value(WORKERS_BUCKET).await {
         return Ok(store);
@@ -62,10 +65,16 @@ pub(super) async fn open_bucket(
             history: 1,
             max_age: WORKER_TTL,
             storage: async_nats::jetstream::stream::StorageType::Memory,
+            num_replicas: replicas,
             ..Default::default()
         })
         .await
-        .map_err(|e| QueueError::Setup(format!("bucket {WORKERS_BUCKET}: {e}")))
+        .map_err(|e| {
+            QueueError::Setup(format!(
+                "bucket {WORKERS_BUCKET}: {e}{}",
+                super::replicas::hint(replicas)
+            ))
+        })
 }
 
 impl Bus {
@@ -84,7 +93,7 @@ impl Bus {
         {
             return Ok(());
         }
-        open_bucket(&self.jetstream)
+        open_bucket(&self.jetstream, self.replicas)
             .await?
             .put(key(&info.id), value)
             .await
@@ -133,7 +142,12 @@ impl Bus {
 
 #[cfg(test)]
 mod tests {
-    use super::key;
+    use super::{BUCKET_STREAM, WORKERS_BUCKET, key};
+
+    #[test]
+    fn the_bucket_lives_in_its_kv_stream() {
+        assert_eq!(BUCKET_STREAM, format!("KV_{WORKERS_BUCKET}"));
+    }
 
     #[test]
     fn worker_ids_become_valid_keys() {

@@ -14,7 +14,7 @@ const SELECT_BUILD: &str = "SELECT b.id, b.repo_id, r.name AS repo_name, r.url A
      b.queued_at, b.started_at, b.finished_at, b.line_count, b.log_sha256, \
      b.previous_commit, b.pr_number, b.base_branch, b.git_tag, b.from_fork, \
      (b.from_fork AND NOT r.secrets_for_forks) AS withhold_secrets, b.cancel_requested_by, \
-     b.params_env, b.forced, b.selected_stage \
+     b.params_env, b.forced, b.selected_stage, b.trace_id \
      FROM builds b JOIN repos r ON r.id = b.repo_id";
 
 /// Reads a build on a connection (or transaction) the caller already holds: one connection
@@ -69,6 +69,7 @@ fn build_from_row(row: &Row) -> Result<Build, StoreError> {
             force: row.get("forced"),
             stage: row.get("selected_stage"),
         },
+        trace_id: row.get("trace_id"),
     })
 }
 
@@ -116,6 +117,8 @@ pub struct NewBuild {
     pub params: BuildParams,
     /// The targets of the file's `notify:`, told when the build ends.
     pub notify: Vec<ocelot_domain::notify::NotifyTarget>,
+    /// Follows the build through the services' logs ([`crate::trace`]).
+    pub trace_id: Option<String>,
 }
 
 /// A build insert: the new build, or the one that already had its dedupe key.
@@ -134,6 +137,9 @@ pub struct BuildFilter {
     pub limit: i64,
     /// Only builds of these repos (a token limited to some repos); `None`: any repo.
     pub repo_ids: Option<Vec<RepoId>>,
+    /// Only builds of commits starting with this (lower-case hex, checked by the caller);
+    /// `None`: any commit.
+    pub commit_prefix: Option<String>,
 }
 
 /// The result of a worker's claim on a build.
@@ -214,9 +220,9 @@ impl Store {
                 "INSERT INTO builds (repo_id, number, commit_sha, branch, trigger, state, tag,
                                      failure_reason, finished_at, previous_commit, pr_number,
                                      base_branch, git_tag, dedupe_key, from_fork,
-                                     params_env, forced, selected_stage, notify)
+                                     params_env, forced, selected_stage, notify, trace_id)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15,
-                         $16, $17, $18, $19)
+                         $16, $17, $18, $19, $20)
                  RETURNING id",
                 &[
                     &repo_id,
@@ -238,6 +244,7 @@ impl Store {
                     &new.params.force,
                     &new.params.stage,
                     &notify,
+                    &new.trace_id,
                 ],
             )
             .await?
@@ -284,6 +291,7 @@ impl Store {
         super::commit_status::enqueue_status(&transaction, id).await?;
         let build = build_with(&transaction, id).await?;
         transaction.commit().await?;
+        crate::metrics::build_finished(build.state, &build.trigger);
         Ok(Some(build))
     }
 
@@ -351,9 +359,17 @@ impl Store {
                        AND ($2::TEXT IS NULL OR b.branch = $2)
                        AND ($3::TEXT IS NULL OR b.state = $3)
                        AND ($5::BIGINT[] IS NULL OR b.repo_id = ANY($5))
+                       AND ($6::TEXT IS NULL OR starts_with(b.commit_sha, $6))
                      ORDER BY b.id DESC LIMIT $4"
                 ),
-                &[&repo_id, &filter.branch, &state, &limit, &repo_ids],
+                &[
+                    &repo_id,
+                    &filter.branch,
+                    &state,
+                    &limit,
+                    &repo_ids,
+                    &filter.commit_prefix,
+                ],
             )
             .await?;
         rows.iter().map(build_from_row).collect()
@@ -458,9 +474,11 @@ impl Store {
             super::commit_status::enqueue_status(&transaction, build_id).await?;
         }
         transaction.commit().await?;
-        done(ClaimOutcome::AttemptsExhausted(
-            build_with(&client, build_id).await?,
-        ))
+        let build = build_with(&client, build_id).await?;
+        if exhausted == 1 {
+            crate::metrics::build_finished(build.state, &build.trigger);
+        }
+        done(ClaimOutcome::AttemptsExhausted(build))
     }
 
     /// Records that `attempt` was handed back by a worker shutting down, so that it does not

@@ -35,7 +35,10 @@ impl From<deadpool_postgres::PoolError> for StoreError {
             // the server answered the connection attempt: a wrong password or a missing
             // database is not an outage
             deadpool_postgres::PoolError::Backend(error) => StoreError::from(error),
-            other => StoreError::Unavailable(other.to_string()),
+            other => {
+                crate::metrics::database_error(crate::metrics::DatabaseError::Unavailable);
+                StoreError::Unavailable(other.to_string())
+            }
         }
     }
 }
@@ -60,35 +63,48 @@ fn is_outage(state: &tokio_postgres::error::SqlState) -> bool {
         )
 }
 
+/// Every driver error becomes a store error here, once: counted by kind
+/// (`ocelot_database_errors_total`).
 impl From<tokio_postgres::Error> for StoreError {
     fn from(error: tokio_postgres::Error) -> Self {
-        let io_failure = std::error::Error::source(&error)
-            .is_some_and(|source| source.downcast_ref::<std::io::Error>().is_some());
-        if error.is_closed() || io_failure {
-            // with its causes: a refused TLS certificate says why
-            return StoreError::Unavailable(crate::error_chain::error_chain(&error));
-        }
-        if let Some(db_error) = error.as_db_error() {
-            if is_outage(db_error.code()) {
-                return StoreError::Unavailable(format!(
-                    "{}: {}",
-                    db_error.code().code(),
-                    db_error.message()
-                ));
-            }
-            if db_error.code() == &tokio_postgres::error::SqlState::UNIQUE_VIOLATION {
-                return StoreError::Conflict(
-                    db_error.detail().unwrap_or(db_error.message()).to_string(),
-                );
-            }
-            return StoreError::Query(format!(
+        let mapped = map_driver_error(&error);
+        use crate::metrics::{DatabaseError, database_error};
+        database_error(match &mapped {
+            StoreError::Unavailable(_) => DatabaseError::Unavailable,
+            StoreError::Conflict(_) => DatabaseError::Conflict,
+            _ => DatabaseError::Query,
+        });
+        mapped
+    }
+}
+
+fn map_driver_error(error: &tokio_postgres::Error) -> StoreError {
+    let io_failure = std::error::Error::source(error)
+        .is_some_and(|source| source.downcast_ref::<std::io::Error>().is_some());
+    if error.is_closed() || io_failure {
+        // with its causes: a refused TLS certificate says why
+        return StoreError::Unavailable(crate::error_chain::error_chain(error));
+    }
+    if let Some(db_error) = error.as_db_error() {
+        if is_outage(db_error.code()) {
+            return StoreError::Unavailable(format!(
                 "{}: {}",
                 db_error.code().code(),
                 db_error.message()
             ));
         }
-        StoreError::Query(format!("{error:#}"))
+        if db_error.code() == &tokio_postgres::error::SqlState::UNIQUE_VIOLATION {
+            return StoreError::Conflict(
+                db_error.detail().unwrap_or(db_error.message()).to_string(),
+            );
+        }
+        return StoreError::Query(format!(
+            "{}: {}",
+            db_error.code().code(),
+            db_error.message()
+        ));
     }
+    StoreError::Query(format!("{error:#}"))
 }
 
 /// How long one call may take before it counts as an outage (a half-open connection never

@@ -76,6 +76,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "repo_forge",
         include_str!("migrations/V19__repo_forge.sql"),
     ),
+    (
+        20,
+        "build_trace_id",
+        include_str!("migrations/V20__build_trace_id.sql"),
+    ),
 ];
 
 /// The migrations older than `version`, `(version, SQL)` in order: what a database of an

@@ -353,6 +353,7 @@ async fn services_reach_a_tls_only_nats_with_its_ca_and_nothing_else_does() {
             "default",
             &ocelot_core::model::Job {
                 build_id: BuildId::from(1),
+                trace_id: None,
             },
         )
         .await

@@ -58,20 +58,30 @@ const FILTERS: &[(&str, &str)] = &[
         r#""log_sha256":"[sha256]""#,
     ),
     (r"\b[0-9a-f]{40}\b", "[commit]"),
+    (r"\b[0-9a-f]{12}\b", "[commit-12]"),
     (r"\b[0-9a-f]{7}\b", "[short-commit]"),
+    // the waiting reason of a build that is queued for a moment (timing decides whether
+    // one is read before a worker takes it)
+    (r"(?m)^queued: .*\n", ""),
 ];
 
 /// Pins one CLI run (exit code, stdout, stderr) as snapshot `name`.
-fn pin(name: &str, output: &CliOutput) {
+pub(crate) fn pin(name: &str, output: &CliOutput) {
+    pin_with(name, output, &[]);
+}
+
+/// [`pin`], replacing what else varies (`extra`: patterns and what they are shown as),
+/// before [`FILTERS`].
+pub(crate) fn pin_with(name: &str, output: &CliOutput, extra: &[(&str, &str)]) {
     let mut settings = insta::Settings::clone_current();
-    for (pattern, replacement) in FILTERS {
+    for (pattern, replacement) in extra.iter().chain(FILTERS) {
         settings.add_filter(pattern, *replacement);
     }
     settings.bind(|| insta::assert_snapshot!(name, output.both()));
 }
 
 /// `ocelot ARGS`, with the exit code it must have.
-async fn run(cluster: &Cluster, args: &[&str], code: i32) -> CliOutput {
+pub(crate) async fn run(cluster: &Cluster, args: &[&str], code: i32) -> CliOutput {
     let output = cluster.ocelot(args).await.unwrap();
     assert_eq!(output.code, code, "ocelot {args:?}: {}", output.both());
     output

@@ -109,6 +109,7 @@ async fn pull_request_build(
             dedupe_key: None,
             params: Default::default(),
             notify: Vec::new(),
+            trace_id: None,
         })
         .await
         .unwrap();

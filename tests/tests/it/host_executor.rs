@@ -135,6 +135,7 @@ async fn pull_requests_never_run_on_the_host_even_when_the_repo_allows_it() {
                 dedupe_key: None,
                 params: Default::default(),
                 notify: Vec::new(),
+                trace_id: None,
             })
             .await
             .unwrap();

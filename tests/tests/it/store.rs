@@ -43,6 +43,7 @@ fn new_build(repo_id: RepoId) -> NewBuild {
         dedupe_key: None,
         params: Default::default(),
         notify: Vec::new(),
+        trace_id: None,
     }
 }
 

@@ -29,6 +29,9 @@ enum Expect {
     Filtered,
     /// Answered: the RPC is about no repo.
     Independent,
+    /// Answered (about no repo) with this on stdout: for a command that exits 0 even when
+    /// its call is refused (`ocelot version`).
+    Answers(&'static str),
 }
 
 /// One RPC: its name in the proto, the `ocelot` command that calls it about `other/app` (or
@@ -160,6 +163,12 @@ const CASES: &[Case] = &[
         args: &["workers", "--json"],
         input: None,
         expect: Expect::Independent,
+    },
+    Case {
+        rpc: "GetServerInfo",
+        args: &["version", "--json"],
+        input: None,
+        expect: Expect::Answers(r#""server":{"#),
     },
     Case {
         rpc: "AddCredential",
@@ -464,6 +473,15 @@ async fn a_token_limited_to_team_repos_sees_and_touches_nothing_else() {
             }
             Expect::Independent => {
                 assert_eq!(hidden.code, 0, "{}: {}", case.rpc, hidden.both());
+            }
+            Expect::Answers(text) => {
+                assert_eq!(hidden.code, 0, "{}: {}", case.rpc, hidden.both());
+                assert!(
+                    hidden.stdout.contains(text),
+                    "{}: {}",
+                    case.rpc,
+                    hidden.both()
+                );
             }
         }
     }

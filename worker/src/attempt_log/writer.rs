@@ -76,6 +76,26 @@ fn event_bytes(event: &BuildEvent) -> usize {
     }
 }
 
+/// Counts a batch's lines and their bytes (`ocelot_log_lines_total`, `ocelot_log_bytes_total`):
+/// once per batch, never per line.
+fn record_output(batch: &[BuildEvent]) {
+    let (mut lines, mut bytes) = (0u64, 0u64);
+    for event in batch {
+        match &event.kind {
+            EventKind::Lines { text, .. } => {
+                lines += ocelot_core::events::run_line_count(text);
+                bytes += text.len() as u64;
+            }
+            EventKind::Line { text, .. } => {
+                lines += 1;
+                bytes += text.len() as u64;
+            }
+            _ => {}
+        }
+    }
+    ocelot_core::metrics::log_output(lines, bytes);
+}
+
 /// Appends `next` to `last` when both are runs of one stage and stream that follow each
 /// other and the merged run stays small; gives `next` back otherwise.
 fn merge(last: &mut BuildEvent, next: BuildEvent) -> Option<BuildEvent> {
@@ -217,6 +237,7 @@ impl Writer {
             return;
         }
         let batch = std::mem::take(&mut self.batch);
+        record_output(&batch);
         self.publish(&batch).await;
         self.unstored_bytes += std::mem::take(&mut self.batch_bytes);
         self.unstored_since.get_or_insert_with(Instant::now);
@@ -233,6 +254,7 @@ impl Writer {
         match self.bus.publish_events(self.build_id, events).await {
             Ok(ack) => self.pending_acks.push(ack),
             Err(error) => {
+                ocelot_core::metrics::bus_error(ocelot_core::metrics::BusOperation::PublishLog);
                 tracing::warn!(build_id = self.build_id.get(), %error, "log events not published (Postgres keeps them)");
             }
         }

@@ -3,8 +3,10 @@
 //! environment) → [`stages`] in order, stopping at the first failure and honouring timeouts →
 //! result ([`AttemptLog::finish`]). The environment and the workspace are removed whatever
 //! happened. What the build is told and given is in [`messages`], as pure functions.
+//! [`local`] runs a checkout's build the same way with no server (`ocelot exec`).
 
 mod cancel;
+pub(crate) mod local;
 mod messages;
 mod prepare;
 mod schedule;
@@ -13,7 +15,7 @@ mod stages;
 
 use crate::attempt_log::{AttemptLog, Finished};
 use crate::cache::{self, CacheJob};
-use crate::context::WorkerContext;
+use crate::context::{Engine, WorkerContext};
 use crate::executor::Environment;
 use crate::file_secrets::FileSecrets;
 use ocelot_core::build_state::BuildState;
@@ -65,17 +67,19 @@ pub(crate) enum JobDisposition {
     HandBack,
 }
 
-/// Claims `build_id` and runs it to a final state.
+/// Claims `build_id` and runs it to a final state. `job_trace_id`: the trace id its job
+/// carried (the job's span has it), `None` for a job of an earlier release.
 pub(crate) async fn run_build(
     context: &WorkerContext,
     build_id: BuildId,
     redelivered: bool,
+    job_trace_id: Option<&str>,
 ) -> JobDisposition {
     let claim = context
         .store
         .claim(
             build_id,
-            &context.worker_id,
+            &context.engine.worker_id,
             context.max_attempts,
             redelivered,
         )
@@ -108,6 +112,19 @@ pub(crate) async fn run_build(
             return JobDisposition::Retry;
         }
     };
+    // a job of an earlier release carried no trace id: the job's span gets the row's
+    if job_trace_id.is_none()
+        && let Some(trace_id) = claimed.trace_id.as_deref()
+    {
+        tracing::Span::current().record("trace_id", tracing::field::display(trace_id));
+    }
+    // from queued to this claim (not for a take-over: that build ran before)
+    if superseded.is_none()
+        && let Some(started) = claimed.started_at
+        && let Ok(waited) = started.duration_since(claimed.queued_at)
+    {
+        ocelot_core::metrics::build_waited(&claimed.tag, waited);
+    }
     let span = tracing::info_span!(
         "build",
         build_id = build_id.get(),
@@ -124,13 +141,14 @@ async fn run_claimed(
     superseded: Option<Superseded>,
 ) -> JobDisposition {
     tracing::info!(repo = %build.repo_name, commit = %build.commit, "build claimed");
+    let _running = ocelot_core::metrics::build_running();
     let started = Instant::now();
     let mut log = AttemptLog::new(
         context.bus.clone(),
         context.store.clone(),
         build.id,
         build.attempt,
-        crate::log_limit::LogLimit::new(context.max_log_bytes, context.max_log_lines),
+        crate::log_limit::LogLimit::new(context.engine.max_log_bytes, context.engine.max_log_lines),
         context.store_outage_budget,
     );
     // watchers learn of a lost worker the moment its build is taken over
@@ -142,7 +160,7 @@ async fn run_claimed(
         tracing::warn!(lost_worker = %worker, lost_attempt = attempt.get(), "took over the build of a lost worker");
         log.system(
             SETUP_STAGE,
-            messages::worker_lost(worker, *attempt, build.attempt, &context.worker_id),
+            messages::worker_lost(worker, *attempt, build.attempt, &context.engine.worker_id),
         )
         .await;
     }
@@ -174,6 +192,8 @@ async fn run_claimed(
     match finished {
         Finished::Recorded => {
             tracing::info!(state = %verdict.state, duration_ms, "build finished");
+            ocelot_core::metrics::build_finished(verdict.state, &build.trigger);
+            ocelot_core::metrics::build_ran(verdict.state, started.elapsed());
             JobDisposition::Done
         }
         Finished::FencedOut => JobDisposition::Done,
@@ -194,11 +214,11 @@ async fn attempt(
     let cancel = context.hand_back.child_token();
     let _watcher = cancel::watch(context, build.id, cancel.clone()).await;
     // made while the commit is checked out; dropped (and removed) if the build cannot start
-    let network = prepare::start_network(context, build);
+    let network = prepare::start_network(&context.engine, build);
     let setup = match prepare::set_up(context, build, log).await {
         Ok(setup) => setup,
         Err(failure) => {
-            announce(context, build, log, Vec::new(), Vec::new()).await;
+            announce(&context.engine, build, log, Vec::new(), Vec::new()).await;
             return (fail(log, failure).await, None);
         }
     };
@@ -210,9 +230,19 @@ async fn attempt(
         commit,
     } = setup;
     let stage_names = pipeline.stages.iter().map(|s| s.name.clone()).collect();
-    announce(context, build, log, stage_names, stages::needs(&pipeline)).await;
-    log.system(SETUP_STAGE, messages::banner(build, &context.worker_id))
-        .await;
+    announce(
+        &context.engine,
+        build,
+        log,
+        stage_names,
+        stages::needs(&pipeline),
+    )
+    .await;
+    log.system(
+        SETUP_STAGE,
+        messages::banner(build, &context.engine.worker_id),
+    )
+    .await;
     let credentials = if build.withhold_secrets {
         log.system(
             SETUP_STAGE,
@@ -257,7 +287,7 @@ async fn attempt(
         Err(failure) => return (fail(log, failure).await, None),
     };
     let services_job = services::ServicesJob {
-        context,
+        engine: &context.engine,
         build,
         pipeline: &pipeline,
         credentials: &credentials,
@@ -308,16 +338,21 @@ async fn attempt(
         cancel,
         files,
     };
-    let outcome = stages::run_stages(
-        context,
+    let stages_job = stages::StagesJob {
+        engine: &context.engine,
+        artifacts: Some(stages::ArtifactTarget {
+            store: &context.store,
+            storage: &context.storage,
+            limits: context.artifact_limits,
+        }),
         build,
-        &pipeline,
-        &commit,
-        &inputs,
-        &environment,
-        log,
-    )
-    .await;
+        pipeline: &pipeline,
+        commit: &commit,
+    };
+    let outcome = match stages::run_stages(&stages_job, &inputs, &environment, log).await {
+        stages::StagesOutcome::Final(verdict) => Outcome::Final(verdict),
+        stages::StagesOutcome::Cancelled => stages::cancelled(context, build, log).await,
+    };
     // before the environment is read (caches) or removed
     let files_removed = match inputs.files.remove_all(&environment).await {
         Ok(_) => true,
@@ -357,14 +392,14 @@ async fn attempt(
 /// The attempt's first event: who runs it, and its stages (none when it cannot start) with
 /// what each needs (none when they run in order).
 async fn announce(
-    context: &WorkerContext,
+    engine: &Engine,
     build: &Build,
     log: &mut AttemptLog,
     stages: Vec<String>,
     needs: Vec<Vec<String>>,
 ) {
     log.emit(EventKind::AttemptStarted {
-        worker: context.worker_id.clone(),
+        worker: engine.worker_id.clone(),
         commit: build.commit.clone(),
         branch: build.branch.clone(),
         stages,
@@ -375,8 +410,13 @@ async fn announce(
 
 /// A build that cannot start: its lines, then `errored` with its reason.
 async fn fail(log: &mut AttemptLog, failure: SetupFailure) -> Outcome {
+    Outcome::Final(failed(log, failure).await)
+}
+
+/// [`fail`]'s verdict.
+async fn failed(log: &mut AttemptLog, failure: SetupFailure) -> Verdict {
     for line in failure.lines {
         log.system(SETUP_STAGE, line).await;
     }
-    Outcome::Final(Verdict::errored(failure.reason))
+    Verdict::errored(failure.reason)
 }

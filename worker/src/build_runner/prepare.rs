@@ -3,7 +3,7 @@
 
 use super::messages;
 use crate::attempt_log::AttemptLog;
-use crate::context::WorkerContext;
+use crate::context::{Engine, WorkerContext};
 use crate::executor::Environment;
 use crate::executor::ExecutorKind;
 use crate::executor::docker::network::PendingNetwork;
@@ -84,21 +84,7 @@ pub(super) async fn set_up(
     log.set_masker(masker.clone());
     let commit = check_out(context, build, &credentials, &workspace).await?;
     let pipeline = read_pipeline(context, build, &commit).await?;
-    super::stages::selection(build, &pipeline)
-        .map_err(|unknown| SetupFailure::new(unknown.to_string()))?;
-    let jobs = pipeline
-        .stages
-        .iter()
-        .filter(|s| s.matrix.is_some())
-        .count();
-    let max_jobs = usize::from(context.stage_settings.max_matrix_jobs);
-    if jobs > max_jobs {
-        return Err(SetupFailure::new(format!(
-            "ocelot.yml's matrix makes {jobs} jobs; worker {} runs at most {max_jobs} per build \
-             (--max-matrix-jobs): fewer axis values, or `exclude:` combinations",
-            context.worker_id
-        )));
-    }
+    check_pipeline(&context.engine, build, &pipeline)?;
     Ok(Setup {
         workspace,
         credentials,
@@ -106,6 +92,32 @@ pub(super) async fn set_up(
         pipeline,
         commit,
     })
+}
+
+/// What the engine checks of a valid `ocelot.yml` before anything runs: the stage asked
+/// for (`--stage`) is one of its stages, and its matrix makes no more jobs than the engine
+/// runs per build (`--max-matrix-jobs`).
+pub(super) fn check_pipeline(
+    engine: &Engine,
+    build: &Build,
+    pipeline: &Pipeline,
+) -> Result<(), SetupFailure> {
+    super::stages::selection(build, pipeline)
+        .map_err(|unknown| SetupFailure::new(unknown.to_string()))?;
+    let jobs = pipeline
+        .stages
+        .iter()
+        .filter(|s| s.matrix.is_some())
+        .count();
+    let max_jobs = usize::from(engine.stage_settings.max_matrix_jobs);
+    if jobs > max_jobs {
+        return Err(SetupFailure::new(format!(
+            "ocelot.yml's matrix makes {jobs} jobs; worker {} runs at most {max_jobs} per build \
+             (--max-matrix-jobs): fewer axis values, or `exclude:` combinations",
+            engine.worker_id
+        )));
+    }
+    Ok(())
 }
 
 async fn check_out(
@@ -182,24 +194,19 @@ async fn read_pipeline(
 /// On a Docker worker every build runs in a container: its network is made (after the
 /// containers of its earlier attempts on this host are gone) while the commit is checked
 /// out. `None` on a host worker, which learns only from `ocelot.yml` whether it needs one.
-pub(super) fn start_network(context: &WorkerContext, build: &Build) -> Option<PendingNetwork> {
-    if context.executor != ExecutorKind::Docker {
+pub(super) fn start_network(engine: &Engine, build: &Build) -> Option<PendingNetwork> {
+    if engine.executor != ExecutorKind::Docker {
         return None;
     }
-    let docker = context.docker.clone()?;
+    let docker = engine.docker.clone()?;
     // a warm container (with its own network) will likely serve the build
-    if context.warm.as_ref().is_some_and(|warm| warm.has_any()) {
+    if engine.warm.as_ref().is_some_and(|warm| warm.has_any()) {
         return None;
     }
-    let labels = container_labels(
-        build.id,
-        build.attempt,
-        &context.worker_id,
-        &context.instance,
-    );
+    let labels = container_labels(build.id, build.attempt, &engine.worker_id, &engine.instance);
     let sweep = {
         let docker = docker.clone();
-        let instance = context.instance.clone();
+        let instance = engine.instance.clone();
         let (build_id, attempt) = (build.id, build.attempt);
         async move {
             crate::sweeper::remove_earlier_attempts(&docker, &instance, build_id, attempt).await;
@@ -209,7 +216,7 @@ pub(super) fn start_network(context: &WorkerContext, build: &Build) -> Option<Pe
         docker,
         container_name(build.id, build.attempt),
         labels,
-        context.sandbox.host_access,
+        engine.sandbox.host_access,
         sweep,
     ))
 }
@@ -224,53 +231,16 @@ pub(super) async fn open_environment(
     workspace: &std::path::Path,
     network: Option<PendingNetwork>,
 ) -> Result<Environment, SetupFailure> {
-    match (&pipeline.image, context.executor) {
+    match (&pipeline.image, context.engine.executor) {
         (Some(image), _) => {
-            let Some(docker) = &context.docker else {
-                return Err(SetupFailure::new(format!(
-                    "ocelot.yml names the image `{image}` but worker {} has no Docker Engine",
-                    context.worker_id
-                )));
+            let container = ContainerJob {
+                build,
+                image,
+                pipeline,
+                registry_login,
+                workspace,
             };
-            // a lost attempt's container may still run its script on this Docker host: it
-            // goes before this attempt's starts, so two attempts never run at once here
-            // (an early network did so before it was made)
-            if network.is_none() {
-                crate::sweeper::remove_earlier_attempts(
-                    docker,
-                    &context.instance,
-                    build.id,
-                    build.attempt,
-                )
-                .await;
-            }
-            let (limits, clamped) = pipeline.resources.within(context.sandbox.limits);
-            for clamped in &clamped {
-                tracing::info!(build_id = build.id.get(), "{clamped}");
-            }
-            // the services' shares come out of the build's limits
-            let (limits, _) =
-                pipeline::share_limits(limits, &pipeline.services).map_err(SetupFailure::new)?;
-            let container = BuildContainer::start(
-                docker,
-                ContainerSpec {
-                    image,
-                    build_id: build.id,
-                    attempt: build.attempt,
-                    worker_id: &context.worker_id,
-                    instance: &context.instance,
-                    workspace,
-                    pull_timeout: context.pull_timeout,
-                    registry_login,
-                    sandbox: &context.sandbox,
-                    limits,
-                    network,
-                },
-                context.warm.as_deref(),
-            )
-            .await
-            .map_err(|e| SetupFailure::new(e.to_string()))?;
-            Ok(Environment::Container(Box::new(container)))
+            open_container(&context.engine, &container, network).await
         }
         (None, ExecutorKind::Host) => open_host(context, build, workspace).await,
         (None, ExecutorKind::Docker) => Err(SetupFailure::new(format!(
@@ -279,6 +249,68 @@ pub(super) async fn open_environment(
             build.tag
         ))),
     }
+}
+
+/// What a build's container is made from.
+pub(super) struct ContainerJob<'a> {
+    pub(super) build: &'a Build,
+    /// The pipeline's `image`.
+    pub(super) image: &'a str,
+    pub(super) pipeline: &'a Pipeline,
+    /// The login for the image's registry, if the build has one.
+    pub(super) registry_login: Option<&'a RegistryLogin>,
+    /// Copied into the container.
+    pub(super) workspace: &'a std::path::Path,
+}
+
+/// The build's container, from its image, within the engine's limits lowered by the
+/// pipeline's `resources`; `network`: the one [`start_network`] began, if any.
+pub(super) async fn open_container(
+    engine: &Engine,
+    job: &ContainerJob<'_>,
+    network: Option<PendingNetwork>,
+) -> Result<Environment, SetupFailure> {
+    let (build, image, pipeline) = (job.build, job.image, job.pipeline);
+    let Some(docker) = &engine.docker else {
+        return Err(SetupFailure::new(format!(
+            "ocelot.yml names the image `{image}` but worker {} has no Docker Engine",
+            engine.worker_id
+        )));
+    };
+    // a lost attempt's container may still run its script on this Docker host: it
+    // goes before this attempt's starts, so two attempts never run at once here
+    // (an early network did so before it was made)
+    if network.is_none() {
+        crate::sweeper::remove_earlier_attempts(docker, &engine.instance, build.id, build.attempt)
+            .await;
+    }
+    let (limits, clamped) = pipeline.resources.within(engine.sandbox.limits);
+    for clamped in &clamped {
+        tracing::info!(build_id = build.id.get(), "{clamped}");
+    }
+    // the services' shares come out of the build's limits
+    let (limits, _) =
+        pipeline::share_limits(limits, &pipeline.services).map_err(SetupFailure::new)?;
+    let container = BuildContainer::start(
+        docker,
+        ContainerSpec {
+            image,
+            build_id: build.id,
+            attempt: build.attempt,
+            worker_id: &engine.worker_id,
+            instance: &engine.instance,
+            workspace: job.workspace,
+            pull_timeout: engine.pull_timeout,
+            registry_login: job.registry_login,
+            sandbox: &engine.sandbox,
+            limits,
+            network,
+        },
+        engine.warm.as_deref(),
+    )
+    .await
+    .map_err(|e| SetupFailure::new(e.to_string()))?;
+    Ok(Environment::Container(Box::new(container)))
 }
 
 /// The host, for a build naming no image on a host worker: only for repos an admin opted in
@@ -294,7 +326,7 @@ async fn open_host(
              runs such builds directly on its host, where a pull request's unreviewed code \
              (from a fork or not) must not run; name an `image` in ocelot.yml so that the \
              build runs in a container",
-            context.worker_id
+            context.engine.worker_id
         )));
     }
     let allowed = context
@@ -314,19 +346,19 @@ async fn open_host(
              `ocelot repos set {repo} --allow-host true`, or name an `image` in ocelot.yml so \
              that the build runs in a container",
             repo = build.repo_name,
-            worker = context.worker_id
+            worker = context.engine.worker_id
         )));
     }
     let Some(users) = &context.host_users else {
         return Err(SetupFailure::new(format!(
             "worker {} has no build users (--host-build-uids)",
-            context.worker_id
+            context.engine.worker_id
         )));
     };
     let Some(user) = users.take() else {
         return Err(SetupFailure::new(format!(
             "every build uid of worker {} (--host-build-uids {}) is busy or still runs a process",
-            context.worker_id,
+            context.engine.worker_id,
             users.range()
         )));
     };

@@ -7,7 +7,7 @@
 use super::SETUP_STAGE;
 use super::prepare::SetupFailure;
 use crate::attempt_log::AttemptLog;
-use crate::context::WorkerContext;
+use crate::context::Engine;
 use crate::executor::Environment;
 use crate::executor::docker::ContainerSpec;
 use crate::executor::docker::services::{LOG_TAIL_LINES, ServiceStart};
@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 /// What starting a build's services needs besides its environment.
 pub(super) struct ServicesJob<'a> {
-    pub(super) context: &'a WorkerContext,
+    pub(super) engine: &'a Engine,
     pub(super) build: &'a Build,
     pub(super) pipeline: &'a Pipeline,
     pub(super) credentials: &'a BuildCredentials,
@@ -50,11 +50,11 @@ pub(super) async fn start(
                  this build runs on the host of worker {} (ocelot.yml names no image): name an \
                  `image` so that the build runs in a container",
                 names.join(", "),
-                job.context.worker_id
+                job.engine.worker_id
             )));
         }
     };
-    let (build_limits, _) = job.pipeline.resources.within(job.context.sandbox.limits);
+    let (build_limits, _) = job.pipeline.resources.within(job.engine.sandbox.limits);
     let (_, limits) = share_limits(build_limits, services).map_err(SetupFailure::new)?;
     let logins: Vec<_> = services
         .iter()
@@ -83,12 +83,12 @@ pub(super) async fn start(
         image: job.pipeline.image.as_deref().unwrap_or_default(),
         build_id: job.build.id,
         attempt: job.build.attempt,
-        worker_id: &job.context.worker_id,
-        instance: &job.context.instance,
+        worker_id: &job.engine.worker_id,
+        instance: &job.engine.instance,
         workspace: job.workspace,
-        pull_timeout: job.context.pull_timeout,
+        pull_timeout: job.engine.pull_timeout,
         registry_login: None,
-        sandbox: &job.context.sandbox,
+        sandbox: &job.engine.sandbox,
         limits: build_limits,
         network: None,
     };

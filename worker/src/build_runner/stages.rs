@@ -20,9 +20,9 @@
 use super::messages::{self, TimeLimit};
 use super::schedule::{Decision, Ended, Schedule};
 use super::{Outcome, SETUP_STAGE, Verdict};
-use crate::artifacts::{self, Budget, Collection};
+use crate::artifacts::{self, ArtifactLimits, Budget, Collection};
 use crate::attempt_log::AttemptLog;
-use crate::context::WorkerContext;
+use crate::context::{Engine, WorkerContext};
 use crate::executor::docker::{container_labels, container_name};
 use crate::executor::{Environment, ScriptOutcome, ScriptRun, shell_script};
 use crate::file_secrets::FileSecrets;
@@ -36,6 +36,8 @@ use ocelot_core::git::CommitInfo;
 use ocelot_core::model::Build;
 use ocelot_core::pipeline::{Pipeline, Stage, TriggerContext, UnknownStage};
 use ocelot_core::secrets::mask::Masker;
+use ocelot_core::storage::Storage;
+use ocelot_core::store::Store;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
@@ -63,6 +65,33 @@ pub(super) struct StageInputs {
     pub(super) masker: Masker,
     pub(super) cancel: CancellationToken,
     pub(super) files: FileSecrets,
+}
+
+/// Where the artifacts of a build's stages go: the worker's storage, recorded in Postgres.
+pub(super) struct ArtifactTarget<'a> {
+    pub(super) store: &'a Store,
+    pub(super) storage: &'a Storage,
+    pub(super) limits: ArtifactLimits,
+}
+
+/// The build whose stages run, and what runs them.
+pub(super) struct StagesJob<'a> {
+    pub(super) engine: &'a Engine,
+    /// Where artifacts go; `None` (`ocelot exec`): a stage's are not collected, a line says so.
+    pub(super) artifacts: Option<ArtifactTarget<'a>>,
+    pub(super) build: &'a Build,
+    pub(super) pipeline: &'a Pipeline,
+    pub(super) commit: &'a CommitInfo,
+}
+
+/// How a build's stages ended.
+#[derive(Debug)]
+pub(super) enum StagesOutcome {
+    /// Every stage ran (or was skipped), or the build stopped: its final state.
+    Final(Verdict),
+    /// The build's cancel signal stopped it (who asked decides what it means: see
+    /// [`cancelled`]).
+    Cancelled,
 }
 
 /// How one stage ended.
@@ -101,7 +130,8 @@ pub(super) fn selection(
 
 /// What the stages running at once share.
 struct Shared<'a> {
-    context: &'a WorkerContext,
+    engine: &'a Engine,
+    artifacts: Option<&'a ArtifactTarget<'a>>,
     build: &'a Build,
     pipeline: &'a Pipeline,
     inputs: &'a StageInputs,
@@ -121,14 +151,12 @@ struct Shared<'a> {
 }
 
 pub(super) async fn run_stages(
-    context: &WorkerContext,
-    build: &Build,
-    pipeline: &Pipeline,
-    commit: &CommitInfo,
+    job: &StagesJob<'_>,
     inputs: &StageInputs,
     environment: &Environment,
     log: &mut AttemptLog,
-) -> Outcome {
+) -> StagesOutcome {
+    let (engine, build, pipeline, commit) = (job.engine, job.build, job.pipeline, job.commit);
     let trigger_context = TriggerContext {
         branch: &build.branch,
         commit_messages: &commit.messages,
@@ -146,11 +174,12 @@ pub(super) async fn run_stages(
     let graph = pipeline.is_graph();
     // a host build's stages share one uid, whose processes end with each stage
     let at_once = match environment {
-        Environment::Container(_) => usize::from(context.stage_settings.max_parallel_stages),
+        Environment::Container(_) => usize::from(engine.stage_settings.max_parallel_stages),
         Environment::Host(_) => 1,
     };
     let shared = Shared {
-        context,
+        engine,
+        artifacts: job.artifacts.as_ref(),
         build,
         pipeline,
         inputs,
@@ -158,7 +187,9 @@ pub(super) async fn run_stages(
         build_deadline: pipeline.timeout.map(|timeout| Instant::now() + timeout),
         stop: inputs.cancel.child_token(),
         fenced_out: log.fence(),
-        budget: Mutex::new(Budget::new(&context.artifact_limits)),
+        budget: Mutex::new(Budget::new(
+            &job.artifacts.as_ref().map(|a| a.limits).unwrap_or_default(),
+        )),
         files_in_use: RwLock::new(()),
         writing_files: Mutex::new(()),
     };
@@ -283,11 +314,11 @@ pub(super) async fn run_stages(
     }
     logs.close(log).await;
     match stop.map(Ok).or(failure.map(Err)) {
-        Some(Ok(Stop::Cancelled)) => cancelled(context, build, log).await,
+        Some(Ok(Stop::Cancelled)) => StagesOutcome::Cancelled,
         Some(Ok(Stop::Now(verdict) | Stop::Failure(verdict))) | Some(Err(verdict)) => {
-            Outcome::Final(verdict)
+            StagesOutcome::Final(verdict)
         }
-        None => Outcome::Final(Verdict::new(BuildState::Passed, None)),
+        None => StagesOutcome::Final(Verdict::new(BuildState::Passed, None)),
     }
 }
 
@@ -295,7 +326,8 @@ fn stage_index(index: usize) -> u32 {
     u32::try_from(index).unwrap_or(u32::MAX)
 }
 
-/// The stage's `stage_finished` event.
+/// The stage's `stage_finished` event (and its log line and duration metric, for a stage
+/// that ran).
 async fn finished(
     log: &mut AttemptLog,
     index: usize,
@@ -304,6 +336,11 @@ async fn finished(
     exit_code: Option<i32>,
     duration_ms: i64,
 ) {
+    if state != StageState::Skipped {
+        tracing::info!(stage = %stage.name, %state, ?exit_code, duration_ms, "stage finished");
+        let took = std::time::Duration::from_millis(u64::try_from(duration_ms).unwrap_or(0));
+        ocelot_core::metrics::stage_ran(state, took);
+    }
     log.emit(EventKind::StageFinished {
         index: stage_index(index),
         name: stage.name.clone(),
@@ -352,13 +389,8 @@ async fn run_job(
     started: Instant,
     log: &mut StageLog,
 ) -> StageEnd {
-    let (build, context) = (shared.build, shared.context);
-    let labels = container_labels(
-        build.id,
-        build.attempt,
-        &context.worker_id,
-        &context.instance,
-    );
+    let (build, engine) = (shared.build, shared.engine);
+    let labels = container_labels(build.id, build.attempt, &engine.worker_id, &engine.instance);
     let name = container_name(build.id, build.attempt);
     let job = tokio::select! {
         job = shared.environment.start_job(&name, labels) => job,
@@ -445,6 +477,14 @@ async fn keep_artifacts(
     if !artifacts.when.applies(passed) || shared.fenced_out.load(Ordering::Relaxed) {
         return;
     }
+    let Some(target) = shared.artifacts else {
+        log.system(
+            &stage.name,
+            "artifacts: not collected: nowhere to keep them (ocelot exec keeps no artifacts)",
+        )
+        .await;
+        return;
+    };
     let (files, environment) = (place.files, place.environment);
     let mut budget = shared.budget.lock().await;
     // held while collecting: no stage writes the files again meanwhile (a job's own
@@ -462,15 +502,14 @@ async fn keep_artifacts(
         return;
     }
     let secret_paths = files.workspace_paths(environment);
-    let context = shared.context;
     let job = Collection {
-        store: &context.store,
-        storage: &context.storage,
+        store: target.store,
+        storage: target.storage,
         build_id: shared.build.id,
         attempt: shared.build.attempt,
         stage: &stage.name,
         artifacts,
-        default_expiry: context.artifact_limits.expire_in,
+        default_expiry: target.limits.expire_in,
         skipped: &secret_paths,
     };
     let stopped = tokio::select! {
@@ -572,7 +611,11 @@ async fn run_script(
 
 /// A cancelled build, with a line saying who cancelled it; or, when the worker's shutdown
 /// stopped it, a hand-back.
-async fn cancelled(context: &WorkerContext, build: &Build, log: &mut AttemptLog) -> Outcome {
+pub(super) async fn cancelled(
+    context: &WorkerContext,
+    build: &Build,
+    log: &mut AttemptLog,
+) -> Outcome {
     let requested_by = context
         .store
         .get_build(build.id)
@@ -584,7 +627,7 @@ async fn cancelled(context: &WorkerContext, build: &Build, log: &mut AttemptLog)
             SETUP_STAGE,
             format!(
                 "worker {} is shutting down: build stopped and handed back to the queue (another worker runs it)",
-                context.worker_id
+                context.engine.worker_id
             ),
         )
         .await;
