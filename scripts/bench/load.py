@@ -34,7 +34,7 @@ class Sampler:
 
     def now(self):
         values = {}
-        for name, pid in self.services.items():
+        for name, pid in list(self.services.items()):  # workers come and go (scaling, idle)
             try:
                 values[name] = rss_kib(pid)[0]
             except OSError:

@@ -148,12 +148,33 @@ class Stack:
         self.wait_workers()
         self.check_alive()
 
-    def start_worker(self, name, worker_id):
+    def start_worker(self, name, worker_id, concurrency=None, database_url=None):
+        """DATABASE_URL: the stack's database under another URL (e.g. with its own
+        `application_name`, so that pg_stat_activity tells this worker apart)."""
         self.worker_ids[name] = worker_id
         self.all_worker_ids.append(worker_id)
-        self._start(name, [self.bin("ocelot-worker"), "--concurrency", str(self.concurrency)], service=True,
-                    env=dict(self.worker_env, OCELOT_WORKER_ID=worker_id,
-                             OCELOT_CACHE_DIR=os.path.join(self.dir, f"{name}-cache")))
+        env = dict(self.worker_env, OCELOT_WORKER_ID=worker_id,
+                   OCELOT_CACHE_DIR=os.path.join(self.dir, f"{name}-cache"))
+        if database_url:
+            env["OCELOT_DATABASE_URL"] = database_url
+        self._start(name, [self.bin("ocelot-worker"), "--concurrency", str(concurrency or self.concurrency)],
+                    service=True, env=env)
+
+    def stop_worker(self, name, timeout=60.0):
+        """SIGTERM, as an operator would; waits for it to exit (its builds handed back)."""
+        for index, (process_name, process) in enumerate(self.processes):
+            if process_name == name and process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+                try:
+                    process.wait(timeout=timeout)
+                except subprocess.TimeoutExpired:
+                    os.killpg(process.pid, signal.SIGKILL)
+                    process.wait()
+                del self.processes[index]
+                del self.services[name]
+                del self.worker_ids[name]
+                return
+        raise RuntimeError(f"no running {name}")
 
     def kill_worker(self, name):
         """SIGKILL, as a crash would: its containers stay behind (removed by close())."""

@@ -8,6 +8,7 @@
 //!   start it again).
 //! - [`git`]: `GitServer` (`git daemon`) and repositories with commits.
 //! - [`git_http`]: `PrivateHttpGit`, `git http-backend` behind HTTP Basic authentication.
+//! - [`haproxy`]: `HaProxy`, HAProxy in front of admins (gRPC health checks, stats socket).
 //! - [`registry`]: `PrivateRegistry`, a registry API v2 behind Basic auth serving a local image.
 //! - [`sshd`]: `SshGitServer`, `sshd` on a loopback port running `git-shell` for one key.
 //! - [`tls`]: a throwaway CA and a certificate for 127.0.0.1 (the admin over TLS).
@@ -23,6 +24,7 @@ pub mod browser;
 pub mod cluster;
 pub mod git;
 pub mod git_http;
+pub mod haproxy;
 pub mod http;
 pub mod nats;
 pub mod nats_cluster;

@@ -62,7 +62,7 @@ impl ClusterNode {
         let url = format!("http://127.0.0.1:{}/jsz?{query}", self.monitor_port);
         let response = crate::http::get(&url).await?;
         anyhow::ensure!(response.status == 200, "{url}: {}", response.status);
-        Ok(serde_json::from_str(&response.body).with_context(|| format!("{url}: not JSON"))?)
+        serde_json::from_str(&response.body).with_context(|| format!("{url}: not JSON"))
     }
 
     /// The JetStream meta leader this node knows of, if any.

@@ -39,6 +39,15 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use std::str::FromStr;
 use std::time::Duration;
 
+/// The pool size of a service that is not told one (`--database-pool-size`).
+pub const DEFAULT_POOL_SIZE: u16 = 16;
+
+/// This program's file name (`ocelot-admin`, `ocelot-worker`, …), as Postgres shows it.
+fn program_name() -> Option<String> {
+    let exe = std::env::current_exe().ok()?;
+    Some(exe.file_name()?.to_str()?.to_owned())
+}
+
 /// Handle to the Postgres store; cheap to clone (the pool is shared).
 #[derive(Clone, Debug)]
 pub struct Store {
@@ -57,11 +66,27 @@ impl Store {
         url: &str,
         ca_file: Option<&std::path::Path>,
     ) -> Result<Store, StoreError> {
+        Store::connect_with_pool(url, ca_file, usize::from(DEFAULT_POOL_SIZE)).await
+    }
+
+    /// [`Store::connect_with_ca`] with a pool of at most `pool_size` connections. Unless the
+    /// URL names an `application_name`, the connections carry this program's file name
+    /// (`ocelot-worker`, …), so that `pg_stat_activity` tells the services apart.
+    pub async fn connect_with_pool(
+        url: &str,
+        ca_file: Option<&std::path::Path>,
+        pool_size: usize,
+    ) -> Result<Store, StoreError> {
         let (url, ssl_mode) = tls::split_mode(url)?;
         let mut config = tokio_postgres::Config::from_str(&url)
             .map_err(|e| StoreError::Config(format!("invalid database URL: {e}")))?;
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(Duration::from_secs(10));
+        }
+        if config.get_application_name().is_none()
+            && let Some(name) = program_name()
+        {
+            config.application_name(&name);
         }
         config.ssl_mode(match ssl_mode {
             None | Some(tls::SslMode::Disable) => tokio_postgres::config::SslMode::Disable,
@@ -76,7 +101,7 @@ impl Store {
             None => Manager::from_config(config, tokio_postgres::NoTls, manager_config),
         };
         let pool = Pool::builder(manager)
-            .max_size(16)
+            .max_size(pool_size.max(1))
             .wait_timeout(Some(Duration::from_secs(30)))
             .create_timeout(Some(Duration::from_secs(10)))
             .runtime(deadpool_postgres::Runtime::Tokio1)

@@ -26,6 +26,7 @@ async fn the_store_connects_over_verified_tls_and_refuses_what_it_cannot_verify(
     let args = DatabaseArgs {
         database_url: format!("{plain_url}?sslmode=verify-full"),
         database_ca_file: Some(certificates.ca.clone()),
+        ..DatabaseArgs::new("")
     };
     let store = args.connect().await.unwrap();
     store.ping().await.unwrap();

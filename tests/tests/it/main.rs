@@ -21,6 +21,7 @@ mod errors;
 mod exec;
 mod file_credentials;
 mod graph;
+mod haproxy;
 mod harness;
 mod health;
 mod host_executor;
