@@ -28,10 +28,7 @@ pub(crate) fn router(state: AppState) -> axum::Router {
         .route("/app.js", get(page::script))
         .route("/app.css", get(page::style))
         .route("/healthz", get(|| async { "ok\n" }))
-        .route(
-            ocelot_core::metrics::PATH,
-            ocelot_core::metrics::route(),
-        )
+        .route(ocelot_core::metrics::PATH, ocelot_core::metrics::route())
         .route("/api/login", post(session::login))
         .route("/api/logout", post(session::logout))
         .route("/api/me", get(session::me))
