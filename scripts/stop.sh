@@ -31,7 +31,7 @@ stop() {
   pid=$(cat "$pid_file")
   rm -f "$pid_file"
   case $pid in '' | *[!0-9]*) return 0 ;; esac
-  tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q -- "$program" || return 0
+  { tr '\0' ' ' <"/proc/$pid/cmdline"; } 2>/dev/null | grep -q -- "$program" || return 0
   kill "$pid" 2>/dev/null && stopping+=("$name:$pid")
 }
 # waits up to 60 s for every process signalled so far to exit
