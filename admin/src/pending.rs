@@ -6,8 +6,14 @@ use ocelot_core::queue::WorkerInfo;
 
 /// The reason shown for a queued build routed to `tag`.
 pub(crate) async fn reason(state: &AppState, tag: &str) -> String {
-    match state.bus.list_workers().await {
-        Ok(workers) => explain(&workers, tag),
+    reasons(state).await(tag)
+}
+
+/// The reasons for queued builds of any tag, from one look at the worker registry.
+pub(crate) async fn reasons(state: &AppState) -> impl Fn(&str) -> String {
+    let workers = state.bus.list_workers().await;
+    move |tag| match &workers {
+        Ok(workers) => explain(workers, tag),
         Err(error) => format!("the queue is unreachable: {error}"),
     }
 }

@@ -128,7 +128,7 @@ pub(crate) async fn all_containers(
 }
 
 /// Removes a container, running or not, with its anonymous volumes.
-async fn force_remove(docker: &Docker, id: &str) -> Result<(), bollard::errors::Error> {
+pub(crate) async fn force_remove(docker: &Docker, id: &str) -> Result<(), bollard::errors::Error> {
     let options = RemoveContainerOptionsBuilder::new()
         .force(true)
         .v(true)

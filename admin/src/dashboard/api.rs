@@ -12,7 +12,6 @@ use axum::http::StatusCode;
 use ocelot_core::ids::{BuildId, Seq};
 use ocelot_proto::v1 as pb;
 use serde_json::{Value, json};
-use std::collections::HashMap;
 
 /// How many builds a list shows at most.
 const MAX_BUILDS: u32 = 200;
@@ -67,17 +66,22 @@ pub(super) async fn builds(
         .await?
         .into_inner()
         .builds;
-    // one look at the worker registry per tag that has queued builds
-    let mut reasons: HashMap<String, String> = HashMap::new();
+    // one look at the worker registry, when some build waits
+    let any_queued = listed
+        .iter()
+        .any(|build| build.state == i32::from(pb::BuildState::Queued));
+    let reason = if any_queued {
+        Some(crate::pending::reasons(&state).await)
+    } else {
+        None
+    };
     let mut rows = Vec::with_capacity(listed.len());
     for build in &listed {
         let mut row = json::build(build);
-        if build.state == i32::from(pb::BuildState::Queued) {
-            if !reasons.contains_key(&build.tag) {
-                let reason = crate::pending::reason(&state, &build.tag).await;
-                reasons.insert(build.tag.clone(), reason);
-            }
-            row["pending_reason"] = json!(reasons.get(&build.tag));
+        if let Some(reason) = &reason
+            && build.state == i32::from(pb::BuildState::Queued)
+        {
+            row["pending_reason"] = json!(reason(&build.tag));
         }
         rows.push(row);
     }

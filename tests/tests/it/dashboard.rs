@@ -127,6 +127,7 @@ async fn the_dashboard_shows_a_running_build_live_in_a_browser() {
         .unwrap()
         .as_u64()
         .unwrap();
+    assert_eq!(running, "running", "the page's state while the build runs");
     let stored = cluster.store.get_build(build_id.into()).await.unwrap();
     assert!(
         !stored.state.is_final() && lines_now < 8,

@@ -354,8 +354,13 @@ async fn exec_prints_and_exits_as_a_server_build_and_leaves_nothing_behind() {
     .await
     .unwrap();
     assert!(waiting, "the stage never printed its line");
-    let (running, _) = left_by_exec(&docker).await;
+    let (running, networks) = left_by_exec(&docker).await;
     assert_eq!(running.len(), 1, "the build's container runs: {running:?}");
+    assert_eq!(
+        networks.len(),
+        1,
+        "the build's network exists: {networks:?}"
+    );
     let pid = rustix::process::Pid::from_raw(i32::try_from(child.id().unwrap()).unwrap()).unwrap();
     rustix::process::kill_process(pid, rustix::process::Signal::INT).unwrap();
     let output = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())

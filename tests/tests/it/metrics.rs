@@ -620,13 +620,23 @@ async fn prometheus_scrapes_every_service_and_a_trace_id_follows_each_build() {
     assert_ne!(pushed_trace, manual_trace);
     wait_traced(service("admin"), &manual_trace, &["build created"]).await;
     wait_traced(service("worker"), &manual_trace, &worker_steps).await;
-    // one build's trace id is on its own lines only
-    assert!(
-        traced_lines(service("worker"), &pushed_trace)
-            .iter()
-            .all(|line| !line.contains(&manual_trace)),
-        "the traces mix"
-    );
+    // one build's trace id is on its own build's lines only, never on the other's
+    let names_build = |line: &str, id: &str| {
+        line.contains(&format!("build_id={id}}}")) || line.contains(&format!("build_id={id} "))
+    };
+    for (trace_id, own, other) in [
+        (&pushed_trace, pushed.id.to_string(), manual.id.to_string()),
+        (&manual_trace, manual.id.to_string(), pushed.id.to_string()),
+    ] {
+        let lines = traced_lines(service("worker"), trace_id);
+        assert!(
+            lines
+                .iter()
+                .all(|line| names_build(line, &own) && !names_build(line, &other)),
+            "the traces mix (trace {trace_id} of build {own}):\n{}",
+            lines.join("\n")
+        );
+    }
 
     // Prometheus: readiness first, then every expectation
     wait_until(

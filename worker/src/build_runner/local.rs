@@ -21,7 +21,7 @@ use crate::file_secrets::FileSecrets;
 use crate::log_limit::LogLimit;
 use crate::stage_settings::StageSettings;
 use bollard::Docker;
-use bollard::query_parameters::{ListNetworksOptionsBuilder, RemoveContainerOptionsBuilder};
+use bollard::query_parameters::ListNetworksOptionsBuilder;
 use ocelot_core::BuildState;
 use ocelot_core::build_params::BuildParams;
 use ocelot_core::events::BuildEvent;
@@ -194,11 +194,7 @@ impl LocalRunner {
         match crate::sweeper::all_containers(&self.docker, &filters).await {
             Ok(containers) => {
                 for id in containers.into_iter().filter_map(|c| c.id) {
-                    let options = RemoveContainerOptionsBuilder::new()
-                        .force(true)
-                        .v(true)
-                        .build();
-                    if let Err(error) = self.docker.remove_container(&id, Some(options)).await {
+                    if let Err(error) = crate::sweeper::force_remove(&self.docker, &id).await {
                         tracing::warn!(container = %id, %error, "cannot remove a build container");
                     }
                 }

@@ -187,7 +187,6 @@ function buildPage(id) {
   const status = el("p", { class: "muted", id: "live-status" });
   show(title, facts, waiting, el("h2", { text: "Stages" }), stages, el("h2", { text: "Log" }), log, more, status);
 
-  let attempt = null;
   let last = { attempt: 0, seq: 0 };
   let source = null;
   let finished = false;
@@ -225,10 +224,10 @@ function buildPage(id) {
 
   const append = (event) => {
     if (!newer(event)) return;
-    if (attempt !== null && event.attempt > attempt) {
+    // a later attempt replaces what an earlier one printed (attempt 0: nothing printed yet)
+    if (last.attempt > 0 && event.attempt > last.attempt) {
       log.replaceChildren(el("div", { class: "marker", text: "— attempt " + event.attempt + " (the earlier attempt was handed back or lost) —" }));
     }
-    attempt = event.attempt;
     last = { attempt: event.attempt, seq: event.last_seq };
     switch (event.kind) {
       case "lines":
@@ -277,7 +276,7 @@ function buildPage(id) {
     more.hidden = true;
     try {
       const page = await api("api/builds/" + id + "/log?after=" + last.seq);
-      if (last.seq === 0) { attempt = page.attempt; last.attempt = page.attempt; }
+      if (last.seq === 0) last.attempt = page.attempt;
       for (const event of page.events) append(event);
       if (page.more) { more.hidden = false; return; }
       follow();
@@ -292,7 +291,6 @@ function buildPage(id) {
     const b = await refreshDetail();
     if (!b) return;
     last = { attempt: b.attempt, seq: 0 };
-    attempt = b.attempt;
     await nextPage();
   })();
   const timer = setInterval(() => { if (!finished) refreshDetail(); }, 2000);
