@@ -23,6 +23,10 @@ use ocelot_tests::cluster::bin_dir;
 use ocelot_tests::git::GitServer;
 use ocelot_tests::nats::{NatsServer, NatsUser};
 use ocelot_tests::nats_cluster::{ClusterNode, NatsCluster};
+
+/// One 3-node cluster at a time: two electing at once on 2 cores (and racing for the free
+/// ports they picked) could miss the meta-leader wait.
+static ONE_CLUSTER_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 use ocelot_tests::postgres::TestDatabase;
 use ocelot_tests::services::ServiceProcess;
 use ocelot_tests::{free_port, wait_until};
@@ -345,6 +349,7 @@ async fn check_watcher(store: &Store, watcher: Watcher, build: &Build) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn builds_survive_the_death_of_the_node_leading_the_job_stream() {
+    let _cluster_turn = ONE_CLUSTER_AT_A_TIME.lock().await;
     let began = Instant::now();
     let mut nats = NatsCluster::start(3).await.unwrap();
     let services = Services::start(&nats).await;
@@ -565,6 +570,7 @@ async fn builds_survive_the_death_of_the_node_leading_the_job_stream() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_admin_changes_the_replicas_of_existing_streams() {
+    let _cluster_turn = ONE_CLUSTER_AT_A_TIME.lock().await;
     let nats = NatsCluster::start(3).await.unwrap();
     // streams of an installation that ran with one replica
     let single = nats.args(NatsUser::Admin).with_replicas(1);
